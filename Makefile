@@ -1,0 +1,46 @@
+# The two commands: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DB     ?= sqlite:///var/preau.db
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Stamps: reinstall when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $@ $(VENV)/.installed
+
+## demo: install, build the demo school (30 classes x 28 students), serve http://127.0.0.1:8000
+demo: $(VENV)/.installed
+	@mkdir -p var
+	$(BIN)/preau demo-school --classes 30 --students 28 --seed 1 > var/demo-school.json
+	PREAU_DATABASE_URL=$(DB) $(BIN)/preau directory import var/demo-school.json
+	PREAU_DATABASE_URL=$(DB) $(BIN)/preau serve --demo
+
+## test: install the test extras, run ruff, mypy and the whole suite
+test: $(VENV)/.installed-test lint typecheck unit
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check server tests bench
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+unit: $(VENV)/.installed-test
+	$(BIN)/pytest -q
+
+## bench: run the benchmarks and rewrite bench/RESULTS.md
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench.gatekeeper
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis test-artifacts

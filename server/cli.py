@@ -1,0 +1,228 @@
+"""The ``preau`` command: serve, import a directory, make a demo school, issue tokens.
+
+Every subcommand reads the same :class:`~server.config.Config` from the
+environment; flags override it. Failures print one ``preau: error: …`` line
+(or the list of problems of a rejected directory) and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+from .clock import system_clock
+from .config import Config
+from .errors import ConfigurationError, DirectoryError, PreauError
+from .model import SchoolId, UserId
+from .store import Store, open_store, sqlite_path
+from .tokens import issue_token
+
+__all__ = ["MASS_REMOVAL_MIN", "main"]
+
+MASS_REMOVAL_MIN = 10  # below this many removals, a small school's file is trusted as is
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        config = _config(args)
+        _make_parent_dir(config)
+        result: int = args.run(args, config)
+        return result
+    except DirectoryError as exc:
+        print(f"preau: error: {exc}", file=sys.stderr)
+        return 1
+    except (PreauError, OSError) as exc:
+        print(f"preau: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigurationError) else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="preau", description="Préau: real-time discussions for schools."
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="serve the HTTP and WebSocket API")
+    _database_flag(serve)
+    serve.add_argument("--host", help="bind address (PREAU_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="bind port (PREAU_PORT, default 8000)")
+    serve.add_argument("--demo", action="store_true",
+                       help="demo mode: generate a JWT secret if none is configured")
+    serve.set_defaults(run=_serve)
+
+    directory = sub.add_parser("directory", help="manage a school's directory")
+    dsub = directory.add_subparsers(required=True, metavar="ACTION")
+    imp = dsub.add_parser("import", help="create or update a school from a JSON file")
+    imp.add_argument("file", type=Path, help="directory file (format: docs/directory.md)")
+    imp.add_argument("--allow-mass-removal", action="store_true",
+                     help="accept a file that deactivates more than half of the school's users")
+    _database_flag(imp)
+    imp.set_defaults(run=_import)
+
+    demo = sub.add_parser("demo-school", help="print a generated demo school as JSON")
+    demo.add_argument("--classes", type=_positive, default=30)
+    demo.add_argument("--students", type=_positive, default=28, help="students per class")
+    demo.add_argument("--seed", type=int, default=1)
+    demo.add_argument("--school-id", default="demo")
+    demo.set_defaults(run=_demo_school)
+
+    token = sub.add_parser("token", help="print a signed token for a user (development)")
+    token.add_argument("user_id")
+    token.add_argument("--school", help="school id (default: the only school)")
+    token.add_argument("--ttl", type=_positive, help="lifetime in seconds (default 12 h)")
+    _database_flag(token)
+    token.set_defaults(run=_token)
+
+    migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
+    _database_flag(migrate)
+    migrate.set_defaults(run=_migrate)
+    return parser
+
+
+def _database_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database", metavar="URL",
+                   help="database URL (PREAU_DATABASE_URL, default sqlite:///var/preau.db)")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {value}")
+    return value
+
+
+def _config(args: argparse.Namespace) -> Config:
+    config = Config.from_env()
+    overrides: dict[str, object] = {}
+    if getattr(args, "database", None):
+        overrides["database_url"] = args.database
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    if getattr(args, "port", None) is not None:
+        overrides["port"] = args.port
+    if getattr(args, "demo", False):
+        overrides["demo"] = True
+    return replace(config, **overrides)  # type: ignore[arg-type]
+
+
+def _make_parent_dir(config: Config) -> None:
+    """Create the folder of a SQLite file (``var/`` by default) so that first use works."""
+    path = sqlite_path(config.database_url)
+    if path not in (None, ":memory:"):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
+async def _open(config: Config) -> Store:
+    return await open_store(config.database_url)
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def _serve(args: argparse.Namespace, config: Config) -> int:
+    import uvicorn
+
+    from .web import create_app
+
+    config.check()
+    _make_parent_dir(config)
+    app = create_app(config)
+    print(f"Préau serving on http://{config.host}:{config.port} "
+          f"(database {config.database_url}{', demo mode' if config.demo else ''})",
+          file=sys.stderr)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="info",
+                ws="websockets-sansio", lifespan="on")
+    return 0
+
+
+def _import(args: argparse.Namespace, config: Config) -> int:
+    from .directory import load_directory
+
+    directory = load_directory(args.file)
+
+    async def run() -> int:
+        store = await _open(config)
+        try:
+            if directory.school.id in await store.list_schools():
+                current = (await store.load_school(directory.school.id)).directory.users
+                removed = sum(1 for uid in current if uid not in directory.users)
+                if (removed > MASS_REMOVAL_MIN and removed * 2 > len(current)
+                        and not args.allow_mass_removal):
+                    raise ConfigurationError(
+                        f"this file would deactivate {removed} of the {len(current)} users of "
+                        f"{directory.school.id!r}; nothing was imported. If that is intended, "
+                        "run again with --allow-mass-removal")
+            report = await store.import_directory(directory, actor="import",
+                                                  now=system_clock())
+        finally:
+            await store.close()
+        verb = "created" if report.created else "updated"
+        print(f"school {report.school_id!r} {verb}: {report.users_added} users added, "
+              f"{report.users_updated} updated, {report.users_deactivated} deactivated "
+              f"(version {report.version})")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _demo_school(args: argparse.Namespace, config: Config) -> int:
+    from .demo import generate_school
+
+    doc = generate_school(classes=args.classes, students=args.students, seed=args.seed,
+                          school_id=args.school_id)
+    json.dump(doc, sys.stdout, ensure_ascii=False, indent=1)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _token(args: argparse.Namespace, config: Config) -> int:
+    from .web import resolve_secret
+
+    async def run() -> int:
+        store = await _open(config)
+        try:
+            schools = await store.list_schools()
+            if args.school:
+                school = SchoolId(args.school)
+                if school not in schools:
+                    raise ConfigurationError(f"no school {args.school!r} in the database")
+            elif len(schools) == 1:
+                school = schools[0]
+            elif not schools:
+                raise ConfigurationError(
+                    "the database has no school yet: run `preau directory import FILE` first")
+            else:
+                raise ConfigurationError(
+                    f"several schools ({', '.join(schools)}): choose one with --school")
+            state = await store.load_school(school)
+            if UserId(args.user_id) not in state.directory.users:
+                raise ConfigurationError(f"no active user {args.user_id!r} in {school!r}")
+            # A token for the demo must match what `serve --demo` will use.
+            secret = await resolve_secret(replace(config, demo=config.jwt_secret is None), store)
+        finally:
+            await store.close()
+        ttl = timedelta(seconds=args.ttl or config.token_ttl)
+        print(issue_token(secret, school, UserId(args.user_id), ttl=ttl, now=system_clock()))
+        return 0
+
+    return asyncio.run(run())
+
+
+def _migrate(args: argparse.Namespace, config: Config) -> int:
+    async def run() -> int:
+        store = await _open(config)
+        await store.close()
+        print(f"database {config.database_url} is up to date")
+        return 0
+
+    return asyncio.run(run())

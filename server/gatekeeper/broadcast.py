@@ -1,0 +1,182 @@
+"""Broadcasts and polls (G8): whom a sender may address, and who then receives.
+
+A :class:`BroadcastTarget` describes an audience; :func:`broadcast_refusal`
+decides whether the sender may address it (G8 only: the caller applies G1–G3
+first) and :func:`broadcast_recipients` resolves it to user ids.
+
+G8 ("diffuser des informations ou effectuer des sondages"):
+
+- staff may address anyone;
+- a teacher, the students and/or parents of classes she teaches (the parents
+  of a class are the parents with a child in it);
+- a delegate parent, the parents of classes they are delegate of, only while
+  parent messaging is on and they have opted in themselves; the audience is
+  then the *opted-in* parents of those classes;
+- students and non-delegate parents, nobody.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from server.errors import ErrorCode
+from server.gatekeeper.index import SchoolIndex
+from server.model import ClassId, Role, User, UserId
+
+__all__ = [
+    "BroadcastTarget",
+    "broadcast_recipients",
+    "broadcast_refusal",
+    "may_broadcast_to",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastTarget:
+    """An audience: people of some ``roles`` in some ``classes``, plus explicit ``users``.
+
+    - ``roles`` and ``classes`` select by group: with ``classes=None`` every
+      user of those roles in the school; with a set of classes, the students
+      of those classes, the parents with a child in them, the teachers who
+      teach them (staff belong to no class, so they are reached only with
+      ``classes=None`` or by name).
+    - ``users`` adds people by id. Each must be someone the sender may
+      address, else the whole broadcast is refused (an unknown id or a user of
+      another school alike). Naming oneself is harmless: the sender is left out.
+
+    The audience is the union of both parts, without the sender and without
+    users whose profile has discussions off (they receive nothing, G2).
+    """
+
+    roles: frozenset[Role] = frozenset()
+    classes: frozenset[ClassId] | None = None
+    users: frozenset[UserId] = frozenset()
+
+    @property
+    def empty(self) -> bool:
+        """Whether the target names no group and no person (a malformed request)."""
+        return not self.roles and not self.users
+
+
+_TEACHER_ROLES = frozenset({Role.STUDENT, Role.PARENT})
+_DELEGATE_ROLES = frozenset({Role.PARENT})
+
+
+def may_broadcast_to(idx: SchoolIndex, sender: User, y_id: UserId) -> bool:
+    """G8 per recipient: may ``sender`` address user ``y_id`` (ignoring G1–G3 and G2 of Y)?"""
+    y = idx.users.get(y_id)
+    if y is None or y_id == sender.id:
+        return False
+    if sender.role is Role.STAFF:
+        return True
+    if sender.role is Role.TEACHER:
+        if y.role is Role.STUDENT:
+            return y.class_id is not None and y.class_id in sender.teaches
+        return y.role is Role.PARENT and not sender.teaches.isdisjoint(idx.child_classes(y_id))
+    if sender.role is Role.PARENT and sender.delegate_of:
+        return (
+            y.role is Role.PARENT
+            and idx.parent_messaging_enabled
+            and idx.opted_in(sender.id)
+            and idx.opted_in(y_id)
+            and not sender.delegate_of.isdisjoint(idx.child_classes(y_id))
+        )
+    return False
+
+
+def broadcast_refusal(
+    idx: SchoolIndex, sender: User, target: BroadcastTarget
+) -> tuple[ErrorCode, str] | None:
+    """``None`` if ``sender`` may address ``target`` (G8), else a code and a sentence.
+
+    An empty target is ``bad_request``. A delegate is refused with
+    ``parent_messaging_disabled`` or ``not_opted_in`` when those switches are
+    the reason; every other refusal is ``broadcast_not_allowed``.
+    """
+    if target.empty:
+        return ErrorCode.BAD_REQUEST, "A broadcast needs an audience: roles or people."
+    role = sender.role
+    if role is Role.STAFF:
+        pass  # staff to anyone in the school
+    elif role is Role.TEACHER:
+        if target.roles and not (
+            target.roles <= _TEACHER_ROLES
+            and target.classes is not None
+            and target.classes <= sender.teaches
+        ):
+            return (
+                ErrorCode.BROADCAST_NOT_ALLOWED,
+                "Teachers may send information or polls only to the students "
+                "and parents of classes they teach.",
+            )
+    elif role is Role.PARENT and sender.delegate_of:
+        if not idx.parent_messaging_enabled:
+            return ErrorCode.PARENT_MESSAGING_DISABLED, ErrorCode.PARENT_MESSAGING_DISABLED.phrase
+        if not idx.opted_in(sender.id):
+            return (
+                ErrorCode.NOT_OPTED_IN,
+                "Switch on messaging between parents to send information to the parents "
+                "of your class.",
+            )
+        if target.roles and not (
+            target.roles <= _DELEGATE_ROLES
+            and target.classes is not None
+            and target.classes <= sender.delegate_of
+        ):
+            return (
+                ErrorCode.BROADCAST_NOT_ALLOWED,
+                "A delegate may send information or polls only to the parents of the classes "
+                "they represent.",
+            )
+    else:
+        return ErrorCode.BROADCAST_NOT_ALLOWED, ErrorCode.BROADCAST_NOT_ALLOWED.phrase
+    for y_id in target.users:
+        if y_id == sender.id:
+            continue  # the sender is left out, not an error
+        if not may_broadcast_to(idx, sender, y_id):
+            y = idx.users.get(y_id)
+            if (
+                y is not None
+                and y.role is Role.PARENT
+                and role is Role.PARENT
+                and not sender.delegate_of.isdisjoint(idx.child_classes(y_id))
+            ):
+                # A parent of the delegate's class who has not opted in.
+                return ErrorCode.NOT_OPTED_IN, ErrorCode.NOT_OPTED_IN.phrase
+            return ErrorCode.BROADCAST_NOT_ALLOWED, ErrorCode.BROADCAST_NOT_ALLOWED.phrase
+    return None
+
+
+def broadcast_recipients(
+    idx: SchoolIndex, sender: User, target: BroadcastTarget
+) -> tuple[UserId, ...]:
+    """Who receives a broadcast ``broadcast_refusal`` allowed: sorted ids.
+
+    The sender, users with discussions off (G2) and anyone G8 does not let the
+    sender address (for a delegate: parents who have not opted in) are left out.
+    """
+    active = idx.active
+    return tuple(
+        sorted(
+            y_id
+            for y_id in set(_resolve(idx, target))
+            if y_id in active and may_broadcast_to(idx, sender, y_id)
+        )
+    )
+
+
+def _resolve(idx: SchoolIndex, target: BroadcastTarget) -> Iterator[UserId]:
+    yield from target.users
+    if not target.roles:
+        return
+    if target.classes is None:
+        yield from (uid for uid, u in idx.users.items() if u.role in target.roles)
+        return
+    for class_id in target.classes:
+        if Role.STUDENT in target.roles:
+            yield from idx.class_students(class_id)
+        if Role.PARENT in target.roles:
+            yield from idx.class_parents(class_id)
+        if Role.TEACHER in target.roles:
+            yield from idx.class_teachers(class_id)

@@ -1,0 +1,441 @@
+"""The gatekeeper: one school's policy, consulted on every connection and every message.
+
+:class:`Gatekeeper` applies SPEC §3 (G1–G8) in the order the "Clarifications"
+set — ``unauthenticated``, then G1 ``discussions_disabled``, then G2
+``profile_disabled``, then G3 ``outside_hours``, then the rest — and returns a
+:class:`~server.gatekeeper.decision.Decision`. It does no I/O and never reads
+the clock: ``now`` is always an argument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from server.errors import ErrorCode
+from server.gatekeeper import rules
+from server.gatekeeper.broadcast import BroadcastTarget, broadcast_recipients, broadcast_refusal
+from server.gatekeeper.decision import ALLOW, Decision, hold, refuse
+from server.gatekeeper.hours import Window, WindowState
+from server.gatekeeper.index import SchoolIndex
+from server.model import (
+    DiscussionId,
+    DiscussionMembers,
+    OutsideHours,
+    Role,
+    SchoolState,
+    User,
+    UserId,
+)
+
+__all__ = ["DEFAULT_MEMBERSHIP_CACHE_SIZE", "Gatekeeper"]
+
+DEFAULT_MEMBERSHIP_CACHE_SIZE = 4096
+"""How many discussions' G6 facts one :class:`Gatekeeper` remembers."""
+
+# Refusals that carry nothing variable are built once and shared (decisions
+# are immutable), which keeps them off the hot path's allocation budget.
+_UNAUTHENTICATED = refuse(ErrorCode.UNAUTHENTICATED)
+_DISCUSSIONS_DISABLED = refuse(ErrorCode.DISCUSSIONS_DISABLED)
+_PROFILE_DISABLED = refuse(ErrorCode.PROFILE_DISABLED)
+_CANNOT_INITIATE = refuse(ErrorCode.CANNOT_INITIATE)
+_NOT_PARTICIPANT = refuse(ErrorCode.NOT_PARTICIPANT)
+_CANNOT_INVITE = refuse(ErrorCode.CANNOT_INVITE)
+_ALREADY_PARTICIPANT = refuse(ErrorCode.ALREADY_PARTICIPANT)
+_POLL_CLOSED = refuse(ErrorCode.POLL_CLOSED)
+_NO_RECIPIENT = refuse(ErrorCode.BAD_REQUEST, "A discussion needs at least one recipient.")
+_SELF_RECIPIENT = refuse(ErrorCode.BAD_REQUEST, "You cannot be a recipient of your own discussion.")
+
+# How many blockers a G6 refusal names before summing up the rest.
+_NAMES_SHOWN = 5
+
+
+class Gatekeeper:
+    """An immutable policy snapshot of one :class:`~server.model.SchoolState`.
+
+    Build one per state version: any change to the settings, a preference or
+    the directory makes a new ``SchoolState`` and so a new ``Gatekeeper``,
+    which is how every cache below is invalidated — by construction, never by
+    hand. Caches are memoization only: an answer depends on the state and the
+    arguments, never on what was asked before.
+
+    What is worked out once:
+
+    - at construction, each user's access (in the directory, G1, G2) and the
+      indexes the rules read (:class:`~server.gatekeeper.index.SchoolIndex`);
+    - per discussion, the G6 facts (who is present, who receives, who may
+      post) for its current ``(members.id, members.version)``; one version
+      per discussion is kept, for at most ``membership_cache_size``
+      discussions, the least recently computed being dropped first (G6
+      refusals, which name the blockers, are remembered likewise);
+    - per user, the contact list;
+    - in :attr:`window`, the allowed-hours interval ``now`` falls in.
+
+    The memos are plain attribute and dict assignments, safe on one event
+    loop; threads sharing a gatekeeper could at worst compute a value twice.
+    """
+
+    __slots__ = (
+        "_access",
+        "_cache_size",
+        "_contacts",
+        "_defer",
+        "_g6_refusals",
+        "_index",
+        "_memberships",
+        "_sorted_users",
+        "state",
+        "version",
+        "window",
+    )
+
+    def __init__(
+        self,
+        state: SchoolState,
+        *,
+        membership_cache_size: int = DEFAULT_MEMBERSHIP_CACHE_SIZE,
+    ) -> None:
+        """Index ``state``; raises :class:`~server.errors.InvalidSettings` on bad hours or zone."""
+        if membership_cache_size < 1:
+            raise ValueError("membership_cache_size must be at least 1")
+        self.state = state
+        self.version = state.version
+        settings = state.settings
+        self.window = Window(settings.hours, settings.timezone)
+        self._defer = settings.hours.outside is OutsideHours.DEFER
+        self._index = index = SchoolIndex(state)
+        # Unknown ids are absent and read as unauthenticated (precedence 1).
+        self._access: dict[UserId, Decision]
+        if not settings.discussions_enabled:
+            self._access = dict.fromkeys(index.users, _DISCUSSIONS_DISABLED)
+        else:
+            self._access = {
+                uid: ALLOW if uid in index.active else _PROFILE_DISABLED for uid in index.users
+            }
+        self._cache_size = membership_cache_size
+        self._memberships: dict[DiscussionId, rules.Membership] = {}
+        # G6 refusals name the blockers, which costs a pass over the
+        # participants: remembered so that a client retrying is not costly.
+        self._g6_refusals: dict[tuple[DiscussionId, int, UserId], Decision] = {}
+        self._contacts: dict[UserId, tuple[User, ...]] = {}
+        self._sorted_users: tuple[User, ...] | None = None
+
+    def __repr__(self) -> str:
+        school = self.state.directory.school.id
+        return f"<Gatekeeper school={school!r} version={self.version} {self.window!r}>"
+
+    # ------------------------------------------------------------------ who
+
+    def user(self, user_id: UserId) -> User | None:
+        """The directory entry of ``user_id``, or ``None`` (unknown here, or another school)."""
+        return self._index.users.get(user_id)
+
+    def is_admin(self, user_id: UserId) -> bool:
+        """Whether ``user_id`` is a staff member with ``admin`` (whatever their profile switch)."""
+        user = self._index.users.get(user_id)
+        return user is not None and user.role is Role.STAFF and user.admin
+
+    # ------------------------------------------------------------------ G1, G2
+
+    def check_connect(self, user_id: UserId) -> Decision:
+        """``unauthenticated`` (not in the directory), then G1, then G2.
+
+        Reading is allowed at any hour, so G3 does not apply: a client
+        connecting outside the window is told :meth:`window_state`.
+        """
+        return self._access.get(user_id, _UNAUTHENTICATED)
+
+    def check_read(self, user_id: UserId) -> Decision:
+        """Same rules as :meth:`check_connect`: with discussions off nothing is readable."""
+        return self._access.get(user_id, _UNAUTHENTICATED)
+
+    # ------------------------------------------------------------------ G3
+
+    def window_state(self, now: datetime) -> WindowState:
+        """Whether sending is open at ``now`` and when that changes (G3)."""
+        return self.window.state(now)
+
+    # ------------------------------------------------------------------ G4, G5
+
+    def may_start(self, x: UserId, y: UserId) -> bool:
+        """Raw G5 from X to Y: Y in the directory, not X, with discussions on (see ``rules``)."""
+        return rules.may_start(self._index, x, y)
+
+    def start_refusal(self, x: UserId, y: UserId) -> Decision:
+        """``ALLOW`` if X may start with Y (G5), else the most specific refusal.
+
+        Parent to parent: ``parent_messaging_disabled``, or ``not_opted_in``
+        when a delegate link exists; anything else is ``recipient_not_allowed``
+        — also for an unknown id or a user of another school, so that the
+        answer never reveals who exists.
+        """
+        code = rules.start_refusal_code(self._index, x, y)
+        return ALLOW if code is None else _start_refusal(code, y)
+
+    def check_start(self, user_id: UserId, recipients: Sequence[UserId], now: datetime) -> Decision:
+        """May ``user_id`` start a discussion with ``recipients`` at ``now``?
+
+        Precedence: unauthenticated, G1, G2, G3 (refused, or held until the
+        opening in defer mode), G4 ``cannot_initiate``, ``bad_request`` (no
+        recipient, or the sender among them), then G5 for each recipient,
+        duplicates ignored. One forbidden recipient refuses the whole start.
+        """
+        access = self._access.get(user_id, _UNAUTHENTICATED)
+        if not access.allowed:
+            return access
+        hold_until: datetime | None = None
+        if not self.window.is_open(now):
+            opens_at = self._opens_at(now)
+            if not self._defer:
+                return self._outside_hours(opens_at)
+            hold_until = opens_at
+        index = self._index
+        if not rules.may_initiate(index, index.users[user_id]):
+            return _CANNOT_INITIATE
+        if not recipients:
+            return _NO_RECIPIENT
+        unique = dict.fromkeys(recipients)
+        if user_id in unique:
+            return _SELF_RECIPIENT
+        for y in unique:
+            code = rules.start_refusal_code(index, user_id, y)
+            if code is not None:
+                return _start_refusal(code, y)
+        return ALLOW if hold_until is None else hold(hold_until)
+
+    def check_contacts(self, user_id: UserId) -> Decision:
+        """May ``user_id`` list contacts to start a discussion? Unauthenticated, G1, G2, G4."""
+        access = self._access.get(user_id, _UNAUTHENTICATED)
+        if not access.allowed:
+            return access
+        if not rules.may_initiate(self._index, self._index.users[user_id]):
+            return _CANNOT_INITIATE
+        return ALLOW
+
+    def contacts(self, user_id: UserId) -> tuple[User, ...]:
+        """Everyone ``user_id`` may start a discussion with (G5), by (last, first name, id).
+
+        Raw G5 like :meth:`may_start`: gate it with :meth:`check_contacts`.
+        Cached per user for the life of this snapshot; unknown ids get ``()``.
+        """
+        cached = self._contacts.get(user_id)
+        if cached is not None:
+            return cached
+        index = self._index
+        if user_id not in index.users:
+            return ()
+        if self._sorted_users is None:
+            self._sorted_users = tuple(
+                sorted(index.users.values(), key=lambda u: (u.last_name, u.first_name, u.id))
+            )
+        found = tuple(u for u in self._sorted_users if rules.may_start(index, user_id, u.id))
+        self._contacts[user_id] = found
+        return found
+
+    # ------------------------------------------------------------------ G6
+
+    def check_send(self, user_id: UserId, members: DiscussionMembers, now: datetime) -> Decision:
+        """May ``user_id`` post in the discussion ``members`` at ``now``? (the hot path)
+
+        Precedence: unauthenticated, G1, G2, G3 (refused, or held until the
+        opening in defer mode), ``not_participant`` (absent or left), then G6.
+        A G6 refusal names the blockers; its code is
+        ``parent_messaging_disabled`` or ``not_opted_in`` when a blocking
+        parent pair is stopped by those switches, else
+        ``not_invited_by_supervisor``.
+        """
+        access = self._access.get(user_id, _UNAUTHENTICATED)
+        if not access.allowed:
+            return access
+        hold_until: datetime | None = None
+        if not self.window.is_open(now):
+            opens_at = self._opens_at(now)
+            if not self._defer:
+                return self._outside_hours(opens_at)
+            hold_until = opens_at
+        m = self._membership(members)
+        if user_id not in m.present:
+            return _NOT_PARTICIPANT
+        if user_id in m.posters:
+            return ALLOW if hold_until is None else hold(hold_until)
+        key = (m.id, m.version, user_id)
+        refusal = self._g6_refusals.get(key)
+        if refusal is None:
+            if len(self._g6_refusals) >= self._cache_size:
+                self._g6_refusals.clear()  # rare, and recomputing is cheap enough
+            refusal = self._g6_refusals[key] = self._g6_refusal(user_id, m)
+        return refusal
+
+    def posters(self, members: DiscussionMembers) -> frozenset[UserId]:
+        """Present participants who may post (G6); cached per ``(members.id, members.version)``.
+
+        Only participants in the directory with discussions on can be posters.
+        """
+        return self._membership(members).posters
+
+    def blockers(self, user_id: UserId, members: DiscussionMembers) -> frozenset[UserId]:
+        """The present participants ``user_id`` may not post to (G6); empty means may post.
+
+        Participants not in the directory or switched off are never blockers.
+        """
+        return rules.blockers(self._index, self._membership(members), user_id)
+
+    def recipients(self, members: DiscussionMembers) -> tuple[UserId, ...]:
+        """Present participants who receive messages: in the directory, discussions on (G2).
+
+        In joining order; the sender is included (the caller skips them if it must).
+        """
+        return self._membership(members).recipients
+
+    # ------------------------------------------------------------------ G7, leaving
+
+    def check_invite(
+        self, inviter: UserId, members: DiscussionMembers, invitee: UserId, now: datetime
+    ) -> Decision:
+        """May ``inviter`` bring ``invitee`` into the discussion ``members`` at ``now``?
+
+        Precedence: unauthenticated, G1, G2, G3 (refused outside the window
+        even in defer mode), ``not_participant`` (inviter not present),
+        ``cannot_invite`` (not a teacher or staff), ``already_participant``,
+        then G5 from the inviter (:meth:`start_refusal`).
+        """
+        access = self._access.get(inviter, _UNAUTHENTICATED)
+        if not access.allowed:
+            return access
+        if not self.window.is_open(now):
+            return self._outside_hours(self._opens_at(now))
+        m = self._membership(members)
+        if inviter not in m.present:
+            return _NOT_PARTICIPANT
+        if not rules.may_invite(self._index.users[inviter]):
+            return _CANNOT_INVITE
+        if invitee in m.present:
+            return _ALREADY_PARTICIPANT
+        return self.start_refusal(inviter, invitee)
+
+    def check_leave(self, user_id: UserId, members: DiscussionMembers) -> Decision:
+        """Leaving is allowed at any hour, whatever the switches.
+
+        Only ``unauthenticated`` (not in the directory) and ``not_participant`` refuse.
+        """
+        if user_id not in self._index.users:
+            return _UNAUTHENTICATED
+        if user_id not in self._membership(members).present:
+            return _NOT_PARTICIPANT
+        return ALLOW
+
+    # ------------------------------------------------------------------ G8
+
+    def check_broadcast(
+        self, sender: UserId, target: BroadcastTarget, now: datetime
+    ) -> tuple[Decision, tuple[UserId, ...]]:
+        """May ``sender`` send information or a poll to ``target``, and who receives it?
+
+        Precedence: unauthenticated, G1, G2, G3 (refused, or held until the
+        opening in defer mode), then G8 (:func:`~server.gatekeeper.broadcast.broadcast_refusal`).
+        The recipients, sorted, leave out the sender and switched-off users;
+        a refusal comes with ``()``.
+        """
+        access = self._access.get(sender, _UNAUTHENTICATED)
+        if not access.allowed:
+            return access, ()
+        hold_until: datetime | None = None
+        if not self.window.is_open(now):
+            opens_at = self._opens_at(now)
+            if not self._defer:
+                return self._outside_hours(opens_at), ()
+            hold_until = opens_at
+        index = self._index
+        user = index.users[sender]
+        refusal = broadcast_refusal(index, user, target)
+        if refusal is not None:
+            return refuse(*refusal), ()
+        decision = ALLOW if hold_until is None else hold(hold_until)
+        return decision, broadcast_recipients(index, user, target)
+
+    def check_vote(self, user_id: UserId, deadline: datetime, now: datetime) -> Decision:
+        """May ``user_id`` vote at ``now`` in a poll closing at ``deadline``?
+
+        Precedence: unauthenticated, G1, G2, G3 (refused even in defer mode:
+        a vote is not held), then ``poll_closed`` once ``now >= deadline``.
+        Whether the user is among the poll's recipients is the caller's check.
+        """
+        access = self._access.get(user_id, _UNAUTHENTICATED)
+        if not access.allowed:
+            return access
+        if not self.window.is_open(now):
+            return self._outside_hours(self._opens_at(now))
+        if now >= deadline:
+            return _POLL_CLOSED
+        return ALLOW
+
+    # ------------------------------------------------------------------ internals
+
+    def _membership(self, members: DiscussionMembers) -> rules.Membership:
+        cache = self._memberships
+        m = cache.get(members.id)
+        if m is not None and m.version == members.version:
+            return m
+        m = rules.membership(self._index, members)
+        # Re-inserting moves the discussion to the young end of the eviction order.
+        cache.pop(members.id, None)
+        if len(cache) >= self._cache_size:
+            del cache[next(iter(cache))]
+        cache[members.id] = m
+        return m
+
+    def _opens_at(self, now: datetime) -> datetime:
+        opens_at = self.window.state(now).opens_at
+        assert opens_at is not None  # only called when the window is closed
+        return opens_at
+
+    def _outside_hours(self, opens_at: datetime) -> Decision:
+        local = opens_at.astimezone(self.window.tz)
+        return refuse(
+            ErrorCode.OUTSIDE_HOURS,
+            f"Discussions are closed at this hour; they open again on {local:%Y-%m-%d} "
+            f"at {local:%H:%M} ({self.window.timezone}).",
+            retry_at=opens_at,
+        )
+
+    def _g6_refusal(self, user_id: UserId, m: rules.Membership) -> Decision:
+        index = self._index
+        sender = index.users[user_id]
+        blocking = rules.blockers(index, m, user_id)
+        codes = {rules.pair_refusal_code(index, sender, index.users[y]) for y in blocking}
+        names = _names([index.users[y] for y in blocking])
+        if ErrorCode.PARENT_MESSAGING_DISABLED in codes:
+            return refuse(
+                ErrorCode.PARENT_MESSAGING_DISABLED,
+                f"Messaging between parents is switched off, so you cannot post here "
+                f"while {names} {'is' if len(blocking) == 1 else 'are'} present.",
+            )
+        if ErrorCode.NOT_OPTED_IN in codes:
+            return refuse(
+                ErrorCode.NOT_OPTED_IN,
+                f"You cannot post here: you and {names} must both have switched on "
+                "messaging between parents.",
+            )
+        return refuse(
+            ErrorCode.NOT_INVITED_BY_SUPERVISOR,
+            f"You cannot post here: you and {names} may talk only while a teacher or "
+            "staff member who brought you both in is present.",
+        )
+
+
+def _start_refusal(code: ErrorCode, y: UserId) -> Decision:
+    if code is ErrorCode.RECIPIENT_NOT_ALLOWED:
+        # The id as given, whether or not it exists: nothing is revealed.
+        return refuse(code, f"You cannot start a discussion with {y!r}.")
+    return refuse(code)
+
+
+def _names(users: Sequence[User]) -> str:
+    """'A', 'A and B', 'A, B and C', … up to a few names, then 'and N others'."""
+    names = sorted(u.display_name for u in users)
+    if len(names) > _NAMES_SHOWN:
+        shown = names[: _NAMES_SHOWN - 1]
+        return f"{', '.join(shown)} and {len(names) - len(shown)} others"
+    if len(names) <= 1:
+        return names[0] if names else "someone"
+    return f"{', '.join(names[:-1])} and {names[-1]}"

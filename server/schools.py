@@ -1,0 +1,78 @@
+"""The live view of every establishment: its current gatekeeper and contact index.
+
+:class:`Schools` is responsible for handing out, per establishment, a
+:class:`~server.gatekeeper.Gatekeeper` built from the store's current state.
+A gatekeeper is an immutable snapshot; when the school's version in the store
+moves (a settings change here, a directory import by the CLI, later a notice
+from another node), the next call builds a fresh one, so no decision is ever
+taken on stale settings and every cache inside the old snapshot is dropped
+with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import unicodedata
+from dataclasses import dataclass, field
+
+from .gatekeeper import Gatekeeper
+from .model import SchoolId, User, UserId
+from .store import Store
+
+__all__ = ["Establishment", "Schools", "fold"]
+
+
+def fold(text: str) -> str:
+    """Case- and accent-insensitive form for searching names ("Hélène" → "helene")."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+@dataclass(slots=True)
+class Establishment:
+    """One school at one version: its gatekeeper and derived, lazily built indexes."""
+
+    gatekeeper: Gatekeeper
+    _search_keys: dict[UserId, str] = field(default_factory=dict)
+
+    @property
+    def version(self) -> int:
+        return self.gatekeeper.version
+
+    def search_key(self, user: User) -> str:
+        key = self._search_keys.get(user.id)
+        if key is None:
+            directory = self.gatekeeper.state.directory
+            parts = [user.first_name, user.last_name, user.role.value]
+            if user.class_id is not None and user.class_id in directory.classes:
+                parts.append(directory.classes[user.class_id].name)
+            key = self._search_keys[user.id] = fold(" ".join(parts))
+        return key
+
+
+class Schools:
+    """Schools is responsible for the current :class:`Establishment` of each school."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._current: dict[SchoolId, Establishment] = {}
+        self._locks: dict[SchoolId, asyncio.Lock] = {}
+
+    async def get(self, school_id: SchoolId) -> Establishment:
+        """The school's establishment at the store's current version.
+
+        Raises :class:`~server.errors.NotFound` for an unknown school.
+        """
+        version = await self._store.school_version(school_id)
+        current = self._current.get(school_id)
+        if current is not None and current.version == version:
+            return current
+        lock = self._locks.setdefault(school_id, asyncio.Lock())
+        async with lock:
+            current = self._current.get(school_id)
+            if current is None or current.version != version:
+                known = None if current is None else current.gatekeeper.state
+                state = await self._store.load_school(school_id, known=known)
+                current = Establishment(Gatekeeper(state))
+                self._current[school_id] = current
+            return current

@@ -1,0 +1,208 @@
+"""The storage seam: what Préau asks of a database, whatever the database.
+
+:class:`Store` is a ``typing.Protocol``; :class:`~server.store.sqlite.SqliteStore`
+is the embedded implementation, and a PostgreSQL one can be added beside it
+without touching callers. Implementations translate their driver's errors into
+:class:`~server.errors.StoreError` at this boundary.
+
+Every method takes the establishment (``school_id``) and never returns a record
+of another one: a discussion id of another school is :class:`NotFound`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from ..model import (
+    Directory,
+    DiscussionId,
+    DiscussionMembers,
+    SchoolId,
+    SchoolSettings,
+    SchoolState,
+    UserId,
+    UserPreferences,
+)
+
+__all__ = [
+    "AuditEntry",
+    "Discussion",
+    "ImportReport",
+    "Store",
+    "StoredMessage",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One recorded change: who changed which field, when, from what to what."""
+
+    id: int
+    school_id: SchoolId
+    at: datetime
+    actor: str
+    field: str
+    old: object
+    new: object
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What a directory import did."""
+
+    school_id: SchoolId
+    created: bool
+    users_added: int
+    users_updated: int
+    users_deactivated: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Discussion:
+    """A discussion's header."""
+
+    id: DiscussionId
+    school_id: SchoolId
+    subject: str
+    created_by: UserId
+    created_at: datetime
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A durable message: ``seq`` is gap-free within its discussion, from 1."""
+
+    discussion_id: DiscussionId
+    seq: int
+    sender: UserId
+    client_id: str
+    body: str
+    created_at: datetime
+
+
+class Store(Protocol):
+    """Store is responsible for durable state: schools, settings, audit, discussions, messages."""
+
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations. Call once before anything else."""
+
+    async def close(self) -> None:
+        """Release the connection; the store cannot be used afterwards."""
+
+    # -- deployment metadata
+    async def get_meta(self, key: str) -> str | None: ...
+    async def set_meta(self, key: str, value: str) -> None: ...
+
+    # -- schools, directory, settings
+    async def list_schools(self) -> list[SchoolId]: ...
+
+    async def school_version(self, school_id: SchoolId) -> int:
+        """The version that :meth:`load_school` would return now (cheap; for cache checks)."""
+
+    async def load_school(
+        self, school_id: SchoolId, *, known: SchoolState | None = None
+    ) -> SchoolState:
+        """The school's active directory, settings and preferences. :class:`NotFound` if absent.
+
+        When ``known`` (an earlier state of the same school) has the current
+        ``directory_version``, its directory is reused instead of read again.
+        """
+
+    async def import_directory(
+        self, directory: Directory, *, actor: str, now: datetime
+    ) -> ImportReport:
+        """Create or update a school from a validated directory, in one transaction.
+
+        Users absent from ``directory`` are deactivated (kept, so discussions keep
+        their authors); discussions, messages and preferences are untouched.
+        """
+
+    async def update_settings(
+        self, school_id: SchoolId, settings: SchoolSettings, *, actor: str, now: datetime
+    ) -> list[AuditEntry]:
+        """Replace the settings, recording one audit entry per changed field."""
+
+    async def update_preferences(
+        self,
+        school_id: SchoolId,
+        user_id: UserId,
+        preferences: UserPreferences,
+        *,
+        actor: str,
+        now: datetime,
+    ) -> list[AuditEntry]:
+        """Replace one user's preferences, recording one audit entry per changed field."""
+
+    async def audit_log(
+        self, school_id: SchoolId, *, before: int | None = None, limit: int = 50
+    ) -> list[AuditEntry]:
+        """Newest first; ``before`` is an entry id to page from."""
+
+    # -- discussions
+    async def create_discussion(
+        self,
+        school_id: SchoolId,
+        creator: UserId,
+        subject: str,
+        recipients: Sequence[UserId],
+        *,
+        now: datetime,
+    ) -> DiscussionMembers:
+        """Create a discussion with its creator and recipients (brought in by the creator)."""
+
+    async def get_discussion(self, school_id: SchoolId, discussion_id: DiscussionId) -> Discussion:
+        ...
+
+    async def members(
+        self, school_id: SchoolId, discussion_id: DiscussionId
+    ) -> DiscussionMembers: ...
+
+    async def add_participant(
+        self,
+        school_id: SchoolId,
+        discussion_id: DiscussionId,
+        user_id: UserId,
+        *,
+        invited_by: UserId,
+        now: datetime,
+    ) -> DiscussionMembers:
+        """Bring a user in (or back in); bumps the membership version."""
+
+    async def leave(
+        self, school_id: SchoolId, discussion_id: DiscussionId, user_id: UserId, *, now: datetime
+    ) -> DiscussionMembers:
+        """Mark a participant as gone; bumps the membership version."""
+
+    async def append_message(
+        self,
+        school_id: SchoolId,
+        discussion_id: DiscussionId,
+        sender: UserId,
+        client_id: str,
+        body: str,
+        *,
+        now: datetime,
+    ) -> tuple[StoredMessage, bool]:
+        """Store a message durably with the next sequence number.
+
+        Idempotent by ``(sender, client_id)``: a retry returns the original
+        message and ``False``; a new message returns ``True``.
+        """
+
+    async def messages(
+        self,
+        school_id: SchoolId,
+        discussion_id: DiscussionId,
+        *,
+        before_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[StoredMessage]:
+        """History, newest first, strictly before ``before_seq`` when given."""
+
+    async def discussions_of(self, school_id: SchoolId, user_id: UserId) -> list[Discussion]:
+        """Discussions the user is or was in, most recently active first."""

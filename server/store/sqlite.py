@@ -1,0 +1,678 @@
+"""SqliteStore: the embedded :class:`~server.store.base.Store`, one file in WAL mode.
+
+One connection per process, driven by ``aiosqlite`` (a thread that owns the
+``sqlite3`` connection). Write transactions are serialised by an asyncio lock
+and run as ``BEGIN IMMEDIATE`` so that several server processes sharing the file
+take the write lock up front instead of failing half-way; ``busy_timeout``
+makes them wait for each other. ``sqlite3`` errors become
+:class:`~server.errors.StoreError` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+import aiosqlite
+
+from ..errors import NotFound, StoreError
+from ..model import (
+    ClassId,
+    Directory,
+    DiscussionId,
+    DiscussionMembers,
+    Participant,
+    Profile,
+    ProfileId,
+    Role,
+    School,
+    SchoolClass,
+    SchoolId,
+    SchoolSettings,
+    SchoolState,
+    User,
+    UserId,
+    UserPreferences,
+)
+from ..settings import (
+    diff,
+    flatten,
+    preferences_from_json,
+    preferences_to_json,
+    settings_from_json,
+    settings_to_json,
+)
+from .base import AuditEntry, Discussion, ImportReport, StoredMessage
+
+__all__ = ["SqliteStore"]
+
+
+def _migrations() -> list[tuple[int, str]]:
+    """The numbered ``NNNN_name.sql`` files shipped with the package, in order."""
+    folder = resources.files("server.store") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+def _ts(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat()
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+class SqliteStore:
+    """A :class:`~server.store.base.Store` in one SQLite file (``":memory:"`` for tests)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        try:
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._db.execute("PRAGMA journal_mode=WAL")
+            await self._db.execute("PRAGMA synchronous=NORMAL")
+            await self._db.execute("PRAGMA busy_timeout=10000")
+            await self._db.execute("PRAGMA foreign_keys=ON")
+            await self._migrate()
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the database {self.path!r}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("SqliteStore used before open() or after close()")
+        return self._db
+
+    async def _migrate(self) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+            )
+            row = await (await db.execute("SELECT MAX(version) FROM schema_version")).fetchone()
+            current = row[0] if row and row[0] is not None else 0
+            for number, script in _migrations():
+                if number <= current:
+                    continue
+                # executescript would COMMIT our transaction; run statement by statement.
+                for statement in _split_sql(script):
+                    await db.execute(statement)
+                await db.execute("INSERT INTO schema_version (version) VALUES (?)", (number,))
+
+    async def schema_version(self) -> int:
+        row = await self._one("SELECT MAX(version) FROM schema_version", ())
+        return int(row[0]) if row and row[0] is not None else 0
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            db = self.db
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"database busy or unavailable: {exc}") from exc
+            try:
+                yield db
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            else:
+                try:
+                    await db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    await db.execute("ROLLBACK")
+                    raise StoreError(f"commit failed: {exc}") from exc
+
+    async def _one(self, sql: str, args: Sequence[Any]) -> Any:
+        try:
+            return await (await self.db.execute(sql, args)).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    async def _all(self, sql: str, args: Sequence[Any]) -> Iterable[Any]:
+        try:
+            return await (await self.db.execute(sql, args)).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    # ------------------------------------------------------------------ meta
+
+    async def get_meta(self, key: str) -> str | None:
+        row = await self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    async def set_meta(self, key: str, value: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    # ------------------------------------------------------------------ schools
+
+    async def list_schools(self) -> list[SchoolId]:
+        rows = await self._all("SELECT id FROM schools ORDER BY id", ())
+        return [SchoolId(r[0]) for r in rows]
+
+    async def school_version(self, school_id: SchoolId) -> int:
+        row = await self._one("SELECT version FROM schools WHERE id = ?", (school_id,))
+        if row is None:
+            raise NotFound(f"no school {school_id!r}")
+        return int(row[0])
+
+    async def load_school(
+        self, school_id: SchoolId, *, known: SchoolState | None = None
+    ) -> SchoolState:
+        row = await self._one(
+            "SELECT name, settings, version, directory_version FROM schools WHERE id = ?",
+            (school_id,),
+        )
+        if row is None:
+            raise NotFound(f"no school {school_id!r}")
+        name, settings_json, version, directory_version = row
+        settings = settings_from_json(json.loads(settings_json))
+        if (known is not None and known.directory.school.id == school_id
+                and known.directory_version == directory_version):
+            # Only settings or preferences moved: the directory rows are unchanged.
+            changed = {
+                UserId(r[0]): preferences_from_json(json.loads(r[2]), Role(r[1]))
+                for r in await self._all(
+                    "SELECT id, role, preferences FROM users WHERE school_id = ? AND active = 1 "
+                    "AND preferences IS NOT NULL",
+                    (school_id,),
+                )
+            }
+            settings = _drop_unknown_profiles(settings, known.directory.profiles)
+            directory = known.directory
+            if directory.timezone != settings.timezone:
+                directory = replace(directory, timezone=settings.timezone)
+            return SchoolState(directory, settings, changed, int(version),
+                               int(directory_version))
+        profiles = {
+            ProfileId(r[0]): Profile(ProfileId(r[0]), r[1])
+            for r in await self._all(
+                "SELECT id, name FROM profiles WHERE school_id = ? AND active = 1 ORDER BY rowid",
+                (school_id,),
+            )
+        }
+        classes = {
+            ClassId(r[0]): SchoolClass(ClassId(r[0]), r[1], r[2])
+            for r in await self._all(
+                "SELECT id, name, level FROM classes WHERE school_id = ? AND active = 1 "
+                "ORDER BY rowid",
+                (school_id,),
+            )
+        }
+        users: dict[UserId, User] = {}
+        preferences: dict[UserId, UserPreferences] = {}
+        for r in await self._all(
+            "SELECT id, role, first_name, last_name, profile, class_id, children, delegate_of, "
+            "teaches, admin, preferences FROM users WHERE school_id = ? AND active = 1 "
+            "ORDER BY rowid",
+            (school_id,),
+        ):
+            user = User(
+                id=UserId(r[0]),
+                role=Role(r[1]),
+                first_name=r[2],
+                last_name=r[3],
+                profile=ProfileId(r[4]),
+                class_id=None if r[5] is None else ClassId(r[5]),
+                children=tuple(UserId(c) for c in json.loads(r[6])),
+                delegate_of=frozenset(ClassId(c) for c in json.loads(r[7])),
+                teaches=frozenset(ClassId(c) for c in json.loads(r[8])),
+                admin=bool(r[9]),
+            )
+            users[user.id] = user
+            if r[10] is not None:
+                preferences[user.id] = preferences_from_json(json.loads(r[10]), user.role)
+        # A profile removed by a re-import cannot stay switched off in the settings.
+        settings = _drop_unknown_profiles(settings, profiles)
+        directory = Directory(
+            school=School(school_id, name),
+            timezone=settings.timezone,
+            profiles=profiles,
+            classes=classes,
+            users=users,
+        )
+        return SchoolState(directory, settings, preferences, int(version),
+                           int(directory_version))
+
+    async def import_directory(
+        self, directory: Directory, *, actor: str, now: datetime
+    ) -> ImportReport:
+        sid = directory.school.id
+        async with self._transaction() as db:
+            row = await (
+                await db.execute("SELECT settings FROM schools WHERE id = ?", (sid,))
+            ).fetchone()
+            created = row is None
+            if created:
+                settings = (SchoolSettings() if directory.timezone is None
+                            else SchoolSettings(timezone=directory.timezone))
+                await db.execute(
+                    "INSERT INTO schools (id, name, settings, version, created_at) "
+                    "VALUES (?, ?, ?, 1, ?)",
+                    (sid, directory.school.name,
+                     json.dumps(settings_to_json(settings, directory.profiles)), _ts(now)),
+                )
+            else:
+                assert row is not None
+                old = settings_from_json(json.loads(row[0]))
+                if directory.timezone is not None and old.timezone != directory.timezone:
+                    new = replace(old, timezone=directory.timezone)
+                    await self._write_settings(db, sid, old, new, list(directory.profiles),
+                                               actor=actor, now=now)
+                await db.execute(
+                    "UPDATE schools SET name = ?, version = version + 1, "
+                    "directory_version = directory_version + 1 WHERE id = ?",
+                    (directory.school.name, sid),
+                )
+            await _replace_rows(
+                db, "profiles", sid, ["id", "name"],
+                [(p.id, p.name) for p in directory.profiles.values()],
+            )
+            await _replace_rows(
+                db, "classes", sid, ["id", "name", "level"],
+                [(c.id, c.name, c.level) for c in directory.classes.values()],
+            )
+            existing = {
+                r[0]: bool(r[1])
+                for r in await (
+                    await db.execute("SELECT id, active FROM users WHERE school_id = ?", (sid,))
+                ).fetchall()
+            }
+            await db.executemany(
+                "INSERT INTO users (school_id, id, role, first_name, last_name, profile, "
+                "class_id, children, delegate_of, teaches, admin, active) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
+                "ON CONFLICT (school_id, id) DO UPDATE SET role = excluded.role, "
+                "first_name = excluded.first_name, last_name = excluded.last_name, "
+                "profile = excluded.profile, class_id = excluded.class_id, "
+                "children = excluded.children, delegate_of = excluded.delegate_of, "
+                "teaches = excluded.teaches, admin = excluded.admin, active = 1, "
+                # A user whose role changed starts again from that role's defaults.
+                "preferences = CASE WHEN users.role = excluded.role THEN users.preferences "
+                "ELSE NULL END",
+                [
+                    (sid, u.id, u.role.value, u.first_name, u.last_name, u.profile, u.class_id,
+                     json.dumps(list(u.children)), json.dumps(sorted(u.delegate_of)),
+                     json.dumps(sorted(u.teaches)), int(u.admin))
+                    for u in directory.users.values()
+                ],
+            )
+            gone = [uid for uid, active in existing.items()
+                    if active and uid not in directory.users]
+            await db.executemany(
+                "UPDATE users SET active = 0 WHERE school_id = ? AND id = ?",
+                [(sid, uid) for uid in gone],
+            )
+            version_row = await (
+                await db.execute("SELECT version FROM schools WHERE id = ?", (sid,))
+            ).fetchone()
+            assert version_row is not None
+            added = sum(1 for uid in directory.users if uid not in existing)
+            return ImportReport(
+                school_id=sid,
+                created=created,
+                users_added=added,
+                users_updated=len(directory.users) - added,
+                users_deactivated=len(gone),
+                version=int(version_row[0]),
+            )
+
+    async def update_settings(
+        self, school_id: SchoolId, settings: SchoolSettings, *, actor: str, now: datetime
+    ) -> list[AuditEntry]:
+        async with self._transaction() as db:
+            row = await (
+                await db.execute("SELECT settings FROM schools WHERE id = ?", (school_id,))
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no school {school_id!r}")
+            old = settings_from_json(json.loads(row[0]))
+            profiles = [
+                r[0] for r in await (
+                    await db.execute(
+                        "SELECT id FROM profiles WHERE school_id = ? AND active = 1 "
+                        "ORDER BY rowid", (school_id,)
+                    )
+                ).fetchall()
+            ]
+            entries = await self._write_settings(db, school_id, old, settings, profiles,
+                                                 actor=actor, now=now)
+            if entries:
+                await db.execute(
+                    "UPDATE schools SET version = version + 1 WHERE id = ?", (school_id,)
+                )
+            return entries
+
+    async def _write_settings(
+        self,
+        db: aiosqlite.Connection,
+        school_id: SchoolId,
+        old: SchoolSettings,
+        new: SchoolSettings,
+        profiles: Sequence[str],
+        *,
+        actor: str,
+        now: datetime,
+    ) -> list[AuditEntry]:
+        pids = [ProfileId(p) for p in profiles]
+        new_doc = settings_to_json(new, pids)
+        changes = diff(flatten(settings_to_json(old, pids)), flatten(new_doc))
+        if not changes:
+            return []
+        await db.execute(
+            "UPDATE schools SET settings = ? WHERE id = ?", (json.dumps(new_doc), school_id)
+        )
+        return await _audit(db, school_id, actor, now, changes)
+
+    async def update_preferences(
+        self,
+        school_id: SchoolId,
+        user_id: UserId,
+        preferences: UserPreferences,
+        *,
+        actor: str,
+        now: datetime,
+    ) -> list[AuditEntry]:
+        async with self._transaction() as db:
+            row = await (
+                await db.execute(
+                    "SELECT role, preferences FROM users "
+                    "WHERE school_id = ? AND id = ? AND active = 1",
+                    (school_id, user_id),
+                )
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no user {user_id!r}")
+            role = Role(row[0])
+            old = (preferences_from_json(json.loads(row[1]), role)
+                   if row[1] is not None else UserPreferences())
+            old_doc = preferences_to_json(old, role)
+            new_doc = preferences_to_json(preferences, role)
+            changes = diff(flatten(old_doc, f"users.{user_id}."),
+                           flatten(new_doc, f"users.{user_id}."))
+            if not changes:
+                return []
+            await db.execute(
+                "UPDATE users SET preferences = ? WHERE school_id = ? AND id = ?",
+                (json.dumps(new_doc), school_id, user_id),
+            )
+            await db.execute(
+                "UPDATE schools SET version = version + 1 WHERE id = ?", (school_id,)
+            )
+            return await _audit(db, school_id, actor, now, changes)
+
+    async def audit_log(
+        self, school_id: SchoolId, *, before: int | None = None, limit: int = 50
+    ) -> list[AuditEntry]:
+        rows = await self._all(
+            "SELECT id, at, actor, field, old, new FROM audit WHERE school_id = ? AND id < ? "
+            "ORDER BY id DESC LIMIT ?",
+            (school_id, before if before is not None else 2**62, limit),
+        )
+        return [
+            AuditEntry(r[0], school_id, _dt(r[1]), r[2], r[3],
+                       json.loads(r[4]) if r[4] is not None else None,
+                       json.loads(r[5]) if r[5] is not None else None)
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ discussions
+
+    async def create_discussion(
+        self,
+        school_id: SchoolId,
+        creator: UserId,
+        subject: str,
+        recipients: Sequence[UserId],
+        *,
+        now: datetime,
+    ) -> DiscussionMembers:
+        at = _ts(now)
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO discussions (school_id, subject, created_by, created_at, last_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (school_id, subject, creator, at, at),
+            )
+            did = cursor.lastrowid
+            assert did is not None
+            rows: list[tuple[SchoolId, int, UserId, UserId | None, str]] = [
+                (school_id, did, creator, None, at)]
+            rows += [(school_id, did, r, creator, at) for r in dict.fromkeys(recipients)
+                     if r != creator]
+            await db.executemany(
+                "INSERT INTO participants (school_id, discussion_id, user_id, invited_by, "
+                "joined_at) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+        return await self.members(school_id, DiscussionId(did))
+
+    async def get_discussion(self, school_id: SchoolId, discussion_id: DiscussionId) -> Discussion:
+        row = await self._one(
+            "SELECT id, subject, created_by, created_at, last_seq FROM discussions "
+            "WHERE school_id = ? AND id = ?",
+            (school_id, discussion_id),
+        )
+        if row is None:
+            raise NotFound(f"no discussion {discussion_id}")
+        return Discussion(DiscussionId(row[0]), school_id, row[1], UserId(row[2]),
+                          _dt(row[3]), int(row[4]))
+
+    async def members(
+        self, school_id: SchoolId, discussion_id: DiscussionId
+    ) -> DiscussionMembers:
+        row = await self._one(
+            "SELECT members_version FROM discussions WHERE school_id = ? AND id = ?",
+            (school_id, discussion_id),
+        )
+        if row is None:
+            raise NotFound(f"no discussion {discussion_id}")
+        rows = await self._all(
+            "SELECT user_id, invited_by, joined_at, left_at FROM participants "
+            "WHERE discussion_id = ? ORDER BY rowid",
+            (discussion_id,),
+        )
+        return DiscussionMembers(
+            id=discussion_id,
+            version=int(row[0]),
+            participants=tuple(
+                Participant(UserId(r[0]), None if r[1] is None else UserId(r[1]), _dt(r[2]),
+                            None if r[3] is None else _dt(r[3]))
+                for r in rows
+            ),
+        )
+
+    async def add_participant(
+        self,
+        school_id: SchoolId,
+        discussion_id: DiscussionId,
+        user_id: UserId,
+        *,
+        invited_by: UserId,
+        now: datetime,
+    ) -> DiscussionMembers:
+        async with self._transaction() as db:
+            await self._bump_members(db, school_id, discussion_id)
+            await db.execute(
+                "INSERT INTO participants (school_id, discussion_id, user_id, invited_by, "
+                "joined_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (discussion_id, user_id) "
+                "DO UPDATE SET invited_by = excluded.invited_by, "
+                "joined_at = excluded.joined_at, left_at = NULL",
+                (school_id, discussion_id, user_id, invited_by, _ts(now)),
+            )
+        return await self.members(school_id, discussion_id)
+
+    async def leave(
+        self, school_id: SchoolId, discussion_id: DiscussionId, user_id: UserId, *, now: datetime
+    ) -> DiscussionMembers:
+        async with self._transaction() as db:
+            await self._bump_members(db, school_id, discussion_id)
+            cursor = await db.execute(
+                "UPDATE participants SET left_at = ? "
+                "WHERE discussion_id = ? AND user_id = ? AND left_at IS NULL",
+                (_ts(now), discussion_id, user_id),
+            )
+            if cursor.rowcount != 1:
+                raise NotFound(f"{user_id!r} is not in discussion {discussion_id}")
+        return await self.members(school_id, discussion_id)
+
+    async def _bump_members(
+        self, db: aiosqlite.Connection, school_id: SchoolId, discussion_id: DiscussionId
+    ) -> None:
+        cursor = await db.execute(
+            "UPDATE discussions SET members_version = members_version + 1 "
+            "WHERE school_id = ? AND id = ?",
+            (school_id, discussion_id),
+        )
+        if cursor.rowcount != 1:
+            raise NotFound(f"no discussion {discussion_id}")
+
+    async def append_message(
+        self,
+        school_id: SchoolId,
+        discussion_id: DiscussionId,
+        sender: UserId,
+        client_id: str,
+        body: str,
+        *,
+        now: datetime,
+    ) -> tuple[StoredMessage, bool]:
+        at = _ts(now)
+        async with self._transaction() as db:
+            row = await (
+                await db.execute(
+                    "SELECT seq, body, created_at FROM messages "
+                    "WHERE discussion_id = ? AND sender = ? AND client_id = ?",
+                    (discussion_id, sender, client_id),
+                )
+            ).fetchone()
+            if row is not None:
+                return (StoredMessage(discussion_id, int(row[0]), sender, client_id, row[1],
+                                      _dt(row[2])), False)
+            seq_row = await (
+                await db.execute(
+                    "UPDATE discussions SET last_seq = last_seq + 1, last_at = ? "
+                    "WHERE school_id = ? AND id = ? RETURNING last_seq",
+                    (at, school_id, discussion_id),
+                )
+            ).fetchone()
+            if seq_row is None:
+                raise NotFound(f"no discussion {discussion_id}")
+            seq = int(seq_row[0])
+            await db.execute(
+                "INSERT INTO messages (school_id, discussion_id, seq, sender, client_id, body, "
+                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (school_id, discussion_id, seq, sender, client_id, body, at),
+            )
+        return StoredMessage(discussion_id, seq, sender, client_id, body, now), True
+
+    async def messages(
+        self,
+        school_id: SchoolId,
+        discussion_id: DiscussionId,
+        *,
+        before_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[StoredMessage]:
+        rows = await self._all(
+            "SELECT seq, sender, client_id, body, created_at FROM messages "
+            "WHERE school_id = ? AND discussion_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (school_id, discussion_id, before_seq if before_seq is not None else 2**62, limit),
+        )
+        return [StoredMessage(discussion_id, int(r[0]), UserId(r[1]), r[2], r[3], _dt(r[4]))
+                for r in rows]
+
+    async def discussions_of(self, school_id: SchoolId, user_id: UserId) -> list[Discussion]:
+        rows = await self._all(
+            "SELECT d.id, d.subject, d.created_by, d.created_at, d.last_seq FROM discussions d "
+            "JOIN participants p ON p.discussion_id = d.id "
+            "WHERE p.school_id = ? AND p.user_id = ? ORDER BY d.last_at DESC, d.id DESC",
+            (school_id, user_id),
+        )
+        return [Discussion(DiscussionId(r[0]), school_id, r[1], UserId(r[2]), _dt(r[3]),
+                           int(r[4])) for r in rows]
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _split_sql(script: str) -> list[str]:
+    """Statements of a migration file.
+
+    Migration files keep ``--`` and ``;`` out of string literals, so comments can
+    be cut at ``--`` and statements split at ``;``.
+    """
+    lines = [ln.split("--", 1)[0] for ln in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def _drop_unknown_profiles(
+    settings: SchoolSettings, profiles: Mapping[ProfileId, Profile]
+) -> SchoolSettings:
+    kept = frozenset(p for p in settings.disabled_profiles if p in profiles)
+    if kept == settings.disabled_profiles:
+        return settings
+    return replace(settings, disabled_profiles=kept)
+
+
+async def _replace_rows(
+    db: aiosqlite.Connection,
+    table: str,
+    school_id: SchoolId,
+    columns: list[str],
+    rows: list[tuple[Any, ...]],
+) -> None:
+    """Upsert ``rows`` and deactivate the school's other rows of ``table`` (never delete)."""
+    await db.execute(f"UPDATE {table} SET active = 0 WHERE school_id = ?", (school_id,))
+    cols = ", ".join(columns)
+    marks = ", ".join("?" for _ in columns)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+    await db.executemany(
+        f"INSERT INTO {table} (school_id, {cols}, active) VALUES (?, {marks}, 1) "
+        f"ON CONFLICT (school_id, id) DO UPDATE SET {updates}, active = 1",
+        [(school_id, *row) for row in rows],
+    )
+
+
+async def _audit(
+    db: aiosqlite.Connection,
+    school_id: SchoolId,
+    actor: str,
+    now: datetime,
+    changes: list[tuple[str, Any, Any]],
+) -> list[AuditEntry]:
+    entries = []
+    for field, old, new in changes:
+        cursor = await db.execute(
+            "INSERT INTO audit (school_id, at, actor, field, old, new) VALUES (?, ?, ?, ?, ?, ?)",
+            (school_id, _ts(now), actor, field, json.dumps(old), json.dumps(new)),
+        )
+        assert cursor.lastrowid is not None
+        entries.append(AuditEntry(cursor.lastrowid, school_id, now, actor, field, old, new))
+    return entries

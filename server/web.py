@@ -1,0 +1,383 @@
+"""The HTTP application: REST API, health checks, and (later) the WebSocket endpoint.
+
+This is the only module that imports Starlette. Every endpoint authenticates
+with ``Authorization: Bearer <token>`` (see :mod:`server.tokens`), asks the
+gatekeeper, and answers JSON. Errors are translated here, at the boundary, into
+one shape::
+
+    {"error": {"code": "outside_hours", "message": "...", "retry_at": "2026-…Z"}}
+
+with the HTTP status of the :class:`~server.errors.ErrorCode`. The endpoints are
+documented in ``docs/api.md``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import __version__
+from .clock import Clock, system_clock
+from .config import Config
+from .errors import ErrorCode, InvalidSettings, NotFound, PreauError, Refused, StoreError
+from .gatekeeper import WindowState
+from .model import Role, SchoolId, User, UserId
+from .schools import Establishment, Schools, fold
+from .settings import (
+    Json,
+    apply_preferences_patch,
+    apply_settings_patch,
+    preferences_to_json,
+    settings_to_json,
+)
+from .store import AuditEntry, Store, open_store
+from .tokens import Identity, read_token
+
+__all__ = ["DEMO_SECRET_KEY", "MAX_BODY_BYTES", "create_app", "resolve_secret"]
+
+log = logging.getLogger("preau.web")
+
+MAX_BODY_BYTES = 64 * 1024
+DEMO_SECRET_KEY = "demo_jwt_secret"
+CONTACTS_PAGE = 50
+CONTACTS_MAX_PAGE = 200
+
+
+async def resolve_secret(config: Config, store: Store) -> str:
+    """The JWT secret: from the configuration, or (demo mode) kept in the database."""
+    config.check()
+    if config.jwt_secret is not None:
+        return config.jwt_secret
+    secret = await store.get_meta(DEMO_SECRET_KEY)
+    if secret is None:
+        secret = secrets.token_urlsafe(48)
+        await store.set_meta(DEMO_SECRET_KEY, secret)
+    return secret
+
+
+@dataclass(slots=True)
+class _Services:
+    store: Store
+    schools: Schools
+    secret: str
+    clock: Clock
+
+
+@dataclass(frozen=True, slots=True)
+class _Caller:
+    """An authenticated request: who, in which school, under which snapshot."""
+
+    identity: Identity
+    school: Establishment
+    user: User
+    now: datetime
+    store: Store
+
+    @property
+    def school_id(self) -> SchoolId:
+        return self.identity.school_id
+
+
+Endpoint = Callable[[Request, _Caller], Awaitable[Json]]
+
+
+def create_app(
+    config: Config, *, clock: Clock = system_clock, store: Store | None = None
+) -> Starlette:
+    """The ASGI application. ``store`` is opened from ``config`` unless given (and then owned)."""
+    services: dict[str, _Services] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        own = store is None
+        st = await open_store(config.database_url) if store is None else store
+        try:
+            secret = await resolve_secret(config, st)
+            services["s"] = _Services(st, Schools(st), secret, clock)
+            yield
+        finally:
+            if own:
+                await st.close()
+
+    def api(endpoint: Endpoint, *, admin: bool = False) -> Callable[[Request], Awaitable[Response]]:
+        async def route(request: Request) -> Response:
+            try:
+                caller = await _authenticate(services["s"], request)
+                if admin and not caller.school.gatekeeper.is_admin(caller.user.id):
+                    raise Refused(ErrorCode.FORBIDDEN)
+                return JSONResponse(await endpoint(request, caller))
+            except PreauError as exc:
+                return _error_response(exc)
+
+        return route
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await services["s"].store.list_schools()
+        except StoreError as exc:
+            return JSONResponse({"status": "unavailable", "store": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ready", "store": "ok"})
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/api/me", api(_me)),
+        Route("/api/me/preferences", api(_my_preferences), methods=["GET"]),
+        Route("/api/me/preferences", api(_patch_my_preferences), methods=["PATCH"]),
+        Route("/api/contacts", api(_contacts)),
+        Route("/api/settings", api(_get_settings, admin=True), methods=["GET"]),
+        Route("/api/settings", api(_patch_settings, admin=True), methods=["PATCH"]),
+        Route("/api/users/{user_id}/preferences", api(_user_preferences, admin=True),
+              methods=["GET"]),
+        Route("/api/users/{user_id}/preferences", api(_patch_user_preferences, admin=True),
+              methods=["PATCH"]),
+        Route("/api/audit", api(_audit, admin=True)),
+    ]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+# ---------------------------------------------------------------------- boundary
+
+
+async def _authenticate(services: _Services, request: Request) -> _Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Refused(ErrorCode.UNAUTHENTICATED,
+                      "Send the token as 'Authorization: Bearer <token>'.")
+    now = services.clock()
+    identity = read_token(services.secret, token.strip(), now=now)
+    try:
+        school = await services.schools.get(identity.school_id)
+    except NotFound:
+        raise Refused(ErrorCode.UNAUTHENTICATED, "The token names an unknown school.") from None
+    user = school.gatekeeper.user(identity.user_id)
+    if user is None:
+        raise Refused(ErrorCode.UNAUTHENTICATED, "This account is not in the school's directory.")
+    return _Caller(identity, school, user, now, services.store)
+
+
+def _error_response(exc: PreauError) -> Response:
+    if isinstance(exc, Refused):
+        code, message, retry_at = exc.code, exc.message, exc.retry_at
+    elif isinstance(exc, InvalidSettings):
+        code, message, retry_at = ErrorCode.BAD_REQUEST, str(exc), None
+    elif isinstance(exc, NotFound):
+        code, message, retry_at = ErrorCode.NOT_FOUND, str(exc), None
+    else:
+        log.exception("request failed", exc_info=exc)
+        code, message, retry_at = ErrorCode.INTERNAL, ErrorCode.INTERNAL.phrase, None
+    body: dict[str, Json] = {"code": code.value, "message": message}
+    if retry_at is not None:
+        body["retry_at"] = _iso(retry_at)
+    headers = {"WWW-Authenticate": "Bearer"} if code is ErrorCode.UNAUTHENTICATED else None
+    return JSONResponse({"error": body}, status_code=code.status, headers=headers)
+
+
+async def _json_body(request: Request) -> Json:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise Refused(ErrorCode.TOO_LARGE, f"The body exceeds {MAX_BODY_BYTES} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise Refused(ErrorCode.TOO_LARGE, f"The body exceeds {MAX_BODY_BYTES} bytes.")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        raise Refused(ErrorCode.BAD_REQUEST, "The request needs a JSON body.")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Refused(ErrorCode.BAD_REQUEST, f"The body is not valid JSON: {exc}.") from None
+
+
+def _iso(dt: datetime) -> str:
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+def _window_json(state: WindowState) -> dict[str, Json]:
+    return {
+        "open": state.is_open,
+        "opens_at": None if state.opens_at is None else _iso(state.opens_at),
+        "closes_at": None if state.closes_at is None else _iso(state.closes_at),
+    }
+
+
+def _person(caller: _Caller, user: User) -> dict[str, Json]:
+    """A user as others see them: no preferences, nothing of other people."""
+    classes = caller.school.gatekeeper.state.directory.classes
+    out: dict[str, Json] = {"id": user.id, "name": user.display_name,
+                            "first_name": user.first_name, "last_name": user.last_name,
+                            "role": user.role.value}
+    if user.role is Role.STUDENT and user.class_id in classes:
+        assert user.class_id is not None
+        out["class"] = {"id": user.class_id, "name": classes[user.class_id].name}
+    return out
+
+
+# ---------------------------------------------------------------------- endpoints
+
+
+async def _me(request: Request, caller: _Caller) -> Json:
+    gk = caller.school.gatekeeper
+    access = gk.check_connect(caller.user.id)
+    contacts = gk.check_contacts(caller.user.id) if access.allowed else access
+    return {
+        "user": _person(caller, caller.user),
+        "school": {"id": caller.school_id, "name": gk.state.directory.school.name,
+                   "timezone": gk.state.settings.timezone},
+        "admin": gk.is_admin(caller.user.id),
+        "access": {"allowed": access.allowed,
+                   "code": None if access.code is None else access.code.value,
+                   "message": access.message},
+        "can_start": contacts.allowed,
+        "window": _window_json(gk.window_state(caller.now)),
+        "token_expires_at": _iso(caller.identity.expires_at),
+    }
+
+
+async def _contacts(request: Request, caller: _Caller) -> Json:
+    """The people the caller may start a discussion with (G1–G5), searchable and paged."""
+    gk = caller.school.gatekeeper
+    gk.check_contacts(caller.user.id).raise_for_refusal()
+    q = fold(request.query_params.get("q", "").strip())
+    limit = _int_param(request, "limit", CONTACTS_PAGE, 1, CONTACTS_MAX_PAGE)
+    offset = _decode_cursor(request.query_params.get("cursor"))
+    people = gk.contacts(caller.user.id)
+    if q:
+        terms = q.split()
+        people = tuple(
+            u for u in people
+            if all(t in caller.school.search_key(u) for t in terms)
+        )
+    page = people[offset:offset + limit]
+    following = offset + limit
+    return {
+        "items": [_person(caller, u) for u in page],
+        "next_cursor": _encode_cursor(following) if following < len(people) else None,
+        "total": len(people),
+        "window": _window_json(gk.window_state(caller.now)),
+    }
+
+
+def _int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise Refused(ErrorCode.BAD_REQUEST, f"'{name}' must be an integer from {low} to {high}.")
+    return int(raw)
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o{offset}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        if raw[:1] != "o" or not raw[1:].isdigit():
+            raise ValueError(raw)
+        return int(raw[1:])
+    except ValueError:
+        raise Refused(ErrorCode.BAD_REQUEST, "'cursor' is not a cursor this server gave.") \
+            from None
+
+
+async def _my_preferences(request: Request, caller: _Caller) -> Json:
+    prefs = caller.school.gatekeeper.state.preferences_of(caller.user.id)
+    return {"preferences": preferences_to_json(prefs, caller.user.role)}
+
+
+async def _patch_my_preferences(request: Request, caller: _Caller) -> Json:
+    patch = await _json_body(request)
+    if isinstance(patch, dict) and "can_initiate" in patch:
+        raise Refused(ErrorCode.FORBIDDEN,
+                      "Only an administrator can change whether a student may start discussions.")
+    return await _change_preferences(caller, caller.user, patch,
+                                     allowed={"accepts", "parent_messaging_opt_in"})
+
+
+async def _user_preferences(request: Request, caller: _Caller) -> Json:
+    user = _directory_user(caller, request.path_params["user_id"])
+    prefs = caller.school.gatekeeper.state.preferences_of(user.id)
+    return {"user": _person(caller, user),
+            "preferences": preferences_to_json(prefs, user.role)}
+
+
+async def _patch_user_preferences(request: Request, caller: _Caller) -> Json:
+    user = _directory_user(caller, request.path_params["user_id"])
+    patch = await _json_body(request)
+    return await _change_preferences(caller, user, patch, allowed={"can_initiate"})
+
+
+def _directory_user(caller: _Caller, user_id: str) -> User:
+    user = caller.school.gatekeeper.user(UserId(user_id))
+    if user is None:
+        raise Refused(ErrorCode.NOT_FOUND, f"There is no user {user_id!r} in this school.")
+    return user
+
+
+async def _change_preferences(
+    caller: _Caller, user: User, patch: Json, *, allowed: set[str]
+) -> Json:
+    state = caller.school.gatekeeper.state
+    new = apply_preferences_patch(state.preferences_of(user.id), user.role, patch,
+                                  classes=state.directory.classes, allowed=allowed)
+    entries = await caller.store.update_preferences(
+        caller.school_id, user.id, new, actor=caller.user.id, now=caller.now)
+    return {"preferences": preferences_to_json(new, user.role),
+            "changes": [_audit_json(e) for e in entries]}
+
+
+async def _get_settings(request: Request, caller: _Caller) -> Json:
+    state = caller.school.gatekeeper.state
+    return {"settings": settings_to_json(state.settings, list(state.directory.profiles))}
+
+
+async def _patch_settings(request: Request, caller: _Caller) -> Json:
+    patch = await _json_body(request)
+    state = caller.school.gatekeeper.state
+    profiles = list(state.directory.profiles)
+    new = apply_settings_patch(state.settings, patch, profiles)
+    entries = await caller.store.update_settings(
+        caller.school_id, new, actor=caller.user.id, now=caller.now)
+    return {"settings": settings_to_json(new, profiles),
+            "changes": [_audit_json(e) for e in entries]}
+
+
+async def _audit(request: Request, caller: _Caller) -> Json:
+    limit = _int_param(request, "limit", 50, 1, 500)
+    raw = request.query_params.get("before")
+    before = None if raw in (None, "") else _int_param(request, "before", 0, 1, 2**62)
+    entries = await caller.store.audit_log(caller.school_id, before=before,
+                                                              limit=limit)
+    return {
+        "items": [_audit_json(e) for e in entries],
+        "next_before": entries[-1].id if len(entries) == limit else None,
+    }
+
+
+def _audit_json(entry: AuditEntry) -> dict[str, Any]:
+    return {"id": entry.id, "at": _iso(entry.at), "actor": entry.actor, "field": entry.field,
+            "old": entry.old, "new": entry.new}

@@ -1,0 +1,103 @@
+"""Shared fixtures: a migrated SQLite store, and a real uvicorn server on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from server.clock import ManualClock
+from server.config import Config
+from server.directory import parse_directory
+from server.model import SchoolId, UserId
+from server.store import SqliteStore
+from server.tokens import issue_token
+from server.web import create_app
+from tests.schools import other_school_doc, school_doc
+
+SECRET = "test-secret-" + "x" * 40
+# A Tuesday in term, 10:00 in Paris: inside the default 07:00–20:00 window.
+SCHOOL_DAY = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    st = SqliteStore(str(tmp_path / "preau.db"))
+    await st.open()
+    try:
+        yield st
+    finally:
+        await st.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    """A running server: its URL, its injected clock, and a token maker."""
+
+    url: str
+    clock: ManualClock
+    database: Path
+
+    def token(self, user: str, school: str = "hugo", ttl: timedelta = timedelta(hours=1)) -> str:
+        return issue_token(SECRET, SchoolId(school), UserId(user), ttl=ttl, now=self.clock())
+
+    def client(self, user: str | None = None, school: str = "hugo") -> httpx.Client:
+        headers = {} if user is None else {"Authorization": f"Bearer {self.token(user, school)}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10)
+
+
+def _import_schools(path: Path) -> None:
+    async def run() -> None:
+        st = SqliteStore(str(path))
+        await st.open()
+        try:
+            for doc in (school_doc(), other_school_doc()):
+                await st.import_directory(parse_directory(doc), actor="test", now=SCHOOL_DAY)
+        finally:
+            await st.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    """uvicorn serving the app over a real socket, with two schools imported."""
+    db = tmp_path / "live.db"
+    _import_schools(db)
+    clock = ManualClock(SCHOOL_DAY)
+    config = Config(database_url=f"sqlite:///{db}", jwt_secret=SECRET)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(config, clock=clock), host="127.0.0.1",
+                                           port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.01)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", clock, db)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

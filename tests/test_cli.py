@@ -1,0 +1,144 @@
+"""The `preau` command as a user runs it: a real process, a real database file."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from tests.schools import school_doc
+
+
+def preau(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
+          stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PREAU_")}
+    full_env["PREAU_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "server", *args], cwd=tmp_path, env=full_env,
+                          capture_output=True, text=True, timeout=60, input=stdin)
+
+
+def write(tmp_path: Path, doc: Any, name: str = "school.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+class TestDirectoryImport:
+    def test_import_then_reimport(self, tmp_path: Path):
+        path = write(tmp_path, school_doc())
+        first = preau(tmp_path, "directory", "import", str(path))
+        assert first.returncode == 0, first.stderr
+        assert "created: 10 users added" in first.stdout
+        doc = school_doc()
+        doc["users"] = [u for u in doc["users"] if u["id"] != "e3" and u["id"] != "p3"]
+        second = preau(tmp_path, "directory", "import", str(write(tmp_path, doc)))
+        assert second.returncode == 0, second.stderr
+        assert "updated: 0 users added, 8 updated, 2 deactivated" in second.stdout
+
+    def test_bad_file_is_rejected_whole_and_changes_nothing(self, tmp_path: Path):
+        assert preau(tmp_path, "directory", "import",
+                     str(write(tmp_path, school_doc()))).returncode == 0
+        doc = school_doc()
+        doc["users"][0]["teaches"] = ["9Z"]           # unknown class
+        doc["users"][-1]["children"] = ["t1"]         # a child that is not a student
+        doc["users"].append(dict(doc["users"][1]))    # duplicate id
+        doc["users"].append({"id": "new", "role": "staff", "first_name": "N",
+                             "last_name": "Ew", "profile": "staff"})
+        result = preau(tmp_path, "directory", "import", str(write(tmp_path, doc)))
+        assert result.returncode == 1
+        for words in ("9Z", "t1", "duplicate"):
+            assert words in result.stderr, result.stderr
+        # "new" would have been added by a half-import; the token command proves it was not.
+        token = preau(tmp_path, "token", "new")
+        assert token.returncode == 2
+        assert "no active user 'new'" in token.stderr
+
+    def test_losing_most_of_the_school_needs_confirmation(self, tmp_path: Path):
+        full = preau(tmp_path, "demo-school", "--classes", "2", "--students", "10")
+        path = tmp_path / "demo.json"
+        path.write_text(full.stdout, encoding="utf-8")
+        assert preau(tmp_path, "directory", "import", str(path)).returncode == 0
+        doc = json.loads(full.stdout)
+        doc["users"] = [u for u in doc["users"] if u["role"] in ("staff", "teacher")]
+        small = write(tmp_path, doc, "small.json")
+        refused = preau(tmp_path, "directory", "import", str(small))
+        assert refused.returncode == 2
+        assert "nothing was imported" in refused.stderr
+        assert preau(tmp_path, "token", "s-0001").returncode == 0  # still there
+        forced = preau(tmp_path, "directory", "import", str(small), "--allow-mass-removal")
+        assert forced.returncode == 0, forced.stderr
+        assert preau(tmp_path, "token", "s-0001").returncode == 2
+
+    def test_not_json(self, tmp_path: Path):
+        path = tmp_path / "broken.json"
+        path.write_text('{"format": 1,\n  "school": ', encoding="utf-8")
+        result = preau(tmp_path, "directory", "import", str(path))
+        assert result.returncode == 1
+        assert "line 2" in result.stderr
+
+    def test_missing_file(self, tmp_path: Path):
+        result = preau(tmp_path, "directory", "import", str(tmp_path / "nope.json"))
+        assert result.returncode == 1
+        assert "nope.json" in result.stderr
+
+
+class TestTokens:
+    def test_demo_token_uses_the_secret_kept_in_the_database(self, tmp_path: Path):
+        preau(tmp_path, "directory", "import", str(write(tmp_path, school_doc())))
+        a = preau(tmp_path, "token", "t1")
+        b = preau(tmp_path, "token", "e1", "--ttl", "60")
+        assert a.returncode == 0, a.stderr
+        assert b.returncode == 0, b.stderr
+        claims = jwt.decode(a.stdout.strip(), options={"verify_signature": False})
+        assert (claims["sub"], claims["sch"]) == ("t1", "hugo")
+        short = jwt.decode(b.stdout.strip(), options={"verify_signature": False})
+        assert short["exp"] - short["iat"] == 60
+
+    def test_configured_secret_signs(self, tmp_path: Path):
+        preau(tmp_path, "directory", "import", str(write(tmp_path, school_doc())))
+        secret = "s" * 40
+        out = preau(tmp_path, "token", "a1", env={"PREAU_JWT_SECRET": secret})
+        claims = jwt.decode(out.stdout.strip(), secret, algorithms=["HS256"])
+        assert claims["sub"] == "a1"
+
+    def test_token_needs_a_school(self, tmp_path: Path):
+        out = preau(tmp_path, "token", "t1")
+        assert out.returncode == 2
+        assert "directory import" in out.stderr
+
+
+class TestServe:
+    def test_production_refuses_to_start_without_a_secret(self, tmp_path: Path):
+        out = preau(tmp_path, "serve", "--port", "1")
+        assert out.returncode == 2
+        assert "PREAU_JWT_SECRET" in out.stderr
+        weak = preau(tmp_path, "serve", "--port", "1", env={"PREAU_JWT_SECRET": "short"})
+        assert weak.returncode == 2
+        assert "too short" in weak.stderr
+
+    def test_bad_environment_is_named(self, tmp_path: Path):
+        out = preau(tmp_path, "migrate", env={"PREAU_PORT": "eighty"})
+        assert out.returncode == 2
+        assert "PREAU_PORT" in out.stderr
+        out = preau(tmp_path, "migrate", env={"PREAU_DATABASE_URL": "mysql://x"})
+        assert out.returncode == 2
+        assert "unsupported database URL" in out.stderr
+
+
+class TestDemoSchool:
+    @pytest.mark.parametrize("size", [("2", "3"), ("30", "28")])
+    def test_generates_an_importable_school(self, tmp_path: Path, size: tuple[str, str]):
+        out = preau(tmp_path, "demo-school", "--classes", size[0], "--students", size[1])
+        assert out.returncode == 0, out.stderr
+        path = tmp_path / "demo.json"
+        path.write_text(out.stdout, encoding="utf-8")
+        result = preau(tmp_path, "directory", "import", str(path))
+        assert result.returncode == 0, result.stderr
+        assert preau(tmp_path, "token", "admin").returncode == 0
