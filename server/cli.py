@@ -132,16 +132,19 @@ async def _open(config: Config) -> Store:
 def _serve(args: argparse.Namespace, config: Config) -> int:
     import uvicorn
 
-    from .web import create_app
+    from .web import UVICORN_OPTIONS, create_app
 
     config.check()
     _make_parent_dir(config)
-    app = create_app(config)
+    from .clock import OffsetClock
+
+    clock = system_clock if config.clock_start is None else OffsetClock(config.clock_start)
+    app = create_app(config, clock=clock)
     print(f"Préau serving on http://{config.host}:{config.port} "
           f"(database {config.database_url}{', demo mode' if config.demo else ''})",
           file=sys.stderr)
     uvicorn.run(app, host=config.host, port=config.port, log_level="info",
-                ws="websockets-sansio", lifespan="on")
+                timeout_graceful_shutdown=10, **UVICORN_OPTIONS)
     return 0
 
 

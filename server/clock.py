@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["Clock", "ManualClock", "system_clock"]
+__all__ = ["Clock", "ManualClock", "OffsetClock", "system_clock"]
 
 Clock = Callable[[], datetime]
 
@@ -38,3 +38,19 @@ class ManualClock:
 
     def advance(self, delta: timedelta) -> None:
         self._now += delta
+
+
+class OffsetClock:
+    """Real time shifted so that it read ``start`` when created, then runs normally.
+
+    ``PREAU_CLOCK_START`` uses it, so that a demo or a multi-process test sees a
+    school morning whatever the hour it actually runs at.
+    """
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("OffsetClock needs an aware datetime")
+        self._offset = start - system_clock()
+
+    def __call__(self) -> datetime:
+        return system_clock() + self._offset

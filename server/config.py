@@ -7,10 +7,16 @@ Every setting has an environment variable (listed in README.md) and most have a
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .node import Limits
 
 __all__ = ["DEFAULT_DATABASE_URL", "MIN_SECRET_LENGTH", "Config"]
 
@@ -36,6 +42,17 @@ class Config:
     port: int = 8000
     demo: bool = False
     token_ttl: int = 12 * 3600
+    rate_per_second: float = 20.0
+    outbox_bytes: int = 1024 * 1024
+    node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    clock_start: datetime | None = None
+
+    def limits(self) -> Limits:
+        """The hub's limits from this configuration."""
+        from .node import Limits
+
+        return Limits(outbox_bytes=self.outbox_bytes, rate_per_second=self.rate_per_second,
+                      rate_burst=max(1, int(self.rate_per_second * 2)))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -49,6 +66,10 @@ class Config:
             port=_int(env, "PREAU_PORT", 8000, 0, 65535),
             demo=_bool(env, "PREAU_DEMO"),
             token_ttl=_int(env, "PREAU_TOKEN_TTL", 12 * 3600, 60, 90 * 24 * 3600),
+            rate_per_second=float(_int(env, "PREAU_RATE_LIMIT", 20, 1, 100_000)),
+            outbox_bytes=_int(env, "PREAU_OUTBOX_BYTES", 1024 * 1024, 16 * 1024, 1 << 30),
+            node_id=env.get("PREAU_NODE_ID") or uuid.uuid4().hex[:12],
+            clock_start=_datetime(env, "PREAU_CLOCK_START"),
         )
 
     def check(self) -> None:
@@ -75,6 +96,20 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
         raise ConfigurationError(f"{name} must be an integer, not {raw!r}") from None
     if not low <= value <= high:
         raise ConfigurationError(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def _datetime(env: Mapping[str, str], name: str) -> datetime | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an ISO 8601 time such as "
+                                 f"2026-11-24T09:00:00Z, not {raw!r}") from None
+    if value.tzinfo is None:
+        raise ConfigurationError(f"{name} needs a time zone (end it with Z for UTC)")
     return value
 
 

@@ -58,6 +58,14 @@ class Schools:
         self._current: dict[SchoolId, Establishment] = {}
         self._locks: dict[SchoolId, asyncio.Lock] = {}
 
+    def current(self, school_id: SchoolId) -> Establishment | None:
+        """The last establishment built for the school, without asking the store.
+
+        For the per-message path: the node keeps it fresh by calling :meth:`get`
+        when a policy notice arrives and on its periodic tick.
+        """
+        return self._current.get(school_id)
+
     async def get(self, school_id: SchoolId) -> Establishment:
         """The school's establishment at the store's current version.
 

@@ -1,6 +1,8 @@
-"""The HTTP application: REST API, health checks, and (later) the WebSocket endpoint.
+"""The HTTP application: REST API, health checks, and the WebSocket endpoint ``/ws``.
 
-This is the only module that imports Starlette. Every endpoint authenticates
+This is the only module that imports Starlette. ``/ws`` adapts Starlette's
+WebSocket to :class:`~server.hub.Transport` and hands it to a
+:class:`~server.session.Session`; the REST endpoints answer JSON. Every endpoint authenticates
 with ``Authorization: Bearer <token>`` (see :mod:`server.tokens`), asks the
 gatekeeper, and answers JSON. Errors are translated here, at the boundary, into
 one shape::
@@ -14,6 +16,7 @@ documented in ``docs/api.md``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import secrets
@@ -26,15 +29,21 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import __version__
+from .broker import Broker, BrokerUnavailable, MemoryBroker, RedisBroker
 from .clock import Clock, system_clock
 from .config import Config
 from .errors import ErrorCode, InvalidSettings, NotFound, PreauError, Refused, StoreError
 from .gatekeeper import WindowState
+from .hub import TransportClosed
 from .model import Role, SchoolId, User, UserId
+from .node import Limits, Node
+from .protocol import MAX_FRAME_BYTES, SUBPROTOCOLS, CloseCode
 from .schools import Establishment, Schools, fold
+from .session import Session
 from .settings import (
     Json,
     apply_preferences_patch,
@@ -45,7 +54,24 @@ from .settings import (
 from .store import AuditEntry, Store, open_store
 from .tokens import Identity, read_token
 
-__all__ = ["DEMO_SECRET_KEY", "MAX_BODY_BYTES", "create_app", "resolve_secret"]
+__all__ = [
+    "DEMO_SECRET_KEY",
+    "MAX_BODY_BYTES",
+    "UVICORN_OPTIONS",
+    "create_app",
+    "resolve_secret",
+]
+
+# How uvicorn must run the app (``preau serve`` and the tests use these): frames above
+# the protocol's limit are refused by the WebSocket layer (close 1009), and idle peers
+# are pinged so that a dead connection is noticed within ping_interval + ping_timeout.
+UVICORN_OPTIONS: dict[str, Any] = {
+    "ws": "websockets-sansio",
+    "ws_max_size": MAX_FRAME_BYTES,
+    "ws_ping_interval": 25.0,
+    "ws_ping_timeout": 20.0,
+    "lifespan": "on",
+}
 
 log = logging.getLogger("preau.web")
 
@@ -73,6 +99,7 @@ class _Services:
     schools: Schools
     secret: str
     clock: Clock
+    node: Node
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +111,7 @@ class _Caller:
     user: User
     now: datetime
     store: Store
+    node: Node
 
     @property
     def school_id(self) -> SchoolId:
@@ -94,7 +122,11 @@ Endpoint = Callable[[Request, _Caller], Awaitable[Json]]
 
 
 def create_app(
-    config: Config, *, clock: Clock = system_clock, store: Store | None = None
+    config: Config,
+    *,
+    clock: Clock = system_clock,
+    store: Store | None = None,
+    limits: Limits | None = None,
 ) -> Starlette:
     """The ASGI application. ``store`` is opened from ``config`` unless given (and then owned)."""
     services: dict[str, _Services] = {}
@@ -103,11 +135,18 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = store is None
         st = await open_store(config.database_url) if store is None else store
+        node: Node | None = None
         try:
             secret = await resolve_secret(config, st)
-            services["s"] = _Services(st, Schools(st), secret, clock)
+            schools = Schools(st)
+            node = Node(st, _broker(config), schools, clock=clock,
+                        limits=limits or config.limits())
+            await node.start()
+            services["s"] = _Services(st, schools, secret, clock, node)
             yield
         finally:
+            if node is not None:
+                await node.close()
             if own:
                 await st.close()
 
@@ -127,15 +166,35 @@ def create_app(
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(request: Request) -> Response:
+        """Ready when the store answers and a probe goes through pub/sub and back."""
+        s = services["s"]
+        report = {"status": "ready", "store": "ok", "broker": "ok",
+                  "connections": len(s.node.hub)}
         try:
-            await services["s"].store.list_schools()
+            await s.store.list_schools()
         except StoreError as exc:
-            return JSONResponse({"status": "unavailable", "store": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ready", "store": "ok"})
+            report.update(status="unavailable", store=str(exc))
+        try:
+            await s.node.broker.check()
+        except BrokerUnavailable as exc:
+            report.update(status="unavailable", broker=str(exc))
+        return JSONResponse(report, status_code=200 if report["status"] == "ready" else 503)
+
+    async def websocket(ws: WebSocket) -> None:
+        offered = ws.scope.get("subprotocols", [])
+        encoding = next((SUBPROTOCOLS[p] for p in offered if p in SUBPROTOCOLS), None)
+        if encoding is None:
+            await ws.accept()
+            await ws.close(CloseCode.PROTOCOL_ERROR, "offer preau.json or preau.msgpack")
+            return
+        await ws.accept(subprotocol=encoding.value)
+        s = services["s"]
+        await Session(s.node, _WebSocketTransport(ws), encoding, secret=s.secret).run()
 
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        WebSocketRoute("/ws", websocket),
         Route("/api/me", api(_me)),
         Route("/api/me/preferences", api(_my_preferences), methods=["GET"]),
         Route("/api/me/preferences", api(_patch_my_preferences), methods=["PATCH"]),
@@ -149,6 +208,52 @@ def create_app(
         Route("/api/audit", api(_audit, admin=True)),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _broker(config: Config) -> Broker:
+    if config.redis_url:
+        return RedisBroker(config.redis_url, node_id=config.node_id)
+    return MemoryBroker()
+
+
+class _WebSocketTransport:
+    """Starlette's WebSocket as a :class:`~server.hub.Transport`."""
+
+    __slots__ = ("_closed", "_ws")
+
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+        self._closed = False
+
+    async def receive(self) -> str | bytes:
+        if self._closed:
+            raise TransportClosed
+        message = await self._ws.receive()
+        if message["type"] == "websocket.disconnect":
+            self._closed = True
+            raise TransportClosed
+        text = message.get("text")
+        if text is not None:
+            return str(text)
+        return bytes(message.get("bytes") or b"")
+
+    async def send(self, data: str | bytes) -> None:
+        if self._closed:
+            raise TransportClosed
+        message = ({"type": "websocket.send", "text": data} if isinstance(data, str)
+                   else {"type": "websocket.send", "bytes": data})
+        try:
+            await self._ws.send(message)
+        except (OSError, RuntimeError, WebSocketDisconnect) as exc:
+            self._closed = True
+            raise TransportClosed from exc
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError, RuntimeError, WebSocketDisconnect):
+            await self._ws.close(code, reason)
 
 
 # ---------------------------------------------------------------------- boundary
@@ -169,7 +274,7 @@ async def _authenticate(services: _Services, request: Request) -> _Caller:
     user = school.gatekeeper.user(identity.user_id)
     if user is None:
         raise Refused(ErrorCode.UNAUTHENTICATED, "This account is not in the school's directory.")
-    return _Caller(identity, school, user, now, services.store)
+    return _Caller(identity, school, user, now, services.store, services.node)
 
 
 def _error_response(exc: PreauError) -> Response:
@@ -346,6 +451,8 @@ async def _change_preferences(
                                   classes=state.directory.classes, allowed=allowed)
     entries = await caller.store.update_preferences(
         caller.school_id, user.id, new, actor=caller.user.id, now=caller.now)
+    if entries:
+        await caller.node.policy_changed(caller.school_id)
     return {"preferences": preferences_to_json(new, user.role),
             "changes": [_audit_json(e) for e in entries]}
 
@@ -362,6 +469,8 @@ async def _patch_settings(request: Request, caller: _Caller) -> Json:
     new = apply_settings_patch(state.settings, patch, profiles)
     entries = await caller.store.update_settings(
         caller.school_id, new, actor=caller.user.id, now=caller.now)
+    if entries:
+        await caller.node.policy_changed(caller.school_id)
     return {"settings": settings_to_json(new, profiles),
             "changes": [_audit_json(e) for e in entries]}
 

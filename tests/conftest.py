@@ -19,9 +19,10 @@ from server.clock import ManualClock
 from server.config import Config
 from server.directory import parse_directory
 from server.model import SchoolId, UserId
+from server.node import Limits
 from server.store import SqliteStore
 from server.tokens import issue_token
-from server.web import create_app
+from server.web import UVICORN_OPTIONS, create_app
 from tests.schools import other_school_doc, school_doc
 
 SECRET = "test-secret-" + "x" * 40
@@ -61,6 +62,10 @@ class LiveServer:
     def token(self, user: str, school: str = "hugo", ttl: timedelta = timedelta(hours=1)) -> str:
         return issue_token(SECRET, SchoolId(school), UserId(user), ttl=ttl, now=self.clock())
 
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/ws"
+
     def client(self, user: str | None = None, school: str = "hugo") -> httpx.Client:
         headers = {} if user is None else {"Authorization": f"Bearer {self.token(user, school)}"}
         return httpx.Client(base_url=self.url, headers=headers, timeout=10)
@@ -87,8 +92,10 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     clock = ManualClock(SCHOOL_DAY)
     config = Config(database_url=f"sqlite:///{db}", jwt_secret=SECRET)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config, clock=clock), host="127.0.0.1",
-                                           port=port, log_level="warning", lifespan="on"))
+    limits = Limits(tick_seconds=0.05, hello_timeout=1.0)
+    app = create_app(config, clock=clock, limits=limits)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           **UVICORN_OPTIONS))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

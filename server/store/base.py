@@ -30,6 +30,7 @@ from ..model import (
 __all__ = [
     "AuditEntry",
     "Discussion",
+    "DiscussionSummary",
     "ImportReport",
     "Store",
     "StoredMessage",
@@ -71,6 +72,17 @@ class Discussion:
     created_by: UserId
     created_at: datetime
     last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class DiscussionSummary:
+    """A discussion as one participant sees it in their list."""
+
+    discussion: Discussion
+    members: DiscussionMembers
+    read_seq: int
+    visible_seq: int  # the last seq this user may read (last_seq, or where they left)
+    last_message: StoredMessage | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,3 +218,28 @@ class Store(Protocol):
 
     async def discussions_of(self, school_id: SchoolId, user_id: UserId) -> list[Discussion]:
         """Discussions the user is or was in, most recently active first."""
+
+    async def present_discussions(self, school_id: SchoolId, user_id: UserId) -> list[DiscussionId]:
+        """Ids of the discussions the user is present in (what a connection subscribes to)."""
+
+    async def summaries(
+        self, school_id: SchoolId, user_id: UserId, *, limit: int = 200
+    ) -> list[DiscussionSummary]:
+        """The user's discussions with members, read position and last visible message."""
+
+    async def mark_read(
+        self, school_id: SchoolId, discussion_id: DiscussionId, user_id: UserId, seq: int
+    ) -> int:
+        """Move the user's read position forward (never back); returns the new position."""
+
+    async def visible_seq(
+        self, school_id: SchoolId, discussion_id: DiscussionId, user_id: UserId
+    ) -> int | None:
+        """The last seq the user may read: ``last_seq`` while present, the seq at which they
+        left otherwise; ``None`` if they never took part (or the discussion is elsewhere)."""
+
+    async def messages_after(
+        self, school_id: SchoolId, discussion_id: DiscussionId, after_seq: int, *,
+        upto: int | None = None, limit: int = 1000
+    ) -> list[StoredMessage]:
+        """Messages with ``after_seq < seq <= upto``, oldest first (replay and gap filling)."""

@@ -49,7 +49,7 @@ from ..settings import (
     settings_from_json,
     settings_to_json,
 )
-from .base import AuditEntry, Discussion, ImportReport, StoredMessage
+from .base import AuditEntry, Discussion, DiscussionSummary, ImportReport, StoredMessage
 
 __all__ = ["SqliteStore"]
 
@@ -523,7 +523,7 @@ class SqliteStore:
                 "INSERT INTO participants (school_id, discussion_id, user_id, invited_by, "
                 "joined_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (discussion_id, user_id) "
                 "DO UPDATE SET invited_by = excluded.invited_by, "
-                "joined_at = excluded.joined_at, left_at = NULL",
+                "joined_at = excluded.joined_at, left_at = NULL, left_seq = NULL",
                 (school_id, discussion_id, user_id, invited_by, _ts(now)),
             )
         return await self.members(school_id, discussion_id)
@@ -534,9 +534,10 @@ class SqliteStore:
         async with self._transaction() as db:
             await self._bump_members(db, school_id, discussion_id)
             cursor = await db.execute(
-                "UPDATE participants SET left_at = ? "
+                "UPDATE participants SET left_at = ?, "
+                "left_seq = (SELECT last_seq FROM discussions WHERE id = ?) "
                 "WHERE discussion_id = ? AND user_id = ? AND left_at IS NULL",
-                (_ts(now), discussion_id, user_id),
+                (_ts(now), discussion_id, discussion_id, user_id),
             )
             if cursor.rowcount != 1:
                 raise NotFound(f"{user_id!r} is not in discussion {discussion_id}")
@@ -617,6 +618,81 @@ class SqliteStore:
         )
         return [Discussion(DiscussionId(r[0]), school_id, r[1], UserId(r[2]), _dt(r[3]),
                            int(r[4])) for r in rows]
+
+    async def present_discussions(self, school_id: SchoolId, user_id: UserId) -> list[DiscussionId]:
+        rows = await self._all(
+            "SELECT discussion_id FROM participants "
+            "WHERE school_id = ? AND user_id = ? AND left_at IS NULL",
+            (school_id, user_id),
+        )
+        return [DiscussionId(r[0]) for r in rows]
+
+    async def summaries(
+        self, school_id: SchoolId, user_id: UserId, *, limit: int = 200
+    ) -> list[DiscussionSummary]:
+        rows = await self._all(
+            "SELECT d.id, d.subject, d.created_by, d.created_at, d.last_seq, p.read_seq, "
+            "COALESCE(p.left_seq, d.last_seq) FROM discussions d "
+            "JOIN participants p ON p.discussion_id = d.id "
+            "WHERE p.school_id = ? AND p.user_id = ? ORDER BY d.last_at DESC, d.id DESC LIMIT ?",
+            (school_id, user_id, limit),
+        )
+        out = []
+        for r in rows:
+            did = DiscussionId(r[0])
+            visible = int(r[6])
+            last = await self._all(
+                "SELECT seq, sender, client_id, body, created_at FROM messages "
+                "WHERE discussion_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
+                (did, visible),
+            )
+            message = next((StoredMessage(did, int(m[0]), UserId(m[1]), m[2], m[3], _dt(m[4]))
+                            for m in last), None)
+            out.append(DiscussionSummary(
+                Discussion(did, school_id, r[1], UserId(r[2]), _dt(r[3]), int(r[4])),
+                await self.members(school_id, did), int(r[5]), visible, message))
+        return out
+
+    async def mark_read(
+        self, school_id: SchoolId, discussion_id: DiscussionId, user_id: UserId, seq: int
+    ) -> int:
+        async with self._transaction() as db:
+            row = await (
+                await db.execute(
+                    "UPDATE participants SET read_seq = MAX(read_seq, MIN(?, "
+                    "COALESCE(left_seq, (SELECT last_seq FROM discussions WHERE id = ?)))) "
+                    "WHERE school_id = ? AND discussion_id = ? AND user_id = ? "
+                    "RETURNING read_seq",
+                    (seq, discussion_id, school_id, discussion_id, user_id),
+                )
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"{user_id!r} is not in discussion {discussion_id}")
+        return int(row[0])
+
+    async def visible_seq(
+        self, school_id: SchoolId, discussion_id: DiscussionId, user_id: UserId
+    ) -> int | None:
+        row = await self._one(
+            "SELECT COALESCE(p.left_seq, d.last_seq) FROM participants p "
+            "JOIN discussions d ON d.id = p.discussion_id "
+            "WHERE p.school_id = ? AND p.discussion_id = ? AND p.user_id = ?",
+            (school_id, discussion_id, user_id),
+        )
+        return None if row is None else int(row[0])
+
+    async def messages_after(
+        self, school_id: SchoolId, discussion_id: DiscussionId, after_seq: int, *,
+        upto: int | None = None, limit: int = 1000
+    ) -> list[StoredMessage]:
+        rows = await self._all(
+            "SELECT seq, sender, client_id, body, created_at FROM messages "
+            "WHERE school_id = ? AND discussion_id = ? AND seq > ? AND seq <= ? "
+            "ORDER BY seq LIMIT ?",
+            (school_id, discussion_id, after_seq, upto if upto is not None else 2**62, limit),
+        )
+        return [StoredMessage(discussion_id, int(r[0]), UserId(r[1]), r[2], r[3], _dt(r[4]))
+                for r in rows]
 
 
 # ---------------------------------------------------------------------- helpers

@@ -79,6 +79,7 @@ CREATE TABLE participants (
     invited_by    TEXT,                  -- NULL for the creator
     joined_at     TEXT NOT NULL,
     left_at       TEXT,
+    left_seq      INTEGER,               -- last message seq visible after leaving (history bound)
     read_seq      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (discussion_id, user_id)
 );

@@ -1,0 +1,240 @@
+"""The local side of fan-out: connections on this node, and how bytes reach them.
+
+- :class:`Transport` is the one thing a session needs from a socket; ``web.py``
+  adapts Starlette's WebSocket to it, tests use an in-memory one.
+- :class:`Frame` is an outgoing frame encoded at most once per encoding, however
+  many connections receive it (the Centrifuge rule: encode once per node).
+- :class:`Outbox` is a connection's bounded outbound queue, counted in bytes, with
+  one writer task. A client too slow to drain it is cut with close 4008 rather
+  than allowed to grow the server's memory.
+- :class:`Hub` is only a registry: connections by user, and by discussion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
+
+from .model import DiscussionId, SchoolId, UserId
+from .protocol import CloseCode, Encoding, encode
+
+__all__ = ["Frame", "Hub", "Member", "Outbox", "Transport", "TransportClosed"]
+
+log = logging.getLogger("preau.hub")
+
+
+class TransportClosed(Exception):
+    """The peer went away; nothing more can be sent or received."""
+
+
+class Transport(Protocol):
+    """Transport is responsible for moving one connection's frames.
+
+    ``receive`` returns one frame (``str`` for text, ``bytes`` for binary) and
+    raises :class:`TransportClosed` once the peer is gone. ``send`` raises
+    :class:`TransportClosed` likewise. ``close`` is idempotent.
+    """
+
+    async def receive(self) -> str | bytes: ...
+
+    async def send(self, data: str | bytes) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class Frame:
+    """An outgoing frame, encoded lazily and at most once per encoding."""
+
+    __slots__ = ("_json", "_msgpack", "body")
+
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        self.body = body
+        self._json: str | bytes | None = None
+        self._msgpack: str | bytes | None = None
+
+    def data(self, encoding: Encoding) -> str | bytes:
+        if encoding is Encoding.JSON:
+            if self._json is None:
+                self._json = encode(self.body, encoding)
+            return self._json
+        if self._msgpack is None:
+            self._msgpack = encode(self.body, encoding)
+        return self._msgpack
+
+
+class Outbox:
+    """A bounded, byte-counted outbound queue drained by one writer task.
+
+    ``put`` never blocks: when the bytes waiting would exceed ``limit`` the
+    outbox closes the transport with :data:`CloseCode.SLOW` and drops what is
+    queued (the client resumes from its last seen position on reconnect).
+    """
+
+    __slots__ = ("_closed", "_pending", "_queue", "_transport", "_wakeup", "_writer", "limit")
+
+    def __init__(self, transport: Transport, limit: int) -> None:
+        self._transport = transport
+        self.limit = limit
+        self._queue: deque[str | bytes] = deque()
+        self._pending = 0
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self._writer: asyncio.Task[None] | None = None
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    def put(self, data: str | bytes) -> None:
+        if self._closed:
+            return
+        size = len(data)
+        if self._pending + size > self.limit:
+            self.abort(CloseCode.SLOW, "slow: too many frames waiting for this client")
+            return
+        self._queue.append(data)
+        self._pending += size
+        self._wakeup.set()
+
+    def abort(self, code: int, reason: str) -> None:
+        """Drop everything queued and close the transport (from sync code)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.clear()
+        self._pending = 0
+        self._wakeup.set()
+        asyncio.get_running_loop().create_task(self._transport.close(code, reason))
+
+    async def close(self, code: int, reason: str, *, flush_timeout: float = 2.0) -> None:
+        """Send what is queued (for at most ``flush_timeout`` s), then close."""
+        if not self._closed:
+            self._closed = True
+            self._wakeup.set()
+            if self._writer is not None:
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(self._writer), flush_timeout)
+            await self._transport.close(code, reason)
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop the writer task (the transport is closed or being closed elsewhere)."""
+        self._closed = True
+        self._wakeup.set()
+        if self._writer is not None and not self._writer.done():
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+    async def _write(self) -> None:
+        queue, transport = self._queue, self._transport
+        try:
+            while True:
+                while queue:
+                    data = queue.popleft()
+                    self._pending -= len(data)
+                    await transport.send(data)
+                if self._closed:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+        except TransportClosed:
+            self._closed = True
+            self._queue.clear()
+            self._pending = 0
+
+
+class Member(Protocol):
+    """What the hub knows of a connection: who it is and how to reach it."""
+
+    school_id: SchoolId
+    user_id: UserId
+
+    def deliver(self, discussion: DiscussionId, seq: int, frame: Frame) -> None:
+        """A sequenced message of ``discussion`` (dropped if already seen)."""
+
+    def push(self, frame: Frame) -> None:
+        """Any other frame."""
+
+
+class Hub:
+    """Hub is responsible for tracking the connections of this node.
+
+    By user (to reach everyone signed in as someone) and by discussion (to fan
+    out). It does no I/O; the node decides what goes where.
+    """
+
+    def __init__(self) -> None:
+        self._by_user: dict[tuple[SchoolId, UserId], set[Member]] = {}
+        self._by_discussion: dict[tuple[SchoolId, DiscussionId], set[Member]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self._by_user.values())
+
+    def add(self, member: Member) -> bool:
+        """Register a connection; True if it is the user's first on this node."""
+        key = (member.school_id, member.user_id)
+        members = self._by_user.setdefault(key, set())
+        members.add(member)
+        return len(members) == 1
+
+    def remove(self, member: Member) -> bool:
+        """Forget a connection (unsubscribe it first); True if it was the user's last here."""
+        key = (member.school_id, member.user_id)
+        members = self._by_user.get(key)
+        if members is None or member not in members:
+            return False
+        members.discard(member)
+        if not members:
+            del self._by_user[key]
+            return True
+        return False
+
+    def subscribe(self, member: Member, discussion: DiscussionId) -> bool:
+        """Add a connection to a discussion's audience; True if it is the first on this node."""
+        subs = self._by_discussion.setdefault((member.school_id, discussion), set())
+        subs.add(member)
+        return len(subs) == 1
+
+    def unsubscribe(self, member: Member, discussion: DiscussionId) -> bool:
+        """Remove a connection from a discussion; True if nobody here listens any more."""
+        key = (member.school_id, discussion)
+        subs = self._by_discussion.get(key)
+        if subs is None:
+            return False
+        subs.discard(member)
+        if not subs:
+            del self._by_discussion[key]
+            return True
+        return False
+
+    def of_user(self, school_id: SchoolId, user_id: UserId) -> frozenset[Member]:
+        return frozenset(self._by_user.get((school_id, user_id), ()))
+
+    def in_discussion(self, school_id: SchoolId, discussion: DiscussionId) -> set[Member]:
+        """The live set (do not mutate; copy before awaiting)."""
+        return self._by_discussion.get((school_id, discussion), _EMPTY)
+
+    def discussions(self) -> Iterator[tuple[SchoolId, DiscussionId]]:
+        return iter(list(self._by_discussion))
+
+    def members(self) -> Iterator[Member]:
+        for members in list(self._by_user.values()):
+            yield from list(members)
+
+    def schools(self) -> set[SchoolId]:
+        return {school for school, _ in self._by_user}
+
+
+_EMPTY: set[Any] = set()

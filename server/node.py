@@ -1,0 +1,676 @@
+"""The node: request → gatekeeper → store → broker; broker publication → hub.
+
+One :class:`Node` per server process. It owns the hub (this process's
+connections), talks to the store and the broker, and keeps two caches that
+make the per-message path cheap: the members of every discussion someone here
+listens to (invalidated by join/leave notices) and, per discussion, a
+:class:`_Feed` that turns publications into a gap-free, duplicate-free stream.
+
+How one message travels (see ``docs/design/fan-out.md``):
+
+1. ``send``: the gatekeeper decides with the cached members (no I/O);
+2. the store appends it durably and assigns the next sequence number;
+3. the node offers it to its own feed (local connections get it at once, even
+   if the broker is down) and publishes it once on the discussion's channel;
+4. every other node subscribed to that channel offers it to its feed; a feed
+   delivers seq ``w+1`` after ``w``, drops what it has seen, and reads the store
+   to fill any gap (a publication lost while Redis was away);
+5. the frame is encoded once per encoding and queued on each connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, cast
+
+import msgpack
+
+from .broker import Broker, BrokerUnavailable
+from .broker.channels import discussion_channel, school_channel
+from .clock import Clock
+from .errors import ErrorCode, NotFound, Refused
+from .gatekeeper import Decision, Gatekeeper, WindowState
+from .hub import Frame, Hub, Member
+from .model import DiscussionId, DiscussionMembers, Role, SchoolId, User, UserId
+from .protocol import CloseCode
+from .schools import Establishment, Schools
+from .store import DiscussionSummary, Store, StoredMessage
+
+__all__ = ["Limits", "Node", "Session", "iso", "person"]
+
+log = logging.getLogger("preau.node")
+
+_TAG_BYTES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-connection and per-node limits (``Config`` sets them)."""
+
+    outbox_bytes: int = 1024 * 1024
+    rate_per_second: float = 20.0
+    rate_burst: int = 40
+    hello_timeout: float = 5.0
+    tick_seconds: float = 1.0
+    replay_max: int = 1000
+
+
+def iso(dt: datetime) -> str:
+    """UTC ISO 8601 with a ``Z``, the protocol's time format."""
+    return dt.isoformat().replace("+00:00", "Z")
+
+
+def person(user: User, gk: Gatekeeper) -> dict[str, Any]:
+    """A user as others see them (the ``{person}`` of docs/protocol.md)."""
+    out: dict[str, Any] = {"id": user.id, "name": user.display_name,
+                           "first_name": user.first_name, "last_name": user.last_name,
+                           "role": user.role.value}
+    classes = gk.state.directory.classes
+    if user.role is Role.STUDENT and user.class_id is not None and user.class_id in classes:
+        out["class"] = {"id": user.class_id, "name": classes[user.class_id].name}
+    return out
+
+
+def window_json(state: WindowState) -> dict[str, Any]:
+    return {"open": state.is_open,
+            "opens_at": None if state.opens_at is None else iso(state.opens_at),
+            "closes_at": None if state.closes_at is None else iso(state.closes_at)}
+
+
+def message_frame(msg: StoredMessage) -> dict[str, Any]:
+    return {"type": "message", "discussion": msg.discussion_id, "seq": msg.seq,
+            "sender": msg.sender, "body": msg.body, "at": iso(msg.created_at),
+            "client_id": msg.client_id}
+
+
+class Session(Member, Protocol):
+    """What the node needs of a connection (``server.session.Session`` implements it)."""
+
+    def begin_catchup(self, discussion: DiscussionId, from_seq: int) -> None: ...
+
+    def end_catchup(self, discussion: DiscussionId, messages: Sequence[StoredMessage]) -> None:
+        ...
+
+    def forget(self, discussion: DiscussionId) -> None: ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+    @property
+    def subscribed(self) -> Iterable[DiscussionId]: ...
+
+    @property
+    def expires_at(self) -> datetime: ...
+
+
+class _Feed:
+    """One discussion's ordered stream on this node."""
+
+    __slots__ = ("filling", "pending", "watermark")
+
+    def __init__(self) -> None:
+        self.watermark: int | None = None  # None until initialised from the store
+        self.pending: dict[int, StoredMessage] = {}
+        self.filling = False
+
+
+class Node:
+    """Node is responsible for serving requests and moving messages between connections."""
+
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        schools: Schools,
+        *,
+        clock: Clock,
+        limits: Limits = Limits(),
+        node_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.schools = schools
+        self.clock = clock
+        self.limits = limits
+        self.node_id = node_id or uuid.uuid4().hex[:12]
+        self.hub = Hub()
+        self._tag = uuid.uuid4().bytes[:_TAG_BYTES]
+        self._feeds: dict[tuple[SchoolId, DiscussionId], _Feed] = {}
+        self._members: dict[tuple[SchoolId, DiscussionId], DiscussionMembers] = {}
+        self._school_subs: dict[SchoolId, int] = {}
+        self._window_open: dict[SchoolId, bool] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ticker: asyncio.Task[None] | None = None
+        self._packer = msgpack.Packer(use_bin_type=True)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.broker.register(self)
+        await self.broker.start()
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
+
+    async def close(self) -> None:
+        """Tell every connection to reconnect elsewhere, then stop."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+        for member in self._sessions():
+            member.push(Frame({"type": "reconnect", "reason": "server shutting down"}))
+            member.close(CloseCode.SHUTDOWN, "server shutting down: reconnect")
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._ticker is not None:
+            await asyncio.gather(self._ticker, return_exceptions=True)
+        await self.broker.close()
+
+    def _sessions(self, school: SchoolId | None = None) -> list[Session]:
+        """Every connection here (of one school); the hub holds only sessions."""
+        return [cast(Session, m) for m in self.hub.members()
+                if school is None or m.school_id == school]
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    async def establishment(self, school_id: SchoolId) -> Establishment:
+        """The school's current snapshot: cached, refreshed by notices and the tick."""
+        current = self.schools.current(school_id)
+        if current is not None:
+            return current
+        return await self.schools.get(school_id)
+
+    # ------------------------------------------------------------------ connections
+
+    async def attach(self, session: Session, resume: Sequence[tuple[DiscussionId, int]]) -> int:
+        """Register a connection, subscribe it to its discussions and replay what it missed.
+
+        Returns how many resume positions could not be replayed completely.
+        """
+        school, user = session.school_id, session.user_id
+        first = self.hub.add(session)
+        if self._school_subs.get(school, 0) == 0:
+            await self.broker.subscribe(school_channel(school))
+        self._school_subs[school] = self._school_subs.get(school, 0) + 1
+        if school not in self._window_open:
+            # The window as this connection was told in its welcome: changes from here on
+            # are announced by the tick.
+            est = await self.establishment(school)
+            self._window_open[school] = est.gatekeeper.window_state(self.clock()).is_open
+        positions = dict(resume)
+        incomplete = 0
+        present = await self.store.present_discussions(school, user)
+        for d in present:
+            if d in positions:
+                incomplete += await self._join_feed(session, d, positions[d])
+            else:
+                await self._join_feed(session, d, None)
+        # A resume position for a discussion the user has left: replay up to where they left.
+        for d, seq in positions.items():
+            if d not in present:
+                visible = await self.store.visible_seq(school, d, user)
+                if visible is not None and visible > seq:
+                    rows = await self.store.messages_after(school, d, seq, upto=visible,
+                                                           limit=self.limits.replay_max)
+                    for m in rows:
+                        session.push(Frame(message_frame(m)))
+                    incomplete += int(rows[-1].seq < visible) if rows else 0
+        if first:
+            await self._publish_school(school, {"k": "p", "s": school, "u": user, "on": True,
+                                                "ds": list(present)})
+        return incomplete
+
+    async def detach(self, session: Session) -> None:
+        school, user = session.school_id, session.user_id
+        discussions = list(session.subscribed)
+        for d in discussions:
+            self._leave_feed(session, d)
+        last = self.hub.remove(session)
+        count = self._school_subs.get(school, 1) - 1
+        if count <= 0:
+            self._school_subs.pop(school, None)
+            self._window_open.pop(school, None)
+            await self._broker_call(self.broker.unsubscribe(school_channel(school)))
+        else:
+            self._school_subs[school] = count
+        if last:
+            await self._publish_school(school, {"k": "p", "s": school, "u": user, "on": False,
+                                                "ds": discussions})
+
+    async def _join_feed(self, session: Session, d: DiscussionId, from_seq: int | None) -> int:
+        """Subscribe a connection to a discussion; replay from ``from_seq`` if given.
+
+        ``None`` means live only (from now on). Returns 1 if the replay had to stop
+        at ``replay_max`` messages (the client should page the rest with history).
+        """
+        key = (session.school_id, d)
+        if self.hub.subscribe(session, d):
+            self._feeds[key] = _Feed()
+            await self._broker_call(self.broker.subscribe(discussion_channel(*key)))
+            feed = self._feeds.get(key)
+            if feed is not None and feed.watermark is None:
+                last = (await self.store.get_discussion(*key)).last_seq
+                feed.watermark = last
+                self._drain(key, feed)
+        feed = self._feeds[key]
+        if from_seq is None:
+            from_seq = feed.watermark if feed.watermark is not None else 0
+        session.begin_catchup(d, from_seq)
+        rows = await self.store.messages_after(session.school_id, d, from_seq,
+                                               limit=self.limits.replay_max)
+        session.end_catchup(d, rows)
+        return int(len(rows) >= self.limits.replay_max)
+
+    def _leave_feed(self, session: Session, d: DiscussionId) -> None:
+        session.forget(d)
+        if self.hub.unsubscribe(session, d):
+            key = (session.school_id, d)
+            self._feeds.pop(key, None)
+            self._members.pop(key, None)
+            self._spawn(self._broker_call(self.broker.unsubscribe(discussion_channel(*key))))
+
+    # ------------------------------------------------------------------ the feed
+
+    def _offer(self, key: tuple[SchoolId, DiscussionId], msg: StoredMessage) -> None:
+        feed = self._feeds.get(key)
+        if feed is None:
+            return  # nobody here listens
+        if feed.watermark is not None and msg.seq <= feed.watermark:
+            return  # seen
+        if feed.watermark is not None and msg.seq == feed.watermark + 1 and not feed.pending:
+            feed.watermark = msg.seq
+            self._fanout(key, msg)
+            return
+        feed.pending[msg.seq] = msg
+        self._drain(key, feed)
+
+    def _drain(self, key: tuple[SchoolId, DiscussionId], feed: _Feed) -> None:
+        if feed.watermark is None:
+            return
+        pending = feed.pending
+        for seq in [s for s in pending if s <= feed.watermark]:
+            del pending[seq]
+        while feed.watermark + 1 in pending:
+            msg = pending.pop(feed.watermark + 1)
+            feed.watermark = msg.seq
+            self._fanout(key, msg)
+        if pending and not feed.filling:
+            feed.filling = True
+            self._spawn(self._fill(key, feed))
+
+    async def _fill(self, key: tuple[SchoolId, DiscussionId], feed: _Feed,
+                    upto: int | None = None) -> None:
+        """Read from the store what the broker did not bring (a gap in sequence numbers)."""
+        try:
+            while feed.watermark is not None and (feed.pending or upto is not None):
+                target = max(feed.pending) if feed.pending else upto
+                rows = await self.store.messages_after(key[0], key[1], feed.watermark,
+                                                       upto=target, limit=500)
+                if not rows:
+                    break
+                for msg in rows:
+                    if self._feeds.get(key) is not feed:
+                        return
+                    if msg.seq == feed.watermark + 1:
+                        feed.pending.pop(msg.seq, None)
+                        feed.watermark = msg.seq
+                        self._fanout(key, msg)
+                while feed.watermark + 1 in feed.pending:
+                    msg = feed.pending.pop(feed.watermark + 1)
+                    feed.watermark = msg.seq
+                    self._fanout(key, msg)
+                if upto is not None and feed.watermark >= upto:
+                    upto = None
+        finally:
+            feed.filling = False
+
+    def _fanout(self, key: tuple[SchoolId, DiscussionId], msg: StoredMessage) -> None:
+        frame = Frame(message_frame(msg))
+        d, seq = msg.discussion_id, msg.seq
+        for member in self.hub.in_discussion(*key):
+            member.deliver(d, seq, frame)
+
+    # ------------------------------------------------------------------ broker side
+
+    def handle_publication(self, channel: str, data: bytes) -> None:
+        if data[:_TAG_BYTES] == self._tag:
+            return  # our own publication: already delivered locally
+        try:
+            event = msgpack.unpackb(data[_TAG_BYTES:], raw=False)
+            self._dispatch(event)
+        except Exception:
+            log.exception("bad publication on %s", channel)
+
+    def handle_resubscribed(self) -> None:
+        """Pub/sub may have dropped publications while Redis was away: re-read the store."""
+        for key in list(self._feeds):
+            self._spawn(self._catch_up_feed(key))
+        for school in list(self._school_subs):
+            self._spawn(self._refresh_school(school))
+
+    async def _catch_up_feed(self, key: tuple[SchoolId, DiscussionId]) -> None:
+        feed = self._feeds.get(key)
+        if feed is None or feed.watermark is None:
+            return
+        try:
+            last = (await self.store.get_discussion(*key)).last_seq
+        except NotFound:
+            return
+        self._members.pop(key, None)
+        if last > feed.watermark and not feed.filling:
+            feed.filling = True
+            await self._fill(key, feed, upto=last)
+
+    def _dispatch(self, ev: dict[str, Any]) -> None:
+        kind = ev["k"]
+        school = SchoolId(ev["s"])
+        if kind == "m":
+            msg = StoredMessage(DiscussionId(ev["d"]), ev["q"], UserId(ev["f"]), ev["c"],
+                                ev["b"], datetime.fromisoformat(ev["t"]))
+            self._offer((school, msg.discussion_id), msg)
+        elif kind in ("j", "l"):
+            self._membership_changed(school, DiscussionId(ev["d"]), UserId(ev["u"]),
+                                     joined=kind == "j", invited_by=ev.get("i"))
+        elif kind == "r":
+            self._push_discussion(school, DiscussionId(ev["d"]),
+                                  {"type": "read", "discussion": ev["d"], "user": ev["u"],
+                                   "seq": ev["q"]})
+        elif kind == "y":
+            self._push_discussion(school, DiscussionId(ev["d"]),
+                                  {"type": "typing", "discussion": ev["d"], "user": ev["u"]},
+                                  skip=UserId(ev["u"]))
+        elif kind == "p":
+            self._presence(school, UserId(ev["u"]), bool(ev["on"]),
+                           [DiscussionId(d) for d in ev["ds"]])
+        elif kind == "n":
+            self._spawn(self._discussion_added(school, DiscussionId(ev["d"]),
+                                               [UserId(u) for u in ev["us"]]))
+        elif kind == "v":
+            self._spawn(self._refresh_school(school))
+
+    async def _publish(self, channel: str, event: dict[str, Any]) -> None:
+        await self._broker_call(self.broker.publish(channel, self._tag + self._packer.pack(event)))
+
+    async def _publish_school(self, school: SchoolId, event: dict[str, Any]) -> None:
+        """Publish on the school channel and handle it here too (the broker skips our own)."""
+        self._dispatch(event)
+        await self._publish(school_channel(school), event)
+
+    async def _broker_call(self, call: Any) -> None:
+        try:
+            await call
+        except BrokerUnavailable as exc:
+            # Durable already: other nodes catch up from the store when the broker is back.
+            log.warning("broker unavailable: %s", exc)
+
+    # ------------------------------------------------------------------ pushes
+
+    def _push_discussion(self, school: SchoolId, d: DiscussionId, body: dict[str, Any],
+                         skip: UserId | None = None) -> None:
+        frame = Frame(body)
+        for member in self.hub.in_discussion(school, d):
+            if member.user_id != skip:
+                member.push(frame)
+
+    def _presence(self, school: SchoolId, user: UserId, online: bool,
+                  discussions: list[DiscussionId]) -> None:
+        seen: set[int] = set()
+        frame = Frame({"type": "presence", "user": user, "online": online})
+        for d in discussions:
+            for member in self.hub.in_discussion(school, d):
+                if member.user_id != user and id(member) not in seen:
+                    seen.add(id(member))
+                    member.push(frame)
+
+    def _membership_changed(self, school: SchoolId, d: DiscussionId, user: UserId, *,
+                            joined: bool, invited_by: str | None) -> None:
+        key = (school, d)
+        self._members.pop(key, None)
+        current = self.schools.current(school)
+        if joined:
+            body: dict[str, Any] = {"type": "joined", "discussion": d, "invited_by": invited_by,
+                                    "user": self._person(current, user)}
+        else:
+            body = {"type": "left", "discussion": d, "user": user}
+        self._push_discussion(school, d, body)
+        if not joined:
+            for member in self.hub.of_user(school, user):
+                session = cast(Session, member)
+                if d in set(session.subscribed):
+                    self._leave_feed(session, d)
+
+    def _person(self, est: Establishment | None, user: UserId) -> dict[str, Any]:
+        if est is not None:
+            u = est.gatekeeper.user(user)
+            if u is not None:
+                return person(u, est.gatekeeper)
+        return {"id": user}
+
+    async def _discussion_added(self, school: SchoolId, d: DiscussionId,
+                                users: list[UserId]) -> None:
+        """Users here were added to a discussion: tell them and subscribe their connections."""
+        here = [cast(Session, m) for u in users for m in self.hub.of_user(school, u)]
+        for session in here:
+            try:
+                summary = await self.summary(school, session.user_id, d)
+            except NotFound:
+                continue
+            session.push(Frame({"type": "discussion", "discussion": summary}))
+            if d not in set(session.subscribed):
+                await self._join_feed(session, d, 0)
+
+    async def _refresh_school(self, school: SchoolId) -> None:
+        """A policy change: rebuild the snapshot, cut those who lost access, tell the window."""
+        try:
+            est = await self.schools.get(school)
+        except NotFound:
+            return
+        self._members = {k: v for k, v in self._members.items() if k[0] != school}
+        gk = est.gatekeeper
+        for member in self._sessions(school):
+            decision = gk.check_connect(member.user_id)
+            if not decision.allowed:
+                assert decision.code is not None
+                member.push(Frame({"type": "access", "code": decision.code.value,
+                                   "message": decision.message}))
+                code = (CloseCode.UNAUTHENTICATED if decision.code is ErrorCode.UNAUTHENTICATED
+                        else CloseCode.ACCESS_REVOKED)
+                member.close(code, decision.code.value)
+        self._check_window(school, est)
+
+    def _check_window(self, school: SchoolId, est: Establishment) -> None:
+        state = est.gatekeeper.window_state(self.clock())
+        before = self._window_open.get(school)
+        self._window_open[school] = state.is_open
+        if before is not None and before != state.is_open:
+            frame = Frame({"type": "window", **window_json(state)})
+            for member in self._sessions(school):
+                member.push(frame)
+
+    async def _tick_loop(self) -> None:
+        """Window changes, token expiry, and policy changes made without a notice."""
+        while True:
+            await asyncio.sleep(self.limits.tick_seconds)
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("tick failed")
+
+    async def tick(self) -> None:
+        now = self.clock()
+        for school in list(self._school_subs):
+            before = self.schools.current(school)
+            try:
+                est = await self.schools.get(school)
+            except NotFound:
+                continue
+            if before is not est:
+                await self._refresh_school(school)
+            else:
+                self._check_window(school, est)
+        for member in self._sessions():
+            if now >= member.expires_at:
+                member.push(Frame({"type": "error", "code": "unauthenticated",
+                                   "message": "The token has expired: sign in again."}))
+                member.close(CloseCode.UNAUTHENTICATED, "token expired")
+
+    # ------------------------------------------------------------------ requests
+
+    async def members(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
+        key = (school, d)
+        members = self._members.get(key)
+        if members is None:
+            members = await self.store.members(school, d)
+            if key in self._feeds:  # cached only while notices about it reach us
+                self._members[key] = members
+        return members
+
+    async def _members_or_refuse(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
+        try:
+            return await self.members(school, d)
+        except NotFound:
+            raise Refused(ErrorCode.NOT_PARTICIPANT,
+                          "You are not a participant of this discussion.") from None
+
+    async def send(self, session: Session, d: DiscussionId, body: str,
+                   client_id: str) -> dict[str, Any]:
+        """Post a message; returns the ack frame (sent only once the message is durable)."""
+        school, user = session.school_id, session.user_id
+        est = await self.establishment(school)
+        members = await self._members_or_refuse(school, d)
+        now = self.clock()
+        _raise(est.gatekeeper.check_send(user, members, now))
+        msg, new = await self.store.append_message(school, d, user, client_id, body, now=now)
+        if new:
+            self._offer((school, d), msg)
+            await self._publish(discussion_channel(school, d), _message_event(school, msg))
+        return {"type": "ack", "discussion": d, "seq": msg.seq, "client_id": client_id,
+                "at": iso(msg.created_at), "duplicate": not new}
+
+    async def start_discussion(self, session: Session, subject: str, to: Sequence[UserId],
+                               body: str, client_id: str) -> dict[str, Any]:
+        school, user = session.school_id, session.user_id
+        est = await self.establishment(school)
+        now = self.clock()
+        _raise(est.gatekeeper.check_start(user, to, now))
+        members = await self.store.create_discussion(school, user, subject, to, now=now)
+        d = members.id
+        msg, _ = await self.store.append_message(school, d, user, client_id, body, now=now)
+        everyone = [p.user_id for p in members.participants]
+        await self._publish_school(school, {"k": "n", "s": school, "d": d, "us": everyone})
+        await self._publish(discussion_channel(school, d), _message_event(school, msg))
+        return {"type": "started", "discussion": await self.summary(school, user, d),
+                "ack": {"type": "ack", "discussion": d, "seq": msg.seq, "client_id": client_id,
+                        "at": iso(msg.created_at), "duplicate": False}}
+
+    async def invite(self, session: Session, d: DiscussionId, invitee: UserId) -> None:
+        school, user = session.school_id, session.user_id
+        est = await self.establishment(school)
+        members = await self._members_or_refuse(school, d)
+        now = self.clock()
+        _raise(est.gatekeeper.check_invite(user, members, invitee, now))
+        await self.store.add_participant(school, d, invitee, invited_by=user, now=now)
+        event = {"k": "j", "s": school, "d": d, "u": invitee, "i": user}
+        self._dispatch(event)
+        await self._publish(discussion_channel(school, d), event)
+        await self._publish_school(school, {"k": "n", "s": school, "d": d, "us": [invitee]})
+
+    async def leave(self, session: Session, d: DiscussionId) -> None:
+        school, user = session.school_id, session.user_id
+        est = await self.establishment(school)
+        members = await self._members_or_refuse(school, d)
+        _raise(est.gatekeeper.check_leave(user, members))
+        await self.store.leave(school, d, user, now=self.clock())
+        event = {"k": "l", "s": school, "d": d, "u": user}
+        self._dispatch(event)
+        await self._publish(discussion_channel(school, d), event)
+
+    async def mark_read(self, session: Session, d: DiscussionId, seq: int) -> None:
+        school, user = session.school_id, session.user_id
+        try:
+            position = await self.store.mark_read(school, d, user, seq)
+        except NotFound:
+            raise Refused(ErrorCode.NOT_PARTICIPANT) from None
+        event = {"k": "r", "s": school, "d": d, "u": user, "q": position}
+        self._dispatch(event)
+        await self._publish(discussion_channel(school, d), event)
+
+    async def typing(self, session: Session, d: DiscussionId) -> None:
+        school, user = session.school_id, session.user_id
+        members = await self._members_or_refuse(school, d)
+        participant = members.get(user)
+        if participant is None or not participant.present:
+            raise Refused(ErrorCode.NOT_PARTICIPANT)
+        event = {"k": "y", "s": school, "d": d, "u": user}
+        self._dispatch(event)
+        await self._publish(discussion_channel(school, d), event)
+
+    async def history(self, session: Session, d: DiscussionId, before: int | None,
+                      limit: int) -> tuple[list[dict[str, Any]], bool]:
+        school, user = session.school_id, session.user_id
+        visible = await self.store.visible_seq(school, d, user)
+        if visible is None:
+            raise Refused(ErrorCode.NOT_PARTICIPANT)
+        bound = visible + 1 if before is None else min(before, visible + 1)
+        rows = await self.store.messages(school, d, before_seq=bound, limit=limit + 1)
+        return [message_frame(m) for m in rows[:limit]], len(rows) > limit
+
+    async def summaries(self, session: Session) -> list[dict[str, Any]]:
+        school = session.school_id
+        est = await self.establishment(school)
+        rows = await self.store.summaries(school, session.user_id)
+        return [self._summary_json(est, s) for s in rows]
+
+    async def summary(self, school: SchoolId, user: UserId, d: DiscussionId) -> dict[str, Any]:
+        est = await self.establishment(school)
+        for s in await self.store.summaries(school, user):
+            if s.discussion.id == d:
+                return self._summary_json(est, s)
+        raise NotFound(f"no discussion {d} for {user}")
+
+    def _summary_json(self, est: Establishment, s: DiscussionSummary) -> dict[str, Any]:
+        participants = []
+        for p in s.members.participants:
+            entry = self._person(est, p.user_id)
+            entry["present"] = p.present
+            entry["invited_by"] = p.invited_by
+            participants.append(entry)
+        return {"id": s.discussion.id, "subject": s.discussion.subject,
+                "created_by": s.discussion.created_by,
+                "created_at": iso(s.discussion.created_at),
+                "last_seq": s.visible_seq, "read_seq": s.read_seq,
+                "unread": max(0, s.visible_seq - s.read_seq),
+                "participants": participants,
+                "last_message": None if s.last_message is None
+                else message_frame(s.last_message)}
+
+    async def policy_changed(self, school: SchoolId) -> None:
+        """Settings or preferences changed here: apply at once on every node."""
+        await self._refresh_school(school)
+        await self._publish(school_channel(school), {"k": "v", "s": school})
+
+
+def _message_event(school: SchoolId, msg: StoredMessage) -> dict[str, Any]:
+    return {"k": "m", "s": school, "d": msg.discussion_id, "q": msg.seq, "f": msg.sender,
+            "c": msg.client_id, "b": msg.body, "t": msg.created_at.isoformat()}
+
+
+def _raise(decision: Decision) -> None:
+    if not decision.allowed:
+        decision.raise_for_refusal()
+    if decision.hold_until is not None:
+        # Defer mode is accepted by the policy but not carried out by the hub yet:
+        # refuse clearly rather than pretend the message will be delivered.
+        raise Refused(ErrorCode.OUTSIDE_HOURS,
+                      "Discussions are closed at this hour; held delivery is not available yet.",
+                      retry_at=decision.hold_until)

@@ -1,0 +1,313 @@
+"""The wire format, sans I/O: bytes in, typed requests out; frames in, bytes out.
+
+Nothing here touches a socket or the event loop. :func:`decode` turns one
+WebSocket frame into a map, :func:`parse_request` turns that map into one of
+the request dataclasses (or raises :class:`FrameError` with a stable code and
+the request's ``ref`` so the caller can answer it), and :func:`encode` turns
+an outgoing frame into text (``preau.json``) or bytes (``preau.msgpack``).
+The frames themselves are documented in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from .errors import ErrorCode
+from .model import DiscussionId, UserId
+
+__all__ = [
+    "MAX_BODY_CHARS",
+    "MAX_FRAME_BYTES",
+    "PROTOCOL_VERSION",
+    "SUBPROTOCOLS",
+    "CloseCode",
+    "Encoding",
+    "FrameError",
+    "Hello",
+    "History",
+    "Invite",
+    "Leave",
+    "ListDiscussions",
+    "Ping",
+    "Read",
+    "Request",
+    "Send",
+    "Start",
+    "Typing",
+    "decode",
+    "encode",
+    "parse_hello",
+    "parse_request",
+]
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 64 * 1024
+MAX_BODY_CHARS = 8000
+MAX_SUBJECT_CHARS = 200
+MAX_RECIPIENTS = 50
+MAX_REF_CHARS = 64
+MAX_CLIENT_ID_CHARS = 64
+MAX_RESUME = 1000
+MAX_HISTORY = 100
+
+
+class Encoding(enum.Enum):
+    """The two encodings, negotiated by WebSocket subprotocol."""
+
+    JSON = "preau.json"
+    MSGPACK = "preau.msgpack"
+
+
+SUBPROTOCOLS: dict[str, Encoding] = {e.value: e for e in Encoding}
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes Préau uses. 4000–4499: reconnect; 4500–4999: terminal."""
+
+    NORMAL = 1000
+    PROTOCOL_ERROR = 1002
+    TOO_LARGE = 1009
+    INTERNAL = 1011
+    SHUTDOWN = 4000
+    HELLO_TIMEOUT = 4001
+    HEARTBEAT_TIMEOUT = 4002
+    SLOW = 4008
+    UNAUTHENTICATED = 4501
+    ACCESS_REVOKED = 4503
+
+
+class FrameError(Exception):
+    """A frame that cannot be served: answer ``error`` with ``code`` (and ``ref``)."""
+
+    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+# --------------------------------------------------------------------------- codec
+
+_json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def encode(frame: Mapping[str, Any], encoding: Encoding) -> str | bytes:
+    """One outgoing frame: ``str`` for JSON (a text frame), ``bytes`` for MessagePack."""
+    if encoding is Encoding.JSON:
+        return _json_encoder.encode(frame)
+    packed: bytes = _packer.pack(frame)
+    return packed
+
+
+def decode(data: str | bytes, encoding: Encoding) -> dict[str, Any]:
+    """One incoming frame as a map, or :class:`FrameError` (``bad_request``/``too_large``)."""
+    if len(data) > MAX_FRAME_BYTES:
+        raise FrameError(ErrorCode.TOO_LARGE, f"frames are limited to {MAX_FRAME_BYTES} bytes")
+    try:
+        if encoding is Encoding.JSON:
+            if not isinstance(data, str):
+                raise FrameError(ErrorCode.BAD_REQUEST,
+                                 "preau.json uses text frames, this was binary")
+            value = json.loads(data)
+        else:
+            if not isinstance(data, bytes):
+                raise FrameError(ErrorCode.BAD_REQUEST,
+                                 "preau.msgpack uses binary frames, this was text")
+            value = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except FrameError:
+        raise
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        name = "JSON" if encoding is Encoding.JSON else "MessagePack"
+        raise FrameError(ErrorCode.BAD_REQUEST, f"the frame is not valid {name}: {exc}") \
+            from None
+    if not isinstance(value, dict):
+        raise FrameError(ErrorCode.BAD_REQUEST, "a frame must be a map with a 'type'")
+    return value
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    token: str
+    resume: tuple[tuple[DiscussionId, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    ref: str | None
+    subject: str
+    to: tuple[UserId, ...]
+    body: str
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    ref: str | None
+    discussion: DiscussionId
+    body: str
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    ref: str | None
+    discussion: DiscussionId
+    user: UserId
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    ref: str | None
+    discussion: DiscussionId
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    ref: str | None
+    discussion: DiscussionId
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    ref: str | None
+    discussion: DiscussionId
+
+
+@dataclass(frozen=True, slots=True)
+class ListDiscussions:
+    ref: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    ref: str | None
+    discussion: DiscussionId
+    before: int | None
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    ref: str | None
+
+
+Request = Start | Send | Invite | Leave | Read | Typing | ListDiscussions | History | Ping
+
+
+class _Fields:
+    """Typed access to a frame's fields; every failure names the field."""
+
+    __slots__ = ("frame", "ref")
+
+    def __init__(self, frame: Mapping[str, Any], ref: str | None) -> None:
+        self.frame = frame
+        self.ref = ref
+
+    def fail(self, message: str) -> FrameError:
+        return FrameError(ErrorCode.BAD_REQUEST, message, self.ref)
+
+    def text(self, name: str, *, max_chars: int, min_chars: int = 1) -> str:
+        value = self.frame.get(name)
+        if not isinstance(value, str):
+            raise self.fail(f"'{name}' must be a string")
+        if len(value) > max_chars:
+            code = ErrorCode.TOO_LARGE if name == "body" else ErrorCode.BAD_REQUEST
+            raise FrameError(code, f"'{name}' is limited to {max_chars} characters", self.ref)
+        if len(value.strip()) < min_chars:
+            raise self.fail(f"'{name}' must not be empty")
+        return value
+
+    def integer(self, name: str, *, low: int = 0, default: int | None = None) -> int:
+        value = self.frame.get(name, default)
+        # bool is an int in Python, never in the protocol.
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise self.fail(f"'{name}' must be an integer ≥ {low}")
+        return value
+
+    def discussion(self) -> DiscussionId:
+        return DiscussionId(self.integer("discussion", low=1))
+
+
+def _ref(frame: Mapping[str, Any]) -> str | None:
+    ref = frame.get("ref")
+    if ref is None:
+        return None
+    if not isinstance(ref, str) or len(ref) > MAX_REF_CHARS:
+        raise FrameError(ErrorCode.BAD_REQUEST,
+                         f"'ref' must be a string of at most {MAX_REF_CHARS} characters")
+    return ref
+
+
+def parse_hello(frame: Mapping[str, Any]) -> Hello:
+    """The first frame of a connection; :class:`FrameError` if it is not a valid hello."""
+    if frame.get("type") != "hello":
+        raise FrameError(ErrorCode.UNAUTHENTICATED, "the first frame must be 'hello'")
+    token = frame.get("token")
+    if not isinstance(token, str) or not token:
+        raise FrameError(ErrorCode.UNAUTHENTICATED, "'hello' needs a 'token'")
+    raw = frame.get("resume") or []
+    if not isinstance(raw, list) or len(raw) > MAX_RESUME:
+        raise FrameError(ErrorCode.BAD_REQUEST,
+                         f"'resume' must be a list of at most {MAX_RESUME} pairs")
+    pairs = []
+    for item in raw:
+        if (not isinstance(item, list | tuple) or len(item) != 2
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
+                           for x in item)):
+            raise FrameError(ErrorCode.BAD_REQUEST,
+                             "'resume' pairs are [discussion_id, last_seq], both integers")
+        pairs.append((DiscussionId(item[0]), int(item[1])))
+    return Hello(token, tuple(pairs))
+
+
+def parse_request(frame: Mapping[str, Any]) -> Request:
+    """A client request, validated; :class:`FrameError` (with the ``ref``) otherwise."""
+    ref = _ref(frame)
+    kind = frame.get("type")
+    f = _Fields(frame, ref)
+    if kind == "send":
+        return Send(ref, f.discussion(), f.text("body", max_chars=MAX_BODY_CHARS),
+                    f.text("client_id", max_chars=MAX_CLIENT_ID_CHARS))
+    if kind == "typing":
+        return Typing(ref, f.discussion())
+    if kind == "read":
+        return Read(ref, f.discussion(), f.integer("seq"))
+    if kind == "start":
+        to = frame.get("to")
+        if (not isinstance(to, list) or not 1 <= len(to) <= MAX_RECIPIENTS
+                or not all(isinstance(u, str) and u for u in to)):
+            raise f.fail(f"'to' must be a list of 1 to {MAX_RECIPIENTS} user ids")
+        return Start(ref, f.text("subject", max_chars=MAX_SUBJECT_CHARS),
+                     tuple(UserId(u) for u in to), f.text("body", max_chars=MAX_BODY_CHARS),
+                     f.text("client_id", max_chars=MAX_CLIENT_ID_CHARS))
+    if kind == "invite":
+        return Invite(ref, f.discussion(), UserId(f.text("user", max_chars=64)))
+    if kind == "leave":
+        return Leave(ref, f.discussion())
+    if kind == "list":
+        return ListDiscussions(ref)
+    if kind == "history":
+        before = frame.get("before")
+        if before is not None:
+            before = f.integer("before", low=1)
+        limit = f.integer("limit", low=1, default=50)
+        if limit > MAX_HISTORY:
+            raise f.fail(f"'limit' is at most {MAX_HISTORY}")
+        return History(ref, f.discussion(), before, limit)
+    if kind == "ping":
+        return Ping(ref)
+    if kind == "hello":
+        raise f.fail("already authenticated: 'hello' is only the first frame")
+    raise f.fail(f"unknown frame type {kind!r}" if isinstance(kind, str)
+                 else "a frame needs a 'type' string")

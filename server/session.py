@@ -1,0 +1,296 @@
+"""One connection: authenticate, then read requests and answer them, in order.
+
+A :class:`Session` is framework-free: it reads and writes through a
+:class:`~server.hub.Transport` and asks the :class:`~server.node.Node` to do the
+work. Its life::
+
+    AWAITING_HELLO --hello ok--> OPEN --peer gone / closed--> CLOSED
+
+Requests of one connection are served one at a time, in the order received, so
+a client's sends are stored in the order it made them. What reaches the client
+goes through the session's :class:`~server.hub.Outbox` (bounded, one writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from .errors import ErrorCode, NotFound, Refused, StoreError
+from .hub import Frame, Outbox, Transport, TransportClosed
+from .model import DiscussionId, SchoolId, UserId
+from .node import Node, iso, person, window_json
+from .protocol import (
+    PROTOCOL_VERSION,
+    CloseCode,
+    Encoding,
+    FrameError,
+    History,
+    Invite,
+    Leave,
+    ListDiscussions,
+    Ping,
+    Read,
+    Request,
+    Send,
+    Start,
+    Typing,
+    decode,
+    parse_hello,
+    parse_request,
+)
+from .store import StoredMessage
+from .tokens import read_token
+
+__all__ = ["MAX_BAD_FRAMES", "Session", "SessionState"]
+
+log = logging.getLogger("preau.session")
+
+MAX_BAD_FRAMES = 10  # consecutive malformed frames before the connection is closed
+
+
+class SessionState(enum.Enum):
+    AWAITING_HELLO = "awaiting_hello"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Session:
+    """Session is responsible for one client connection's requests and deliveries."""
+
+    def __init__(self, node: Node, transport: Transport, encoding: Encoding, *,
+                 secret: str) -> None:
+        self.node = node
+        self.transport = transport
+        self.encoding = encoding
+        self.state = SessionState.AWAITING_HELLO
+        self.outbox = Outbox(transport, node.limits.outbox_bytes)
+        self.school_id = SchoolId("")
+        self.user_id = UserId("")
+        self.expires_at = datetime.max
+        self._secret = secret
+        self._positions: dict[DiscussionId, int] = {}
+        self._catching: dict[DiscussionId, list[tuple[int, Frame]]] = {}
+        self._held: list[Frame] | None = []  # frames waiting for the welcome
+        self._tokens = float(node.limits.rate_burst)
+        self._refilled = time.monotonic()
+
+    # ------------------------------------------------------------------ Member
+
+    def deliver(self, discussion: DiscussionId, seq: int, frame: Frame) -> None:
+        catching = self._catching.get(discussion)
+        if catching is not None:
+            catching.append((seq, frame))
+            return
+        if seq > self._positions.get(discussion, 0):
+            self._positions[discussion] = seq
+            self.push(frame)
+
+    def push(self, frame: Frame) -> None:
+        if self._held is not None:
+            self._held.append(frame)
+        else:
+            self.outbox.put(frame.data(self.encoding))
+
+    def begin_catchup(self, discussion: DiscussionId, from_seq: int) -> None:
+        self._positions[discussion] = from_seq
+        self._catching[discussion] = []
+
+    def end_catchup(self, discussion: DiscussionId, messages: Sequence[StoredMessage]) -> None:
+        from .node import message_frame
+
+        buffered = self._catching.pop(discussion, [])
+        for msg in messages:
+            self.deliver(discussion, msg.seq, Frame(message_frame(msg)))
+        for seq, frame in buffered:
+            self.deliver(discussion, seq, frame)
+
+    def forget(self, discussion: DiscussionId) -> None:
+        self._positions.pop(discussion, None)
+        self._catching.pop(discussion, None)
+
+    @property
+    def subscribed(self) -> Iterable[DiscussionId]:
+        return list(self._positions)
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after sending what is queued (callable from sync code)."""
+        if self.state is SessionState.CLOSED:
+            return
+        self.state = SessionState.CLOSED
+        self._held = None
+        asyncio.get_running_loop().create_task(self.outbox.close(code, reason))
+
+    # ------------------------------------------------------------------ life
+
+    async def run(self) -> None:
+        """Serve the connection until the peer leaves or the session is closed."""
+        self.outbox.start()
+        attached = False
+        try:
+            if not await self._hello():
+                return
+            attached = True
+            await self._serve_requests()
+        except TransportClosed:
+            pass
+        except Exception:
+            # A bug must cost one connection, never the process or other clients.
+            log.exception("session of %s/%s failed", self.school_id, self.user_id)
+            self.close(CloseCode.INTERNAL, "internal error")
+        finally:
+            self.state = SessionState.CLOSED
+            if attached:
+                await self.node.detach(self)
+            await self.outbox.stop()
+
+    async def _hello(self) -> bool:
+        limits = self.node.limits
+        try:
+            raw = await asyncio.wait_for(self.transport.receive(), limits.hello_timeout)
+        except TimeoutError:
+            await self._refuse(ErrorCode.UNAUTHENTICATED, "no hello in time",
+                               CloseCode.HELLO_TIMEOUT)
+            return False
+        try:
+            hello = parse_hello(decode(raw, self.encoding))
+            now = self.node.clock()
+            identity = read_token(self._secret, hello.token, now=now)
+            try:
+                est = await self.node.schools.get(identity.school_id)
+            except NotFound:
+                raise Refused(ErrorCode.UNAUTHENTICATED, "The token names an unknown school.") \
+                    from None
+        except FrameError as exc:
+            close = (CloseCode.UNAUTHENTICATED if exc.code is ErrorCode.UNAUTHENTICATED
+                     else CloseCode.PROTOCOL_ERROR)
+            await self._refuse(exc.code, exc.message, close)
+            return False
+        except Refused as exc:
+            await self._refuse(exc.code, exc.message, CloseCode.UNAUTHENTICATED)
+            return False
+        gk = est.gatekeeper
+        decision = gk.check_connect(identity.user_id)
+        if not decision.allowed:
+            assert decision.code is not None
+            close = (CloseCode.UNAUTHENTICATED if decision.code is ErrorCode.UNAUTHENTICATED
+                     else CloseCode.ACCESS_REVOKED)
+            await self._refuse(decision.code, decision.message, close)
+            return False
+        user = gk.user(identity.user_id)
+        assert user is not None
+        self.school_id, self.user_id = identity.school_id, identity.user_id
+        self.expires_at = identity.expires_at
+        self.state = SessionState.OPEN
+        incomplete = await self.node.attach(self, hello.resume)
+        window = gk.window_state(now)
+        held, self._held = self._held or [], None
+        replayed = sum(1 for f in held if f.body.get("type") == "message")
+        self.push(Frame({
+            "type": "welcome", "protocol": PROTOCOL_VERSION, "node": self.node.node_id,
+            "user": person(user, gk),
+            "school": {"id": self.school_id, "name": gk.state.directory.school.name,
+                       "timezone": gk.state.settings.timezone},
+            "read_only": not window.is_open, "window": window_json(window),
+            "heartbeat": 25, "resume": {"replayed": replayed, "complete": incomplete == 0},
+        }))
+        for frame in held:
+            self.push(frame)
+        return True
+
+    async def _refuse(self, code: ErrorCode, message: str, close: CloseCode) -> None:
+        self._held = None
+        self.push(Frame({"type": "error", "code": code.value, "message": message}))
+        self.state = SessionState.CLOSED
+        await self.outbox.close(close, message[:120])
+
+    async def _serve_requests(self) -> None:
+        bad = 0
+        while self.state is SessionState.OPEN:
+            raw = await self.transport.receive()
+            try:
+                request = parse_request(decode(raw, self.encoding))
+            except FrameError as exc:
+                bad += 1
+                self._error(exc.ref, exc.code, exc.message)
+                if bad >= MAX_BAD_FRAMES:
+                    self.close(CloseCode.PROTOCOL_ERROR, "too many malformed frames")
+                continue
+            bad = 0
+            ref = request.ref
+            try:
+                reply = await self._serve(request)
+            except Refused as exc:
+                self._error(ref, exc.code, exc.message, exc.retry_at)
+                continue
+            except NotFound:
+                self._error(ref, ErrorCode.NOT_PARTICIPANT, ErrorCode.NOT_PARTICIPANT.phrase)
+                continue
+            except StoreError:
+                log.exception("store failed serving %s", type(request).__name__)
+                self._error(ref, ErrorCode.INTERNAL, ErrorCode.INTERNAL.phrase)
+                continue
+            if reply is not None:
+                if ref is not None:
+                    reply["ref"] = ref
+                self.push(Frame(reply))
+
+    def _error(self, ref: str | None, code: ErrorCode, message: str,
+               retry_at: datetime | None = None) -> None:
+        body: dict[str, Any] = {"type": "error", "code": code.value, "message": message}
+        if ref is not None:
+            body["ref"] = ref
+        if retry_at is not None:
+            body["retry_at"] = iso(retry_at)
+        self.push(Frame(body))
+
+    def _take_token(self) -> None:
+        limits = self.node.limits
+        now = time.monotonic()
+        self._tokens = min(float(limits.rate_burst),
+                           self._tokens + (now - self._refilled) * limits.rate_per_second)
+        self._refilled = now
+        if self._tokens < 1:
+            raise Refused(ErrorCode.RATE_LIMITED)
+        self._tokens -= 1
+
+    async def _serve(self, request: Request) -> dict[str, Any] | None:
+        node = self.node
+        if self.node.clock() >= self.expires_at:
+            self.close(CloseCode.UNAUTHENTICATED, "token expired")
+            raise Refused(ErrorCode.UNAUTHENTICATED, "The token has expired: sign in again.")
+        match request:
+            case Send(discussion=d, body=body, client_id=cid):
+                self._take_token()
+                return await node.send(self, d, body, cid)
+            case Typing(discussion=d):
+                self._take_token()
+                await node.typing(self, d)
+                return None
+            case Read(discussion=d, seq=seq):
+                await node.mark_read(self, d, seq)
+                return {"type": "ok"}
+            case Start(subject=subject, to=to, body=body, client_id=cid):
+                self._take_token()
+                return await node.start_discussion(self, subject, to, body, cid)
+            case Invite(discussion=d, user=invitee):
+                self._take_token()
+                await node.invite(self, d, invitee)
+                return {"type": "ok"}
+            case Leave(discussion=d):
+                await node.leave(self, d)
+                return {"type": "ok"}
+            case ListDiscussions():
+                return {"type": "discussions", "items": await node.summaries(self)}
+            case History(discussion=d, before=before, limit=limit):
+                messages, more = await node.history(self, d, before, limit)
+                return {"type": "history", "discussion": d, "messages": messages,
+                        "more": more}
+            case Ping():
+                return {"type": "pong"}
+        raise AssertionError(f"unhandled request {request!r}")

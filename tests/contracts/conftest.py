@@ -1,0 +1,149 @@
+"""Fixtures for the broker contract suite: a private Redis, brokers of each kind.
+
+``make_node`` is parametrised over ``memory`` and ``redis``: every test that uses
+it runs once per implementation. The Redis variant starts a private
+``redis-server`` (function-scoped, so a test may stop and restart it); a
+machine without ``redis-server`` fails with how to install it, never skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from server.broker import Broker, MemoryBroker, RedisBroker
+from tests.redis_server import RedisServer, RedisServerNotInstalled
+
+__all__ = ["MakeNode", "Node", "RecordingHandler", "eventually"]
+
+WAIT = 10.0  # upper bound for anything a test waits for; reached only when it fails
+
+
+class RecordingHandler:
+    """A BrokerEventHandler that records everything, and lets a test wait for it."""
+
+    def __init__(self) -> None:
+        self.publications: list[tuple[str, bytes]] = []
+        self.resubscribed = 0
+        self._changed = asyncio.Event()
+
+    def handle_publication(self, channel: str, data: bytes) -> None:
+        self.publications.append((channel, data))
+        self._changed.set()
+
+    def handle_resubscribed(self) -> None:
+        self.resubscribed += 1
+        self._changed.set()
+
+    def on(self, channel: str) -> list[bytes]:
+        """What arrived on ``channel``, in order."""
+        return [data for name, data in self.publications if name == channel]
+
+    async def wait_for(self, predicate: Callable[[], bool], within: float = WAIT) -> None:
+        """Return once ``predicate()`` holds; fail the test after ``within`` seconds."""
+        try:
+            async with asyncio.timeout(within):
+                while not predicate():
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            pytest.fail(f"not delivered within {within} s; got {self.publications[-5:]!r}")
+
+
+async def eventually(
+    predicate: Callable[[], bool], within: float = WAIT, what: str = "condition"
+) -> float:
+    """Poll ``predicate`` every 10 ms; return the seconds it took, fail after ``within``."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    while not predicate():
+        if loop.time() - start > within:
+            pytest.fail(f"{what} did not hold within {within} s")
+        await asyncio.sleep(0.01)
+    return loop.time() - start
+
+
+@dataclass
+class Node:
+    """A started broker and the handler it delivers to: one server process's view."""
+
+    broker: Broker
+    handler: RecordingHandler
+
+
+MakeNode = Callable[[str], Awaitable[Node]]
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server on a free 127.0.0.1 port, killed after the test."""
+    try:
+        server = RedisServer()
+    except RedisServerNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with server:
+        yield server
+
+
+@pytest.fixture(params=["memory", "redis"])
+def broker_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def _nodes(factory: Callable[[str], Broker]) -> AsyncIterator[MakeNode]:
+    started: list[Broker] = []
+
+    async def make(node_id: str = "n1") -> Node:
+        broker = factory(node_id)
+        handler = RecordingHandler()
+        broker.register(handler)
+        started.append(broker)
+        await broker.start()
+        return Node(broker, handler)
+
+    try:
+        yield make
+    finally:
+        for broker in started:
+            await broker.close()
+
+
+@pytest.fixture
+async def make_node(
+    broker_kind: str, request: pytest.FixtureRequest
+) -> AsyncIterator[MakeNode]:
+    """Start nodes of the parametrised kind; all closed after the test.
+
+    Memory nodes never see each other (one process only); Redis nodes share the
+    test's private server.
+    """
+    server: RedisServer | None = None
+    if broker_kind == "redis":  # only Redis runs need a server
+        server = request.getfixturevalue("redis_server")
+
+    def factory(node_id: str) -> Broker:
+        if server is None:
+            return MemoryBroker()
+        return RedisBroker(server.url, node_id=node_id)
+
+    async for make in _nodes(factory):
+        yield make
+
+
+@pytest.fixture
+async def make_redis_node(redis_server: RedisServer) -> AsyncIterator[MakeNode]:
+    """Start RedisBrokers on the test's private server (short timeouts); closed after."""
+    def factory(node_id: str) -> Broker:
+        return RedisBroker(redis_server.url, node_id=node_id, timeout=1.0)
+
+    async for make in _nodes(factory):
+        yield make
+
+
+@pytest.fixture
+async def node(make_node: MakeNode) -> Node:
+    """One started node of the parametrised kind."""
+    return await make_node("n1")

@@ -1,0 +1,138 @@
+"""Two server processes, one private Redis, one database: they behave as one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.model import DiscussionId, SchoolId
+from server.store import SqliteStore
+from tests.cluster import Cluster
+from tests.redis_server import RedisServer
+from tests.wire import Wire
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    with RedisServer() as redis:
+        c = Cluster(tmp_path, redis)
+        try:
+            c.prepare()
+            c.start(0)
+            c.start(1)
+            yield c
+        finally:
+            c.close()
+
+
+async def transcript(c: Cluster, d: int) -> list[tuple[int, str]]:
+    st = SqliteStore(str(c.database))
+    await st.open()
+    try:
+        rows = await st.messages(SchoolId("hugo"), DiscussionId(d), limit=10_000)
+    finally:
+        await st.close()
+    return sorted((m.seq, m.body) for m in rows)
+
+
+async def test_users_on_different_nodes_converse(cluster: Cluster):
+    teacher, _ = await Wire.signed_in(cluster.ws(0), cluster.token("t1"))
+    e1, _ = await Wire.signed_in(cluster.ws(1), cluster.token("e1"), encoding="msgpack")
+    started = await teacher.request({"type": "start", "subject": "Sortie", "to": ["e1", "e2"],
+                                     "body": "Bonjour", "client_id": "c1"})
+    d = started["discussion"]["id"]
+    await e1.expect("discussion")
+    assert (await e1.expect("message", discussion=d, seq=1))["body"] == "Bonjour"
+    await e1.request({"type": "send", "discussion": d, "body": "Merci", "client_id": "x"})
+    assert (await teacher.expect("message", discussion=d, seq=2))["body"] == "Merci"
+    e2, welcome = await Wire.signed_in(cluster.ws(1), cluster.token("e2"), resume=[[d, 0]])
+    assert welcome["resume"]["replayed"] == 2
+    assert [(await e2.expect("message", discussion=d))["seq"] for _ in range(2)] == [1, 2]
+    for w in (teacher, e1, e2):
+        await w.close()
+
+
+async def test_profile_switched_off_disconnects_on_both_nodes(cluster: Cluster):
+    students = [await Wire.signed_in(cluster.ws(i), cluster.token(u)) for i, u in
+                ((0, "e1"), (1, "e2"))]
+    teacher, _ = await Wire.signed_in(cluster.ws(1), cluster.token("t1"))
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.patch(f"{cluster.http(0)}/api/settings",
+                             json={"profiles": {"students": {"discussions_enabled": False}}},
+                             headers={"Authorization": f"Bearer {cluster.token('a1')}"})
+    assert r.status_code == 200, r.text
+    for wire, _ in students:
+        access = await wire.expect("access")
+        assert access["code"] == "profile_disabled"
+        code, _ = await wire.closed()
+        assert code == 4503
+    assert (await teacher.request({"type": "ping"}))["type"] == "pong"  # others stay
+    again = await Wire.open(cluster.ws(1))
+    await again.send({"type": "hello", "token": cluster.token("e1")})
+    assert (await again.expect("error"))["code"] == "profile_disabled"
+    assert (await again.closed())[0] == 4503
+    await teacher.close()
+
+
+async def test_kill_9_a_node_mid_conversation(cluster: Cluster):
+    teacher, _ = await Wire.signed_in(cluster.ws(1), cluster.token("t1"))
+    started = await teacher.request({"type": "start", "subject": "S", "to": ["e1", "e2"],
+                                     "body": "m1", "client_id": "c1"})
+    d = started["discussion"]["id"]
+    e1, _ = await Wire.signed_in(cluster.ws(0), cluster.token("e1"), resume=[[d, 0]])
+    e2, _ = await Wire.signed_in(cluster.ws(1), cluster.token("e2"), resume=[[d, 0]])
+
+    async def talk(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            await teacher.request({"type": "send", "discussion": d, "body": f"m{i}",
+                                   "client_id": f"c{i}"})
+
+    await talk(2, 30)
+    await e1.expect("message", discussion=d, seq=29)
+    cluster.kill(0)  # e1's node dies without a goodbye
+    await talk(30, 60)
+    seen = e1.messages(d)
+    e1b, welcome = await Wire.signed_in(cluster.ws(1), cluster.token("e1"),
+                                        resume=[[d, max(seen)]])
+    assert welcome["resume"]["complete"] is True
+    await talk(60, 80)
+    await e1b.expect("message", discussion=d, seq=79)
+    await e2.expect("message", discussion=d, seq=79)
+    expected = [seq for seq, _ in await transcript(cluster, d)]
+    assert seen + e1b.messages(d) == expected  # no gap, no duplicate
+    assert e2.messages(d) == expected
+    for w in (teacher, e1b, e2):
+        await w.close()
+
+
+async def test_redis_restart_mid_run(cluster: Cluster):
+    teacher, _ = await Wire.signed_in(cluster.ws(0), cluster.token("t1"))
+    started = await teacher.request({"type": "start", "subject": "S", "to": ["e1"],
+                                     "body": "m1", "client_id": "c1"})
+    d = started["discussion"]["id"]
+    e1, _ = await Wire.signed_in(cluster.ws(1), cluster.token("e1"), resume=[[d, 0]])
+    await e1.expect("message", discussion=d, seq=1)
+    cluster.redis.stop()
+    for i in range(2, 12):  # node 0 keeps serving its own client; the store has it all
+        ack = await teacher.request({"type": "send", "discussion": d, "body": f"m{i}",
+                                     "client_id": f"c{i}"})
+        assert ack["type"] == "ack", ack
+    cluster.redis.start()
+    for i in range(12, 20):
+        await teacher.request({"type": "send", "discussion": d, "body": f"m{i}",
+                               "client_id": f"c{i}"})
+        await asyncio.sleep(0.05)
+    await e1.expect("message", discussion=d, seq=19, timeout=20)
+    expected = [seq for seq, _ in await transcript(cluster, d)]
+    assert e1.messages(d) == expected
+    async with httpx.AsyncClient(timeout=5) as http:
+        for i in (0, 1):
+            assert (await http.get(f"{cluster.http(i)}/readyz")).status_code == 200
+    await teacher.close()
+    await e1.close()
