@@ -192,10 +192,16 @@ class Node:
 
     # ------------------------------------------------------------------ connections
 
-    async def attach(self, session: Session, resume: Sequence[tuple[DiscussionId, int]]) -> int:
+    async def attach(
+        self, session: Session, resume: Sequence[tuple[DiscussionId, int]] | None
+    ) -> int:
         """Register a connection, subscribe it to its discussions and replay what it missed.
 
-        Returns how many resume positions could not be replayed completely.
+        ``resume`` ``None`` is a fresh client: live traffic only. Otherwise every
+        listed discussion is replayed after its position, and every discussion the
+        user is in but did not list (added while the client was away) is announced
+        with a ``discussion`` event and replayed from the start. Returns how many
+        replays stopped at ``replay_max`` (the client pages the rest with history).
         """
         school, user = session.school_id, session.user_id
         first = self.hub.add(session)
@@ -207,14 +213,18 @@ class Node:
             # are announced by the tick.
             est = await self.establishment(school)
             self._window_open[school] = est.gatekeeper.window_state(self.clock()).is_open
-        positions = dict(resume)
+        positions = dict(resume or ())
         incomplete = 0
         present = await self.store.present_discussions(school, user)
         for d in present:
             if d in positions:
                 incomplete += await self._join_feed(session, d, positions[d])
-            else:
+            elif resume is None:
                 await self._join_feed(session, d, None)
+            else:
+                session.push(Frame({"type": "discussion",
+                                    "discussion": await self.summary(school, user, d)}))
+                incomplete += await self._join_feed(session, d, 0)
         # A resume position for a discussion the user has left: replay up to where they left.
         for d, seq in positions.items():
             if d not in present:

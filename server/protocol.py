@@ -137,8 +137,10 @@ def decode(data: str | bytes, encoding: Encoding) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Hello:
+    """``resume`` is ``None`` for a fresh client (live traffic only), else its positions."""
+
     token: str
-    resume: tuple[tuple[DiscussionId, int], ...]
+    resume: tuple[tuple[DiscussionId, int], ...] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +258,9 @@ def parse_hello(frame: Mapping[str, Any]) -> Hello:
     token = frame.get("token")
     if not isinstance(token, str) or not token:
         raise FrameError(ErrorCode.UNAUTHENTICATED, "'hello' needs a 'token'")
-    raw = frame.get("resume") or []
+    if frame.get("resume") is None:
+        return Hello(token, None)
+    raw = frame["resume"]
     if not isinstance(raw, list) or len(raw) > MAX_RESUME:
         raise FrameError(ErrorCode.BAD_REQUEST,
                          f"'resume' must be a list of at most {MAX_RESUME} pairs")

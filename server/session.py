@@ -77,6 +77,7 @@ class Session:
         self._positions: dict[DiscussionId, int] = {}
         self._catching: dict[DiscussionId, list[tuple[int, Frame]]] = {}
         self._held: list[Frame] | None = []  # frames waiting for the welcome
+        self._closing: asyncio.Task[None] | None = None
         self._tokens = float(node.limits.rate_burst)
         self._refilled = time.monotonic()
 
@@ -124,7 +125,7 @@ class Session:
             return
         self.state = SessionState.CLOSED
         self._held = None
-        asyncio.get_running_loop().create_task(self.outbox.close(code, reason))
+        self._closing = asyncio.get_running_loop().create_task(self.outbox.close(code, reason))
 
     # ------------------------------------------------------------------ life
 
@@ -147,6 +148,8 @@ class Session:
             self.state = SessionState.CLOSED
             if attached:
                 await self.node.detach(self)
+            if self._closing is not None:
+                await self._closing  # flush what is queued, then the close frame
             await self.outbox.stop()
 
     async def _hello(self) -> bool:

@@ -15,8 +15,8 @@ documented in ``docs/api.md``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import contextlib
 import json
 import logging
 import secrets
@@ -30,6 +30,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import __version__
@@ -76,6 +77,7 @@ UVICORN_OPTIONS: dict[str, Any] = {
 log = logging.getLogger("preau.web")
 
 MAX_BODY_BYTES = 64 * 1024
+CLOSE_TIMEOUT = 2.0  # seconds to hand a close frame to a peer before dropping the TCP connection
 DEMO_SECRET_KEY = "demo_jwt_secret"
 CONTACTS_PAGE = 50
 CONTACTS_MAX_PAGE = 200
@@ -127,7 +129,7 @@ def create_app(
     clock: Clock = system_clock,
     store: Store | None = None,
     limits: Limits | None = None,
-) -> Starlette:
+) -> ASGIApp:
     """The ASGI application. ``store`` is opened from ``config`` unless given (and then owned)."""
     services: dict[str, _Services] = {}
 
@@ -207,7 +209,25 @@ def create_app(
               methods=["PATCH"]),
         Route("/api/audit", api(_audit, admin=True)),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return _KeepServerSend(Starlette(routes=routes, lifespan=lifespan))
+
+
+class _KeepServerSend:
+    """Remember the server's own ``send`` for WebSockets (Starlette wraps it).
+
+    ASGI has no way to abort a connection. When a slow client stops reading, the
+    close frame cannot be written either, so :class:`_WebSocketTransport` reaches
+    the server's transport through this ``send`` (uvicorn's protocol object) and
+    aborts it; without uvicorn it falls back to the heartbeat timeout.
+    """
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            scope["preau.server_send"] = send
+        await self.app(scope, receive, send)
 
 
 def _broker(config: Config) -> Broker:
@@ -219,11 +239,13 @@ def _broker(config: Config) -> Broker:
 class _WebSocketTransport:
     """Starlette's WebSocket as a :class:`~server.hub.Transport`."""
 
-    __slots__ = ("_closed", "_ws")
+    __slots__ = ("_closed", "_server", "_ws")
 
     def __init__(self, ws: WebSocket) -> None:
         self._ws = ws
         self._closed = False
+        # uvicorn's protocol object (its ``send`` is a bound method), to abort with.
+        self._server = getattr(ws.scope.get("preau.server_send"), "__self__", None)
 
     async def receive(self) -> str | bytes:
         if self._closed:
@@ -252,8 +274,15 @@ class _WebSocketTransport:
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(OSError, RuntimeError, WebSocketDisconnect):
-            await self._ws.close(code, reason)
+        try:
+            # A client that stopped reading cannot receive the close frame either.
+            await asyncio.wait_for(self._ws.close(code, reason), CLOSE_TIMEOUT)
+        except TimeoutError:
+            transport = getattr(self._server, "transport", None)
+            if transport is not None:
+                transport.abort()
+        except (OSError, RuntimeError, WebSocketDisconnect):
+            pass
 
 
 # ---------------------------------------------------------------------- boundary

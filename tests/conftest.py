@@ -85,14 +85,19 @@ def _import_schools(path: Path) -> None:
 
 
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+def limits() -> Limits:
+    """The hub's limits for ``live_server``; a test module may override this fixture."""
+    return Limits(tick_seconds=0.05, hello_timeout=1.0)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, limits: Limits) -> Iterator[LiveServer]:
     """uvicorn serving the app over a real socket, with two schools imported."""
     db = tmp_path / "live.db"
     _import_schools(db)
     clock = ManualClock(SCHOOL_DAY)
     config = Config(database_url=f"sqlite:///{db}", jwt_secret=SECRET)
     port = free_port()
-    limits = Limits(tick_seconds=0.05, hello_timeout=1.0)
     app = create_app(config, clock=clock, limits=limits)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            **UVICORN_OPTIONS))

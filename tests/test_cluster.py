@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -16,6 +16,12 @@ from tests.redis_server import RedisServer
 from tests.wire import Wire
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+async def _close_wires() -> AsyncIterator[None]:
+    yield
+    await Wire.close_all()
 
 
 @pytest.fixture

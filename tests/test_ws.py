@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
 from tests.conftest import LiveServer
 from tests.wire import Wire
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+async def _close_wires() -> AsyncIterator[None]:
+    yield
+    await Wire.close_all()
 
 
 async def test_teacher_and_students_converse(live_server: LiveServer):
@@ -107,3 +115,140 @@ async def test_resume_replays_what_was_missed(live_server: LiveServer):
     await e1.expect("message", discussion=d, seq=6)
     assert e1.messages(d) == [3, 4, 5, 6]
     await asyncio.gather(teacher.close(), e1.close())
+
+
+async def admin_patch(live_server: LiveServer, path: str, body: dict[str, object]) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=10) as http:
+        r = await http.patch(path, json=body,
+                             headers={"Authorization": f"Bearer {live_server.token('a1')}"})
+        assert r.status_code == 200, r.text
+
+
+class TestGatekeeperOnTheWire:
+    async def test_connect_refused_when_switched_off(self, live_server: LiveServer):
+        await admin_patch(live_server, "/api/settings",
+                          {"profiles": {"students": {"discussions_enabled": False}}})
+        wire = await Wire.open(live_server.ws_url)
+        await wire.send({"type": "hello", "token": live_server.token("e1")})
+        assert (await wire.expect("error"))["code"] == "profile_disabled"
+        assert (await wire.closed())[0] == 4503
+        await admin_patch(live_server, "/api/settings", {"discussions_enabled": False})
+        wire = await Wire.open(live_server.ws_url, encoding="msgpack")
+        await wire.send({"type": "hello", "token": live_server.token("t1")})
+        assert (await wire.expect("error"))["code"] == "discussions_disabled"
+        assert (await wire.closed())[0] == 4503
+
+    async def test_cannot_initiate_but_can_reply(self, live_server: LiveServer):
+        await admin_patch(live_server, "/api/users/e1/preferences", {"can_initiate": False})
+        teacher, _ = await Wire.signed_in(live_server.ws_url, live_server.token("t1"))
+        e1, _ = await Wire.signed_in(live_server.ws_url, live_server.token("e1"))
+        r = await e1.request({"type": "start", "subject": "x", "to": ["t1"], "body": "b",
+                              "client_id": "a"})
+        assert r["code"] == "cannot_initiate"
+        d = (await teacher.request({"type": "start", "subject": "x", "to": ["e1"],
+                                    "body": "b", "client_id": "a"}))["discussion"]["id"]
+        r = await e1.request({"type": "send", "discussion": d, "body": "ok", "client_id": "b"})
+        assert r["type"] == "ack"
+
+    async def test_supervisor_leaving_silences_the_students(self, live_server: LiveServer):
+        teacher, _ = await Wire.signed_in(live_server.ws_url, live_server.token("t1"))
+        e1, _ = await Wire.signed_in(live_server.ws_url, live_server.token("e1"))
+        d = (await teacher.request({"type": "start", "subject": "Groupe", "to": ["e1", "e2"],
+                                    "body": "Travaillez ensemble", "client_id": "a"})
+             )["discussion"]["id"]
+        await e1.expect("discussion")
+        ok = await e1.request({"type": "send", "discussion": d, "body": "oui", "client_id": "1"})
+        assert ok["type"] == "ack"
+        assert (await teacher.request({"type": "leave", "discussion": d}))["type"] == "ok"
+        left = await e1.expect("left", discussion=d)
+        assert left["user"] == "t1"
+        r = await e1.request({"type": "send", "discussion": d, "body": "seuls ?",
+                              "client_id": "2"})
+        assert r["code"] == "not_invited_by_supervisor"
+        assert "Hugo Moreau" in r["message"]
+        r = await teacher.request({"type": "send", "discussion": d, "body": "x",
+                                   "client_id": "3"})
+        assert r["code"] == "not_participant"
+        history = await teacher.request({"type": "history", "discussion": d})
+        assert [m["seq"] for m in history["messages"]] == [2, 1]  # what was said while present
+
+    async def test_invitations(self, live_server: LiveServer):
+        teacher, _ = await Wire.signed_in(live_server.ws_url, live_server.token("t1"))
+        e1, _ = await Wire.signed_in(live_server.ws_url, live_server.token("e1"))
+        d = (await teacher.request({"type": "start", "subject": "x", "to": ["e1"],
+                                    "body": "b", "client_id": "a"}))["discussion"]["id"]
+        r = await e1.request({"type": "invite", "discussion": d, "user": "e2"})
+        assert r["code"] == "cannot_invite"
+        r = await teacher.request({"type": "invite", "discussion": d, "user": "e3"})
+        assert r["code"] == "recipient_not_allowed"  # e3 is in 2B, not taught by t1
+        assert (await teacher.request({"type": "invite", "discussion": d,
+                                       "user": "e2"}))["type"] == "ok"
+        joined = await e1.expect("joined", discussion=d)
+        assert (joined["user"]["id"], joined["invited_by"]) == ("e2", "t1")
+        r = await teacher.request({"type": "invite", "discussion": d, "user": "e2"})
+        assert r["code"] == "already_participant"
+
+    async def test_parents_need_messaging_and_opt_in(self, live_server: LiveServer):
+        p2, _ = await Wire.signed_in(live_server.ws_url, live_server.token("p2"))
+        start = {"type": "start", "subject": "x", "to": ["p1"], "body": "b", "client_id": "a"}
+        assert (await p2.request(start))["code"] == "parent_messaging_disabled"
+        await admin_patch(live_server, "/api/settings", {"parent_messaging_enabled": True})
+        assert (await p2.request(start))["code"] == "not_opted_in"
+
+    async def test_list_and_read_positions(self, live_server: LiveServer):
+        teacher, _ = await Wire.signed_in(live_server.ws_url, live_server.token("t1"))
+        e1, _ = await Wire.signed_in(live_server.ws_url, live_server.token("e1"))
+        d = (await teacher.request({"type": "start", "subject": "Devoirs", "to": ["e1"],
+                                    "body": "b1", "client_id": "a"}))["discussion"]["id"]
+        await teacher.request({"type": "send", "discussion": d, "body": "b2",
+                               "client_id": "b"})
+        listed = await e1.request({"type": "list"})
+        item = next(i for i in listed["items"] if i["id"] == d)
+        assert (item["subject"], item["unread"], item["last_message"]["body"]) == (
+            "Devoirs", 2, "b2")
+        assert (await e1.request({"type": "read", "discussion": d, "seq": 2}))["type"] == "ok"
+        read = await teacher.expect("read", discussion=d)
+        assert (read["user"], read["seq"]) == ("e1", 2)
+        listed = await e1.request({"type": "list"})
+        assert next(i for i in listed["items"] if i["id"] == d)["unread"] == 0
+        await e1.send({"type": "typing", "discussion": d})
+        assert (await teacher.expect("typing", discussion=d))["user"] == "e1"
+
+
+async def test_rate_limit(live_server: LiveServer):
+    teacher, _ = await Wire.signed_in(live_server.ws_url, live_server.token("t1"))
+    d = (await teacher.request({"type": "start", "subject": "x", "to": ["e1"], "body": "b",
+                                "client_id": "a"}))["discussion"]["id"]
+    for i in range(60):
+        await teacher.send({"type": "send", "discussion": d, "body": "x", "client_id": f"{i}",
+                            "ref": f"r{i}"})
+    codes: list[str] = []
+    while len(codes) < 60:
+        frame = await teacher.recv()
+        if str(frame.get("ref", "")).startswith("r"):
+            codes.append(frame.get("code", frame["type"]))
+    assert "rate_limited" in codes
+    assert codes.count("ack") >= 20
+
+
+async def test_resume_brings_discussions_started_while_away(live_server: LiveServer):
+    url = live_server.ws_url
+    e1, _ = await Wire.signed_in(url, live_server.token("e1"))
+    d1 = (await e1.request({"type": "start", "subject": "A", "to": ["t1"], "body": "a1",
+                            "client_id": "a"}))["discussion"]["id"]
+    await e1.close()
+    teacher, _ = await Wire.signed_in(url, live_server.token("t1"))
+    await teacher.request({"type": "send", "discussion": d1, "body": "a2", "client_id": "b"})
+    d2 = (await teacher.request({"type": "start", "subject": "B", "to": ["e1"], "body": "b1",
+                                 "client_id": "c"}))["discussion"]["id"]
+    back, welcome = await Wire.signed_in(url, live_server.token("e1"), resume=[[d1, 1]])
+    assert welcome["resume"] == {"replayed": 2, "complete": True}
+    announced = await back.expect("discussion")
+    assert announced["discussion"]["id"] == d2
+    await back.expect("message", discussion=d2, seq=1)
+    assert back.messages(d1) == [2]
+    assert back.messages(d2) == [1]
+    fresh, welcome = await Wire.signed_in(url, live_server.token("e1"))  # no resume: live only
+    assert welcome["resume"] == {"replayed": 0, "complete": True}
+    assert (await fresh.request({"type": "ping"}))["type"] == "pong"
+    assert fresh.messages(d1) == []

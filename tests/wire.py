@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+import socket
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import msgpack
 from websockets.asyncio.client import ClientConnection, connect
@@ -16,13 +18,33 @@ from websockets.exceptions import ConnectionClosed
 
 
 class Wire:
+    _open: ClassVar[list[Wire]] = []
+
     def __init__(self, conn: ClientConnection, encoding: str) -> None:
         self.conn = conn
         self.encoding = encoding
         self.frames: list[dict[str, Any]] = []
+        Wire._open.append(self)
 
     @classmethod
-    async def open(cls, url: str, encoding: str = "json", **kwargs: Any) -> Wire:
+    async def close_all(cls) -> None:
+        """Close every connection a test opened (a fixture calls this after each test)."""
+        wires, cls._open = cls._open, []
+        for wire in wires:
+            await wire.close()
+
+    @classmethod
+    async def open(cls, url: str, encoding: str = "json", *, rcvbuf: int | None = None,
+                   **kwargs: Any) -> Wire:
+        """Connect; ``rcvbuf`` pins a small kernel receive buffer (a slow reader whose
+        socket fills quickly instead of autotuning to tens of megabytes)."""
+        if rcvbuf is not None:
+            host, port = urlsplit(url).hostname, urlsplit(url).port
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.setblocking(False)
+            await asyncio.get_running_loop().sock_connect(sock, (host, port))
+            kwargs["sock"] = sock
         conn = await connect(url, subprotocols=[f"preau.{encoding}"],  # type: ignore[list-item]
                              open_timeout=10, **kwargs)
         return cls(conn, encoding)
@@ -31,7 +53,10 @@ class Wire:
     async def signed_in(cls, url: str, token: str, encoding: str = "json",
                         resume: list[list[int]] | None = None) -> tuple[Wire, dict[str, Any]]:
         wire = await cls.open(url, encoding)
-        await wire.send({"type": "hello", "token": token, "resume": resume or []})
+        hello: dict[str, Any] = {"type": "hello", "token": token}
+        if resume is not None:
+            hello["resume"] = resume
+        await wire.send(hello)
         welcome = await wire.expect("welcome")
         return wire, welcome
 
@@ -86,3 +111,53 @@ class Wire:
 
     async def close(self) -> None:
         await self.conn.close()
+
+
+class Silent:
+    """A client that says hello, reads the welcome, then never reads again.
+
+    A raw socket with a small receive buffer (no autotuning), driven by the
+    websockets sans-I/O protocol, so that nothing reads on its behalf.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    @classmethod
+    async def hello(cls, url: str, token: str, resume: list[list[int]] | None = None) -> Silent:
+        from websockets.client import ClientProtocol
+        from websockets.datastructures import Headers
+        from websockets.uri import parse_uri
+
+        parts = urlsplit(url)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024)
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+        await loop.sock_connect(sock, (parts.hostname, parts.port))
+        protocol = ClientProtocol(parse_uri(url), subprotocols=["preau.json"])  # type: ignore[list-item]
+        request = protocol.connect()
+        request.headers = Headers(request.headers)
+        protocol.send_request(request)
+        for data in protocol.data_to_send():
+            await loop.sock_sendall(sock, data)
+        welcome = said_hello = False
+        while not welcome:
+            chunk = await asyncio.wait_for(loop.sock_recv(sock, 65536), 5)
+            protocol.receive_data(chunk)
+            for event in protocol.events_received():
+                data = getattr(event, "data", b"")
+                if isinstance(data, bytes | bytearray | memoryview) and b"welcome" in data:
+                    welcome = True
+            if protocol.handshake_exc is not None:
+                raise protocol.handshake_exc
+            if protocol.state.name == "OPEN" and not said_hello:
+                said_hello = True
+                protocol.send_text(json.dumps({"type": "hello", "token": token,
+                                               "resume": resume or []}).encode())
+            for data in protocol.data_to_send():
+                await loop.sock_sendall(sock, data)
+        return cls(sock)
+
+    def close(self) -> None:
+        self.sock.close()
