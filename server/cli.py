@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -143,8 +144,17 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     print(f"Préau serving on http://{config.host}:{config.port} "
           f"(database {config.database_url}{', demo mode' if config.demo else ''})",
           file=sys.stderr)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="info",
-                timeout_graceful_shutdown=10, **UVICORN_OPTIONS)
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # uvicorn would close every WebSocket with 1012 at once; first let each
+            # client finish its request in progress and tell it to reconnect elsewhere.
+            for server in self.servers:
+                server.close()
+            await app.drain(timeout=5.0)
+            await super().shutdown(sockets)
+
+    Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="info",
+                          timeout_graceful_shutdown=10, **UVICORN_OPTIONS)).run()
     return 0
 
 

@@ -98,6 +98,9 @@ class Session(Member, Protocol):
 
     def forget(self, discussion: DiscussionId) -> None: ...
 
+    def shutdown(self) -> None:
+        """Close with 4000 once the request in progress (if any) is answered."""
+
     def close(self, code: int, reason: str) -> None: ...
 
     @property
@@ -146,6 +149,7 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._packer = msgpack.Packer(use_bin_type=True)
+        self.draining = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -153,6 +157,17 @@ class Node:
         self.broker.register(self)
         await self.broker.start()
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
+
+    async def drain(self, timeout: float) -> None:
+        """Graceful shutdown: each connection finishes its request in progress, is told
+        to reconnect elsewhere and closed with 4000; wait (at most ``timeout`` s) for all."""
+        self.draining = True
+        for session in self._sessions():
+            session.shutdown()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(self.hub) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
 
     async def close(self) -> None:
         """Tell every connection to reconnect elsewhere, then stop."""
@@ -564,8 +579,7 @@ class Node:
         if new:
             self._offer((school, d), msg)
             await self._publish(discussion_channel(school, d), _message_event(school, msg))
-        return {"type": "ack", "discussion": d, "seq": msg.seq, "client_id": client_id,
-                "at": iso(msg.created_at), "duplicate": not new}
+        return _ack(msg, duplicate=not new)
 
     async def start_discussion(self, session: Session, subject: str, to: Sequence[UserId],
                                body: str, client_id: str) -> dict[str, Any]:
@@ -573,6 +587,11 @@ class Node:
         est = await self.establishment(school)
         now = self.clock()
         _raise(est.gatekeeper.check_start(user, to, now))
+        earlier = await self.store.find_started(school, user, client_id)
+        if earlier is not None:  # a retry: answer what the first attempt did
+            return {"type": "started",
+                    "discussion": await self.summary(school, user, earlier.discussion_id),
+                    "ack": _ack(earlier, duplicate=True)}
         members = await self.store.create_discussion(school, user, subject, to, now=now)
         d = members.id
         msg, _ = await self.store.append_message(school, d, user, client_id, body, now=now)
@@ -580,8 +599,7 @@ class Node:
         await self._publish_school(school, {"k": "n", "s": school, "d": d, "us": everyone})
         await self._publish(discussion_channel(school, d), _message_event(school, msg))
         return {"type": "started", "discussion": await self.summary(school, user, d),
-                "ack": {"type": "ack", "discussion": d, "seq": msg.seq, "client_id": client_id,
-                        "at": iso(msg.created_at), "duplicate": False}}
+                "ack": _ack(msg, duplicate=False)}
 
     async def invite(self, session: Session, d: DiscussionId, invitee: UserId) -> None:
         school, user = session.school_id, session.user_id
@@ -668,6 +686,11 @@ class Node:
         """Settings or preferences changed here: apply at once on every node."""
         await self._refresh_school(school)
         await self._publish(school_channel(school), {"k": "v", "s": school})
+
+
+def _ack(msg: StoredMessage, *, duplicate: bool) -> dict[str, Any]:
+    return {"type": "ack", "discussion": msg.discussion_id, "seq": msg.seq,
+            "client_id": msg.client_id, "at": iso(msg.created_at), "duplicate": duplicate}
 
 
 def _message_event(school: SchoolId, msg: StoredMessage) -> dict[str, Any]:

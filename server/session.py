@@ -78,6 +78,8 @@ class Session:
         self._catching: dict[DiscussionId, list[tuple[int, Frame]]] = {}
         self._held: list[Frame] | None = []  # frames waiting for the welcome
         self._closing: asyncio.Task[None] | None = None
+        self._busy = False
+        self._leave_after_request = False
         self._tokens = float(node.limits.rate_burst)
         self._refilled = time.monotonic()
 
@@ -118,6 +120,16 @@ class Session:
     @property
     def subscribed(self) -> Iterable[DiscussionId]:
         return list(self._positions)
+
+    def shutdown(self) -> None:
+        if self._busy:
+            self._leave_after_request = True
+        else:
+            self._go_elsewhere()
+
+    def _go_elsewhere(self) -> None:
+        self.push(Frame({"type": "reconnect", "reason": "server shutting down"}))
+        self.close(CloseCode.SHUTDOWN, "server shutting down: reconnect")
 
     def close(self, code: int, reason: str) -> None:
         """Close after sending what is queued (callable from sync code)."""
@@ -177,6 +189,10 @@ class Session:
         except Refused as exc:
             await self._refuse(exc.code, exc.message, CloseCode.UNAUTHENTICATED)
             return False
+        if self.node.draining:
+            self._held = None
+            self._go_elsewhere()
+            return False
         gk = est.gatekeeper
         decision = gk.check_connect(identity.user_id)
         if not decision.allowed:
@@ -225,23 +241,32 @@ class Session:
                     self.close(CloseCode.PROTOCOL_ERROR, "too many malformed frames")
                 continue
             bad = 0
-            ref = request.ref
+            self._busy = True
             try:
-                reply = await self._serve(request)
-            except Refused as exc:
-                self._error(ref, exc.code, exc.message, exc.retry_at)
-                continue
-            except NotFound:
-                self._error(ref, ErrorCode.NOT_PARTICIPANT, ErrorCode.NOT_PARTICIPANT.phrase)
-                continue
-            except StoreError:
-                log.exception("store failed serving %s", type(request).__name__)
-                self._error(ref, ErrorCode.INTERNAL, ErrorCode.INTERNAL.phrase)
-                continue
-            if reply is not None:
-                if ref is not None:
-                    reply["ref"] = ref
-                self.push(Frame(reply))
+                await self._answer(request)
+            finally:
+                self._busy = False
+            if self._leave_after_request:
+                self._go_elsewhere()
+
+    async def _answer(self, request: Request) -> None:
+        ref = request.ref
+        try:
+            reply = await self._serve(request)
+        except Refused as exc:
+            self._error(ref, exc.code, exc.message, exc.retry_at)
+            return
+        except NotFound:
+            self._error(ref, ErrorCode.NOT_PARTICIPANT, ErrorCode.NOT_PARTICIPANT.phrase)
+            return
+        except StoreError:
+            log.exception("store failed serving %s", type(request).__name__)
+            self._error(ref, ErrorCode.INTERNAL, ErrorCode.INTERNAL.phrase)
+            return
+        if reply is not None:
+            if ref is not None:
+                reply["ref"] = ref
+            self.push(Frame(reply))
 
     def _error(self, ref: str | None, code: ErrorCode, message: str,
                retry_at: datetime | None = None) -> None:

@@ -30,7 +30,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import __version__
@@ -58,6 +58,7 @@ from .tokens import Identity, read_token
 __all__ = [
     "DEMO_SECRET_KEY",
     "MAX_BODY_BYTES",
+    "PreauApp",
     "UVICORN_OPTIONS",
     "create_app",
     "resolve_secret",
@@ -129,7 +130,7 @@ def create_app(
     clock: Clock = system_clock,
     store: Store | None = None,
     limits: Limits | None = None,
-) -> ASGIApp:
+) -> PreauApp:
     """The ASGI application. ``store`` is opened from ``config`` unless given (and then owned)."""
     services: dict[str, _Services] = {}
 
@@ -209,25 +210,37 @@ def create_app(
               methods=["PATCH"]),
         Route("/api/audit", api(_audit, admin=True)),
     ]
-    return _KeepServerSend(Starlette(routes=routes, lifespan=lifespan))
+    async def drain(timeout: float) -> None:
+        s = services.get("s")
+        if s is not None:
+            await s.node.drain(timeout)
+
+    return PreauApp(Starlette(routes=routes, lifespan=lifespan), drain)
 
 
-class _KeepServerSend:
-    """Remember the server's own ``send`` for WebSockets (Starlette wraps it).
+class PreauApp:
+    """The ASGI application, plus :meth:`drain` for a graceful shutdown.
 
-    ASGI has no way to abort a connection. When a slow client stops reading, the
-    close frame cannot be written either, so :class:`_WebSocketTransport` reaches
-    the server's transport through this ``send`` (uvicorn's protocol object) and
-    aborts it; without uvicorn it falls back to the heartbeat timeout.
+    It also remembers the server's own ``send`` for WebSockets (Starlette wraps
+    it): ASGI has no way to abort a connection, and when a slow client stops
+    reading, the close frame cannot be written either, so
+    :class:`_WebSocketTransport` reaches the server's transport through this
+    ``send`` (uvicorn's protocol object) and aborts it; without uvicorn it falls
+    back to the heartbeat timeout.
     """
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: Starlette, drain: Callable[[float], Awaitable[None]]) -> None:
         self.app = app
+        self._drain = drain
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             scope["preau.server_send"] = send
         await self.app(scope, receive, send)
+
+    async def drain(self, timeout: float = 5.0) -> None:
+        """Tell every client to reconnect elsewhere, after its request in progress."""
+        await self._drain(timeout)
 
 
 def _broker(config: Config) -> Broker:

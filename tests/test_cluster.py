@@ -142,3 +142,26 @@ async def test_redis_restart_mid_run(cluster: Cluster):
             assert (await http.get(f"{cluster.http(i)}/readyz")).status_code == 200
     await teacher.close()
     await e1.close()
+
+
+async def test_sigterm_sends_clients_elsewhere(cluster: Cluster):
+    teacher, _ = await Wire.signed_in(cluster.ws(1), cluster.token("t1"))
+    started = await teacher.request({"type": "start", "subject": "S", "to": ["e1"],
+                                     "body": "m1", "client_id": "c1"})
+    d = started["discussion"]["id"]
+    e1, _ = await Wire.signed_in(cluster.ws(0), cluster.token("e1"), resume=[[d, 0]])
+    await e1.expect("message", discussion=d, seq=1)
+    ack = await e1.request({"type": "send", "discussion": d, "body": "avant",
+                            "client_id": "e1-1"})
+    assert ack["seq"] == 2
+    stopping = asyncio.get_running_loop().run_in_executor(None, cluster.stop, 0)
+    assert (await e1.expect("reconnect"))["reason"]
+    code, _ = await e1.closed()
+    assert code == 4000
+    await stopping
+    back, welcome = await Wire.signed_in(cluster.ws(1), cluster.token("e1"), resume=[[d, 2]])
+    assert welcome["resume"]["complete"] is True
+    await teacher.request({"type": "send", "discussion": d, "body": "après",
+                           "client_id": "c3"})
+    assert (await back.expect("message", discussion=d, seq=3))["body"] == "après"
+    assert [seq for seq, _ in await transcript(cluster, d)] == [1, 2, 3]

@@ -42,6 +42,12 @@ async def test_teacher_and_students_converse(live_server: LiveServer):
     assert reply["body"] == "Merci"
     again = await e1.request({"type": "send", "discussion": d, "body": "Merci", "client_id": "x"})
     assert (again["seq"], again["duplicate"]) == (2, True)
+    retried = await teacher.request({"type": "start", "subject": "Sortie", "to": ["e1", "e2"],
+                                     "body": "Bonjour", "client_id": "c1"})
+    assert retried["discussion"]["id"] == d  # a retried start is not a second discussion
+    assert retried["ack"]["duplicate"] is True
+    listed = await teacher.request({"type": "list"})
+    assert [i["id"] for i in listed["items"]] == [d]
     await teacher.close()
     await e1.close()
 

@@ -170,6 +170,12 @@ class Store(Protocol):
     async def get_discussion(self, school_id: SchoolId, discussion_id: DiscussionId) -> Discussion:
         ...
 
+    async def find_started(
+        self, school_id: SchoolId, creator: UserId, client_id: str
+    ) -> StoredMessage | None:
+        """The first message of a discussion ``creator`` started with ``client_id``, if any
+        (so that a retried start returns the original instead of a second discussion)."""
+
     async def members(
         self, school_id: SchoolId, discussion_id: DiscussionId
     ) -> DiscussionMembers: ...

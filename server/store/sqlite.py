@@ -484,6 +484,20 @@ class SqliteStore:
         return Discussion(DiscussionId(row[0]), school_id, row[1], UserId(row[2]),
                           _dt(row[3]), int(row[4]))
 
+    async def find_started(
+        self, school_id: SchoolId, creator: UserId, client_id: str
+    ) -> StoredMessage | None:
+        row = await self._one(
+            "SELECT m.discussion_id, m.body, m.created_at FROM messages m "
+            "JOIN discussions d ON d.id = m.discussion_id "
+            "WHERE m.school_id = ? AND m.sender = ? AND m.client_id = ? AND m.seq = 1 "
+            "AND d.created_by = ?",
+            (school_id, creator, client_id, creator),
+        )
+        if row is None:
+            return None
+        return StoredMessage(DiscussionId(row[0]), 1, creator, client_id, row[1], _dt(row[2]))
+
     async def members(
         self, school_id: SchoolId, discussion_id: DiscussionId
     ) -> DiscussionMembers:

@@ -96,3 +96,5 @@ CREATE TABLE messages (
     PRIMARY KEY (discussion_id, seq),
     UNIQUE (discussion_id, sender, client_id)
 );
+-- A retried start finds the discussion its first message created.
+CREATE INDEX messages_by_client ON messages (school_id, sender, client_id);
