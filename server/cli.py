@@ -150,7 +150,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
             # client finish its request in progress and tell it to reconnect elsewhere.
             for server in self.servers:
                 server.close()
-            await app.drain(timeout=5.0)
+            await app.drain(grace=5.0)
             await super().shutdown(sockets)
 
     Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="info",

@@ -21,6 +21,7 @@ How one message travels (see ``docs/design/fan-out.md``):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
@@ -150,6 +151,7 @@ class Node:
         self._ticker: asyncio.Task[None] | None = None
         self._packer = msgpack.Packer(use_bin_type=True)
         self.draining = False
+        self._emptied: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -158,16 +160,16 @@ class Node:
         await self.broker.start()
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
 
-    async def drain(self, timeout: float) -> None:
+    async def drain(self, grace: float) -> None:
         """Graceful shutdown: each connection finishes its request in progress, is told
-        to reconnect elsewhere and closed with 4000; wait (at most ``timeout`` s) for all."""
+        to reconnect elsewhere and closed with 4000; wait (at most ``grace`` s) for all."""
         self.draining = True
+        self._emptied = asyncio.Event()
         for session in self._sessions():
             session.shutdown()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while len(self.hub) and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        if len(self.hub):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._emptied.wait(), grace)
 
     async def close(self) -> None:
         """Tell every connection to reconnect elsewhere, then stop."""
@@ -261,6 +263,8 @@ class Node:
         for d in discussions:
             self._leave_feed(session, d)
         last = self.hub.remove(session)
+        if self._emptied is not None and not len(self.hub):
+            self._emptied.set()
         count = self._school_subs.get(school, 1) - 1
         if count <= 0:
             self._school_subs.pop(school, None)

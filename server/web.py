@@ -58,8 +58,8 @@ from .tokens import Identity, read_token
 __all__ = [
     "DEMO_SECRET_KEY",
     "MAX_BODY_BYTES",
-    "PreauApp",
     "UVICORN_OPTIONS",
+    "PreauApp",
     "create_app",
     "resolve_secret",
 ]
@@ -210,10 +210,10 @@ def create_app(
               methods=["PATCH"]),
         Route("/api/audit", api(_audit, admin=True)),
     ]
-    async def drain(timeout: float) -> None:
+    async def drain(grace: float) -> None:
         s = services.get("s")
         if s is not None:
-            await s.node.drain(timeout)
+            await s.node.drain(grace)
 
     return PreauApp(Starlette(routes=routes, lifespan=lifespan), drain)
 
@@ -238,9 +238,9 @@ class PreauApp:
             scope["preau.server_send"] = send
         await self.app(scope, receive, send)
 
-    async def drain(self, timeout: float = 5.0) -> None:
+    async def drain(self, grace: float = 5.0) -> None:
         """Tell every client to reconnect elsewhere, after its request in progress."""
-        await self._drain(timeout)
+        await self._drain(grace)
 
 
 def _broker(config: Config) -> Broker:
