@@ -35,12 +35,12 @@ from .broker import Broker, BrokerUnavailable
 from .broker.channels import discussion_channel, school_channel
 from .clock import Clock
 from .errors import ErrorCode, NotFound, Refused
-from .gatekeeper import Decision, Gatekeeper, WindowState
+from .gatekeeper import Gatekeeper, WindowState, refuse
 from .hub import Frame, Hub, Member
 from .model import DiscussionId, DiscussionMembers, Role, SchoolId, User, UserId
 from .protocol import CloseCode
 from .schools import Establishment, Schools
-from .store import DiscussionSummary, Store, StoredMessage
+from .store import DiscussionSummary, HeldMessage, Store, StoredMessage
 
 __all__ = ["Limits", "Node", "Session", "iso", "person"]
 
@@ -426,6 +426,11 @@ class Node:
                                                [UserId(u) for u in ev["us"]]))
         elif kind == "v":
             self._spawn(self._refresh_school(school))
+        elif kind == "x":
+            frame = Frame({"type": "held_dropped", "client_id": ev["c"], "discussion": ev["d"],
+                           "code": ev["code"], "message": ev["m"]})
+            for member in self.hub.of_user(school, UserId(ev["u"])):
+                member.push(frame)
 
     async def _publish(self, channel: str, event: dict[str, Any]) -> None:
         await self._broker_call(self.broker.publish(channel, self._tag + self._packer.pack(event)))
@@ -552,6 +557,8 @@ class Node:
                 member.push(Frame({"type": "error", "code": "unauthenticated",
                                    "message": "The token has expired: sign in again."}))
                 member.close(CloseCode.UNAUTHENTICATED, "token expired")
+        # After the window events, so that clients hear "open" before the held messages.
+        await self.release_due()
 
     # ------------------------------------------------------------------ requests
 
@@ -578,7 +585,11 @@ class Node:
         est = await self.establishment(school)
         members = await self._members_or_refuse(school, d)
         now = self.clock()
-        _raise(est.gatekeeper.check_send(user, members, now))
+        decision = est.gatekeeper.check_send(user, members, now)
+        decision.raise_for_refusal()
+        if decision.hold_until is not None:
+            return await self._hold(school, user, client_id, body, decision.hold_until,
+                                    discussion=d)
         msg, new = await self.store.append_message(school, d, user, client_id, body, now=now)
         if new:
             self._offer((school, d), msg)
@@ -590,27 +601,103 @@ class Node:
         school, user = session.school_id, session.user_id
         est = await self.establishment(school)
         now = self.clock()
-        _raise(est.gatekeeper.check_start(user, to, now))
+        decision = est.gatekeeper.check_start(user, to, now)
+        decision.raise_for_refusal()
+        if decision.hold_until is not None:
+            return await self._hold(school, user, client_id, body, decision.hold_until,
+                                    subject=subject, recipients=to)
         earlier = await self.store.find_started(school, user, client_id)
         if earlier is not None:  # a retry: answer what the first attempt did
             return {"type": "started",
                     "discussion": await self.summary(school, user, earlier.discussion_id),
                     "ack": _ack(earlier, duplicate=True)}
+        msg = await self._create(school, user, subject, to, body, client_id, now)
+        return {"type": "started",
+                "discussion": await self.summary(school, user, msg.discussion_id),
+                "ack": _ack(msg, duplicate=False)}
+
+    async def _create(self, school: SchoolId, user: UserId, subject: str,
+                      to: Sequence[UserId], body: str, client_id: str,
+                      now: datetime) -> StoredMessage:
         members = await self.store.create_discussion(school, user, subject, to, now=now)
         d = members.id
         msg, _ = await self.store.append_message(school, d, user, client_id, body, now=now)
         everyone = [p.user_id for p in members.participants]
         await self._publish_school(school, {"k": "n", "s": school, "d": d, "us": everyone})
         await self._publish(discussion_channel(school, d), _message_event(school, msg))
-        return {"type": "started", "discussion": await self.summary(school, user, d),
-                "ack": _ack(msg, duplicate=False)}
+        return msg
+
+    async def _hold(self, school: SchoolId, user: UserId, client_id: str, body: str,
+                    until: datetime, *, discussion: DiscussionId | None = None,
+                    subject: str | None = None,
+                    recipients: Sequence[UserId] = ()) -> dict[str, Any]:
+        """Defer mode outside the hours: keep it for the opening (checked again then)."""
+        held, new = await self.store.hold(school, user, client_id, body,
+                                          discussion_id=discussion, subject=subject,
+                                          recipients=recipients, now=self.clock(),
+                                          release_at=until)
+        return {"type": "held", "discussion": discussion, "client_id": client_id,
+                "held_until": iso(held.release_at), "duplicate": not new}
+
+    async def release_due(self) -> None:
+        """Deliver held messages whose opening has come, after a fresh policy check.
+
+        Every node calls this on its tick; the store hands each message to one of them.
+        A message whose author lost the right meanwhile is dropped and the author told.
+        """
+        now = self.clock()
+        for held in await self.store.claim_due(now):
+            try:
+                await self._release(held, now)
+            except Exception:
+                log.exception("releasing held message %s failed", held.id)
+
+    async def _release(self, held: HeldMessage, now: datetime) -> None:
+        school, user = held.school_id, held.sender
+        try:
+            gk = (await self.schools.get(school)).gatekeeper
+        except NotFound:
+            await self.store.release_held(held.id)
+            return
+        if held.discussion_id is None:
+            decision = gk.check_start(user, held.recipients, now)
+        else:
+            try:
+                members = await self.store.members(school, held.discussion_id)
+            except NotFound:
+                members = None
+            decision = (gk.check_send(user, members, now) if members is not None
+                        else refuse(ErrorCode.NOT_PARTICIPANT))
+        if decision.allowed and decision.hold_until is not None:
+            await self.store.release_held(held.id, later=decision.hold_until)  # closed again
+            return
+        if decision.allowed:
+            if held.discussion_id is None:
+                assert held.subject is not None
+                if await self.store.find_started(school, user, held.client_id) is None:
+                    await self._create(school, user, held.subject, held.recipients, held.body,
+                                       held.client_id, now)
+            else:
+                d = held.discussion_id
+                msg, new = await self.store.append_message(school, d, user, held.client_id,
+                                                           held.body, now=now)
+                if new:
+                    self._offer((school, d), msg)
+                    await self._publish(discussion_channel(school, d),
+                                        _message_event(school, msg))
+        else:
+            assert decision.code is not None
+            await self._publish_school(school, {
+                "k": "x", "s": school, "u": user, "c": held.client_id, "d": held.discussion_id,
+                "code": decision.code.value, "m": decision.message})
+        await self.store.release_held(held.id)
 
     async def invite(self, session: Session, d: DiscussionId, invitee: UserId) -> None:
         school, user = session.school_id, session.user_id
         est = await self.establishment(school)
         members = await self._members_or_refuse(school, d)
         now = self.clock()
-        _raise(est.gatekeeper.check_invite(user, members, invitee, now))
+        est.gatekeeper.check_invite(user, members, invitee, now).raise_for_refusal()
         await self.store.add_participant(school, d, invitee, invited_by=user, now=now)
         event = {"k": "j", "s": school, "d": d, "u": invitee, "i": user}
         self._dispatch(event)
@@ -621,7 +708,7 @@ class Node:
         school, user = session.school_id, session.user_id
         est = await self.establishment(school)
         members = await self._members_or_refuse(school, d)
-        _raise(est.gatekeeper.check_leave(user, members))
+        est.gatekeeper.check_leave(user, members).raise_for_refusal()
         await self.store.leave(school, d, user, now=self.clock())
         event = {"k": "l", "s": school, "d": d, "u": user}
         self._dispatch(event)
@@ -702,12 +789,3 @@ def _message_event(school: SchoolId, msg: StoredMessage) -> dict[str, Any]:
             "c": msg.client_id, "b": msg.body, "t": msg.created_at.isoformat()}
 
 
-def _raise(decision: Decision) -> None:
-    if not decision.allowed:
-        decision.raise_for_refusal()
-    if decision.hold_until is not None:
-        # Defer mode is accepted by the policy but not carried out by the hub yet:
-        # refuse clearly rather than pretend the message will be delivered.
-        raise Refused(ErrorCode.OUTSIDE_HOURS,
-                      "Discussions are closed at this hour; held delivery is not available yet.",
-                      retry_at=decision.hold_until)

@@ -258,3 +258,45 @@ async def test_resume_brings_discussions_started_while_away(live_server: LiveSer
     assert welcome["resume"] == {"replayed": 0, "complete": True}
     assert (await fresh.request({"type": "ping"}))["type"] == "pong"
     assert fresh.messages(d1) == []
+
+
+async def test_defer_mode_holds_until_the_opening(live_server: LiveServer):
+    url = live_server.ws_url
+    day = timedelta(days=1)
+    teacher, _ = await Wire.signed_in(url, live_server.token("t1", ttl=day))
+    d = (await teacher.request({"type": "start", "subject": "Groupe", "to": ["e1", "e2"],
+                                "body": "m1", "client_id": "a"}))["discussion"]["id"]
+    await admin_patch(live_server, "/api/settings", {"hours": {"outside": "defer"}})
+    live_server.clock.set(datetime(2026, 11, 24, 21, 30, tzinfo=UTC))  # 22:30 in Paris
+    e1, welcome = await Wire.signed_in(url, live_server.token("e1", ttl=day), resume=[[d, 1]])
+    assert welcome["read_only"] is True
+    held = await teacher.request({"type": "send", "discussion": d, "body": "demain",
+                                  "client_id": "b"})
+    assert (held["type"], held["held_until"]) == ("held", "2026-11-25T06:00:00Z")
+    again = await teacher.request({"type": "send", "discussion": d, "body": "demain",
+                                   "client_id": "b"})
+    assert (again["type"], again["duplicate"]) == ("held", True)
+    new = await teacher.request({"type": "start", "subject": "Soir", "to": ["e1"],
+                                 "body": "nouvelle", "client_id": "c"})
+    assert (new["type"], new["discussion"]) == ("held", None)
+    mine = await e1.request({"type": "send", "discussion": d, "body": "à deux",
+                             "client_id": "e"})
+    assert mine["type"] == "held"
+    # Invitations are refused outside the hours even in defer mode.
+    r = await teacher.request({"type": "invite", "discussion": d, "user": "p1"})
+    assert r["code"] == "outside_hours"
+    await asyncio.sleep(0.2)
+    assert e1.messages(d) == []  # nothing delivered before the opening
+    # The teacher leaves before the opening: the students' pair is no longer supervised.
+    assert (await teacher.request({"type": "leave", "discussion": d}))["type"] == "ok"
+    live_server.clock.set(datetime(2026, 11, 25, 6, 0, tzinfo=UTC))
+    await e1.expect("window", open=True)
+    dropped = await e1.expect("held_dropped")
+    assert (dropped["client_id"], dropped["code"]) == ("e", "not_invited_by_supervisor")
+    announced = await e1.expect("discussion")
+    assert announced["discussion"]["subject"] == "Soir"
+    d2 = announced["discussion"]["id"]
+    assert (await e1.expect("message", discussion=d2, seq=1))["body"] == "nouvelle"
+    assert e1.messages(d) == []  # neither held message of the first discussion was posted
+    gone = await teacher.expect("held_dropped", client_id="b")
+    assert gone["code"] == "not_participant"  # the teacher had left before the opening

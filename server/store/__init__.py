@@ -8,13 +8,22 @@ URLs are recognised and refused with a clear message until that backend lands.
 from __future__ import annotations
 
 from ..errors import ConfigurationError
-from .base import AuditEntry, Discussion, DiscussionSummary, ImportReport, Store, StoredMessage
+from .base import (
+    AuditEntry,
+    Discussion,
+    DiscussionSummary,
+    HeldMessage,
+    ImportReport,
+    Store,
+    StoredMessage,
+)
 from .sqlite import SqliteStore
 
 __all__ = [
     "AuditEntry",
     "Discussion",
     "DiscussionSummary",
+    "HeldMessage",
     "ImportReport",
     "SqliteStore",
     "Store",

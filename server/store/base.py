@@ -29,6 +29,7 @@ from ..model import (
 
 __all__ = [
     "AuditEntry",
+    "HeldMessage",
     "Discussion",
     "DiscussionSummary",
     "ImportReport",
@@ -72,6 +73,22 @@ class Discussion:
     created_by: UserId
     created_at: datetime
     last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class HeldMessage:
+    """A message (or a discussion's start) written outside the hours, in defer mode."""
+
+    id: int
+    school_id: SchoolId
+    sender: UserId
+    client_id: str
+    discussion_id: DiscussionId | None  # None: a held start
+    subject: str | None
+    recipients: tuple[UserId, ...]
+    body: str
+    created_at: datetime
+    release_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +260,28 @@ class Store(Protocol):
     ) -> int | None:
         """The last seq the user may read: ``last_seq`` while present, the seq at which they
         left otherwise; ``None`` if they never took part (or the discussion is elsewhere)."""
+
+    async def hold(
+        self,
+        school_id: SchoolId,
+        sender: UserId,
+        client_id: str,
+        body: str,
+        *,
+        discussion_id: DiscussionId | None,
+        subject: str | None,
+        recipients: Sequence[UserId],
+        now: datetime,
+        release_at: datetime,
+    ) -> tuple[HeldMessage, bool]:
+        """Keep a message for the next opening; idempotent by ``(sender, client_id)``."""
+
+    async def claim_due(self, now: datetime, *, limit: int = 100) -> list[HeldMessage]:
+        """Held messages whose time has come, claimed for this caller (a claim older than
+        a minute is taken over: its node died)."""
+
+    async def release_held(self, held_id: int, *, later: datetime | None = None) -> None:
+        """Done with a held message (``later``: keep it until then, unclaimed)."""
 
     async def messages_after(
         self, school_id: SchoolId, discussion_id: DiscussionId, after_seq: int, *,

@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -49,7 +49,14 @@ from ..settings import (
     settings_from_json,
     settings_to_json,
 )
-from .base import AuditEntry, Discussion, DiscussionSummary, ImportReport, StoredMessage
+from .base import (
+    AuditEntry,
+    Discussion,
+    DiscussionSummary,
+    HeldMessage,
+    ImportReport,
+    StoredMessage,
+)
 
 __all__ = ["SqliteStore"]
 
@@ -695,6 +702,57 @@ class SqliteStore:
         )
         return None if row is None else int(row[0])
 
+    async def hold(
+        self,
+        school_id: SchoolId,
+        sender: UserId,
+        client_id: str,
+        body: str,
+        *,
+        discussion_id: DiscussionId | None,
+        subject: str | None,
+        recipients: Sequence[UserId],
+        now: datetime,
+        release_at: datetime,
+    ) -> tuple[HeldMessage, bool]:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "INSERT INTO held (school_id, sender, client_id, discussion_id, subject, "
+                "recipients, body, created_at, release_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (school_id, sender, client_id) DO NOTHING",
+                (school_id, sender, client_id, discussion_id, subject,
+                 json.dumps(list(recipients)), body, _ts(now), _ts(release_at)),
+            )
+            new = cursor.rowcount == 1
+            row = await (
+                await db.execute(f"SELECT {_HELD} FROM held "
+                                 "WHERE school_id = ? AND sender = ? AND client_id = ?",
+                                 (school_id, sender, client_id))
+            ).fetchone()
+        assert row is not None
+        return _held(row), new
+
+    async def claim_due(self, now: datetime, *, limit: int = 100) -> list[HeldMessage]:
+        stale = _ts(now - timedelta(minutes=1))
+        async with self._transaction() as db:
+            rows = await (
+                await db.execute(
+                    f"UPDATE held SET claimed_at = ? WHERE id IN (SELECT id FROM held "
+                    "WHERE release_at <= ? AND (claimed_at IS NULL OR claimed_at < ?) "
+                    f"ORDER BY id LIMIT ?) RETURNING {_HELD}",
+                    (_ts(now), _ts(now), stale, limit),
+                )
+            ).fetchall()
+        return sorted((_held(r) for r in rows), key=lambda h: h.id)
+
+    async def release_held(self, held_id: int, *, later: datetime | None = None) -> None:
+        async with self._transaction() as db:
+            if later is None:
+                await db.execute("DELETE FROM held WHERE id = ?", (held_id,))
+            else:
+                await db.execute("UPDATE held SET release_at = ?, claimed_at = NULL "
+                                 "WHERE id = ?", (_ts(later), held_id))
+
     async def messages_after(
         self, school_id: SchoolId, discussion_id: DiscussionId, after_seq: int, *,
         upto: int | None = None, limit: int = 1000
@@ -710,6 +768,17 @@ class SqliteStore:
 
 
 # ---------------------------------------------------------------------- helpers
+
+_HELD = ("id, school_id, sender, client_id, discussion_id, subject, recipients, body, "
+         "created_at, release_at")
+
+
+def _held(r: Any) -> HeldMessage:
+    return HeldMessage(int(r[0]), SchoolId(r[1]), UserId(r[2]), r[3],
+                       None if r[4] is None else DiscussionId(r[4]), r[5],
+                       tuple(UserId(u) for u in json.loads(r[6] or "[]")), r[7], _dt(r[8]),
+                       _dt(r[9]))
+
 
 
 def _split_sql(script: str) -> list[str]:

@@ -98,3 +98,22 @@ CREATE TABLE messages (
 );
 -- A retried start finds the discussion its first message created.
 CREATE INDEX messages_by_client ON messages (school_id, sender, client_id);
+
+-- Messages written outside the allowed hours in defer mode (G3), delivered at the
+-- opening after a fresh policy check. claimed_at marks the node processing one, so
+-- that a node dying mid-way only delays it (append is idempotent by client_id).
+CREATE TABLE held (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    school_id     TEXT NOT NULL,
+    sender        TEXT NOT NULL,
+    client_id     TEXT NOT NULL,
+    discussion_id INTEGER,               -- NULL for a held start
+    subject       TEXT,                  -- a held start
+    recipients    TEXT,                  -- a held start: JSON list of user ids
+    body          TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    release_at    TEXT NOT NULL,
+    claimed_at    TEXT,
+    UNIQUE (school_id, sender, client_id)
+);
+CREATE INDEX held_due ON held (release_at);
