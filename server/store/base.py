@@ -29,9 +29,9 @@ from ..model import (
 
 __all__ = [
     "AuditEntry",
-    "HeldMessage",
     "Discussion",
     "DiscussionSummary",
+    "HeldMessage",
     "ImportReport",
     "Store",
     "StoredMessage",
