@@ -225,7 +225,9 @@ def _token(args: argparse.Namespace, config: Config) -> int:
         finally:
             await store.close()
         ttl = timedelta(seconds=args.ttl or config.token_ttl)
-        print(issue_token(secret, school, UserId(args.user_id), ttl=ttl, now=system_clock()))
+        # The token must be valid by the server's clock (PREAU_CLOCK_START shifts it).
+        now = config.clock_start if config.clock_start is not None else system_clock()
+        print(issue_token(secret, school, UserId(args.user_id), ttl=ttl, now=now))
         return 0
 
     return asyncio.run(run())

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from .model import DiscussionId, SchoolId, UserId
-from .protocol import CloseCode, Encoding, encode
+from .protocol import CloseCode, Encoding, close_reason, encode
 
 __all__ = ["Frame", "Hub", "Member", "Outbox", "Transport", "TransportClosed"]
 
@@ -67,8 +67,10 @@ class Frame:
 
 
 class Outbox:
-    """A bounded, byte-counted outbound queue drained by one writer task.
+    """A bounded outbound queue drained by one writer task.
 
+    Sizes are ``len()`` of each frame: bytes for MessagePack, characters for JSON
+    (the UTF-8 encoding can be larger; the limit is approximate there).
     ``put`` never blocks: when the bytes waiting would exceed ``limit`` the
     outbox closes the transport with :data:`CloseCode.SLOW` and drops what is
     queued (the client resumes from its last seen position on reconnect).
@@ -100,7 +102,9 @@ class Outbox:
         if self._closed:
             return
         size = len(data)
-        if self._pending + size > self.limit:
+        # One frame always fits in an empty outbox (a big history page, say): memory stays
+        # bounded by the limit plus one frame.
+        if self._pending and self._pending + size > self.limit:
             self.abort(CloseCode.SLOW, "slow: too many frames waiting for this client")
             return
         self._queue.append(data)
@@ -115,7 +119,7 @@ class Outbox:
         self._queue.clear()
         self._pending = 0
         self._wakeup.set()
-        asyncio.get_running_loop().create_task(self._transport.close(code, reason))
+        asyncio.get_running_loop().create_task(self._transport.close(code, close_reason(reason)))
 
     async def close(self, code: int, reason: str, *, flush_timeout: float = 2.0) -> None:
         """Send what is queued (for at most ``flush_timeout`` s), then close."""
@@ -125,7 +129,7 @@ class Outbox:
             if self._writer is not None:
                 with contextlib.suppress(TimeoutError, asyncio.CancelledError):
                     await asyncio.wait_for(asyncio.shield(self._writer), flush_timeout)
-            await self._transport.close(code, reason)
+            await self._transport.close(code, close_reason(reason))
         await self.stop()
 
     async def stop(self) -> None:

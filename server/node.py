@@ -92,10 +92,15 @@ def message_frame(msg: StoredMessage) -> dict[str, Any]:
 class Session(Member, Protocol):
     """What the node needs of a connection (``server.session.Session`` implements it)."""
 
-    def begin_catchup(self, discussion: DiscussionId, from_seq: int) -> None: ...
+    def begin_catchup(self, discussion: DiscussionId) -> None:
+        """Buffer the discussion's live messages until :meth:`end_catchup`."""
 
-    def end_catchup(self, discussion: DiscussionId, messages: Sequence[StoredMessage]) -> None:
-        ...
+    def end_catchup(self, discussion: DiscussionId, position: int,
+                    messages: Sequence[StoredMessage]) -> None:
+        """Deliver ``messages`` then the buffered ones, skipping seqs ≤ ``position``."""
+
+    @property
+    def open(self) -> bool: ...
 
     def forget(self, discussion: DiscussionId) -> None: ...
 
@@ -109,6 +114,28 @@ class Session(Member, Protocol):
 
     @property
     def expires_at(self) -> datetime: ...
+
+
+class _Replay:
+    """What one connection's resume may still queue: bounded in bytes and messages, so
+    that a resume always fits in the outbox (the newest messages are kept)."""
+
+    __slots__ = ("budget", "limit")
+
+    def __init__(self, budget: int, limit: int) -> None:
+        self.budget = budget
+        self.limit = limit
+
+    def take(self, rows: list[StoredMessage]) -> list[StoredMessage]:
+        kept: list[StoredMessage] = []
+        for msg in reversed(rows):
+            cost = len(msg.body) + 160  # the frame around the body, roughly
+            if cost > self.budget:
+                break
+            self.budget -= cost
+            kept.append(msg)
+        kept.reverse()
+        return kept
 
 
 class _Feed:
@@ -231,27 +258,28 @@ class Node:
             est = await self.establishment(school)
             self._window_open[school] = est.gatekeeper.window_state(self.clock()).is_open
         positions = dict(resume or ())
+        replay = _Replay(self.limits.outbox_bytes // 2, self.limits.replay_max)
         incomplete = 0
         present = await self.store.present_discussions(school, user)
         for d in present:
             if d in positions:
-                incomplete += await self._join_feed(session, d, positions[d])
+                incomplete += await self._join_feed(session, d, positions[d], replay)
             elif resume is None:
                 await self._join_feed(session, d, None)
             else:
                 session.push(Frame({"type": "discussion",
                                     "discussion": await self.summary(school, user, d)}))
-                incomplete += await self._join_feed(session, d, 0)
+                incomplete += await self._join_feed(session, d, 0, replay)
         # A resume position for a discussion the user has left: replay up to where they left.
         for d, seq in positions.items():
             if d not in present:
                 visible = await self.store.visible_seq(school, d, user)
                 if visible is not None and visible > seq:
-                    rows = await self.store.messages_after(school, d, seq, upto=visible,
-                                                           limit=self.limits.replay_max)
+                    rows = replay.take(await self.store.messages_after(
+                        school, d, seq, upto=visible, limit=replay.limit, newest=True))
                     for m in rows:
                         session.push(Frame(message_frame(m)))
-                    incomplete += int(rows[-1].seq < visible) if rows else 0
+                    incomplete += int(not rows or rows[0].seq > seq + 1)
         if first:
             await self._publish_school(school, {"k": "p", "s": school, "u": user, "on": True,
                                                 "ds": list(present)})
@@ -276,29 +304,40 @@ class Node:
             await self._publish_school(school, {"k": "p", "s": school, "u": user, "on": False,
                                                 "ds": discussions})
 
-    async def _join_feed(self, session: Session, d: DiscussionId, from_seq: int | None) -> int:
-        """Subscribe a connection to a discussion; replay from ``from_seq`` if given.
+    async def _join_feed(self, session: Session, d: DiscussionId, from_seq: int | None,
+                         replay: _Replay | None = None) -> int:
+        """Subscribe a connection to a discussion; replay after ``from_seq`` if given.
 
-        ``None`` means live only (from now on). Returns 1 if the replay had to stop
-        at ``replay_max`` messages (the client should page the rest with history).
+        ``None`` means live only: from what is durable now. The session buffers live
+        messages from before it joins the audience until its replay is read, so the
+        stream it sends is in order, without gap or duplicate. A replay is the newest
+        messages after ``from_seq`` that fit in ``replay`` (and ``replay_max``); returns
+        1 if older ones were left out (the client pages them with ``history``).
         """
         key = (session.school_id, d)
+        session.begin_catchup(d)
         if self.hub.subscribe(session, d):
             self._feeds[key] = _Feed()
             await self._broker_call(self.broker.subscribe(discussion_channel(*key)))
-            feed = self._feeds.get(key)
-            if feed is not None and feed.watermark is None:
-                last = (await self.store.get_discussion(*key)).last_seq
-                feed.watermark = last
-                self._drain(key, feed)
-        feed = self._feeds[key]
-        if from_seq is None:
-            from_seq = feed.watermark if feed.watermark is not None else 0
-        session.begin_catchup(d, from_seq)
-        rows = await self.store.messages_after(session.school_id, d, from_seq,
-                                               limit=self.limits.replay_max)
-        session.end_catchup(d, rows)
-        return int(len(rows) >= self.limits.replay_max)
+        last = (await self.store.get_discussion(*key)).last_seq
+        feed_now = self._feeds.get(key)
+        if feed_now is not None and feed_now.watermark is None:
+            feed_now.watermark = last
+            self._drain(key, feed_now)
+        if not session.open:  # gone while we awaited: do not leave it in the audience
+            self._leave_feed(session, d)
+            return 0
+        if from_seq is None or from_seq >= last:
+            # Live only, or a client claiming more than exists: start from what is stored.
+            session.end_catchup(d, min(last, from_seq if from_seq is not None else last), [])
+            return 0
+        limit = self.limits.replay_max if replay is None else replay.limit
+        rows = await self.store.messages_after(session.school_id, d, from_seq, upto=last,
+                                               limit=limit, newest=True)
+        if replay is not None:
+            rows = replay.take(rows)
+        session.end_catchup(d, from_seq, rows)
+        return int((bool(rows) and rows[0].seq > from_seq + 1) or (not rows and last > from_seq))
 
     def _leave_feed(self, session: Session, d: DiscussionId) -> None:
         session.forget(d)
@@ -306,7 +345,12 @@ class Node:
             key = (session.school_id, d)
             self._feeds.pop(key, None)
             self._members.pop(key, None)
-            self._spawn(self._broker_call(self.broker.unsubscribe(discussion_channel(*key))))
+            self._spawn(self._unsubscribe(key))
+
+    async def _unsubscribe(self, key: tuple[SchoolId, DiscussionId]) -> None:
+        # Someone here may have joined again since: then the subscription must stay.
+        if key not in self._feeds:
+            await self._broker_call(self.broker.unsubscribe(discussion_channel(*key)))
 
     # ------------------------------------------------------------------ the feed
 
@@ -381,11 +425,29 @@ class Node:
             log.exception("bad publication on %s", channel)
 
     def handle_resubscribed(self) -> None:
-        """Pub/sub may have dropped publications while Redis was away: re-read the store."""
+        """Pub/sub may have dropped publications while Redis was away: re-read the store
+        (messages, memberships and settings)."""
         for key in list(self._feeds):
             self._spawn(self._catch_up_feed(key))
         for school in list(self._school_subs):
             self._spawn(self._refresh_school(school))
+        for session in self._sessions():
+            self._spawn(self._reconcile(session))
+
+    async def _reconcile(self, session: Session) -> None:
+        """Match a connection's discussions to the store: joins and leaves it missed."""
+        school, user = session.school_id, session.user_id
+        present = set(await self.store.present_discussions(school, user))
+        current = set(session.subscribed)
+        for d in current - present:
+            self._leave_feed(session, d)
+            session.push(Frame({"type": "left", "discussion": d, "user": user}))
+        for d in sorted(present - current):
+            if not session.open:
+                return
+            session.push(Frame({"type": "discussion",
+                                "discussion": await self.summary(school, user, d)}))
+            await self._join_feed(session, d, 0)
 
     async def _catch_up_feed(self, key: tuple[SchoolId, DiscussionId]) -> None:
         feed = self._feeds.get(key)
@@ -586,14 +648,22 @@ class Node:
         members = await self._members_or_refuse(school, d)
         now = self.clock()
         decision = est.gatekeeper.check_send(user, members, now)
-        decision.raise_for_refusal()
-        if decision.hold_until is not None:
+        if not decision.allowed or decision.hold_until is not None:
+            # A retry of a message already stored is answered as such, whatever the
+            # rules say now (the window may have closed since the first attempt).
+            earlier = await self.store.find_message(school, d, user, client_id)
+            if earlier is not None:
+                return _ack(earlier, duplicate=True)
+            decision.raise_for_refusal()
+            assert decision.hold_until is not None
             return await self._hold(school, user, client_id, body, decision.hold_until,
                                     discussion=d)
         msg, new = await self.store.append_message(school, d, user, client_id, body, now=now)
         if new:
             self._offer((school, d), msg)
-            await self._publish(discussion_channel(school, d), _message_event(school, msg))
+        # A retry publishes again: the first attempt's node may have died before its
+        # PUBLISH. Feeds drop what they have already seen.
+        await self._publish(discussion_channel(school, d), _message_event(school, msg))
         return _ack(msg, duplicate=not new)
 
     async def start_discussion(self, session: Session, subject: str, to: Sequence[UserId],
@@ -602,12 +672,13 @@ class Node:
         est = await self.establishment(school)
         now = self.clock()
         decision = est.gatekeeper.check_start(user, to, now)
-        decision.raise_for_refusal()
-        if decision.hold_until is not None:
-            return await self._hold(school, user, client_id, body, decision.hold_until,
-                                    subject=subject, recipients=to)
         earlier = await self.store.find_started(school, user, client_id)
-        if earlier is not None:  # a retry: answer what the first attempt did
+        if earlier is None:
+            decision.raise_for_refusal()
+            if decision.hold_until is not None:
+                return await self._hold(school, user, client_id, body, decision.hold_until,
+                                        subject=subject, recipients=to)
+        else:  # a retry: answer what the first attempt did, whatever the rules say now
             return {"type": "started",
                     "discussion": await self.summary(school, user, earlier.discussion_id),
                     "ack": _ack(earlier, duplicate=True)}

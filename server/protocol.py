@@ -22,6 +22,8 @@ from .errors import ErrorCode
 from .model import DiscussionId, UserId
 
 __all__ = [
+    "HEARTBEAT_INTERVAL",
+    "HEARTBEAT_TIMEOUT",
     "MAX_BODY_CHARS",
     "MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
@@ -40,6 +42,7 @@ __all__ = [
     "Send",
     "Start",
     "Typing",
+    "close_reason",
     "decode",
     "encode",
     "parse_hello",
@@ -47,6 +50,9 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = 1
+HEARTBEAT_INTERVAL = 25.0  # seconds between WebSocket pings from the server
+HEARTBEAT_TIMEOUT = 20.0  # seconds without a pong before the server drops the connection
+MAX_CLOSE_REASON_BYTES = 123  # RFC 6455: a close frame's reason fits in 123 bytes
 MAX_FRAME_BYTES = 64 * 1024
 MAX_BODY_CHARS = 8000
 MAX_SUBJECT_CHARS = 200
@@ -76,7 +82,6 @@ class CloseCode(enum.IntEnum):
     INTERNAL = 1011
     SHUTDOWN = 4000
     HELLO_TIMEOUT = 4001
-    HEARTBEAT_TIMEOUT = 4002
     SLOW = 4008
     UNAUTHENTICATED = 4501
     ACCESS_REVOKED = 4503
@@ -90,6 +95,12 @@ class FrameError(Exception):
         self.code = code
         self.message = message
         self.ref = ref
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to what a close frame can carry, on a character boundary."""
+    data = text.encode()[:MAX_CLOSE_REASON_BYTES]
+    return data.decode(errors="ignore")
 
 
 # --------------------------------------------------------------------------- codec

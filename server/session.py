@@ -24,8 +24,9 @@ from typing import Any
 from .errors import ErrorCode, NotFound, Refused, StoreError
 from .hub import Frame, Outbox, Transport, TransportClosed
 from .model import DiscussionId, SchoolId, UserId
-from .node import Node, iso, person, window_json
+from .node import Node, iso, message_frame, person, window_json
 from .protocol import (
+    HEARTBEAT_INTERVAL,
     PROTOCOL_VERSION,
     CloseCode,
     Encoding,
@@ -40,6 +41,7 @@ from .protocol import (
     Send,
     Start,
     Typing,
+    close_reason,
     decode,
     parse_hello,
     parse_request,
@@ -100,14 +102,15 @@ class Session:
         else:
             self.outbox.put(frame.data(self.encoding))
 
-    def begin_catchup(self, discussion: DiscussionId, from_seq: int) -> None:
-        self._positions[discussion] = from_seq
+    def begin_catchup(self, discussion: DiscussionId) -> None:
         self._catching[discussion] = []
 
-    def end_catchup(self, discussion: DiscussionId, messages: Sequence[StoredMessage]) -> None:
-        from .node import message_frame
-
-        buffered = self._catching.pop(discussion, [])
+    def end_catchup(self, discussion: DiscussionId, position: int,
+                    messages: Sequence[StoredMessage]) -> None:
+        buffered = self._catching.pop(discussion, None)
+        if buffered is None:
+            return  # forgotten meanwhile (left, or the connection went away)
+        self._positions[discussion] = position
         for msg in messages:
             self.deliver(discussion, msg.seq, Frame(message_frame(msg)))
         for seq, frame in buffered:
@@ -119,7 +122,11 @@ class Session:
 
     @property
     def subscribed(self) -> Iterable[DiscussionId]:
-        return list(self._positions)
+        return [*self._positions, *self._catching]
+
+    @property
+    def open(self) -> bool:
+        return self.state is SessionState.OPEN
 
     def shutdown(self) -> None:
         if self._busy:
@@ -216,7 +223,8 @@ class Session:
             "school": {"id": self.school_id, "name": gk.state.directory.school.name,
                        "timezone": gk.state.settings.timezone},
             "read_only": not window.is_open, "window": window_json(window),
-            "heartbeat": 25, "resume": {"replayed": replayed, "complete": incomplete == 0},
+            "heartbeat": int(HEARTBEAT_INTERVAL),
+            "resume": {"replayed": replayed, "complete": incomplete == 0},
         }))
         for frame in held:
             self.push(frame)
@@ -226,7 +234,7 @@ class Session:
         self._held = None
         self.push(Frame({"type": "error", "code": code.value, "message": message}))
         self.state = SessionState.CLOSED
-        await self.outbox.close(close, message[:120])
+        await self.outbox.close(close, close_reason(message))
 
     async def _serve_requests(self) -> None:
         bad = 0

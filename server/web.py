@@ -42,7 +42,13 @@ from .gatekeeper import WindowState
 from .hub import TransportClosed
 from .model import Role, SchoolId, User, UserId
 from .node import Limits, Node
-from .protocol import MAX_FRAME_BYTES, SUBPROTOCOLS, CloseCode
+from .protocol import (
+    HEARTBEAT_INTERVAL,
+    HEARTBEAT_TIMEOUT,
+    MAX_FRAME_BYTES,
+    SUBPROTOCOLS,
+    CloseCode,
+)
 from .schools import Establishment, Schools, fold
 from .session import Session
 from .settings import (
@@ -70,8 +76,8 @@ __all__ = [
 UVICORN_OPTIONS: dict[str, Any] = {
     "ws": "websockets-sansio",
     "ws_max_size": MAX_FRAME_BYTES,
-    "ws_ping_interval": 25.0,
-    "ws_ping_timeout": 20.0,
+    "ws_ping_interval": HEARTBEAT_INTERVAL,
+    "ws_ping_timeout": HEARTBEAT_TIMEOUT,
     "lifespan": "on",
 }
 
@@ -143,7 +149,7 @@ def create_app(
             secret = await resolve_secret(config, st)
             schools = Schools(st)
             node = Node(st, _broker(config), schools, clock=clock,
-                        limits=limits or config.limits())
+                        limits=limits or config.limits(), node_id=config.node_id)
             await node.start()
             services["s"] = _Services(st, schools, secret, clock, node)
             yield

@@ -165,3 +165,27 @@ async def test_sigterm_sends_clients_elsewhere(cluster: Cluster):
                            "client_id": "c3"})
     assert (await back.expect("message", discussion=d, seq=3))["body"] == "après"
     assert [seq for seq, _ in await transcript(cluster, d)] == [1, 2, 3]
+
+
+async def test_membership_changes_during_a_redis_outage(cluster: Cluster):
+    teacher, _ = await Wire.signed_in(cluster.ws(0), cluster.token("t1"))
+    d = (await teacher.request({"type": "start", "subject": "S", "to": ["e1"], "body": "m1",
+                                "client_id": "c1"}))["discussion"]["id"]
+    e1_here, _ = await Wire.signed_in(cluster.ws(0), cluster.token("e1"), resume=[[d, 0]])
+    e1_there, _ = await Wire.signed_in(cluster.ws(1), cluster.token("e1"), resume=[[d, 0]])
+    e2_there, _ = await Wire.signed_in(cluster.ws(1), cluster.token("e2"), resume=[])
+    await e1_there.expect("message", discussion=d, seq=1)
+    cluster.redis.stop()
+    assert (await e1_here.request({"type": "leave", "discussion": d}))["type"] == "ok"
+    assert (await teacher.request({"type": "invite", "discussion": d, "user": "e2"}))[
+        "type"] == "ok"
+    cluster.redis.start()
+    # Node 1 missed both notices: once Redis is back it re-reads memberships.
+    await e1_there.expect("left", discussion=d, timeout=20)
+    announced = await e2_there.expect("discussion", timeout=20)
+    assert announced["discussion"]["id"] == d
+    await asyncio.sleep(0.3)
+    await teacher.request({"type": "send", "discussion": d, "body": "m2", "client_id": "c2"})
+    assert (await e2_there.expect("message", discussion=d, seq=2))["body"] == "m2"
+    await asyncio.sleep(0.3)
+    assert e1_there.messages(d) == [1]  # nothing after she left

@@ -300,3 +300,34 @@ async def test_defer_mode_holds_until_the_opening(live_server: LiveServer):
     assert e1.messages(d) == []  # neither held message of the first discussion was posted
     gone = await teacher.expect("held_dropped", client_id="b")
     assert gone["code"] == "not_participant"  # the teacher had left before the opening
+
+
+async def test_a_retry_is_answered_even_after_the_window_closed(live_server: LiveServer):
+    day = timedelta(days=1)
+    teacher, _ = await Wire.signed_in(live_server.ws_url, live_server.token("t1", ttl=day))
+    started = await teacher.request({"type": "start", "subject": "x", "to": ["e1"],
+                                     "body": "b", "client_id": "s1"})
+    d = started["discussion"]["id"]
+    ack = await teacher.request({"type": "send", "discussion": d, "body": "x",
+                                 "client_id": "m1"})
+    live_server.clock.set(datetime(2026, 11, 24, 21, 30, tzinfo=UTC))
+    retry = await teacher.request({"type": "send", "discussion": d, "body": "x",
+                                   "client_id": "m1"})
+    assert (retry["type"], retry["seq"], retry["duplicate"]) == ("ack", ack["seq"], True)
+    again = await teacher.request({"type": "start", "subject": "x", "to": ["e1"],
+                                   "body": "b", "client_id": "s1"})
+    assert (again["type"], again["discussion"]["id"]) == ("started", d)
+    fresh = await teacher.request({"type": "send", "discussion": d, "body": "y",
+                                   "client_id": "m2"})
+    assert fresh["code"] == "outside_hours"
+
+
+async def test_resume_beyond_the_last_message_is_clamped(live_server: LiveServer):
+    teacher, _ = await Wire.signed_in(live_server.ws_url, live_server.token("t1"))
+    d = (await teacher.request({"type": "start", "subject": "x", "to": ["e1"], "body": "b",
+                                "client_id": "a"}))["discussion"]["id"]
+    e1, welcome = await Wire.signed_in(live_server.ws_url, live_server.token("e1"),
+                                       resume=[[d, 50]])
+    assert welcome["resume"]["complete"] is True
+    await teacher.request({"type": "send", "discussion": d, "body": "2", "client_id": "b"})
+    assert (await e1.expect("message", discussion=d))["seq"] == 2

@@ -104,3 +104,24 @@ async def test_many_bad_frames_close_the_connection(live_server: LiveServer):
     code, _ = await wire.closed()
     assert code == 1002
     await wait_connections(live_server, 0)
+
+
+async def test_a_big_resume_still_fits(live_server: LiveServer):
+    teacher, _ = await Wire.signed_in(live_server.ws_url, live_server.token("t1"))
+    d = (await teacher.request({"type": "start", "subject": "x", "to": ["e1"], "body": "b",
+                                "client_id": "a"}))["discussion"]["id"]
+    for i in range(40):  # 40 × 7,000 characters: far more than half of the 64 KiB outbox
+        await teacher.request({"type": "send", "discussion": d, "body": "y" * 7000,
+                               "client_id": f"m{i}"})
+    e1, welcome = await Wire.signed_in(live_server.ws_url, live_server.token("e1"),
+                                       resume=[[d, 0]])
+    assert welcome["resume"]["complete"] is False  # the newest messages, not all
+    replayed = [(await e1.expect("message", discussion=d))["seq"]
+                for _ in range(welcome["resume"]["replayed"])]
+    assert replayed == list(range(42 - len(replayed), 42))  # contiguous, up to the last
+    await teacher.request({"type": "send", "discussion": d, "body": "live", "client_id": "z"})
+    assert (await e1.expect("message", discussion=d))["seq"] == 42
+    history = await e1.request({"type": "history", "discussion": d, "before": replayed[0],
+                                "limit": 5})
+    assert [m["seq"] for m in history["messages"]] == list(
+        range(replayed[0] - 1, replayed[0] - 6, -1))

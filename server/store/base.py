@@ -187,6 +187,11 @@ class Store(Protocol):
     async def get_discussion(self, school_id: SchoolId, discussion_id: DiscussionId) -> Discussion:
         ...
 
+    async def find_message(
+        self, school_id: SchoolId, discussion_id: DiscussionId, sender: UserId, client_id: str
+    ) -> StoredMessage | None:
+        """The message ``sender`` stored with ``client_id`` in the discussion, if any."""
+
     async def find_started(
         self, school_id: SchoolId, creator: UserId, client_id: str
     ) -> StoredMessage | None:
@@ -285,6 +290,9 @@ class Store(Protocol):
 
     async def messages_after(
         self, school_id: SchoolId, discussion_id: DiscussionId, after_seq: int, *,
-        upto: int | None = None, limit: int = 1000
+        upto: int | None = None, limit: int = 1000, newest: bool = False
     ) -> list[StoredMessage]:
-        """Messages with ``after_seq < seq <= upto``, oldest first (replay and gap filling)."""
+        """Messages with ``after_seq < seq <= upto``, oldest first (replay and gap filling).
+
+        At most ``limit``: the oldest ones, or with ``newest`` the newest ones.
+        """

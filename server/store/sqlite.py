@@ -491,6 +491,18 @@ class SqliteStore:
         return Discussion(DiscussionId(row[0]), school_id, row[1], UserId(row[2]),
                           _dt(row[3]), int(row[4]))
 
+    async def find_message(
+        self, school_id: SchoolId, discussion_id: DiscussionId, sender: UserId, client_id: str
+    ) -> StoredMessage | None:
+        row = await self._one(
+            "SELECT seq, body, created_at FROM messages "
+            "WHERE school_id = ? AND discussion_id = ? AND sender = ? AND client_id = ?",
+            (school_id, discussion_id, sender, client_id),
+        )
+        if row is None:
+            return None
+        return StoredMessage(discussion_id, int(row[0]), sender, client_id, row[1], _dt(row[2]))
+
     async def find_started(
         self, school_id: SchoolId, creator: UserId, client_id: str
     ) -> StoredMessage | None:
@@ -755,14 +767,17 @@ class SqliteStore:
 
     async def messages_after(
         self, school_id: SchoolId, discussion_id: DiscussionId, after_seq: int, *,
-        upto: int | None = None, limit: int = 1000
+        upto: int | None = None, limit: int = 1000, newest: bool = False
     ) -> list[StoredMessage]:
-        rows = await self._all(
+        order = "DESC" if newest else "ASC"
+        rows = list(await self._all(
             "SELECT seq, sender, client_id, body, created_at FROM messages "
             "WHERE school_id = ? AND discussion_id = ? AND seq > ? AND seq <= ? "
-            "ORDER BY seq LIMIT ?",
+            f"ORDER BY seq {order} LIMIT ?",
             (school_id, discussion_id, after_seq, upto if upto is not None else 2**62, limit),
-        )
+        ))
+        if newest:
+            rows.reverse()
         return [StoredMessage(discussion_id, int(r[0]), UserId(r[1]), r[2], r[3], _dt(r[4]))
                 for r in rows]
 
