@@ -258,7 +258,7 @@ class Node:
             est = await self.establishment(school)
             self._window_open[school] = est.gatekeeper.window_state(self.clock()).is_open
         positions = dict(resume or ())
-        replay = _Replay(self.limits.outbox_bytes // 2, self.limits.replay_max)
+        replay = self._replay()
         incomplete = 0
         present = await self.store.present_discussions(school, user)
         for d in present:
@@ -338,6 +338,10 @@ class Node:
             rows = replay.take(rows)
         session.end_catchup(d, from_seq, rows)
         return int((bool(rows) and rows[0].seq > from_seq + 1) or (not rows and last > from_seq))
+
+    def _replay(self) -> _Replay:
+        """A fresh replay allowance: half the outbox, so that live traffic still fits."""
+        return _Replay(self.limits.outbox_bytes // 2, self.limits.replay_max)
 
     def _leave_feed(self, session: Session, d: DiscussionId) -> None:
         session.forget(d)
@@ -447,7 +451,7 @@ class Node:
                 return
             session.push(Frame({"type": "discussion",
                                 "discussion": await self.summary(school, user, d)}))
-            await self._join_feed(session, d, 0)
+            await self._join_feed(session, d, 0, self._replay())
 
     async def _catch_up_feed(self, key: tuple[SchoolId, DiscussionId]) -> None:
         feed = self._feeds.get(key)
@@ -563,7 +567,7 @@ class Node:
                 continue
             session.push(Frame({"type": "discussion", "discussion": summary}))
             if d not in set(session.subscribed):
-                await self._join_feed(session, d, 0)
+                await self._join_feed(session, d, 0, self._replay())
 
     async def _refresh_school(self, school: SchoolId) -> None:
         """A policy change: rebuild the snapshot, cut those who lost access, tell the window."""

@@ -2,11 +2,11 @@
 
 Layout::
 
-    preau:{<school>}:d:<discussion id>    messages, receipts, typing in one discussion
-    preau:{<school>}:u:<user id>          events for one person wherever they are connected:
-                                          a new discussion, an invitation, access changed
-    preau:{<school>}:school               the school's settings changed (policy notices)
+    preau:{<school>}:d:<discussion id>    messages, joins, leaves, receipts, typing
+    preau:{<school>}:school               policy notices, new discussions (with the users
+                                          concerned), presence, held messages dropped
     preau:node:<node id>                  health probes a node sends to itself (/readyz)
+    preau:{<school>}:u:<user id>          reserved for per-person events; unused today
 
 Why this layout:
 
@@ -16,11 +16,13 @@ Why this layout:
   per node); the node then fans it out to its own connections. Nodes without
   participants receive nothing, so traffic grows with the conversations a node
   hosts, not with the school.
-- **Per user.** Events that concern a person but no discussion they already
-  follow (being added to a new discussion, invited, losing access) are targeted:
-  the node subscribes each locally connected user's channel.
 - **Per school.** Settings changes (hours, profiles switched off…) reach every
-  node serving that school, which re-reads the settings.
+  node serving that school, which re-reads the settings. Events about people
+  rather than a discussion they already follow (added to a new discussion,
+  presence, a held message dropped) travel here too, naming the users: one
+  PUBLISH per event instead of one per person, at the cost of every node of the
+  school reading it. A per-user channel would trade the other way; the builder is
+  kept for that.
 
 The school id sits in a Redis Cluster hash tag (``{...}``): every channel of one
 establishment hashes to the same slot, so Redis can later be split by school with
