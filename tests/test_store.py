@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from datetime import timedelta
 from pathlib import Path
@@ -253,3 +254,26 @@ class TestReload:
         assert again.directory_version == first.directory_version + 1
         assert again.directory.users[UserId("t1")].first_name == "Claire-Marie"
         assert again == await store.load_school(HUGO)
+
+
+class TestAppender:
+    async def test_concurrent_appends_are_gap_free_and_idempotent(self, store: SqliteStore):
+        await _two_schools(store)
+        m = await store.create_discussion(HUGO, UserId("t1"), "S", [UserId("e1")],
+                                          now=SCHOOL_DAY)
+        other = await store.create_discussion(HUGO, UserId("t1"), "T", [UserId("e2")],
+                                              now=SCHOOL_DAY)
+        calls = [store.append_message(HUGO, d.id, UserId("t1"), f"c{i % 150}", f"m{i}",
+                                      now=SCHOOL_DAY)
+                 for i in range(300) for d in (m, other)]
+        results = await asyncio.gather(*calls)
+        for d in (m, other):
+            stored = await store.messages(HUGO, d.id, limit=1000)
+            assert [x.seq for x in stored] == list(range(150, 0, -1))  # 150 distinct ids
+        assert sum(1 for _, new in results if new) == 300
+        with pytest.raises(NotFound):
+            await store.append_message(HUGO, DiscussionId(999), UserId("t1"), "x", "y",
+                                       now=SCHOOL_DAY)
+        ok, new = await store.append_message(HUGO, m.id, UserId("t1"), "c-after", "z",
+                                             now=SCHOOL_DAY)
+        assert (ok.seq, new) == (151, True)  # one bad append does not spoil the others

@@ -20,7 +20,8 @@ connection in order, so when a ``PING <token>`` sent after some ``SUBSCRIBE``\\ 
 comes back, those subscriptions are live. ``subscribe`` waits for such a
 *barrier*; a barrier not answered within ``timeout`` seconds (also used as an
 idle keep-alive every ``keepalive`` seconds) declares the connection dead, which
-catches silent network failures a closed socket would not report.
+catches silent network failures a closed socket would not report. A watchdog
+task checks those deadlines every ``min(timeout, keepalive) / 4`` seconds.
 
 After a loss, a supervisor task reconnects with exponential backoff (0.1 s
 doubling to 5 s, with jitter), subscribes every current channel again (in
@@ -39,6 +40,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import os
 import random
 from collections.abc import Iterable, Sequence
@@ -111,7 +113,7 @@ class _Session:
         self.ready_token = b""
         self.ready = False
         self.dead = False
-        self.last_read = asyncio.get_running_loop().time()
+        self.reads = 0  # replies read so far: the watchdog's sign of life
         self._tokens = itertools.count()
 
     def send(self, *command: bytes) -> None:
@@ -406,6 +408,7 @@ class RedisBroker:
                 async with asyncio.TaskGroup() as group:
                     group.create_task(self._write(session))
                     group.create_task(self._read(session))
+                    group.create_task(self._watch(session))
             except Exception as exc:  # any failure ends the session; the next one retries
                 if session.ready:
                     logger.warning("lost the connection to Redis at %s (%s); reconnecting",
@@ -436,23 +439,30 @@ class RedisBroker:
 
     async def _read(self, session: _Session) -> None:
         conn = session.conn
-        loop = asyncio.get_running_loop()
         while True:
+            # No timeout per read: arming a timer for each message was a third of the
+            # reader's cost. The watchdog below enforces deadlines instead. The
+            # supervisor disconnects, once every task of the session has stopped.
+            response = await conn.read_response(timeout=math.inf, disconnect_on_error=False)
+            session.reads += 1
+            self._dispatch(session, response)
+
+    async def _watch(self, session: _Session) -> None:
+        """Declare the session dead when a barrier is late; ping it when it is quiet."""
+        loop = asyncio.get_running_loop()
+        tick = min(self._timeout, self._keepalive) / 4
+        reads, quiet_since = session.reads, loop.time()
+        while True:
+            await asyncio.sleep(tick)
             now = loop.time()
             deadline = session.next_deadline()
             if deadline is not None and deadline <= now:
                 raise TimeoutError(f"Redis did not answer within {self._timeout:g} s")
-            if not session.barriers and now - session.last_read >= self._keepalive:
+            if session.reads != reads:
+                reads, quiet_since = session.reads, now
+            elif not session.barriers and now - quiet_since >= self._keepalive:
                 session.barrier()  # quiet for a while: make sure the connection still works
-                continue
-            # Wake up at least every `timeout` seconds to check deadlines set meanwhile.
-            wait = self._timeout if deadline is None else min(self._timeout, deadline - now)
-            # The supervisor disconnects, once both tasks have stopped.
-            response = await conn.read_response(timeout=wait, disconnect_on_error=False)
-            if response is None:
-                continue  # timed out; a pub/sub reply is never nil
-            session.last_read = loop.time()
-            self._dispatch(session, response)
+                quiet_since = now
 
     def _dispatch(self, session: _Session, response: Any) -> None:
         kind = response[0]

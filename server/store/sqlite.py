@@ -49,6 +49,7 @@ from ..settings import (
     settings_from_json,
     settings_to_json,
 )
+from .appender import Appender
 from .base import (
     AuditEntry,
     Discussion,
@@ -87,6 +88,9 @@ class SqliteStore:
         self.path = path
         self._db: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        # Messages go through a group-committing appender with its own connection (a
+        # second connection to ":memory:" would be another database: not there).
+        self._appender = None if path == ":memory:" else Appender(path)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -102,6 +106,9 @@ class SqliteStore:
             raise StoreError(f"cannot open the database {self.path!r}: {exc}") from exc
 
     async def close(self) -> None:
+        if self._appender is not None:
+            await self._appender.close()
+            self._appender = None
         if self._db is not None:
             await self._db.close()
             self._db = None
@@ -597,6 +604,9 @@ class SqliteStore:
         *,
         now: datetime,
     ) -> tuple[StoredMessage, bool]:
+        if self._appender is not None:
+            return await self._appender.append(school_id, discussion_id, sender, client_id,
+                                               body, now=now)
         at = _ts(now)
         async with self._transaction() as db:
             row = await (

@@ -1,0 +1,145 @@
+"""Group commit for the per-message path: many appends, one transaction, one thread hop.
+
+Storing a message is the one write on the hot path. Done as separate awaited
+statements it costs five round trips to the database thread (~200 µs of CPU
+here). The :class:`Appender` instead queues appends made while a write is in
+flight and stores the whole batch in one ``BEGIN IMMEDIATE … COMMIT`` run
+entirely in its own thread, with its own connection: one hop, one commit, and
+under load many messages per commit. Each caller still gets its own result only
+after the commit, so an ack still means durable.
+
+Sequence numbers stay gap-free: each append increments its discussion's
+``last_seq`` inside the batch's transaction, in queue order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ..errors import NotFound, StoreError
+from ..model import DiscussionId, SchoolId, UserId
+from .base import StoredMessage
+
+__all__ = ["Appender"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Append:
+    school_id: SchoolId
+    discussion_id: DiscussionId
+    sender: UserId
+    client_id: str
+    body: str
+    now: datetime
+
+
+_Result = tuple[StoredMessage, bool] | NotFound
+
+
+class Appender:
+    """Appender is responsible for storing messages durably, in batches, off the loop."""
+
+    def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
+        self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="preau-append")
+        self._conn: sqlite3.Connection | None = None  # used only in the executor's thread
+        self._queue: list[tuple[_Append, asyncio.Future[_Result]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def append(self, school_id: SchoolId, discussion_id: DiscussionId, sender: UserId,
+                     client_id: str, body: str, *, now: datetime) -> tuple[StoredMessage, bool]:
+        """Like :meth:`Store.append_message`; returns once the batch holding it committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Result] = loop.create_future()
+        self._queue.append((_Append(school_id, discussion_id, sender, client_id, body, now),
+                            future))
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        result = await future
+        if isinstance(result, NotFound):
+            raise result
+        return result
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    results = await loop.run_in_executor(
+                        self._executor, self._write, [item for item, _ in batch])
+                except sqlite3.Error as exc:
+                    error = StoreError(f"storing messages failed: {exc}")
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+        finally:
+            self._flusher = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=True)
+            conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn = conn
+        return self._conn
+
+    def _write(self, batch: list[_Append]) -> list[_Result]:
+        """In the appender's thread: the whole batch in one transaction."""
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results = [self._one(conn, item) for item in batch]
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return results
+
+    @staticmethod
+    def _one(conn: sqlite3.Connection, a: _Append) -> _Result:
+        row = conn.execute(
+            "SELECT seq, body, created_at FROM messages "
+            "WHERE discussion_id = ? AND sender = ? AND client_id = ?",
+            (a.discussion_id, a.sender, a.client_id),
+        ).fetchone()
+        if row is not None:
+            return (StoredMessage(a.discussion_id, int(row[0]), a.sender, a.client_id, row[1],
+                                  datetime.fromisoformat(row[2])), False)
+        at = a.now.astimezone(UTC).isoformat()
+        seq_row = conn.execute(
+            "UPDATE discussions SET last_seq = last_seq + 1, last_at = ? "
+            "WHERE school_id = ? AND id = ? RETURNING last_seq",
+            (at, a.school_id, a.discussion_id),
+        ).fetchone()
+        if seq_row is None:
+            return NotFound(f"no discussion {a.discussion_id}")
+        seq = int(seq_row[0])
+        conn.execute(
+            "INSERT INTO messages (school_id, discussion_id, seq, sender, client_id, body, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (a.school_id, a.discussion_id, seq, a.sender, a.client_id, a.body, at),
+        )
+        return StoredMessage(a.discussion_id, seq, a.sender, a.client_id, a.body, a.now), True
+
+    async def close(self) -> None:
+        """Wait for queued appends, then close the connection and the thread."""
+        if self._flusher is not None:
+            await self._flusher
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close_conn)
+        self._executor.shutdown(wait=True)
+
+    def _close_conn(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
