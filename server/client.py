@@ -69,7 +69,7 @@ MAX_RESUME_PAIRS = 1000
 # `send` is idempotent by `client_id`, the others change nothing or set a maximum.
 # `start`, `invite` and `leave` are not retried: a second attempt could create a
 # second discussion or be refused because the first one worked.
-_RETRYABLE = frozenset({"send", "read", "list", "history", "ping"})
+_RETRYABLE = frozenset({"send", "start", "read", "list", "history", "ping"})
 # Requests the server never answers.
 _NO_REPLY = frozenset({"typing"})
 
@@ -300,8 +300,8 @@ class Client:
                     client_id: str | None = None) -> dict[str, Any]:
         """Start a discussion with ``to`` and a first message; return the ``started`` frame.
 
-        Not retried after a connection drop (``connection_lost``): the server does
-        not promise that a second ``start`` would not create a second discussion.
+        Retried after a connection drop with the same ``client_id``: the server answers
+        a retried start with the original discussion, never a second one.
         """
         return await self.request("start", to=list(to), subject=subject, body=body,
                                   client_id=client_id or str(uuid.uuid4()))

@@ -189,3 +189,35 @@ async def test_membership_changes_during_a_redis_outage(cluster: Cluster):
     assert (await e2_there.expect("message", discussion=d, seq=2))["body"] == "m2"
     await asyncio.sleep(0.3)
     assert e1_there.messages(d) == [1]  # nothing after she left
+
+
+async def test_client_library_survives_a_killed_node(cluster: Cluster):
+    """The reference client: its node is killed, comes back, and nothing is lost."""
+    from server.client import Client
+
+    async with Client(cluster.ws(1), cluster.token("t1"), encoding="msgpack") as teacher, \
+            Client(cluster.ws(0), cluster.token("e1"), max_backoff=0.5) as student:
+        started = await teacher.start(["e1"], "Sortie", "m1")
+        d = started["discussion"]["id"]
+        seen: list[int] = []
+
+        async def read() -> None:
+            async for event in student.events():
+                if event.type == "message" and event.data["discussion"] == d:
+                    seen.append(event.data["seq"])
+                    if event.data["seq"] == 40:
+                        return
+
+        reader = asyncio.create_task(read())
+        for i in range(2, 21):
+            await teacher.send(d, f"m{i}")
+        cluster.kill(0)
+        for i in range(21, 31):  # while the student's node is down
+            await teacher.send(d, f"m{i}")
+        await asyncio.get_running_loop().run_in_executor(None, cluster.start, 0)
+        for i in range(31, 41):
+            await teacher.send(d, f"m{i}")
+        await asyncio.wait_for(reader, 30)
+        assert seen == list(range(1, 41))
+        ack = await student.send(d, "bien reçu")
+        assert ack.seq == 41
