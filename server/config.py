@@ -46,6 +46,7 @@ class Config:
     outbox_bytes: int = 1024 * 1024
     node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     clock_start: datetime | None = None
+    client_dir: str | None = None
 
     def limits(self) -> Limits:
         """The hub's limits from this configuration."""
@@ -70,6 +71,7 @@ class Config:
             outbox_bytes=_int(env, "PREAU_OUTBOX_BYTES", 1024 * 1024, 16 * 1024, 1 << 30),
             node_id=env.get("PREAU_NODE_ID") or uuid.uuid4().hex[:12],
             clock_start=_datetime(env, "PREAU_CLOCK_START"),
+            client_dir=env.get("PREAU_CLIENT_DIR") or None,
         )
 
     def check(self) -> None:

@@ -19,17 +19,20 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -41,7 +44,7 @@ from .errors import ErrorCode, InvalidSettings, NotFound, PreauError, Refused, S
 from .gatekeeper import WindowState
 from .hub import TransportClosed
 from .model import Role, SchoolId, User, UserId
-from .node import Limits, Node
+from .node import Limits, Node, person
 from .protocol import (
     HEARTBEAT_INTERVAL,
     HEARTBEAT_TIMEOUT,
@@ -59,7 +62,7 @@ from .settings import (
     settings_to_json,
 )
 from .store import AuditEntry, Store, open_store
-from .tokens import Identity, read_token
+from .tokens import Identity, issue_token, read_token
 
 __all__ = [
     "DEMO_SECRET_KEY",
@@ -83,6 +86,7 @@ UVICORN_OPTIONS: dict[str, Any] = {
 
 log = logging.getLogger("preau.web")
 
+CLIENT_DIR = Path(__file__).resolve().parent.parent / "client_demo"  # the browser app
 MAX_BODY_BYTES = 64 * 1024
 CLOSE_TIMEOUT = 2.0  # seconds to hand a close frame to a peer before dropping the TCP connection
 DEMO_SECRET_KEY = "demo_jwt_secret"
@@ -189,6 +193,50 @@ def create_app(
             report.update(status="unavailable", broker=str(exc))
         return JSONResponse(report, status_code=200 if report["status"] == "ready" else 503)
 
+    async def demo_school(request: Request) -> Establishment:
+        s = services["s"]
+        wanted = request.query_params.get("school")
+        schools = await s.store.list_schools()
+        if wanted is None and len(schools) == 1:
+            wanted = schools[0]
+        if wanted is None or wanted not in schools:
+            raise Refused(ErrorCode.NOT_FOUND, "Name the school with ?school=.")
+        return await s.schools.get(SchoolId(wanted))
+
+    async def demo_users(request: Request) -> Response:
+        """Demo mode only: everyone of the school, to pick whom to sign in as."""
+        try:
+            est = await demo_school(request)
+        except PreauError as exc:
+            return _error_response(exc)
+        gk = est.gatekeeper
+        users = sorted(gk.state.directory.users.values(),
+                       key=lambda u: (u.role.value, u.last_name, u.first_name, u.id))
+        return JSONResponse({
+            "school": {"id": gk.state.directory.school.id,
+                       "name": gk.state.directory.school.name},
+            "users": [{**person(u, gk), "admin": u.admin, "profile": u.profile,
+                       "teaches": sorted(u.teaches), "children": list(u.children)}
+                      for u in users],
+        })
+
+    async def demo_token(request: Request) -> Response:
+        """Demo mode only: a token for any user of the school, without a password."""
+        try:
+            est = await demo_school(request)
+            body = await _json_body(request)
+            user_id = body.get("user") if isinstance(body, dict) else None
+            if not isinstance(user_id, str) or est.gatekeeper.user(UserId(user_id)) is None:
+                raise Refused(ErrorCode.BAD_REQUEST, "Give the 'user' id of someone here.")
+        except PreauError as exc:
+            return _error_response(exc)
+        s = services["s"]
+        now = s.clock()
+        ttl = timedelta(seconds=config.token_ttl)
+        token = issue_token(s.secret, est.gatekeeper.state.directory.school.id,
+                            UserId(user_id), ttl=ttl, now=now)
+        return JSONResponse({"token": token, "expires_at": _iso(now + ttl)})
+
     async def websocket(ws: WebSocket) -> None:
         offered = ws.scope.get("subprotocols", [])
         encoding = next((SUBPROTOCOLS[p] for p in offered if p in SUBPROTOCOLS), None)
@@ -215,7 +263,17 @@ def create_app(
         Route("/api/users/{user_id}/preferences", api(_patch_user_preferences, admin=True),
               methods=["PATCH"]),
         Route("/api/audit", api(_audit, admin=True)),
+        Route("/api/users", api(_users, admin=True)),
     ]
+    if config.demo:
+        routes += [
+            Route("/api/demo/users", demo_users),
+            Route("/api/demo/token", demo_token, methods=["POST"]),
+        ]
+    client_dir = config.client_dir or str(CLIENT_DIR)
+    if os.path.isdir(client_dir):
+        routes.append(Mount("/", StaticFiles(directory=client_dir, html=True), name="app"))
+
     async def drain(grace: float) -> None:
         s = services.get("s")
         if s is not None:
@@ -521,6 +579,32 @@ async def _patch_settings(request: Request, caller: _Caller) -> Json:
         await caller.node.policy_changed(caller.school_id)
     return {"settings": settings_to_json(new, profiles),
             "changes": [_audit_json(e) for e in entries]}
+
+
+async def _users(request: Request, caller: _Caller) -> Json:
+    """The school's directory for administrators: search, filter by role, page."""
+    gk = caller.school.gatekeeper
+    q = fold(request.query_params.get("q", "").strip())
+    role = request.query_params.get("role")
+    if role is not None and role not in {r.value for r in Role}:
+        raise Refused(ErrorCode.BAD_REQUEST, "'role' is teacher, staff, student or parent.")
+    limit = _int_param(request, "limit", CONTACTS_PAGE, 1, CONTACTS_MAX_PAGE)
+    offset = _decode_cursor(request.query_params.get("cursor"))
+    people = sorted(gk.state.directory.users.values(),
+                    key=lambda u: (fold(u.last_name), fold(u.first_name), u.id))
+    terms = q.split()
+    chosen = [u for u in people
+              if (role is None or u.role.value == role)
+              and all(t in caller.school.search_key(u) for t in terms)]
+    page = chosen[offset:offset + limit]
+    following = offset + limit
+    return {
+        "items": [{**_person(caller, u), "profile": u.profile, "admin": u.admin,
+                   "preferences": preferences_to_json(gk.state.preferences_of(u.id), u.role)}
+                  for u in page],
+        "next_cursor": _encode_cursor(following) if following < len(chosen) else None,
+        "total": len(chosen),
+    }
 
 
 async def _audit(request: Request, caller: _Caller) -> Json:

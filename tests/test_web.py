@@ -260,3 +260,23 @@ class TestUserPreferences:
             assert "p3" not in ids(delegate.get("/api/contacts"))  # 2B, not p1's class
             error(parent.patch("/api/me/preferences", json={"parent_messaging_opt_in": "yes"}),
                   400, "bad_request")
+
+
+class TestAdminDirectory:
+    def test_search_students_with_their_preferences(self, live_server: LiveServer):
+        with live_server.client("a1") as admin:
+            admin.patch("/api/users/e2/preferences", json={"can_initiate": False})
+            body = admin.get("/api/users", params={"role": "student", "q": "moreau"}).json()
+            assert [(i["id"], i["preferences"]) for i in body["items"]] == [
+                ("e2", {"can_initiate": False})]
+            everyone = admin.get("/api/users", params={"limit": 200}).json()
+            assert everyone["total"] == 10
+            error(admin.get("/api/users", params={"role": "pupil"}), 400, "bad_request")
+        with live_server.client("t1") as teacher:
+            error(teacher.get("/api/users"), 403, "forbidden")
+
+    def test_demo_endpoints_only_in_demo_mode(self, live_server: LiveServer):
+        with live_server.client() as anonymous:
+            assert anonymous.get("/api/demo/users").status_code == 404
+            assert anonymous.post("/api/demo/token", json={"user": "a1"}).status_code in (
+                404, 405)
