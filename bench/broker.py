@@ -10,8 +10,13 @@ It measures:
 2. throughput, one publication awaited at a time (no batching possible);
 3. throughput with 1,000 publications in flight (``asyncio.gather``): the
    flusher batches them into pipelines;
-4. the same burst through a plain ``redis.asyncio`` client (a pool, one
-   ``PUBLISH`` per call) as the baseline batching is measured against.
+4. the same burst through a plain ``redis.asyncio`` client (a blocking pool of
+   50 connections, one ``PUBLISH`` per call) as the baseline batching is
+   measured against;
+5. what one node's reader can take: ``redis-benchmark`` (pipelined, another
+   process) publishes 100,000 messages, timed until B received them all (kept
+   under Redis's 32 MB pub/sub output-buffer limit, past which Redis drops a
+   subscriber that falls behind; the broker then reconnects by itself).
 
 Throughput counts until B received everything. Nothing here asserts.
 """
@@ -20,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from bench.report import machine_lines, write_section
 from server.broker import RedisBroker
@@ -61,9 +68,10 @@ class _Counter:
 async def _round_trips(a: RedisBroker, b: _Counter, n: int) -> list[float]:
     samples = []
     for _ in range(n):
+        target = b.count + 1  # before publishing: delivery may beat publish()'s return
         start = time.perf_counter()
         await a.publish(CHANNEL, PAYLOAD)
-        await b.until(b.count + 1)
+        await b.until(target)
         samples.append((time.perf_counter() - start) * 1e6)
     return samples
 
@@ -82,6 +90,23 @@ async def _throughput(
     return n / (time.perf_counter() - start)
 
 
+async def _reader_ceiling(url: str, b: _Counter) -> str:
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        return "not measured (redis-benchmark is not installed)"
+    n, first = 100_000, b.count
+    port = str(urlsplit(url).port)
+    start = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        binary, "-p", port, "-n", str(n), "-P", "100", "-c", "1", "-q",
+        "PUBLISH", CHANNEL, PAYLOAD.decode(),
+        stdout=asyncio.subprocess.DEVNULL,
+    )
+    await proc.wait()
+    await b.until(first + n)
+    return f"{n / (time.perf_counter() - start):,.0f} msg/s (100,000)"
+
+
 async def _run(url: str) -> list[str]:
     a, b = RedisBroker(url, node_id="bench-a"), RedisBroker(url, node_id="bench-b")
     ha, hb = _Counter(), _Counter()
@@ -89,7 +114,9 @@ async def _run(url: str) -> list[str]:
     b.register(hb)
     await a.start()
     await b.start()
-    plain = Redis.from_url(url)
+    # A naive publisher: one PUBLISH per call, concurrent calls spread over a blocking
+    # pool (a plain pool refuses 1,000 concurrent commands: "Too many connections").
+    plain = Redis(connection_pool=BlockingConnectionPool.from_url(url, max_connections=50))
     try:
         await b.subscribe(CHANNEL)
         await _round_trips(a, hb, 500)  # warm-up
@@ -97,6 +124,7 @@ async def _run(url: str) -> list[str]:
         one = await _throughput(hb, 20_000, 1, lambda: a.publish(CHANNEL, PAYLOAD))
         burst = await _throughput(hb, 100_000, 1000, lambda: a.publish(CHANNEL, PAYLOAD))
         base = await _throughput(hb, 100_000, 1000, lambda: plain.publish(CHANNEL, PAYLOAD))
+        reader = await _reader_ceiling(url, hb)
     finally:
         await plain.aclose()
         await a.close()
@@ -107,8 +135,9 @@ async def _run(url: str) -> list[str]:
         f"{statistics.median(rtt):.0f} µs, p99 {p99:.0f} µs (5,000 samples)",
         f"- Throughput, one publication awaited at a time: {one:,.0f} msg/s (20,000)",
         f"- Throughput, 1,000 in flight (flusher pipelines): {burst:,.0f} msg/s (100,000)",
-        f"- Baseline, 1,000 in flight through a plain redis.asyncio pool, one PUBLISH per "
-        f"call: {base:,.0f} msg/s (100,000)",
+        f"- Baseline, 1,000 in flight through a plain redis.asyncio client (blocking pool "
+        f"of 50), one PUBLISH per call: {base:,.0f} msg/s (100,000)",
+        f"- One node's reader, fed by redis-benchmark -P 100: {reader}",
     ]
 
 

@@ -13,6 +13,7 @@ Exception hierarchy::
     ├── DirectoryError              a directory file rejected whole, with every problem
     ├── StoreError                  the database failed or disagreed
     │   └── NotFound                a record that does not exist (in this establishment)
+    ├── BrokerUnavailable           pub/sub cannot publish or answer now (server.broker)
     └── ConfigurationError          the server cannot start with this configuration
 
 Codes are append-only: add new members at the end of their group, never renumber

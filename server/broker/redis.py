@@ -16,7 +16,7 @@ Two connections per node:
   reader task dispatches what comes back. Any error ends the whole session.
 
 Confirmation without per-channel bookkeeping: Redis answers commands on a
-connection in order, so when a ``PING <token>`` sent after some ``SUBSCRIBE``\\ s
+connection in order, so when a ``PING <token>`` sent after ``SUBSCRIBE`` commands
 comes back, those subscriptions are live. ``subscribe`` waits for such a
 *barrier*; a barrier not answered within ``timeout`` seconds (also used as an
 idle keep-alive every ``keepalive`` seconds) declares the connection dead, which
@@ -295,7 +295,9 @@ class RedisBroker:
                 self._in_flight = batch
                 try:
                     await self._send(batch)
-                except (RedisError, OSError) as exc:
+                except Exception as exc:  # whatever it is, the publishers must hear of it
+                    if not isinstance(exc, RedisError | OSError):
+                        logger.exception("publishing to Redis at %s failed", self._url)
                     for _, _, future in batch:
                         if not future.done():
                             error = BrokerUnavailable(
@@ -327,9 +329,9 @@ class RedisBroker:
 
     async def subscribe_many(self, channels: Iterable[str]) -> None:
         self._expect_started("subscribe")
+        names = {self._raw(name): name for name in channels}  # all checked before any change
         new: list[bytes] = []
-        for name in dict.fromkeys(channels):
-            raw = self._raw(name)
+        for raw, name in names.items():
             if raw not in self._channels:
                 self._channels[raw] = name
                 new.append(raw)
@@ -488,8 +490,8 @@ class RedisBroker:
         if not self._ever_connected:
             self._ever_connected = True
             return
-        logger.warning("reconnected to Redis at %s; %d channels subscribed again",
-                       self._url, len(self._channels))
+        logger.info("reconnected to Redis at %s; %d channels subscribed again",
+                    self._url, len(self._channels))
         if self._handler is not None:
             try:
                 self._handler.handle_resubscribed()
