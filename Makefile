@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DB     ?= sqlite:///var/preau.db
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,14 @@ demo: $(VENV)/.installed
 	PREAU_DATABASE_URL=$(DB) $(BIN)/preau serve --demo
 
 ## test: install the test extras, run ruff, mypy and the whole suite
-test: $(VENV)/.installed-test lint typecheck unit
+test: $(VENV)/.installed-test chromium lint typecheck unit
+
+## chromium: the browser tests (tests/browser) drive Debian's Chromium through Playwright
+## (the pip package only: `playwright install` is never used); install it when missing.
+chromium:
+	@test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update && $$SUDO apt-get install -y chromium; }
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check server tests bench
@@ -35,7 +42,7 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-unit: $(VENV)/.installed-test
+unit: $(VENV)/.installed-test chromium
 	$(BIN)/pytest -q
 
 ## bench: run the benchmarks and rewrite bench/RESULTS.md

@@ -1,0 +1,89 @@
+// A searchable list of the people I may write to, fed by GET /api/contacts.
+//
+// The server applies the gatekeeper's rules (G1–G5) to that list, so the app
+// never offers someone who would be refused; it does not reimplement the rules.
+
+import { api } from './api.js';
+import { debounce, h, nextId, replace } from './dom.js';
+import { personDetail } from './text.js';
+
+const PAGE = 20;
+
+/**
+ * @param {object} options
+ * @param {string} options.label            the search field's label
+ * @param {string} options.action           verb on each button: "Add", "Invite"
+ * @param {() => Set<string>} options.exclude  ids not to offer (already chosen, present)
+ * @param {(person) => void} options.onPick
+ * @param {(error) => void} options.onError  a refusal of /api/contacts (cannot_initiate…)
+ */
+export function contactPicker({ label, action, exclude, onPick, onError }) {
+  const inputId = nextId('contact-q');
+  const listId = nextId('contact-results');
+  const input = h('input', {
+    id: inputId, type: 'search', autocomplete: 'off', 'aria-controls': listId,
+    placeholder: 'Name, role or class',
+  });
+  const status = h('p', { class: 'picker-status', role: 'status' });
+  const list = h('ul', { id: listId, class: 'picker-results', 'aria-label': 'People found' });
+  const more = h('button', { type: 'button', class: 'link', hidden: true }, 'Show more');
+  let cursor = null;
+  let generation = 0; // answers to an older query are ignored
+
+  async function load(append) {
+    const mine = ++generation;
+    const q = input.value.trim();
+    status.textContent = 'Searching…';
+    let page;
+    try {
+      page = await api('/api/contacts', { params: { q, limit: PAGE, cursor: append ? cursor : null } });
+    } catch (error) {
+      if (mine !== generation) return;
+      status.textContent = '';
+      replace(list);
+      more.hidden = true;
+      onError(error);
+      return;
+    }
+    if (mine !== generation) return;
+    cursor = page.next_cursor;
+    const skip = exclude();
+    const people = page.items.filter((p) => !skip.has(p.id));
+    if (!append) replace(list);
+    for (const person of people) {
+      const detail = personDetail(person);
+      list.append(h('li', {},
+        h('button', {
+          type: 'button', class: 'person-button', dataset: { user: person.id },
+          'aria-label': `${action} ${person.name}${detail ? `, ${detail}` : ''}`,
+          onclick: () => { onPick(person); load(false); },
+        }, h('span', { class: 'person-name' }, person.name), h('span', { class: 'person-detail' }, detail))));
+    }
+    more.hidden = !cursor;
+    const shown = list.children.length;
+    status.textContent = shown === 0
+      ? (q ? `No one you may write to matches “${q}”.` : 'No one to offer.')
+      : `${page.total} ${page.total === 1 ? 'person' : 'people'} you may write to${q ? ` match “${q}”` : ''}.`;
+  }
+
+  const search = debounce(() => load(false), 200);
+  input.addEventListener('input', search);
+  input.addEventListener('keydown', (event) => {
+    // Enter in the search field picks the only result instead of submitting the form.
+    if (event.key === 'Enter') {
+      event.preventDefault();
+      const buttons = list.querySelectorAll('button');
+      if (buttons.length === 1) buttons[0].click();
+    }
+  });
+  more.addEventListener('click', () => load(true));
+
+  const element = h('div', { class: 'picker' },
+    h('label', { for: inputId }, label), input, status, list, more);
+  load(false);
+  return {
+    element,
+    focus: () => input.focus(),
+    refresh: () => load(false),
+  };
+}
