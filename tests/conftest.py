@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,17 +91,15 @@ def limits() -> Limits:
     return Limits(tick_seconds=0.05, hello_timeout=1.0)
 
 
-@pytest.fixture
-def live_server(tmp_path: Path, limits: Limits) -> Iterator[LiveServer]:
-    """uvicorn serving the app over a real socket, with two schools imported."""
-    db = tmp_path / "live.db"
-    _import_schools(db)
-    clock = ManualClock(SCHOOL_DAY)
-    config = Config(database_url=f"sqlite:///{db}", jwt_secret=SECRET)
-    port = free_port()
+@contextmanager
+def serve(config: Config, clock: ManualClock, limits: Limits,
+          port: int | None = None) -> Iterator[str]:
+    """uvicorn in a thread, as ``preau serve`` runs it; yields the base URL. Leaving
+    the block stops it (its clients are told to reconnect); ``port`` restarts one."""
+    port = port or free_port()
     app = create_app(config, clock=clock, limits=limits)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           **UVICORN_OPTIONS))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", **UVICORN_OPTIONS))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -109,7 +108,18 @@ def live_server(tmp_path: Path, limits: Limits) -> Iterator[LiveServer]:
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", clock, db)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, limits: Limits) -> Iterator[LiveServer]:
+    """uvicorn serving the app over a real socket, with two schools imported."""
+    db = tmp_path / "live.db"
+    _import_schools(db)
+    clock = ManualClock(SCHOOL_DAY)
+    config = Config(database_url=f"sqlite:///{db}", jwt_secret=SECRET)
+    with serve(config, clock, limits) as url:
+        yield LiveServer(url, clock, db)

@@ -12,7 +12,6 @@ download does not work here, and is never needed).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,13 +19,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from server.clock import ManualClock
 from server.config import Config
 from server.node import Limits
-from server.web import UVICORN_OPTIONS, create_app
-from tests.conftest import SCHOOL_DAY, SECRET, LiveServer, _import_schools, free_port
+from tests.conftest import SCHOOL_DAY, SECRET, LiveServer, _import_schools, serve
 
 try:
     from playwright.sync_api import (
@@ -54,29 +51,6 @@ SCHOOL = "hugo"
 TIMEOUT_MS = 10_000
 
 expect.set_options(timeout=TIMEOUT_MS)
-
-
-@contextmanager
-def serve(config: Config, clock: ManualClock, limits: Limits,
-          port: int | None = None) -> Iterator[str]:
-    """uvicorn in a thread, as ``live_server`` runs it; yields the base URL. Leaving
-    the block stops it (its clients are told to reconnect); ``port`` restarts one."""
-    port = port or free_port()
-    app = create_app(config, clock=clock, limits=limits)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", **UVICORN_OPTIONS))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def prepare(tmp_path: Path, *, demo: bool) -> tuple[Config, ManualClock, Path]:

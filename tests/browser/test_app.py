@@ -19,8 +19,8 @@ from playwright.sync_api import Browser, Locator, Page, WebSocket, expect
 
 from server.client import Client, PreauError
 from server.node import Limits
-from tests.browser.conftest import App, prepare, serve
-from tests.conftest import LiveServer
+from tests.browser.conftest import App, prepare
+from tests.conftest import LiveServer, serve
 
 # 22:30 in Paris on the test Tuesday (after the default 07:00–20:00 window), and the
 # opening on Wednesday at 07:00 Paris time.
