@@ -827,9 +827,8 @@ class Node:
 
     async def summary(self, school: SchoolId, user: UserId, d: DiscussionId) -> dict[str, Any]:
         est = await self.establishment(school)
-        for s in await self.store.summaries(school, user):
-            if s.discussion.id == d:
-                return self._summary_json(est, s)
+        for s in await self.store.summaries(school, user, discussion_id=d):
+            return self._summary_json(est, s)
         raise NotFound(f"no discussion {d} for {user}")
 
     def _summary_json(self, est: Establishment, s: DiscussionSummary) -> dict[str, Any]:

@@ -251,9 +251,11 @@ class Store(Protocol):
         """Ids of the discussions the user is present in (what a connection subscribes to)."""
 
     async def summaries(
-        self, school_id: SchoolId, user_id: UserId, *, limit: int = 200
+        self, school_id: SchoolId, user_id: UserId, *, limit: int = 200,
+        discussion_id: DiscussionId | None = None
     ) -> list[DiscussionSummary]:
-        """The user's discussions with members, read position and last visible message."""
+        """The user's discussions (or only ``discussion_id``), most recently active first,
+        with members, read position and last visible message."""
 
     async def mark_read(
         self, school_id: SchoolId, discussion_id: DiscussionId, user_id: UserId, seq: int

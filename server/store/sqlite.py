@@ -87,7 +87,11 @@ class SqliteStore:
     def __init__(self, path: str) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
+        # One operation at a time on the shared connection. aiosqlite runs each call in
+        # its thread, but an operation is several calls: without this, a read left half
+        # fetched by one coroutine keeps an old snapshot open under another's
+        # transaction (SQLITE_BUSY_SNAPSHOT at BEGIN, and stale reads).
+        self._lock = asyncio.Lock()
         # Messages go through a group-committing appender with its own connection (a
         # second connection to ":memory:" would be another database: not there).
         self._appender = None if path == ":memory:" else Appender(path)
@@ -140,7 +144,7 @@ class SqliteStore:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._write_lock:
+        async with self._lock:
             db = self.db
             try:
                 await db.execute("BEGIN IMMEDIATE")
@@ -159,16 +163,17 @@ class SqliteStore:
                     raise StoreError(f"commit failed: {exc}") from exc
 
     async def _one(self, sql: str, args: Sequence[Any]) -> Any:
-        try:
-            return await (await self.db.execute(sql, args)).fetchone()
-        except sqlite3.Error as exc:
-            raise StoreError(str(exc)) from exc
+        rows = await self._all(sql, args)
+        return next(iter(rows), None)
 
     async def _all(self, sql: str, args: Sequence[Any]) -> Iterable[Any]:
-        try:
-            return await (await self.db.execute(sql, args)).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(str(exc)) from exc
+        """A read in autocommit mode: executed and fetched in one call to the database
+        thread, so no statement stays open (and no old snapshot with it)."""
+        async with self._lock:
+            try:
+                return await self.db.execute_fetchall(sql, args)
+            except sqlite3.Error as exc:
+                raise StoreError(str(exc)) from exc
 
     # ------------------------------------------------------------------ meta
 
@@ -671,14 +676,17 @@ class SqliteStore:
         return [DiscussionId(r[0]) for r in rows]
 
     async def summaries(
-        self, school_id: SchoolId, user_id: UserId, *, limit: int = 200
+        self, school_id: SchoolId, user_id: UserId, *, limit: int = 200,
+        discussion_id: DiscussionId | None = None
     ) -> list[DiscussionSummary]:
+        only = "" if discussion_id is None else "AND d.id = ? "
         rows = await self._all(
             "SELECT d.id, d.subject, d.created_by, d.created_at, d.last_seq, p.read_seq, "
             "COALESCE(p.left_seq, d.last_seq) FROM discussions d "
             "JOIN participants p ON p.discussion_id = d.id "
-            "WHERE p.school_id = ? AND p.user_id = ? ORDER BY d.last_at DESC, d.id DESC LIMIT ?",
-            (school_id, user_id, limit),
+            f"WHERE p.school_id = ? AND p.user_id = ? {only}"
+            "ORDER BY d.last_at DESC, d.id DESC LIMIT ?",
+            (school_id, user_id, *(() if discussion_id is None else (discussion_id,)), limit),
         )
         out = []
         for r in rows:
