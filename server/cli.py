@@ -87,6 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
     _database_flag(migrate)
     migrate.set_defaults(run=_migrate)
+
+    from .loadtest.options import add_arguments  # argparse only; the engine loads in _loadtest
+
+    loadtest = sub.add_parser("loadtest", help="simulate classrooms against running servers")
+    add_arguments(loadtest)
+    loadtest.set_defaults(run=_loadtest)
     return parser
 
 
@@ -241,3 +247,9 @@ def _migrate(args: argparse.Namespace, config: Config) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def _loadtest(args: argparse.Namespace, config: Config) -> int:
+    from .loadtest import run
+
+    return run(args, config)

@@ -30,7 +30,7 @@ from server.loadtest.report import render_html, render_text
 from server.loadtest.stats import Histogram
 from server.store import SqliteStore
 from tests.cluster import Cluster
-from tests.conftest import SCHOOL_DAY
+from tests.conftest import SCHOOL_DAY, free_port
 from tests.redis_server import RedisServer
 
 SCHOOL = generate_school(classes=2, students=5, seed=1)
@@ -209,6 +209,17 @@ def test_hard_caps_are_argument_errors(capsys):
         main(["loadtest", "--duration", "601"])
     assert exit_info.value.code == 2
     assert "must be between 1 and 600" in capsys.readouterr().err
+
+
+def test_an_unreachable_server_stops_the_run_at_the_probe(tmp_path: Path, capsys,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PREAU_JWT_SECRET", "s" * 40)
+    url = f"http://127.0.0.1:{free_port()}"  # nobody listens there
+    assert main(["loadtest", "--url", url, "--directory", str(write_school(tmp_path)),
+                 "--duration", "1", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot connect to {url}" in err
+    assert "unreachable" in err
 
 
 def test_needs_to_know_the_users(capsys, monkeypatch: pytest.MonkeyPatch):
