@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
@@ -67,23 +66,26 @@ class Frame:
 
 
 class Outbox:
-    """A bounded outbound queue drained by one writer task.
+    """A bounded outbound queue, drained by a writer task that exists only while needed.
 
     Sizes are ``len()`` of each frame: bytes for MessagePack, characters for JSON
     (the UTF-8 encoding can be larger; the limit is approximate there).
     ``put`` never blocks: when the bytes waiting would exceed ``limit`` the
     outbox closes the transport with :data:`CloseCode.SLOW` and drops what is
     queued (the client resumes from its last seen position on reconnect).
+
+    An idle connection holds no task and no event, only an empty list: the writer
+    is started by ``put`` and ends when the queue is empty (memory per idle
+    connection is a budget, see bench/RESULTS.md).
     """
 
-    __slots__ = ("_closed", "_pending", "_queue", "_transport", "_wakeup", "_writer", "limit")
+    __slots__ = ("_closed", "_pending", "_queue", "_transport", "_writer", "limit")
 
     def __init__(self, transport: Transport, limit: int) -> None:
         self._transport = transport
         self.limit = limit
-        self._queue: deque[str | bytes] = deque()
+        self._queue: list[str | bytes] = []
         self._pending = 0
-        self._wakeup = asyncio.Event()
         self._closed = False
         self._writer: asyncio.Task[None] | None = None
 
@@ -94,9 +96,6 @@ class Outbox:
     @property
     def closed(self) -> bool:
         return self._closed
-
-    def start(self) -> None:
-        self._writer = asyncio.get_running_loop().create_task(self._write())
 
     def put(self, data: str | bytes) -> None:
         if self._closed:
@@ -109,7 +108,8 @@ class Outbox:
             return
         self._queue.append(data)
         self._pending += size
-        self._wakeup.set()
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
 
     def abort(self, code: int, reason: str) -> None:
         """Drop everything queued and close the transport (from sync code)."""
@@ -118,45 +118,44 @@ class Outbox:
         self._closed = True
         self._queue.clear()
         self._pending = 0
-        self._wakeup.set()
         asyncio.get_running_loop().create_task(self._transport.close(code, close_reason(reason)))
 
     async def close(self, code: int, reason: str, *, flush_timeout: float = 2.0) -> None:
         """Send what is queued (for at most ``flush_timeout`` s), then close."""
         if not self._closed:
             self._closed = True
-            self._wakeup.set()
-            if self._writer is not None:
+            writer = self._writer
+            if writer is not None:
                 with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                    await asyncio.wait_for(asyncio.shield(self._writer), flush_timeout)
+                    await asyncio.wait_for(asyncio.shield(writer), flush_timeout)
             await self._transport.close(code, close_reason(reason))
         await self.stop()
 
     async def stop(self) -> None:
         """Stop the writer task (the transport is closed or being closed elsewhere)."""
         self._closed = True
-        self._wakeup.set()
-        if self._writer is not None and not self._writer.done():
-            self._writer.cancel()
+        writer = self._writer
+        if writer is not None and not writer.done():
+            writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
+                await writer
 
     async def _write(self) -> None:
-        queue, transport = self._queue, self._transport
+        transport = self._transport
         try:
-            while True:
-                while queue:
-                    data = queue.popleft()
+            while self._queue:
+                batch, self._queue = self._queue, []
+                for data in batch:
+                    if self._pending == 0 and self._closed:
+                        return  # aborted: what was queued is dropped
                     self._pending -= len(data)
                     await transport.send(data)
-                if self._closed:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
         except TransportClosed:
             self._closed = True
             self._queue.clear()
             self._pending = 0
+        finally:
+            self._writer = None
 
 
 class Member(Protocol):

@@ -65,6 +65,10 @@ class SessionState(enum.Enum):
 class Session:
     """Session is responsible for one client connection's requests and deliveries."""
 
+    __slots__ = ("_busy", "_catching", "_closing", "_held", "_leave_after_request",
+                 "_positions", "_refilled", "_secret", "_tokens", "encoding", "expires_at",
+                 "node", "outbox", "school_id", "state", "transport", "user_id")
+
     def __init__(self, node: Node, transport: Transport, encoding: Encoding, *,
                  secret: str) -> None:
         self.node = node
@@ -150,7 +154,6 @@ class Session:
 
     async def run(self) -> None:
         """Serve the connection until the peer leaves or the session is closed."""
-        self.outbox.start()
         attached = False
         try:
             if not await self._hello():
