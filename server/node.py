@@ -178,6 +178,7 @@ class Node:
         self._ticker: asyncio.Task[None] | None = None
         self._packer = msgpack.Packer(use_bin_type=True)
         self.draining = False
+        self._membership_changes = 0  # joins and leaves announced, for the members cache
         self._emptied: asyncio.Event | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -462,6 +463,7 @@ class Node:
         except NotFound:
             return
         self._members.pop(key, None)
+        self._membership_changes += 1
         if last > feed.watermark and not feed.filling:
             feed.filling = True
             await self._fill(key, feed, upto=last)
@@ -536,6 +538,7 @@ class Node:
                             joined: bool, invited_by: str | None) -> None:
         key = (school, d)
         self._members.pop(key, None)
+        self._membership_changes += 1
         current = self.schools.current(school)
         if joined:
             body: dict[str, Any] = {"type": "joined", "discussion": d, "invited_by": invited_by,
@@ -576,6 +579,7 @@ class Node:
         except NotFound:
             return
         self._members = {k: v for k, v in self._members.items() if k[0] != school}
+        self._membership_changes += 1
         gk = est.gatekeeper
         for member in self._sessions(school):
             decision = gk.check_connect(member.user_id)
@@ -632,8 +636,11 @@ class Node:
         key = (school, d)
         members = self._members.get(key)
         if members is None:
+            changes = self._membership_changes
             members = await self.store.members(school, d)
-            if key in self._feeds:  # cached only while notices about it reach us
+            # Cached only while notices about it reach us, and only if no join or leave
+            # was announced while we read (the read may predate it).
+            if key in self._feeds and changes == self._membership_changes:
                 self._members[key] = members
         return members
 
