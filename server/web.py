@@ -79,6 +79,9 @@ __all__ = [
 UVICORN_OPTIONS: dict[str, Any] = {
     "ws": "websockets-sansio",
     "ws_max_size": MAX_FRAME_BYTES,
+    # No permessage-deflate: compressing per socket would undo encode-once fan-out, and
+    # chat frames are small (measured: 9 % of the event loop in deflate under load).
+    "ws_per_message_deflate": False,
     "ws_ping_interval": HEARTBEAT_INTERVAL,
     "ws_ping_timeout": HEARTBEAT_TIMEOUT,
     "lifespan": "on",
