@@ -268,9 +268,7 @@ class Node:
             elif resume is None:
                 await self._join_feed(session, d, None)
             else:
-                session.push(Frame({"type": "discussion",
-                                    "discussion": await self.summary(school, user, d)}))
-                incomplete += await self._join_feed(session, d, 0, replay)
+                incomplete += await self._join_feed(session, d, 0, replay, announce=True)
         # A resume position for a discussion the user has left: replay up to where they left.
         for d, seq in positions.items():
             if d not in present:
@@ -306,7 +304,7 @@ class Node:
                                                 "ds": discussions})
 
     async def _join_feed(self, session: Session, d: DiscussionId, from_seq: int | None,
-                         replay: _Replay | None = None) -> int:
+                         replay: _Replay | None = None, *, announce: bool = False) -> int:
         """Subscribe a connection to a discussion; replay after ``from_seq`` if given.
 
         ``None`` means live only: from what is durable now. The session buffers live
@@ -314,12 +312,22 @@ class Node:
         stream it sends is in order, without gap or duplicate. A replay is the newest
         messages after ``from_seq`` that fit in ``replay`` (and ``replay_max``); returns
         1 if older ones were left out (the client pages them with ``history``).
+
+        With ``announce``, a ``discussion`` event goes first, read *after* joining the
+        audience: a join or leave is then either in it or announced after it.
         """
         key = (session.school_id, d)
         session.begin_catchup(d)
         if self.hub.subscribe(session, d):
             self._feeds[key] = _Feed()
             await self._broker_call(self.broker.subscribe(discussion_channel(*key)))
+        if announce:
+            try:
+                summary = await self.summary(session.school_id, session.user_id, d)
+            except NotFound:
+                self._leave_feed(session, d)
+                return 0
+            session.push(Frame({"type": "discussion", "discussion": summary}))
         last = (await self.store.get_discussion(*key)).last_seq
         feed_now = self._feeds.get(key)
         if feed_now is not None and feed_now.watermark is None:
@@ -450,9 +458,7 @@ class Node:
         for d in sorted(present - current):
             if not session.open:
                 return
-            session.push(Frame({"type": "discussion",
-                                "discussion": await self.summary(school, user, d)}))
-            await self._join_feed(session, d, 0, self._replay())
+            await self._join_feed(session, d, 0, self._replay(), announce=True)
 
     async def _catch_up_feed(self, key: tuple[SchoolId, DiscussionId]) -> None:
         feed = self._feeds.get(key)
@@ -564,13 +570,14 @@ class Node:
         """Users here were added to a discussion: tell them and subscribe their connections."""
         here = [cast(Session, m) for u in users for m in self.hub.of_user(school, u)]
         for session in here:
-            try:
+            if d not in set(session.subscribed):
+                await self._join_feed(session, d, 0, self._replay(), announce=True)
+                continue
+            try:  # already following it (a second notice): the summary is enough
                 summary = await self.summary(school, session.user_id, d)
             except NotFound:
                 continue
             session.push(Frame({"type": "discussion", "discussion": summary}))
-            if d not in set(session.subscribed):
-                await self._join_feed(session, d, 0, self._replay())
 
     async def _refresh_school(self, school: SchoolId) -> None:
         """A policy change: rebuild the snapshot, cut those who lost access, tell the window."""

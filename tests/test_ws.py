@@ -183,6 +183,7 @@ class TestGatekeeperOnTheWire:
         e1, _ = await Wire.signed_in(live_server.ws_url, live_server.token("e1"))
         d = (await teacher.request({"type": "start", "subject": "x", "to": ["e1"],
                                     "body": "b", "client_id": "a"}))["discussion"]["id"]
+        await e1.expect("discussion")  # e1 follows it from here: later joins are announced
         r = await e1.request({"type": "invite", "discussion": d, "user": "e2"})
         assert r["code"] == "cannot_invite"
         r = await teacher.request({"type": "invite", "discussion": d, "user": "e3"})
