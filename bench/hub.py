@@ -1444,6 +1444,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts.profile_rates = tuple(float(x) for x in args.profile_rates.split(","))
     opts.profile_native = args.native
     _raise_nofile()
+
+    def _terminated(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)  # unwinds through the finally blocks: nodes stopped
+
+    signal.signal(signal.SIGTERM, _terminated)
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
         os.sched_setaffinity(0, {LOAD_CPU})  # Redis, started from here, inherits it
     gc.freeze()
