@@ -121,6 +121,12 @@ def test_one_node_two_classes(cluster: Cluster, tmp_path: Path):
     assert doc["messages"]["sent_per_second"] > 0
     latency = doc["latency_ms"]
     assert latency["count"] == doc["messages"]["delivered"]
+    # The default warm-up is a quarter of the 4 s: the steady figures count the
+    # messages sent after the first second, a strict part of the run's.
+    assert doc["settings"]["warmup"] == 1.0
+    steady = doc["steady_latency_ms"]
+    assert 0 < steady["count"] < latency["count"]
+    assert steady["max"] <= latency["max"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
     assert doc["storm"] is None
     row = doc["timeline"][-1]
@@ -196,6 +202,7 @@ def test_refuses_a_remote_target_without_touching_it(tmp_path: Path, capsys,
 @pytest.mark.parametrize(("args", "message"), [
     (["--storm-at", "5", "--duration", "5"], "--storm-at 5 must fall within"),
     (["--report", "out.png"], "--report writes HTML"),
+    (["--warmup", "5", "--duration", "5"], "--warmup 5 must be shorter"),
     (["--classes", "1000", "--rate", "50"], "above the limit of 1000"),
     (["--url", "ftp://127.0.0.1"], "invalid URL"),
 ])
@@ -298,13 +305,14 @@ def test_the_client_hook_counts_redeliveries():
 def test_html_report_without_deliveries():
     doc: dict[str, Any] = {
         "run_id": "abc", "targets": ["http://127.0.0.1:8000"], "ok": False,
-        "settings": {"duration": 1.0},
+        "settings": {"duration": 1.0, "warmup": 0.25},
         "connections": {"planned": 1, "held": 0, "failed": 1, "lost": 0, "reconnections": 0},
         "discussions": {"classes": 0, "threads": 0},
         "messages": {"sent": 0, "sent_per_second": 0, "delivered": 0,
                      "delivered_per_second": 0, "expected": 0, "losses": 0, "duplicates": 0,
                      "redelivered": 0, "mismatched": 0},
         "latency_ms": {"count": 0, "p50": None, "p95": None, "p99": None, "max": None},
+        "steady_latency_ms": {"count": 0, "p50": None, "p95": None, "p99": None, "max": None},
         "refusals": {"unreachable": 1}, "storm": None, "notes": [], "drained": True,
         "load_generator": {"loop": "asyncio", "cpu_seconds": 0.0,
                            "cpu_us_per_delivery": None},

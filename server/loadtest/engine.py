@@ -397,6 +397,7 @@ class Engine:
 
     async def _send_phase(self) -> None:
         self.phases["send_start"] = self._now()
+        self.stats.steady_from = self.phases["send_start"] + self.options.warmup
         self.cpu["send_start"] = time.process_time()
         self.cpu["send_start_deliveries"] = self.stats.delivered
         start = time.monotonic()

@@ -67,6 +67,7 @@ class Options:
     rate: float                   # messages/s per class discussion
     thread_rate: float            # messages/s per thread
     duration: float               # seconds of sending
+    warmup: float                 # first seconds of sending left out of the steady figures
     ramp: float                   # connections opened per second
     storm_at: float | None        # seconds into the sending phase
     storm_fraction: float
@@ -135,6 +136,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                       help="messages/s per parent–teacher thread (default 0.2)")
     load.add_argument("--duration", metavar="SECONDS", type=_float(1.0, MAX_DURATION), default=30.0,
                       help=f"seconds of sending (default 30, at most {MAX_DURATION:g})")
+    load.add_argument("--warmup", metavar="SECONDS", type=_float(0.0, MAX_DURATION), default=None,
+                      help="the first seconds of sending, whose messages count in the "
+                           "whole-run latency but not in the steady one (default: a "
+                           "quarter of --duration, at most 5)")
     load.add_argument("--ramp", metavar="R", type=_float(1.0, MAX_RAMP), default=100.0,
                       help="connections opened per second (default 100)")
     load.add_argument("--size", dest="body_size", metavar="CHARS",
@@ -177,12 +182,16 @@ def options_from_args(args: argparse.Namespace, *, secret: str | None) -> Option
     if args.storm_at is not None and args.storm_at >= args.duration:
         raise ConfigurationError(f"--storm-at {args.storm_at:g} must fall within the "
                                  f"--duration of {args.duration:g} s")
+    warmup = min(5.0, args.duration / 4) if args.warmup is None else args.warmup
+    if warmup >= args.duration:
+        raise ConfigurationError(f"--warmup {warmup:g} must be shorter than the "
+                                 f"--duration of {args.duration:g} s")
     report: Path | None = args.report
     if report is not None and report.suffix.lower() not in (".html", ".htm"):
         raise ConfigurationError(f"--report writes HTML: name it *.html, not {report}")
     options = Options(
         urls=urls, classes=args.classes, students=args.students, threads=args.threads,
-        rate=args.rate, thread_rate=args.thread_rate, duration=args.duration,
+        rate=args.rate, thread_rate=args.thread_rate, duration=args.duration, warmup=warmup,
         ramp=args.ramp, storm_at=args.storm_at, storm_fraction=args.storm_fraction,
         drain=args.drain, settle=not args.no_settle, body_size=args.body_size,
         encoding="json" if args.encoding == "json" else "msgpack",

@@ -39,6 +39,7 @@ def summarize(outcome: Outcome, *, loop: str) -> dict[str, Any]:
         "settings": {
             "classes": o.classes, "students": o.students, "threads": o.threads,
             "rate": o.rate, "thread_rate": o.thread_rate, "duration": o.duration,
+            "warmup": o.warmup,
             "ramp": o.ramp, "storm_at": o.storm_at,
             "storm_fraction": o.storm_fraction if o.storm_at is not None else None,
             "drain": o.drain, "settle": o.settle, "size": o.body_size, "encoding": o.encoding,
@@ -48,6 +49,7 @@ def summarize(outcome: Outcome, *, loop: str) -> dict[str, Any]:
         "discussions": outcome.discussions,
         "messages": messages,
         "latency_ms": _latency(stats.latency),
+        "steady_latency_ms": _latency(stats.steady_latency),
         "refusals": dict(sorted(stats.refusals.items())),
         "refusals_by_action": {a: dict(sorted(c.items()))
                                for a, c in sorted(stats.refusals_by_action.items())},
@@ -106,6 +108,7 @@ def _ms(seconds: float | None) -> float | None:
 def render_text(doc: dict[str, Any]) -> str:
     """The human summary printed at the end of a run (a few aligned lines)."""
     c, d, m, lat = doc["connections"], doc["discussions"], doc["messages"], doc["latency_ms"]
+    steady = doc["steady_latency_ms"]
     s = doc["settings"]
     targets = doc["targets"]
     lines = [
@@ -122,6 +125,9 @@ def render_text(doc: dict[str, Any]) -> str:
         _row("latency", "  ".join(f"{k} {_fmt_ms(lat[k])}" for k in
                                   ("p50", "p95", "p99", "max"))
              + f"  ({lat['count']} deliveries)"),
+        _row("steady", "  ".join(f"{k} {_fmt_ms(steady[k])}" for k in
+                                 ("p50", "p95", "p99", "max"))
+             + f"  (messages sent after the first {s['warmup']:g} s)"),
         _row("losses", f"{m['losses']}    duplicates {m['duplicates']}    "
                        f"redelivered {m['redelivered']}    mismatched {m['mismatched']}"),
         _row("refusals", ", ".join(f"{code} {n}" for code, n in doc["refusals"].items())

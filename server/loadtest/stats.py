@@ -112,6 +112,9 @@ class Stats:
         self.retried_acks = 0              # acks with duplicate=true: a resent send
         self.delivered = 0                 # message frames received (sender's own included)
         self.latency = Histogram()
+        # Deliveries of messages sent after the warm-up (see Options.warmup).
+        self.steady_latency = Histogram()
+        self.steady_from = float("inf")    # a time relative to t0, set when sending starts
         self.refusals: Counter[str] = Counter()
         self.refusals_by_action: dict[str, Counter[str]] = {}
         self.seconds: dict[int, Second] = {}
@@ -133,6 +136,8 @@ class Stats:
     def on_delivery(self, now: float, latency: float) -> None:
         self.delivered += 1
         self.latency.add(latency)
+        if now - self.t0 - latency >= self.steady_from:
+            self.steady_latency.add(latency)
         record = self.second(now)
         record.delivered += 1
         record.latency.add(latency)
