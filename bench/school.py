@@ -133,9 +133,10 @@ def main() -> None:
     p.add_argument("--two-nodes", type=int, default=30, help="classes for the two-node run")
     args = p.parse_args()
     rows = []
+    sizes = [int(c) for c in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="preau-school-") as tmp:
         work = Path(tmp)
-        plan = [(int(c), 1) for c in args.sizes.split(",")] + [(args.two_nodes, 2)]
+        plan = [(c, 1) for c in sizes] + [(args.two_nodes, 2)]
         for classes, nodes in plan:
             doc = run(classes, nodes, args.duration, work)
             rows.append((classes, nodes, doc))
@@ -180,8 +181,10 @@ def main() -> None:
               "lasts one to two seconds, grows with the number of connections and dominates "
               "the whole-run p99 (see each run's timeline in its JSON).", "",
               f"Biggest school measured with a steady p99 < 200 ms and no loss on one process: "
-              f"**{biggest} classes** (the largest size tried; one load-generator process "
-              "caps a run at 5,000 connections)." if biggest else "No size passed.", "",
+              f"**{biggest} classes** (sizes tried: {args.sizes}; "
+              + ("the largest passed" if biggest == max(sizes) else "larger ones did not")
+              + "; one load-generator process caps a run at 5,000 connections)."
+              if biggest else "No size passed.", "",
               "Commands run (servers via `python -m server serve`):", ""]
     lines += [f"- `{doc['command']}`" for _, _, doc in rows]
     write_section("Load test", lines)

@@ -13,7 +13,7 @@ argument. Modules, one concept each:
 - ``gatekeeper`` — precedence and caching: the :class:`Gatekeeper`.
 """
 
-from server.gatekeeper.broadcast import BroadcastTarget
+from server.gatekeeper.broadcast import BroadcastScope, BroadcastTarget
 from server.gatekeeper.decision import ALLOW, Decision, hold, refuse
 from server.gatekeeper.gatekeeper import DEFAULT_MEMBERSHIP_CACHE_SIZE, Gatekeeper
 from server.gatekeeper.hours import Window, WindowState, validate_hours, validate_timezone
@@ -21,6 +21,7 @@ from server.gatekeeper.hours import Window, WindowState, validate_hours, validat
 __all__ = [
     "ALLOW",
     "DEFAULT_MEMBERSHIP_CACHE_SIZE",
+    "BroadcastScope",
     "BroadcastTarget",
     "Decision",
     "Gatekeeper",

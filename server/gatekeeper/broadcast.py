@@ -25,9 +25,11 @@ from server.gatekeeper.index import SchoolIndex
 from server.model import ClassId, Role, User, UserId
 
 __all__ = [
+    "BroadcastScope",
     "BroadcastTarget",
     "broadcast_recipients",
     "broadcast_refusal",
+    "broadcast_scope",
     "may_broadcast_to",
 ]
 
@@ -57,6 +59,17 @@ class BroadcastTarget:
     def empty(self) -> bool:
         """Whether the target names no group and no person (a malformed request)."""
         return not self.roles and not self.users
+
+
+@dataclass(frozen=True, slots=True)
+class BroadcastScope:
+    """The groups a sender may address: ``roles`` in ``classes`` (``None``: the whole school).
+
+    People can also be named one by one (see :func:`may_broadcast_to`).
+    """
+
+    roles: frozenset[Role]
+    classes: frozenset[ClassId] | None
 
 
 _TEACHER_ROLES = frozenset({Role.STUDENT, Role.PARENT})
@@ -146,6 +159,22 @@ def broadcast_refusal(
                 return ErrorCode.NOT_OPTED_IN, ErrorCode.NOT_OPTED_IN.phrase
             return ErrorCode.BROADCAST_NOT_ALLOWED, ErrorCode.BROADCAST_NOT_ALLOWED.phrase
     return None
+
+
+def broadcast_scope(
+    idx: SchoolIndex, sender: User
+) -> tuple[BroadcastScope | None, tuple[ErrorCode, str] | None]:
+    """What ``sender`` may address (G8), or why nothing: for a recipient picker."""
+    if sender.role is Role.STAFF:
+        return BroadcastScope(frozenset(Role), None), None
+    if sender.role is Role.TEACHER and sender.teaches:
+        return BroadcastScope(_TEACHER_ROLES, sender.teaches), None
+    if sender.role is Role.PARENT and sender.delegate_of:
+        scope = BroadcastScope(_DELEGATE_ROLES, sender.delegate_of)
+        refusal = broadcast_refusal(
+            idx, sender, BroadcastTarget(roles=scope.roles, classes=scope.classes))
+        return (scope, None) if refusal is None else (None, refusal)
+    return None, (ErrorCode.BROADCAST_NOT_ALLOWED, ErrorCode.BROADCAST_NOT_ALLOWED.phrase)
 
 
 def broadcast_recipients(

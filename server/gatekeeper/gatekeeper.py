@@ -14,7 +14,14 @@ from datetime import datetime
 
 from server.errors import ErrorCode
 from server.gatekeeper import rules
-from server.gatekeeper.broadcast import BroadcastTarget, broadcast_recipients, broadcast_refusal
+from server.gatekeeper.broadcast import (
+    BroadcastScope,
+    BroadcastTarget,
+    broadcast_recipients,
+    broadcast_refusal,
+    broadcast_scope,
+    may_broadcast_to,
+)
 from server.gatekeeper.decision import ALLOW, Decision, hold, refuse
 from server.gatekeeper.hours import Window, WindowState
 from server.gatekeeper.index import SchoolIndex
@@ -352,6 +359,22 @@ class Gatekeeper:
             return refuse(*refusal), ()
         decision = ALLOW if hold_until is None else hold(hold_until)
         return decision, broadcast_recipients(index, user, target)
+
+    def broadcast_scope(self, sender: UserId) -> tuple[Decision, BroadcastScope | None]:
+        """The groups ``sender`` may address, for a picker: G1, G2 then G8 (not G3:
+        a broadcast can be written at any hour, and is refused or held when sent)."""
+        access = self._access.get(sender, _UNAUTHENTICATED)
+        if not access.allowed:
+            return access, None
+        scope, refusal = broadcast_scope(self._index, self._index.users[sender])
+        return (ALLOW, scope) if refusal is None else (refuse(*refusal), None)
+
+    def may_broadcast_to(self, sender: UserId, y: UserId) -> bool:
+        """G8 for one person: may ``sender`` address ``y`` (active, G2 included)?"""
+        index = self._index
+        user = index.users.get(sender)
+        return (user is not None and y in index.active
+                and may_broadcast_to(index, user, y))
 
     def check_vote(self, user_id: UserId, deadline: datetime, now: datetime) -> Decision:
         """May ``user_id`` vote at ``now`` in a poll closing at ``deadline``?

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from ..broadcasts import Answer, Draft, Kind, Question
+from ..gatekeeper import BroadcastTarget
 from ..model import (
     Directory,
     DiscussionId,
@@ -29,10 +31,14 @@ from ..model import (
 
 __all__ = [
     "AuditEntry",
+    "Broadcast",
+    "BroadcastStats",
+    "BroadcastStore",
     "Discussion",
     "DiscussionSummary",
     "HeldMessage",
     "ImportReport",
+    "Receipt",
     "Store",
     "StoredMessage",
 ]
@@ -114,7 +120,139 @@ class StoredMessage:
     created_at: datetime
 
 
-class Store(Protocol):
+@dataclass(frozen=True, slots=True)
+class BroadcastStats:
+    """A broadcast's figures, exact at ``version`` (which every change bumps)."""
+
+    version: int
+    recipients: int
+    received: int
+    read: int
+    acknowledged: int
+    answered: int
+    counts: tuple[tuple[int, ...] | None, ...]  # per question: votes per choice (None: text)
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """An information message or a poll, with its current figures."""
+
+    id: int
+    school_id: SchoolId
+    author: UserId
+    client_id: str
+    kind: Kind
+    title: str
+    body: str
+    target: BroadcastTarget
+    ack_requested: bool
+    questions: tuple[Question, ...]
+    anonymous: bool
+    deadline: datetime | None
+    created_at: datetime
+    publish_at: datetime
+    expires_at: datetime | None
+    status: str                          # scheduled, published or dropped
+    published_at: datetime | None
+    dropped: tuple[str, str] | None      # (code, message) when dropped
+    reminded_at: datetime | None
+    stats: BroadcastStats
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """One recipient's state for one broadcast."""
+
+    broadcast_id: int
+    user_id: UserId
+    received_at: datetime | None
+    read_at: datetime | None
+    acknowledged_at: datetime | None
+    answered_at: datetime | None
+    answers: tuple[Answer, ...] | None
+    reminded_at: datetime | None
+
+
+class BroadcastStore(Protocol):
+    """The broadcasts part of the store (see ``docs/protocol.md`` §14).
+
+    Every change to a recipient's row bumps the broadcast's ``version`` and its
+    counters in the same transaction, and returns the figures at that version.
+    """
+
+    async def create_broadcast(
+        self, school_id: SchoolId, author: UserId, draft: Draft, *, now: datetime,
+        publish_at: datetime, deadline: datetime | None,
+        recipients: Sequence[UserId] | None,
+    ) -> tuple[Broadcast, bool]:
+        """Store a broadcast: published to ``recipients`` now, or scheduled for
+        ``publish_at`` when ``recipients`` is ``None``. Idempotent by ``(author,
+        draft.client_id)``: a retry returns the original and ``False``."""
+
+    async def get_broadcast(self, school_id: SchoolId, broadcast_id: int) -> Broadcast:
+        """:class:`NotFound` if it is not in this school."""
+
+    async def claim_due_broadcasts(self, now: datetime, *, limit: int = 100) -> list[Broadcast]:
+        """Scheduled broadcasts whose time has come, claimed for this caller (a claim older
+        than a minute is taken over)."""
+
+    async def publish_broadcast(
+        self, school_id: SchoolId, broadcast_id: int, recipients: Sequence[UserId], *,
+        now: datetime,
+    ) -> Broadcast:
+        """A scheduled broadcast goes out to ``recipients``."""
+
+    async def reschedule_broadcast(
+        self, school_id: SchoolId, broadcast_id: int, publish_at: datetime
+    ) -> None: ...
+
+    async def drop_broadcast(
+        self, school_id: SchoolId, broadcast_id: int, code: str, message: str
+    ) -> Broadcast:
+        """A scheduled broadcast refused at its publication."""
+
+    async def broadcasts_received(
+        self, school_id: SchoolId, user_id: UserId, *, now: datetime, limit: int = 100
+    ) -> list[tuple[Broadcast, Receipt]]:
+        """Published to the user and not expired at ``now``, newest first."""
+
+    async def broadcasts_sent(
+        self, school_id: SchoolId, author: UserId, *, limit: int = 100
+    ) -> list[Broadcast]:
+        """The author's broadcasts, newest first."""
+
+    async def receipt(
+        self, school_id: SchoolId, broadcast_id: int, user_id: UserId
+    ) -> Receipt | None: ...
+
+    async def receipts(self, school_id: SchoolId, broadcast_id: int) -> list[Receipt]:
+        """Every recipient's row, by user id."""
+
+    async def mark_broadcast_received(
+        self, school_id: SchoolId, broadcast_id: int, users: Sequence[UserId], *,
+        now: datetime,
+    ) -> BroadcastStats | None:
+        """``None`` if all of ``users`` had already received it (nothing changed)."""
+
+    async def mark_broadcast_read(
+        self, school_id: SchoolId, broadcast_id: int, user_id: UserId, *, now: datetime,
+        acknowledge: bool = False,
+    ) -> tuple[Receipt, BroadcastStats | None]:
+        """Read (and acknowledged); ``None`` figures if nothing changed."""
+
+    async def answer_poll(
+        self, school_id: SchoolId, broadcast_id: int, user_id: UserId,
+        answers: Sequence[Answer], *, now: datetime,
+    ) -> tuple[Receipt, BroadcastStats]:
+        """Replace the user's answer set; the per-choice counts move with it."""
+
+    async def remind_broadcast(
+        self, school_id: SchoolId, broadcast_id: int, users: Sequence[UserId], *,
+        now: datetime,
+    ) -> None: ...
+
+
+class Store(BroadcastStore, Protocol):
     """Store is responsible for durable state: schools, settings, audit, discussions, messages."""
 
     async def open(self) -> None:

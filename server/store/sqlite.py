@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -58,6 +58,8 @@ from .base import (
     ImportReport,
     StoredMessage,
 )
+from .sqlite_broadcasts import SqliteBroadcasts
+from .times import dt, ts
 
 __all__ = ["SqliteStore"]
 
@@ -73,15 +75,9 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def _ts(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat()
 
 
-def _dt(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-class SqliteStore:
+class SqliteStore(SqliteBroadcasts):
     """A :class:`~server.store.base.Store` in one SQLite file (``":memory:"`` for tests)."""
 
     def __init__(self, path: str) -> None:
@@ -295,7 +291,7 @@ class SqliteStore:
                     "INSERT INTO schools (id, name, settings, version, created_at) "
                     "VALUES (?, ?, ?, 1, ?)",
                     (sid, directory.school.name,
-                     json.dumps(settings_to_json(settings, directory.profiles)), _ts(now)),
+                     json.dumps(settings_to_json(settings, directory.profiles)), ts(now)),
                 )
             else:
                 assert row is not None
@@ -455,7 +451,7 @@ class SqliteStore:
             (school_id, before if before is not None else 2**62, limit),
         )
         return [
-            AuditEntry(r[0], school_id, _dt(r[1]), r[2], r[3],
+            AuditEntry(r[0], school_id, dt(r[1]), r[2], r[3],
                        json.loads(r[4]) if r[4] is not None else None,
                        json.loads(r[5]) if r[5] is not None else None)
             for r in rows
@@ -472,7 +468,7 @@ class SqliteStore:
         *,
         now: datetime,
     ) -> DiscussionMembers:
-        at = _ts(now)
+        at = ts(now)
         async with self._transaction() as db:
             cursor = await db.execute(
                 "INSERT INTO discussions (school_id, subject, created_by, created_at, last_at) "
@@ -501,7 +497,7 @@ class SqliteStore:
         if row is None:
             raise NotFound(f"no discussion {discussion_id}")
         return Discussion(DiscussionId(row[0]), school_id, row[1], UserId(row[2]),
-                          _dt(row[3]), int(row[4]))
+                          dt(row[3]), int(row[4]))
 
     async def find_message(
         self, school_id: SchoolId, discussion_id: DiscussionId, sender: UserId, client_id: str
@@ -513,7 +509,7 @@ class SqliteStore:
         )
         if row is None:
             return None
-        return StoredMessage(discussion_id, int(row[0]), sender, client_id, row[1], _dt(row[2]))
+        return StoredMessage(discussion_id, int(row[0]), sender, client_id, row[1], dt(row[2]))
 
     async def find_started(
         self, school_id: SchoolId, creator: UserId, client_id: str
@@ -527,7 +523,7 @@ class SqliteStore:
         )
         if row is None:
             return None
-        return StoredMessage(DiscussionId(row[0]), 1, creator, client_id, row[1], _dt(row[2]))
+        return StoredMessage(DiscussionId(row[0]), 1, creator, client_id, row[1], dt(row[2]))
 
     async def members(
         self, school_id: SchoolId, discussion_id: DiscussionId
@@ -547,8 +543,8 @@ class SqliteStore:
             id=discussion_id,
             version=int(row[0]),
             participants=tuple(
-                Participant(UserId(r[0]), None if r[1] is None else UserId(r[1]), _dt(r[2]),
-                            None if r[3] is None else _dt(r[3]))
+                Participant(UserId(r[0]), None if r[1] is None else UserId(r[1]), dt(r[2]),
+                            None if r[3] is None else dt(r[3]))
                 for r in rows
             ),
         )
@@ -569,7 +565,7 @@ class SqliteStore:
                 "joined_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (discussion_id, user_id) "
                 "DO UPDATE SET invited_by = excluded.invited_by, "
                 "joined_at = excluded.joined_at, left_at = NULL, left_seq = NULL",
-                (school_id, discussion_id, user_id, invited_by, _ts(now)),
+                (school_id, discussion_id, user_id, invited_by, ts(now)),
             )
         return await self.members(school_id, discussion_id)
 
@@ -582,7 +578,7 @@ class SqliteStore:
                 "UPDATE participants SET left_at = ?, "
                 "left_seq = (SELECT last_seq FROM discussions WHERE id = ?) "
                 "WHERE discussion_id = ? AND user_id = ? AND left_at IS NULL",
-                (_ts(now), discussion_id, discussion_id, user_id),
+                (ts(now), discussion_id, discussion_id, user_id),
             )
             if cursor.rowcount != 1:
                 raise NotFound(f"{user_id!r} is not in discussion {discussion_id}")
@@ -612,7 +608,7 @@ class SqliteStore:
         if self._appender is not None:
             return await self._appender.append(school_id, discussion_id, sender, client_id,
                                                body, now=now)
-        at = _ts(now)
+        at = ts(now)
         async with self._transaction() as db:
             row = await (
                 await db.execute(
@@ -623,7 +619,7 @@ class SqliteStore:
             ).fetchone()
             if row is not None:
                 return (StoredMessage(discussion_id, int(row[0]), sender, client_id, row[1],
-                                      _dt(row[2])), False)
+                                      dt(row[2])), False)
             seq_row = await (
                 await db.execute(
                     "UPDATE discussions SET last_seq = last_seq + 1, last_at = ? "
@@ -654,7 +650,7 @@ class SqliteStore:
             "WHERE school_id = ? AND discussion_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
             (school_id, discussion_id, before_seq if before_seq is not None else 2**62, limit),
         )
-        return [StoredMessage(discussion_id, int(r[0]), UserId(r[1]), r[2], r[3], _dt(r[4]))
+        return [StoredMessage(discussion_id, int(r[0]), UserId(r[1]), r[2], r[3], dt(r[4]))
                 for r in rows]
 
     async def discussions_of(self, school_id: SchoolId, user_id: UserId) -> list[Discussion]:
@@ -664,7 +660,7 @@ class SqliteStore:
             "WHERE p.school_id = ? AND p.user_id = ? ORDER BY d.last_at DESC, d.id DESC",
             (school_id, user_id),
         )
-        return [Discussion(DiscussionId(r[0]), school_id, r[1], UserId(r[2]), _dt(r[3]),
+        return [Discussion(DiscussionId(r[0]), school_id, r[1], UserId(r[2]), dt(r[3]),
                            int(r[4])) for r in rows]
 
     async def present_discussions(self, school_id: SchoolId, user_id: UserId) -> list[DiscussionId]:
@@ -697,10 +693,10 @@ class SqliteStore:
                 "WHERE discussion_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
                 (did, visible),
             )
-            message = next((StoredMessage(did, int(m[0]), UserId(m[1]), m[2], m[3], _dt(m[4]))
+            message = next((StoredMessage(did, int(m[0]), UserId(m[1]), m[2], m[3], dt(m[4]))
                             for m in last), None)
             out.append(DiscussionSummary(
-                Discussion(did, school_id, r[1], UserId(r[2]), _dt(r[3]), int(r[4])),
+                Discussion(did, school_id, r[1], UserId(r[2]), dt(r[3]), int(r[4])),
                 await self.members(school_id, did), int(r[5]), visible, message))
         return out
 
@@ -751,7 +747,7 @@ class SqliteStore:
                 "recipients, body, created_at, release_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (school_id, sender, client_id) DO NOTHING",
                 (school_id, sender, client_id, discussion_id, subject,
-                 json.dumps(list(recipients)), body, _ts(now), _ts(release_at)),
+                 json.dumps(list(recipients)), body, ts(now), ts(release_at)),
             )
             new = cursor.rowcount == 1
             row = await (
@@ -763,14 +759,14 @@ class SqliteStore:
         return _held(row), new
 
     async def claim_due(self, now: datetime, *, limit: int = 100) -> list[HeldMessage]:
-        stale = _ts(now - timedelta(minutes=1))
+        stale = ts(now - timedelta(minutes=1))
         async with self._transaction() as db:
             rows = await (
                 await db.execute(
                     f"UPDATE held SET claimed_at = ? WHERE id IN (SELECT id FROM held "
                     "WHERE release_at <= ? AND (claimed_at IS NULL OR claimed_at < ?) "
                     f"ORDER BY id LIMIT ?) RETURNING {_HELD}",
-                    (_ts(now), _ts(now), stale, limit),
+                    (ts(now), ts(now), stale, limit),
                 )
             ).fetchall()
         return sorted((_held(r) for r in rows), key=lambda h: h.id)
@@ -781,7 +777,7 @@ class SqliteStore:
                 await db.execute("DELETE FROM held WHERE id = ?", (held_id,))
             else:
                 await db.execute("UPDATE held SET release_at = ?, claimed_at = NULL "
-                                 "WHERE id = ?", (_ts(later), held_id))
+                                 "WHERE id = ?", (ts(later), held_id))
 
     async def messages_after(
         self, school_id: SchoolId, discussion_id: DiscussionId, after_seq: int, *,
@@ -796,7 +792,7 @@ class SqliteStore:
         ))
         if newest:
             rows.reverse()
-        return [StoredMessage(discussion_id, int(r[0]), UserId(r[1]), r[2], r[3], _dt(r[4]))
+        return [StoredMessage(discussion_id, int(r[0]), UserId(r[1]), r[2], r[3], dt(r[4]))
                 for r in rows]
 
 
@@ -809,8 +805,8 @@ _HELD = ("id, school_id, sender, client_id, discussion_id, subject, recipients, 
 def _held(r: Any) -> HeldMessage:
     return HeldMessage(int(r[0]), SchoolId(r[1]), UserId(r[2]), r[3],
                        None if r[4] is None else DiscussionId(r[4]), r[5],
-                       tuple(UserId(u) for u in json.loads(r[6] or "[]")), r[7], _dt(r[8]),
-                       _dt(r[9]))
+                       tuple(UserId(u) for u in json.loads(r[6] or "[]")), r[7], dt(r[8]),
+                       dt(r[9]))
 
 
 
@@ -863,7 +859,7 @@ async def _audit(
     for field, old, new in changes:
         cursor = await db.execute(
             "INSERT INTO audit (school_id, at, actor, field, old, new) VALUES (?, ?, ?, ?, ?, ?)",
-            (school_id, _ts(now), actor, field, json.dumps(old), json.dumps(new)),
+            (school_id, ts(now), actor, field, json.dumps(old), json.dumps(new)),
         )
         assert cursor.lastrowid is not None
         entries.append(AuditEntry(cursor.lastrowid, school_id, now, actor, field, old, new))

@@ -1,0 +1,319 @@
+"""Information broadcasts and polls as values: a draft, its questions, an answer set.
+
+Pure functions, no I/O: :func:`parse_draft` turns a client's JSON into a
+:class:`Draft` (or raises :class:`~server.errors.Refused` with ``bad_request``
+naming the field), :func:`parse_answers` checks one recipient's answer set
+against the poll's questions, and :func:`tally_changes` says which per-choice
+counters an answer change moves. Who may send to whom is G8, in
+:mod:`server.gatekeeper.broadcast`; storing and delivering are the store's and
+the noticeboard's. The wire format is ``docs/protocol.md`` §14.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .errors import ErrorCode, Refused
+from .gatekeeper import BroadcastTarget
+from .model import ClassId, Role, UserId
+
+__all__ = [
+    "DEFAULT_POLL_DURATION",
+    "REMINDER_INTERVAL",
+    "Draft",
+    "Kind",
+    "Question",
+    "QuestionKind",
+    "parse_answers",
+    "parse_datetime",
+    "parse_draft",
+    "parse_target",
+    "questions_from_json",
+    "questions_to_json",
+    "tally_changes",
+    "target_to_json",
+]
+
+DEFAULT_POLL_DURATION = timedelta(days=15)
+MAX_AHEAD = timedelta(days=366)        # publish_at, expires_at and deadline
+REMINDER_INTERVAL = timedelta(minutes=10)
+MAX_TITLE_CHARS = 200
+MAX_BODY_CHARS = 8000
+MAX_CLIENT_ID_CHARS = 64
+MAX_QUESTIONS = 20
+MAX_QUESTION_CHARS = 300
+MIN_CHOICES, MAX_CHOICES = 2, 20
+MAX_CHOICE_CHARS = 200
+MAX_ANSWER_CHARS = 2000
+MAX_TARGET_ITEMS = 500                 # roles, classes or users named in one audience
+
+Answer = dict[str, Any]  # {"choices": [int, ...]} or {"text": str}
+
+
+class Kind(enum.StrEnum):
+    INFORMATION = "information"
+    POLL = "poll"
+
+
+class QuestionKind(enum.StrEnum):
+    SINGLE = "single"
+    MULTIPLE = "multiple"
+    TEXT = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """One poll question; ``choices`` is empty and ``max`` ``None`` for free text."""
+
+    text: str
+    kind: QuestionKind
+    choices: tuple[str, ...] = ()
+    max: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A validated request to create a broadcast (times are UTC)."""
+
+    kind: Kind
+    client_id: str
+    title: str
+    body: str
+    target: BroadcastTarget
+    ack_requested: bool = False
+    publish_at: datetime | None = None     # None: now
+    expires_at: datetime | None = None
+    questions: tuple[Question, ...] = ()
+    anonymous: bool = False
+    deadline: datetime | None = None       # None: DEFAULT_POLL_DURATION after publication
+
+
+def _bad(message: str) -> Refused:
+    return Refused(ErrorCode.BAD_REQUEST, message)
+
+
+def _text(obj: Mapping[str, Any], name: str, max_chars: int, *, required: bool = True,
+          label: str | None = None) -> str:
+    label = label or f"'{name}'"
+    value = obj.get(name, None if required else "")
+    if not isinstance(value, str):
+        raise _bad(f"{label} must be a string")
+    if required and not value.strip():
+        raise _bad(f"{label} must not be empty")
+    if len(value) > max_chars:
+        raise _bad(f"{label} is limited to {max_chars} characters")
+    return value
+
+
+def _bool(obj: Mapping[str, Any], name: str) -> bool:
+    value = obj.get(name, False)
+    if not isinstance(value, bool):
+        raise _bad(f"'{name}' must be true or false")
+    return value
+
+
+def parse_datetime(value: object, name: str) -> datetime:
+    """An ISO 8601 time with its offset (``Z`` or ``+01:00``), as UTC."""
+    if not isinstance(value, str):
+        raise _bad(f"'{name}' must be an ISO 8601 time, e.g. 2026-12-01T08:00:00Z")
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise _bad(f"'{name}' is not an ISO 8601 time: {value!r}") from None
+    if dt.tzinfo is None:
+        raise _bad(f"'{name}' needs a time zone offset (Z or +01:00)")
+    return dt.astimezone(UTC)
+
+
+def _ids(value: object, name: str) -> frozenset[str]:
+    if not isinstance(value, list) or len(value) > MAX_TARGET_ITEMS or not all(
+            isinstance(x, str) and x for x in value):
+        raise _bad(f"'to.{name}' must be a list of at most {MAX_TARGET_ITEMS} ids")
+    return frozenset(value)
+
+
+def parse_target(obj: object) -> BroadcastTarget:
+    """The audience ``{"roles": [...], "classes": [...] | null, "users": [...]}``."""
+    if not isinstance(obj, dict):
+        raise _bad("'to' must be an object with 'roles', 'classes' and/or 'users'")
+    unknown = set(obj) - {"roles", "classes", "users"}
+    if unknown:
+        raise _bad(f"unknown field 'to.{sorted(unknown)[0]}'")
+    roles_raw = _ids(obj.get("roles", []), "roles")
+    try:
+        roles = frozenset(Role(r) for r in roles_raw)
+    except ValueError:
+        raise _bad("'to.roles' holds student, parent, teacher or staff") from None
+    classes_raw = obj.get("classes")
+    classes = None if classes_raw is None else frozenset(
+        ClassId(c) for c in _ids(classes_raw, "classes"))
+    users = frozenset(UserId(u) for u in _ids(obj.get("users", []), "users"))
+    target = BroadcastTarget(roles=roles, classes=classes, users=users)
+    if target.empty:
+        raise _bad("'to' needs at least one role or one user")
+    return target
+
+
+def target_to_json(target: BroadcastTarget) -> dict[str, Any]:
+    return {"roles": sorted(r.value for r in target.roles),
+            "classes": None if target.classes is None else sorted(target.classes),
+            "users": sorted(target.users)}
+
+
+def _question(obj: object, i: int) -> Question:
+    label = f"question {i + 1}"
+    if not isinstance(obj, dict):
+        raise _bad(f"{label} must be an object with 'text' and 'kind'")
+    text = _text(obj, "text", MAX_QUESTION_CHARS, label=f"{label}: 'text'")
+    try:
+        kind = QuestionKind(str(obj.get("kind")))
+    except ValueError:
+        raise _bad(f"{label}: 'kind' is single, multiple or text") from None
+    if kind is QuestionKind.TEXT:
+        if obj.get("choices") or obj.get("max") is not None:
+            raise _bad(f"{label}: a text question has no 'choices' and no 'max'")
+        return Question(text, kind)
+    raw = obj.get("choices")
+    if not isinstance(raw, list) or not MIN_CHOICES <= len(raw) <= MAX_CHOICES:
+        raise _bad(f"{label}: 'choices' must be a list of {MIN_CHOICES} to {MAX_CHOICES} "
+                   "strings")
+    choices = []
+    for j, choice in enumerate(raw):
+        if not isinstance(choice, str) or not choice.strip():
+            raise _bad(f"{label}: choice {j + 1} must be a non-empty string")
+        if len(choice) > MAX_CHOICE_CHARS:
+            raise _bad(f"{label}: choice {j + 1} is limited to {MAX_CHOICE_CHARS} characters")
+        choices.append(choice)
+    if len(set(choices)) != len(choices):
+        raise _bad(f"{label}: two choices are the same")
+    most = obj.get("max")
+    if kind is QuestionKind.SINGLE:
+        if most is not None:
+            raise _bad(f"{label}: 'max' is for multiple-choice questions")
+    elif most is not None and (not isinstance(most, int) or isinstance(most, bool)
+                               or not 1 <= most <= len(choices)):
+        raise _bad(f"{label}: 'max' must be an integer from 1 to {len(choices)}")
+    return Question(text, kind, tuple(choices), most)
+
+
+def questions_from_json(raw: object) -> tuple[Question, ...]:
+    """A poll's questions, validated (``bad_request`` names the question at fault)."""
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_QUESTIONS:
+        raise _bad(f"'questions' must be a list of 1 to {MAX_QUESTIONS} questions")
+    return tuple(_question(q, i) for i, q in enumerate(raw))
+
+
+def questions_to_json(questions: Sequence[Question]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for q in questions:
+        item: dict[str, Any] = {"text": q.text, "kind": q.kind.value}
+        if q.kind is not QuestionKind.TEXT:
+            item["choices"] = list(q.choices)
+            if q.max is not None:
+                item["max"] = q.max
+        out.append(item)
+    return out
+
+
+_DRAFT_FIELDS = frozenset({"kind", "client_id", "title", "body", "to", "ack_requested",
+                           "publish_at", "expires_at", "questions", "anonymous", "deadline"})
+
+
+def parse_draft(obj: object, now: datetime) -> Draft:
+    """A creation request, validated whole; ``Refused(bad_request)`` names the field."""
+    if not isinstance(obj, dict):
+        raise _bad("the body must be a JSON object")
+    unknown = set(obj) - _DRAFT_FIELDS
+    if unknown:
+        raise _bad(f"unknown field {sorted(unknown)[0]!r}")
+    try:
+        kind = Kind(str(obj.get("kind")))
+    except ValueError:
+        raise _bad("'kind' is information or poll") from None
+    client_id = _text(obj, "client_id", MAX_CLIENT_ID_CHARS)
+    title = _text(obj, "title", MAX_TITLE_CHARS)
+    body = _text(obj, "body", MAX_BODY_CHARS, required=False)
+    if "to" not in obj:
+        raise _bad("'to' is required: whom the broadcast is for")
+    target = parse_target(obj["to"])
+    limit = now + MAX_AHEAD
+    publish_at = None
+    if obj.get("publish_at") is not None:
+        publish_at = parse_datetime(obj["publish_at"], "publish_at")
+        if publish_at > limit:
+            raise _bad("'publish_at' must be within a year")
+        if publish_at <= now:
+            publish_at = None  # a time already past: publish now
+    start = publish_at or now
+    expires_at = None
+    if obj.get("expires_at") is not None:
+        expires_at = parse_datetime(obj["expires_at"], "expires_at")
+        if expires_at <= start or expires_at > start + MAX_AHEAD:
+            raise _bad("'expires_at' must come after the publication, within a year")
+    ack = _bool(obj, "ack_requested")
+    anonymous = _bool(obj, "anonymous")
+    questions: tuple[Question, ...] = ()
+    deadline = None
+    if kind is Kind.POLL:
+        if ack:
+            raise _bad("'ack_requested' is for information; a poll's answer is its reply")
+        questions = questions_from_json(obj.get("questions"))
+        if obj.get("deadline") is not None:
+            deadline = parse_datetime(obj["deadline"], "deadline")
+            if deadline <= start or deadline > start + MAX_AHEAD:
+                raise _bad("'deadline' must come after the publication, within a year")
+    else:
+        for name in ("questions", "deadline"):
+            if obj.get(name) is not None:
+                raise _bad(f"'{name}' is for polls")
+        if anonymous:
+            raise _bad("'anonymous' is for polls")
+    return Draft(kind, client_id, title, body, target, ack, publish_at, expires_at,
+                 questions, anonymous, deadline)
+
+
+def parse_answers(questions: Sequence[Question], raw: object) -> list[Answer]:
+    """One recipient's answer set, one answer per question in order, normalised
+    (choice indexes sorted); ``Refused(bad_request)`` names the question at fault."""
+    if not isinstance(raw, list) or len(raw) != len(questions):
+        raise _bad(f"'answers' must be a list of {len(questions)} answers, one per question")
+    out: list[Answer] = []
+    for i, (q, a) in enumerate(zip(questions, raw, strict=True)):
+        label = f"answer {i + 1}"
+        if not isinstance(a, dict):
+            raise _bad(f"{label} must be an object")
+        if q.kind is QuestionKind.TEXT:
+            if set(a) != {"text"}:
+                raise _bad(f"{label}: question {i + 1} takes {{'text': ...}}")
+            out.append({"text": _text(a, "text", MAX_ANSWER_CHARS, label=f"{label}: 'text'")})
+            continue
+        picks = a.get("choices")
+        if set(a) != {"choices"} or not isinstance(picks, list) or not all(
+                isinstance(c, int) and not isinstance(c, bool) for c in picks):
+            raise _bad(f"{label}: question {i + 1} takes {{'choices': [indexes]}}")
+        if len(set(picks)) != len(picks) or any(not 0 <= c < len(q.choices) for c in picks):
+            raise _bad(f"{label}: choices are distinct indexes from 0 to {len(q.choices) - 1}")
+        most = 1 if q.kind is QuestionKind.SINGLE else (q.max or len(q.choices))
+        if not 1 <= len(picks) <= most:
+            raise _bad(f"{label}: choose {'one' if most == 1 else f'1 to {most}'} "
+                       f"of the choices")
+        out.append({"choices": sorted(picks)})
+    return out
+
+
+def tally_changes(old: Sequence[Answer] | None, new: Sequence[Answer]
+                  ) -> dict[tuple[int, int], int]:
+    """``{(question, choice): delta}`` when an answer set ``old`` becomes ``new``.
+
+    Only choice answers count; pairs whose count does not change are left out.
+    """
+    delta: dict[tuple[int, int], int] = {}
+    for sign, answers in ((-1, old or ()), (1, new)):
+        for i, a in enumerate(answers):
+            for c in a.get("choices", ()):
+                delta[(i, c)] = delta.get((i, c), 0) + sign
+    return {k: v for k, v in delta.items() if v}
