@@ -35,11 +35,12 @@ from .broker import Broker, BrokerUnavailable
 from .broker.channels import discussion_channel, school_channel
 from .clock import Clock
 from .errors import ErrorCode, NotFound, Refused
-from .gatekeeper import Gatekeeper, WindowState, refuse
+from .gatekeeper import WindowState, refuse
 from .hub import Frame, Hub, Member
-from .model import DiscussionId, DiscussionMembers, Role, SchoolId, User, UserId
+from .model import DiscussionId, DiscussionMembers, SchoolId, UserId
+from .noticeboard import Noticeboard
 from .protocol import CloseCode
-from .schools import Establishment, Schools
+from .schools import Establishment, Schools, person
 from .store import DiscussionSummary, HeldMessage, Store, StoredMessage
 
 __all__ = ["Limits", "Node", "Session", "iso", "person"]
@@ -64,17 +65,6 @@ class Limits:
 def iso(dt: datetime) -> str:
     """UTC ISO 8601 with a ``Z``, the protocol's time format."""
     return dt.isoformat().replace("+00:00", "Z")
-
-
-def person(user: User, gk: Gatekeeper) -> dict[str, Any]:
-    """A user as others see them (the ``{person}`` of docs/protocol.md)."""
-    out: dict[str, Any] = {"id": user.id, "name": user.display_name,
-                           "first_name": user.first_name, "last_name": user.last_name,
-                           "role": user.role.value}
-    classes = gk.state.directory.classes
-    if user.role is Role.STUDENT and user.class_id is not None and user.class_id in classes:
-        out["class"] = {"id": user.class_id, "name": classes[user.class_id].name}
-    return out
 
 
 def window_json(state: WindowState) -> dict[str, Any]:
@@ -180,6 +170,7 @@ class Node:
         self.draining = False
         self._membership_changes = 0  # joins and leaves announced, for the members cache
         self._emptied: asyncio.Event | None = None
+        self.noticeboard = Noticeboard(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -217,6 +208,10 @@ class Node:
         """Every connection here (of one school); the hub holds only sessions."""
         return [cast(Session, m) for m in self.hub.members()
                 if school is None or m.school_id == school]
+
+    def spawn(self, coro: Any) -> None:
+        """Run ``coro`` in the background; its failure is logged, never lost."""
+        self._spawn(coro)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -500,6 +495,8 @@ class Node:
                                                [UserId(u) for u in ev["us"]]))
         elif kind == "v":
             self._spawn(self._refresh_school(school))
+        elif kind[0] == "b":
+            self.noticeboard.dispatch(ev)
         elif kind == "x":
             frame = Frame({"type": "held_dropped", "client_id": ev["c"], "discussion": ev["d"],
                            "code": ev["code"], "message": ev["m"]})
@@ -508,6 +505,10 @@ class Node:
 
     async def _publish(self, channel: str, event: dict[str, Any]) -> None:
         await self._broker_call(self.broker.publish(channel, self._tag + self._packer.pack(event)))
+
+    async def announce(self, school: SchoolId, event: dict[str, Any]) -> None:
+        """Publish an event about people on the school channel, and handle it here too."""
+        await self._publish_school(school, event)
 
     async def _publish_school(self, school: SchoolId, event: dict[str, Any]) -> None:
         """Publish on the school channel and handle it here too (the broker skips our own)."""
@@ -636,6 +637,7 @@ class Node:
                 member.close(CloseCode.UNAUTHENTICATED, "token expired")
         # After the window events, so that clients hear "open" before the held messages.
         await self.release_due()
+        await self.noticeboard.release_due()
 
     # ------------------------------------------------------------------ requests
 

@@ -14,18 +14,30 @@ from __future__ import annotations
 import asyncio
 import unicodedata
 from dataclasses import dataclass, field
+from typing import Any
 
 from .gatekeeper import Gatekeeper
-from .model import SchoolId, User, UserId
+from .model import Role, SchoolId, User, UserId
 from .store import Store
 
-__all__ = ["Establishment", "Schools", "fold"]
+__all__ = ["Establishment", "Schools", "fold", "person"]
 
 
 def fold(text: str) -> str:
     """Case- and accent-insensitive form for searching names ("Hélène" → "helene")."""
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def person(user: User, gk: Gatekeeper) -> dict[str, Any]:
+    """A user as others see them (the ``{person}`` of docs/protocol.md)."""
+    out: dict[str, Any] = {"id": user.id, "name": user.display_name,
+                           "first_name": user.first_name, "last_name": user.last_name,
+                           "role": user.role.value}
+    classes = gk.state.directory.classes
+    if user.role is Role.STUDENT and user.class_id is not None and user.class_id in classes:
+        out["class"] = {"id": user.class_id, "name": classes[user.class_id].name}
+    return out
 
 
 @dataclass(slots=True)
@@ -38,6 +50,11 @@ class Establishment:
     @property
     def version(self) -> int:
         return self.gatekeeper.version
+
+    def person(self, user_id: UserId) -> dict[str, Any]:
+        """The ``{person}`` of a user id; just ``{"id"}`` for someone no longer here."""
+        user = self.gatekeeper.user(user_id)
+        return person(user, self.gatekeeper) if user is not None else {"id": user_id}
 
     def search_key(self, user: User) -> str:
         key = self._search_keys.get(user.id)

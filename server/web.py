@@ -134,7 +134,15 @@ class _Caller:
         return self.identity.school_id
 
 
-Endpoint = Callable[[Request, _Caller], Awaitable[Json]]
+@dataclass(frozen=True, slots=True)
+class Created:
+    """An endpoint's answer to an idempotent creation: 201 if ``new``, else 200."""
+
+    body: Json
+    new: bool
+
+
+Endpoint = Callable[[Request, _Caller], Awaitable[Json | Created]]
 
 
 def create_app(
@@ -172,7 +180,10 @@ def create_app(
                 caller = await _authenticate(services["s"], request)
                 if admin and not caller.school.gatekeeper.is_admin(caller.user.id):
                     raise Refused(ErrorCode.FORBIDDEN)
-                return JSONResponse(await endpoint(request, caller))
+                result = await endpoint(request, caller)
+                if isinstance(result, Created):
+                    return JSONResponse(result.body, status_code=201 if result.new else 200)
+                return JSONResponse(result)
             except PreauError as exc:
                 return _error_response(exc)
 
@@ -266,6 +277,21 @@ def create_app(
         Route("/api/users/{user_id}/preferences", api(_patch_user_preferences, admin=True),
               methods=["PATCH"]),
         Route("/api/audit", api(_audit, admin=True)),
+        Route("/api/broadcasts", api(_broadcasts), methods=["GET"]),
+        Route("/api/broadcasts", api(_create_broadcast), methods=["POST"]),
+        Route("/api/broadcasts/audience", api(_broadcast_audience), methods=["GET"]),
+        Route("/api/broadcasts/preview", api(_broadcast_preview), methods=["POST"]),
+        Route("/api/broadcasts/{broadcast_id:int}", api(_broadcast), methods=["GET"]),
+        Route("/api/broadcasts/{broadcast_id:int}/results", api(_broadcast_results),
+              methods=["GET"]),
+        Route("/api/broadcasts/{broadcast_id:int}/read", api(_read_broadcast),
+              methods=["POST"]),
+        Route("/api/broadcasts/{broadcast_id:int}/acknowledge", api(_acknowledge_broadcast),
+              methods=["POST"]),
+        Route("/api/broadcasts/{broadcast_id:int}/answers", api(_answer_poll),
+              methods=["PUT"]),
+        Route("/api/broadcasts/{broadcast_id:int}/remind", api(_remind_broadcast),
+              methods=["POST"]),
         Route("/api/users", api(_users, admin=True)),
     ]
     if config.demo:
@@ -625,3 +651,70 @@ async def _audit(request: Request, caller: _Caller) -> Json:
 def _audit_json(entry: AuditEntry) -> dict[str, Any]:
     return {"id": entry.id, "at": _iso(entry.at), "actor": entry.actor, "field": entry.field,
             "old": entry.old, "new": entry.new}
+
+
+# ---------------------------------------------------------------------- broadcasts
+
+
+async def _broadcasts(request: Request, caller: _Caller) -> Json:
+    return await caller.node.noticeboard.listing(caller.school_id, caller.user.id)
+
+
+async def _create_broadcast(request: Request, caller: _Caller) -> Created:
+    view, new = await caller.node.noticeboard.create(caller.school_id, caller.user.id,
+                                                     await _json_body(request))
+    return Created({"broadcast": view}, new)
+
+
+async def _broadcast_audience(request: Request, caller: _Caller) -> Json:
+    q = request.query_params.get("q")
+    return await caller.node.noticeboard.scope(caller.school_id, caller.user.id,
+                                               q.strip() if q is not None else None)
+
+
+async def _broadcast_preview(request: Request, caller: _Caller) -> Json:
+    body = await _json_body(request)
+    if not isinstance(body, dict) or "to" not in body:
+        raise Refused(ErrorCode.BAD_REQUEST, "Send {\"to\": {...}}: the audience to count.")
+    return await caller.node.noticeboard.preview(caller.school_id, caller.user.id, body["to"])
+
+
+def _broadcast_id(request: Request) -> int:
+    return int(request.path_params["broadcast_id"])
+
+
+async def _broadcast(request: Request, caller: _Caller) -> Json:
+    view = await caller.node.noticeboard.view(caller.school_id, caller.user.id,
+                                              _broadcast_id(request))
+    return {"broadcast": view}
+
+
+async def _broadcast_results(request: Request, caller: _Caller) -> Json:
+    return await caller.node.noticeboard.results(caller.school_id, caller.user.id,
+                                                 _broadcast_id(request))
+
+
+async def _read_broadcast(request: Request, caller: _Caller) -> Json:
+    view = await caller.node.noticeboard.mark_read(caller.school_id, caller.user.id,
+                                                   _broadcast_id(request), acknowledge=False)
+    return {"broadcast": view}
+
+
+async def _acknowledge_broadcast(request: Request, caller: _Caller) -> Json:
+    view = await caller.node.noticeboard.mark_read(caller.school_id, caller.user.id,
+                                                   _broadcast_id(request), acknowledge=True)
+    return {"broadcast": view}
+
+
+async def _answer_poll(request: Request, caller: _Caller) -> Json:
+    body = await _json_body(request)
+    if not isinstance(body, dict) or "answers" not in body:
+        raise Refused(ErrorCode.BAD_REQUEST, "Send {\"answers\": [...]}: one per question.")
+    view = await caller.node.noticeboard.answer(caller.school_id, caller.user.id,
+                                                _broadcast_id(request), body["answers"])
+    return {"broadcast": view}
+
+
+async def _remind_broadcast(request: Request, caller: _Caller) -> Json:
+    return await caller.node.noticeboard.remind(caller.school_id, caller.user.id,
+                                                _broadcast_id(request))

@@ -10,10 +10,13 @@ from __future__ import annotations
 from ..errors import ConfigurationError
 from .base import (
     AuditEntry,
+    Broadcast,
+    BroadcastStats,
     Discussion,
     DiscussionSummary,
     HeldMessage,
     ImportReport,
+    Receipt,
     Store,
     StoredMessage,
 )
@@ -21,10 +24,13 @@ from .sqlite import SqliteStore
 
 __all__ = [
     "AuditEntry",
+    "Broadcast",
+    "BroadcastStats",
     "Discussion",
     "DiscussionSummary",
     "HeldMessage",
     "ImportReport",
+    "Receipt",
     "SqliteStore",
     "Store",
     "StoredMessage",

@@ -189,6 +189,11 @@ class BroadcastStore(Protocol):
         ``publish_at`` when ``recipients`` is ``None``. Idempotent by ``(author,
         draft.client_id)``: a retry returns the original and ``False``."""
 
+    async def find_broadcast(
+        self, school_id: SchoolId, author: UserId, client_id: str
+    ) -> Broadcast | None:
+        """The broadcast ``author`` created with ``client_id``, if any (retries)."""
+
     async def get_broadcast(self, school_id: SchoolId, broadcast_id: int) -> Broadcast:
         """:class:`NotFound` if it is not in this school."""
 

@@ -82,6 +82,15 @@ class SqliteBroadcasts:
                 await _insert_recipients(db, int(row[0]), school_id, recipients)
             return await _broadcast(db, row), new
 
+    async def find_broadcast(
+        self, school_id: SchoolId, author: UserId, client_id: str
+    ) -> Broadcast | None:
+        async with self._transaction() as db:
+            row = await _fetch_one(db, f"SELECT {_COLUMNS} FROM broadcasts b WHERE "
+                                   "b.school_id = ? AND b.author = ? AND b.client_id = ?",
+                                   (school_id, author, client_id))
+            return None if row is None else await _broadcast(db, row)
+
     async def get_broadcast(self, school_id: SchoolId, broadcast_id: int) -> Broadcast:
         async with self._transaction() as db:
             return await _get(db, school_id, broadcast_id)

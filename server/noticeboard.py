@@ -1,0 +1,428 @@
+"""The noticeboard: information broadcasts and polls, from the author to the hub.
+
+One :class:`Noticeboard` per node. Its requests follow the path of a message:
+the gatekeeper decides (G1–G3, G8) and computes the recipients, the store keeps
+the broadcast and each recipient's row, and an event on the school channel
+reaches every node, which pushes frames to the connections it holds. Events
+name people, so a node acts only for its own connections:
+
+====  ===========================================  =============================
+kind  published when                               each node pushes
+====  ===========================================  =============================
+b     a broadcast is created or published          ``broadcast`` to recipients
+                                                   here (and marks them received),
+                                                   the author's view to the author
+bs    a recipient's row changed (new figures)      ``broadcast_stats`` to the author
+bm    a recipient read, acknowledged or answered   ``broadcast_mine`` to them
+br    the author sent a reminder                   ``broadcast_reminder``
+bx    a scheduled broadcast was refused            ``broadcast_dropped`` to the author
+====  ===========================================  =============================
+
+Anonymous polls: no view, result or event built here names who answered what,
+or who answered at all (see :meth:`Noticeboard.results`). The wire format is
+``docs/protocol.md`` §14.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .broadcasts import (
+    DEFAULT_POLL_DURATION,
+    REMINDER_INTERVAL,
+    Kind,
+    QuestionKind,
+    parse_answers,
+    parse_draft,
+    parse_target,
+    questions_to_json,
+    target_to_json,
+)
+from .errors import ErrorCode, NotFound, Refused
+from .hub import Frame
+from .model import SchoolId, UserId
+from .schools import Establishment, fold
+from .store import Broadcast, BroadcastStats, Receipt
+
+if TYPE_CHECKING:
+    from .node import Node
+
+__all__ = ["MAX_PEOPLE", "Noticeboard", "stats_json"]
+
+log = logging.getLogger("preau.noticeboard")
+
+MAX_PEOPLE = 50  # people returned by an audience search
+
+
+def _iso(dt: datetime | None) -> str | None:
+    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
+
+
+def stats_json(stats: BroadcastStats) -> dict[str, Any]:
+    return {"version": stats.version, "recipients": stats.recipients,
+            "received": stats.received, "read": stats.read,
+            "acknowledged": stats.acknowledged, "answered": stats.answered,
+            "counts": [None if c is None else list(c) for c in stats.counts]}
+
+
+def mine_json(r: Receipt) -> dict[str, Any]:
+    return {"received_at": _iso(r.received_at), "read_at": _iso(r.read_at),
+            "acknowledged_at": _iso(r.acknowledged_at), "answered_at": _iso(r.answered_at),
+            "answers": None if r.answers is None else list(r.answers),
+            "reminded_at": _iso(r.reminded_at)}
+
+
+class Noticeboard:
+    """Noticeboard is responsible for broadcasts and polls: requests, events and releases."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    # ------------------------------------------------------------------ views
+
+    def _common(self, b: Broadcast, est: Establishment, now: datetime) -> dict[str, Any]:
+        poll = None
+        if b.kind is Kind.POLL:
+            poll = {"anonymous": b.anonymous, "deadline": _iso(b.deadline),
+                    "closed": b.deadline is not None and now >= b.deadline,
+                    "questions": questions_to_json(b.questions)}
+        return {"id": b.id, "kind": b.kind.value, "title": b.title, "body": b.body,
+                "author": est.person(b.author), "published_at": _iso(b.published_at),
+                "expires_at": _iso(b.expires_at), "ack_requested": b.ack_requested,
+                "poll": poll}
+
+    def recipient_view(self, b: Broadcast, r: Receipt, est: Establishment,
+                       now: datetime) -> dict[str, Any]:
+        return {**self._common(b, est, now), "mine": mine_json(r), "stats": None}
+
+    def author_view(self, b: Broadcast, est: Establishment, now: datetime) -> dict[str, Any]:
+        return {**self._common(b, est, now), "mine": None, "stats": stats_json(b.stats),
+                "status": b.status, "publish_at": _iso(b.publish_at),
+                "to": target_to_json(b.target),
+                "dropped": None if b.dropped is None else {"code": b.dropped[0],
+                                                           "message": b.dropped[1]}}
+
+    # ------------------------------------------------------------------ authors
+
+    async def scope(self, school: SchoolId, user: UserId, q: str | None) -> dict[str, Any]:
+        """What ``user`` may address, for a picker (and people matching ``q``)."""
+        est = await self.node.establishment(school)
+        gk = est.gatekeeper
+        decision, scope = gk.broadcast_scope(user)
+        classes = gk.state.directory.classes
+        out: dict[str, Any] = {
+            "allowed": decision.allowed,
+            "code": None if decision.code is None else decision.code.value,
+            "message": decision.message if not decision.allowed else "",
+            "roles": [] if scope is None else sorted(r.value for r in scope.roles),
+            "whole_school": scope is not None and scope.classes is None,
+            "classes": [] if scope is None else [
+                {"id": c, "name": classes[c].name}
+                for c in sorted(classes if scope.classes is None else scope.classes)
+                if c in classes]}
+        if q is not None and scope is not None:
+            terms = fold(q).split()
+            found = []
+            for u in sorted(gk.state.directory.users.values(),
+                            key=lambda u: (u.last_name, u.first_name, u.id)):
+                if (all(t in est.search_key(u) for t in terms)
+                        and gk.may_broadcast_to(user, u.id)):
+                    found.append(est.person(u.id))
+                    if len(found) == MAX_PEOPLE:
+                        break
+            out["people"] = found
+        return out
+
+    async def preview(self, school: SchoolId, user: UserId, to: object) -> dict[str, Any]:
+        """How many would receive a broadcast to ``to`` now, or the refusal."""
+        target = parse_target(to)
+        est = await self.node.establishment(school)
+        decision, recipients = est.gatekeeper.check_broadcast(user, target, self.node.clock())
+        decision.raise_for_refusal()
+        return {"recipients": len(recipients)}
+
+    async def create(self, school: SchoolId, user: UserId,
+                     request: object) -> tuple[dict[str, Any], bool]:
+        """Create a broadcast (published now, or scheduled); ``(author view, created)``.
+
+        A retry with a ``client_id`` already used answers the original, whatever
+        the rules say now (the window may have closed since the first attempt).
+        """
+        node = self.node
+        now = node.clock()
+        draft = parse_draft(request, now)
+        est = await node.establishment(school)
+        decision, recipients = est.gatekeeper.check_broadcast(user, draft.target, now)
+        earlier = await node.store.find_broadcast(school, user, draft.client_id)
+        if earlier is not None:
+            return self.author_view(earlier, est, now), False
+        decision.raise_for_refusal()
+        publish_at = draft.publish_at or decision.hold_until or now
+        scheduled = publish_at > now
+        if not scheduled and not recipients:
+            raise Refused(ErrorCode.BAD_REQUEST,
+                          "Nobody would receive it: this audience is empty.")
+        deadline = draft.deadline
+        if draft.kind is Kind.POLL and deadline is None:
+            deadline = publish_at + DEFAULT_POLL_DURATION
+        b, new = await node.store.create_broadcast(
+            school, user, draft, now=now, publish_at=publish_at, deadline=deadline,
+            recipients=None if scheduled else recipients)
+        if new:
+            await node.announce(school, {"k": "b", "s": school, "id": b.id, "a": user,
+                                         "us": [] if scheduled else list(recipients)})
+        return self.author_view(b, est, now), new
+
+    async def _authored(self, school: SchoolId, user: UserId, bid: int) -> Broadcast:
+        """The broadcast if ``user`` wrote it: ``forbidden`` for a recipient, else not_found."""
+        b = await self.node.store.get_broadcast(school, bid)
+        if b.author == user:
+            return b
+        if await self.node.store.receipt(school, bid, user) is not None:
+            raise Refused(ErrorCode.FORBIDDEN, "Only its author sees the results.")
+        raise NotFound(f"no broadcast {bid} for you")
+
+    async def results(self, school: SchoolId, user: UserId, bid: int) -> dict[str, Any]:
+        """The author's results. Anonymous polls: counts and texts only, no identities."""
+        b = await self._authored(school, user, bid)
+        est = await self.node.establishment(school)
+        receipts = await self.node.store.receipts(school, bid)
+        texts: list[list[str] | None] = [
+            sorted(str(r.answers[i]["text"]) for r in receipts if r.answers is not None)
+            if q.kind is QuestionKind.TEXT else None
+            for i, q in enumerate(b.questions)]
+        out: dict[str, Any] = {"stats": stats_json(b.stats), "texts": texts,
+                               "pending": None, "responses": None}
+        if b.anonymous:
+            return out
+
+        def people(rows: Sequence[Receipt]) -> list[dict[str, Any]]:
+            found = [est.person(r.user_id) for r in rows]
+            return sorted(found, key=lambda p: (str(p.get("name", "")), p["id"]))
+
+        out["pending"] = {
+            "not_received": people([r for r in receipts if r.received_at is None]),
+            "not_read": people([r for r in receipts if r.read_at is None]),
+            "not_acknowledged": people([r for r in receipts if b.ack_requested
+                                        and r.acknowledged_at is None]),
+            "not_answered": people([r for r in receipts if b.kind is Kind.POLL
+                                    and r.answered_at is None])}
+        if b.kind is Kind.POLL:
+            answered = [r for r in receipts if r.answers is not None]
+            out["responses"] = sorted(
+                ({"user": est.person(r.user_id), "answered_at": _iso(r.answered_at),
+                  "answers": list(r.answers or ())} for r in answered),
+                key=lambda x: (str(x["user"].get("name", "")), x["user"]["id"]))
+        return out
+
+    async def remind(self, school: SchoolId, user: UserId, bid: int) -> dict[str, Any]:
+        """Nudge the recipients who have not done what the broadcast asks."""
+        node = self.node
+        b = await self._authored(school, user, bid)
+        if b.status != "published":
+            raise Refused(ErrorCode.CONFLICT, "It has not been published: nobody to remind.")
+        now = node.clock()
+        est = await node.establishment(school)
+        gk = est.gatekeeper
+        decision, _ = gk.check_broadcast(user, b.target, now)
+        decision.raise_for_refusal()
+        if decision.hold_until is not None:  # defer mode holds broadcasts, not reminders
+            raise Refused(ErrorCode.OUTSIDE_HOURS, "Reminders are sent during the hours only.",
+                          retry_at=decision.hold_until)
+        if b.kind is Kind.POLL and b.deadline is not None and now >= b.deadline:
+            raise Refused(ErrorCode.POLL_CLOSED)
+        if b.reminded_at is not None and now < b.reminded_at + REMINDER_INTERVAL:
+            raise Refused(ErrorCode.RATE_LIMITED, "One reminder every 10 minutes.",
+                          retry_at=b.reminded_at + REMINDER_INTERVAL)
+        receipts = await node.store.receipts(school, bid)
+        pending = [r.user_id for r in receipts if gk.may_broadcast_to(user, r.user_id) and (
+            r.answered_at is None if b.kind is Kind.POLL
+            else r.acknowledged_at is None if b.ack_requested else r.read_at is None)]
+        await node.store.remind_broadcast(school, bid, pending, now=now)
+        if pending:
+            await node.announce(school, {"k": "br", "s": school, "id": bid, "us": pending,
+                                         "a": user, "t": b.title, "at": _iso(now)})
+        return {"reminded": len(pending)}
+
+    # ------------------------------------------------------------------ recipients
+
+    async def listing(self, school: SchoolId, user: UserId) -> dict[str, Any]:
+        """What the user received (and marks it received) and what they wrote."""
+        node = self.node
+        est = await node.establishment(school)
+        est.gatekeeper.check_read(user).raise_for_refusal()
+        now = node.clock()
+        received = await node.store.broadcasts_received(school, user, now=now)
+        items = []
+        for b, r in received:
+            if r.received_at is None:
+                r, _ = await self._received(school, b, user, now)
+            items.append(self.recipient_view(b, r, est, now))
+        sent = await node.store.broadcasts_sent(school, user)
+        return {"received": items, "sent": [self.author_view(b, est, now) for b in sent]}
+
+    async def _received(self, school: SchoolId, b: Broadcast, user: UserId,
+                        now: datetime) -> tuple[Receipt, BroadcastStats | None]:
+        stats = await self.node.store.mark_broadcast_received(school, b.id, [user], now=now)
+        if stats is not None:
+            await self._figures(school, b, stats)
+        receipt = await self.node.store.receipt(school, b.id, user)
+        assert receipt is not None
+        return receipt, stats
+
+    async def view(self, school: SchoolId, user: UserId, bid: int) -> dict[str, Any]:
+        node = self.node
+        est = await node.establishment(school)
+        now = node.clock()
+        b = await node.store.get_broadcast(school, bid)
+        if b.author == user:
+            return self.author_view(b, est, now)
+        receipt = await self._receipt(school, b, user, est)
+        if receipt.received_at is None:
+            receipt, _ = await self._received(school, b, user, now)
+        return self.recipient_view(b, receipt, est, now)
+
+    async def _receipt(self, school: SchoolId, b: Broadcast, user: UserId,
+                       est: Establishment) -> Receipt:
+        receipt = await self.node.store.receipt(school, b.id, user)
+        if receipt is None:
+            raise NotFound(f"no broadcast {b.id} for you")
+        est.gatekeeper.check_read(user).raise_for_refusal()
+        return receipt
+
+    async def mark_read(self, school: SchoolId, user: UserId, bid: int, *,
+                        acknowledge: bool) -> dict[str, Any]:
+        node = self.node
+        est = await node.establishment(school)
+        b = await node.store.get_broadcast(school, bid)
+        await self._receipt(school, b, user, est)
+        if acknowledge and not b.ack_requested:
+            raise Refused(ErrorCode.BAD_REQUEST, "No acknowledgement was asked for.")
+        now = node.clock()
+        receipt, stats = await node.store.mark_broadcast_read(school, bid, user, now=now,
+                                                              acknowledge=acknowledge)
+        if stats is not None:
+            await self._changed(school, b, receipt, stats)
+        return self.recipient_view(b, receipt, est, now)
+
+    async def answer(self, school: SchoolId, user: UserId, bid: int,
+                     raw: object) -> dict[str, Any]:
+        node = self.node
+        est = await node.establishment(school)
+        b = await node.store.get_broadcast(school, bid)
+        await self._receipt(school, b, user, est)
+        if b.kind is not Kind.POLL or b.deadline is None:
+            raise Refused(ErrorCode.BAD_REQUEST, "This is information, not a poll.")
+        now = node.clock()
+        est.gatekeeper.check_vote(user, b.deadline, now).raise_for_refusal()
+        answers = parse_answers(b.questions, raw)
+        receipt, stats = await node.store.answer_poll(school, bid, user, answers, now=now)
+        await self._changed(school, b, receipt, stats)
+        return self.recipient_view(b, receipt, est, now)
+
+    async def _changed(self, school: SchoolId, b: Broadcast, receipt: Receipt,
+                       stats: BroadcastStats) -> None:
+        await self._figures(school, b, stats)
+        await self.node.announce(school, {"k": "bm", "s": school, "id": b.id,
+                                          "u": receipt.user_id, "mine": mine_json(receipt)})
+
+    async def _figures(self, school: SchoolId, b: Broadcast, stats: BroadcastStats) -> None:
+        await self.node.announce(school, {"k": "bs", "s": school, "id": b.id, "a": b.author,
+                                          "st": stats_json(stats)})
+
+    # ------------------------------------------------------------------ publication
+
+    async def release_due(self) -> None:
+        """Publish scheduled broadcasts whose time has come, after a fresh G1–G3/G8 check.
+
+        Every node calls this on its tick; the store hands each broadcast to one of them.
+        """
+        now = self.node.clock()
+        for b in await self.node.store.claim_due_broadcasts(now):
+            try:
+                await self._release(b, now)
+            except Exception:
+                log.exception("publishing broadcast %s failed", b.id)
+
+    async def _release(self, b: Broadcast, now: datetime) -> None:
+        node, school = self.node, b.school_id
+        try:
+            gk = (await node.schools.get(school)).gatekeeper
+        except NotFound:
+            return
+        decision, recipients = gk.check_broadcast(b.author, b.target, now)
+        if decision.allowed and decision.hold_until is not None:
+            await node.store.reschedule_broadcast(school, b.id, decision.hold_until)
+            return
+        if not decision.allowed or not recipients:
+            code = decision.code.value if decision.code is not None else "bad_request"
+            message = decision.message or "Nobody is left to receive it."
+            await node.store.drop_broadcast(school, b.id, code, message)
+            await node.announce(school, {"k": "bx", "s": school, "id": b.id, "a": b.author,
+                                         "code": code, "m": message})
+            return
+        await node.store.publish_broadcast(school, b.id, recipients, now=now)
+        await node.announce(school, {"k": "b", "s": school, "id": b.id, "a": b.author,
+                                     "us": list(recipients)})
+
+    # ------------------------------------------------------------------ events
+
+    def dispatch(self, ev: dict[str, Any]) -> None:
+        """An event of the table above, from this node or another."""
+        kind, school = ev["k"], SchoolId(ev["s"])
+        hub = self.node.hub
+        if kind == "b":
+            self.node.spawn(self._published(school, ev["id"], UserId(ev["a"]),
+                                            [UserId(u) for u in ev["us"]]))
+        elif kind == "bs":
+            frame = Frame({"type": "broadcast_stats", "id": ev["id"], "stats": ev["st"]})
+            for member in hub.of_user(school, UserId(ev["a"])):
+                member.push(frame)
+        elif kind == "bm":
+            frame = Frame({"type": "broadcast_mine", "id": ev["id"], "mine": ev["mine"]})
+            for member in hub.of_user(school, UserId(ev["u"])):
+                member.push(frame)
+        elif kind == "br":
+            est = self.node.schools.current(school)
+            author = (est.person(UserId(ev["a"])) if est is not None
+                      else {"id": ev["a"]})
+            frame = Frame({"type": "broadcast_reminder", "id": ev["id"], "title": ev["t"],
+                           "author": author, "at": ev["at"]})
+            for u in ev["us"]:
+                for member in hub.of_user(school, UserId(u)):
+                    member.push(frame)
+        elif kind == "bx":
+            frame = Frame({"type": "broadcast_dropped", "id": ev["id"], "code": ev["code"],
+                           "message": ev["m"]})
+            for member in hub.of_user(school, UserId(ev["a"])):
+                member.push(frame)
+
+    async def _published(self, school: SchoolId, bid: int, author: UserId,
+                         users: list[UserId]) -> None:
+        node = self.node
+        here = [m for u in users for m in node.hub.of_user(school, u)]
+        authors = node.hub.of_user(school, author)
+        if not here and not authors:
+            return
+        b = await node.store.get_broadcast(school, bid)
+        est = await node.establishment(school)
+        now = node.clock()
+        if here:
+            present = sorted({m.user_id for m in here})
+            stats = await node.store.mark_broadcast_received(school, bid, present, now=now)
+            # One frame for all: every recipient's state is the same, just received.
+            first = Receipt(bid, UserId(""), now, None, None, None, None, None)
+            view = self.recipient_view(b, first, est, now)
+            frame = Frame({"type": "broadcast", "broadcast": view})
+            for member in here:
+                member.push(frame)
+            if stats is not None:
+                await self._figures(school, b, stats)
+                b = await node.store.get_broadcast(school, bid)
+        if authors:
+            frame = Frame({"type": "broadcast", "broadcast": self.author_view(b, est, now)})
+            for member in authors:
+                member.push(frame)
