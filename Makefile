@@ -19,11 +19,13 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	touch $@ $(VENV)/.installed
 
-## demo: install, build the demo school (30 classes x 28 students), serve http://127.0.0.1:8000
+## demo: install, build the demo school (30 classes x 28 students, parent messaging on and
+## every parent opted in), serve http://127.0.0.1:8000
 demo: $(VENV)/.installed
 	@mkdir -p var
 	$(BIN)/preau demo-school --classes 30 --students 28 --seed 1 > var/demo-school.json
 	PREAU_DATABASE_URL=$(DB) $(BIN)/preau directory import var/demo-school.json
+	PREAU_DATABASE_URL=$(DB) $(BIN)/preau demo-setup
 	PREAU_DATABASE_URL=$(DB) $(BIN)/preau serve --demo
 
 ## test: install the test extras, run ruff, mypy and the whole suite

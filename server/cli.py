@@ -21,7 +21,7 @@ from pathlib import Path
 from .clock import system_clock
 from .config import Config
 from .errors import ConfigurationError, DirectoryError, PreauError
-from .model import SchoolId, UserId
+from .model import Role, SchoolId, UserId
 from .store import Store, open_store, sqlite_path
 from .tokens import issue_token
 
@@ -84,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     _database_flag(token)
     token.set_defaults(run=_token)
 
+    setup = sub.add_parser(
+        "demo-setup", help="switch on messaging between parents and opt every parent in "
+                           "(a demo school's tour: delegates' broadcasts reach the parents)")
+    setup.add_argument("--school", help="school id (default: the only school)")
+    _database_flag(setup)
+    setup.set_defaults(run=_demo_setup)
+
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
     _database_flag(migrate)
     migrate.set_defaults(run=_migrate)
@@ -131,6 +138,21 @@ def _make_parent_dir(config: Config) -> None:
 
 async def _open(config: Config) -> Store:
     return await open_store(config.database_url)
+
+
+async def _choose_school(store: Store, wanted: str | None) -> SchoolId:
+    """The school named by ``--school``, or the database's only one."""
+    schools = await store.list_schools()
+    if wanted:
+        if SchoolId(wanted) not in schools:
+            raise ConfigurationError(f"no school {wanted!r} in the database")
+        return SchoolId(wanted)
+    if len(schools) == 1:
+        return schools[0]
+    if not schools:
+        raise ConfigurationError(
+            "the database has no school yet: run `preau directory import FILE` first")
+    raise ConfigurationError(f"several schools ({', '.join(schools)}): choose one with --school")
 
 
 # ---------------------------------------------------------------------- commands
@@ -210,19 +232,7 @@ def _token(args: argparse.Namespace, config: Config) -> int:
     async def run() -> int:
         store = await _open(config)
         try:
-            schools = await store.list_schools()
-            if args.school:
-                school = SchoolId(args.school)
-                if school not in schools:
-                    raise ConfigurationError(f"no school {args.school!r} in the database")
-            elif len(schools) == 1:
-                school = schools[0]
-            elif not schools:
-                raise ConfigurationError(
-                    "the database has no school yet: run `preau directory import FILE` first")
-            else:
-                raise ConfigurationError(
-                    f"several schools ({', '.join(schools)}): choose one with --school")
+            school = await _choose_school(store, args.school)
             state = await store.load_school(school)
             if UserId(args.user_id) not in state.directory.users:
                 raise ConfigurationError(f"no active user {args.user_id!r} in {school!r}")
@@ -234,6 +244,32 @@ def _token(args: argparse.Namespace, config: Config) -> int:
         # The token must be valid by the server's clock (PREAU_CLOCK_START shifts it).
         now = config.clock_start if config.clock_start is not None else system_clock()
         print(issue_token(secret, school, UserId(args.user_id), ttl=ttl, now=now))
+        return 0
+
+    return asyncio.run(run())
+
+
+def _demo_setup(args: argparse.Namespace, config: Config) -> int:
+    async def run() -> int:
+        store = await _open(config)
+        try:
+            school = await _choose_school(store, args.school)
+            state = await store.load_school(school)
+            now = system_clock()
+            if not state.settings.parent_messaging_enabled:
+                await store.update_settings(
+                    school, replace(state.settings, parent_messaging_enabled=True),
+                    actor="demo-setup", now=now)
+            parents = [u.id for u in state.directory.users.values() if u.role is Role.PARENT
+                       and not state.preferences_of(u.id).parent_messaging_opt_in]
+            for user_id in parents:
+                prefs = replace(state.preferences_of(user_id), parent_messaging_opt_in=True)
+                await store.update_preferences(school, user_id, prefs, actor="demo-setup",
+                                               now=now)
+        finally:
+            await store.close()
+        print(f"school {school!r}: messaging between parents is on; {len(parents)} more "
+              "parents opted in")
         return 0
 
     return asyncio.run(run())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -12,6 +13,8 @@ from typing import Any
 import jwt
 import pytest
 
+from server.model import SchoolId, UserId
+from server.store import SqliteStore
 from tests.schools import school_doc
 
 
@@ -142,3 +145,26 @@ class TestDemoSchool:
         result = preau(tmp_path, "directory", "import", str(path))
         assert result.returncode == 0, result.stderr
         assert preau(tmp_path, "token", "admin").returncode == 0
+
+    def test_setup_opens_the_tour_of_delegates_broadcasts(self, tmp_path: Path):
+        path = write(tmp_path, school_doc())
+        assert preau(tmp_path, "directory", "import", str(path)).returncode == 0
+        first = preau(tmp_path, "demo-setup")
+        assert first.returncode == 0, first.stderr
+        assert "3 more parents opted in" in first.stdout
+        assert "0 more parents" in preau(tmp_path, "demo-setup").stdout  # idempotent
+
+        async def check() -> None:
+            st = SqliteStore(str(tmp_path / "cli.db"))
+            await st.open()
+            try:
+                state = await st.load_school(SchoolId("hugo"))
+                fields = {e.field for e in await st.audit_log(SchoolId("hugo"))}
+            finally:
+                await st.close()
+            assert state.settings.parent_messaging_enabled is True
+            assert all(state.preferences_of(UserId(p)).parent_messaging_opt_in
+                       for p in ("p1", "p2", "p3"))
+            assert "parent_messaging_enabled" in fields  # recorded, like any change
+
+        asyncio.run(check())

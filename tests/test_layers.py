@@ -13,10 +13,11 @@ WEB = ("starlette", "uvicorn", "server.web")
 
 RULES = [
     *((m, IO) for m in ("server.gatekeeper", "server.settings", "server.model",
-                        "server.directory", "server.demo", "server.errors")),
+                        "server.directory", "server.demo", "server.errors",
+                        "server.broadcasts")),
     ("server.protocol", ("asyncio", "starlette", "uvicorn", "redis", "aiosqlite", "websockets")),
     ("server.store", (*WEB, "server.schools")),
-    *((m, WEB) for m in ("server.node", "server.session", "server.hub")),
+    *((m, WEB) for m in ("server.node", "server.session", "server.hub", "server.noticeboard")),
 ]
 
 
