@@ -189,6 +189,7 @@ class Noticeboard:
         """The author's results. Anonymous polls: counts and texts only, no identities."""
         b = await self._authored(school, user, bid)
         est = await self.node.establishment(school)
+        est.gatekeeper.check_read(user).raise_for_refusal()
         receipts = await self.node.store.receipts(school, bid)
         texts: list[list[str] | None] = [
             sorted(str(r.answers[i]["text"]) for r in receipts if r.answers is not None)
@@ -279,6 +280,7 @@ class Noticeboard:
         now = node.clock()
         b = await node.store.get_broadcast(school, bid)
         if b.author == user:
+            est.gatekeeper.check_read(user).raise_for_refusal()
             return self.author_view(b, est, now)
         receipt = await self._receipt(school, b, user, est)
         if receipt.received_at is None:

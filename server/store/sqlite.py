@@ -158,6 +158,21 @@ class SqliteStore(SqliteBroadcasts):
                     await db.execute("ROLLBACK")
                     raise StoreError(f"commit failed: {exc}") from exc
 
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Several reads that must agree: a deferred transaction, which takes no write
+        lock (writers, the appender included, go on meanwhile)."""
+        async with self._lock:
+            db = self.db
+            try:
+                await db.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise StoreError(f"database unavailable: {exc}") from exc
+            try:
+                yield db
+            finally:
+                await db.execute("COMMIT")
+
     async def _one(self, sql: str, args: Sequence[Any]) -> Any:
         rows = await self._all(sql, args)
         return next(iter(rows), None)

@@ -50,6 +50,7 @@ class SqliteBroadcasts:
 
     if TYPE_CHECKING:
         def _transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
+        def _snapshot(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
         async def _all(self, sql: str, args: Sequence[Any]) -> Iterable[Any]: ...
 
     async def create_broadcast(
@@ -85,14 +86,14 @@ class SqliteBroadcasts:
     async def find_broadcast(
         self, school_id: SchoolId, author: UserId, client_id: str
     ) -> Broadcast | None:
-        async with self._transaction() as db:
+        async with self._snapshot() as db:
             row = await _fetch_one(db, f"SELECT {_COLUMNS} FROM broadcasts b WHERE "
                                    "b.school_id = ? AND b.author = ? AND b.client_id = ?",
                                    (school_id, author, client_id))
             return None if row is None else await _broadcast(db, row)
 
     async def get_broadcast(self, school_id: SchoolId, broadcast_id: int) -> Broadcast:
-        async with self._transaction() as db:
+        async with self._snapshot() as db:
             return await _get(db, school_id, broadcast_id)
 
     async def claim_due_broadcasts(self, now: datetime, *, limit: int = 100) -> list[Broadcast]:
@@ -143,7 +144,7 @@ class SqliteBroadcasts:
     async def broadcasts_received(
         self, school_id: SchoolId, user_id: UserId, *, now: datetime, limit: int = 100
     ) -> list[tuple[Broadcast, Receipt]]:
-        async with self._transaction() as db:
+        async with self._snapshot() as db:
             rows = await (await db.execute(
                 f"SELECT {_COLUMNS}, {_RECEIPT} FROM broadcast_recipients r "
                 "JOIN broadcasts b ON b.id = r.broadcast_id "
@@ -156,7 +157,7 @@ class SqliteBroadcasts:
     async def broadcasts_sent(
         self, school_id: SchoolId, author: UserId, *, limit: int = 100
     ) -> list[Broadcast]:
-        async with self._transaction() as db:
+        async with self._snapshot() as db:
             rows = await (await db.execute(
                 f"SELECT {_COLUMNS} FROM broadcasts b WHERE b.school_id = ? AND b.author = ? "
                 "ORDER BY b.id DESC LIMIT ?", (school_id, author, limit))).fetchall()
