@@ -274,6 +274,7 @@ class Node:
                     for m in rows:
                         session.push(Frame(message_frame(m)))
                     incomplete += int(not rows or rows[0].seq > seq + 1)
+        await self.noticeboard.catch_up(session)
         if first:
             await self._publish_school(school, {"k": "p", "s": school, "u": user, "on": True,
                                                 "ds": list(present)})

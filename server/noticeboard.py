@@ -42,7 +42,7 @@ from .broadcasts import (
     target_to_json,
 )
 from .errors import ErrorCode, NotFound, Refused
-from .hub import Frame
+from .hub import Frame, Member
 from .model import SchoolId, UserId
 from .schools import Establishment, fold
 from .store import Broadcast, BroadcastStats, Receipt
@@ -273,6 +273,24 @@ class Noticeboard:
         receipt = await self.node.store.receipt(school, b.id, user)
         assert receipt is not None
         return receipt, stats
+
+    async def catch_up(self, member: Member) -> None:
+        """A new connection: deliver what was published while the user had none open.
+
+        Those are exactly the broadcasts the user has not received yet; each is
+        delivered once (then marked received), oldest first.
+        """
+        node = self.node
+        school, user = member.school_id, member.user_id
+        now = node.clock()
+        missed = await node.store.broadcasts_received(school, user, now=now, undelivered=True)
+        if not missed:
+            return
+        est = await node.establishment(school)
+        for b, _ in reversed(missed):
+            receipt, _ = await self._received(school, b, user, now)
+            member.push(Frame({"type": "broadcast",
+                               "broadcast": self.recipient_view(b, receipt, est, now)}))
 
     async def view(self, school: SchoolId, user: UserId, bid: int) -> dict[str, Any]:
         node = self.node

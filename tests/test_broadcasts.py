@@ -252,6 +252,25 @@ class TestInformation:
             refused(await c.get(f"/api/broadcasts/{b['id']}"), 404, "not_found")
             refused(await c.post(f"/api/broadcasts/{b['id']}/read"), 404, "not_found")
 
+    async def test_published_while_offline_arrives_at_the_next_connection(
+            self, live_server: LiveServer):
+        async with client(live_server, "t1") as t1:
+            b = created(await t1.post("/api/broadcasts", json=information(
+                {"roles": ["student"], "classes": ["2A"]})))
+            assert b["stats"]["received"] == 0  # nobody connected
+        e1, _ = await Wire.signed_in(live_server.ws_url, live_server.token("e1"))
+        got = await e1.expect("broadcast")
+        assert got["broadcast"]["id"] == b["id"]
+        assert got["broadcast"]["mine"]["received_at"] is not None
+        await e1.close()
+        # Delivered once: the next connection gets nothing again.
+        again, _ = await Wire.signed_in(live_server.ws_url, live_server.token("e1"))
+        await again.request({"type": "ping"})
+        assert [f for f in again.frames if f["type"] == "broadcast"] == []
+        async with client(live_server, "t1") as t1:
+            view = (await t1.get(f"/api/broadcasts/{b['id']}")).json()["broadcast"]
+            assert view["stats"]["received"] == 1
+
     async def test_a_retry_returns_the_original(self, live_server: LiveServer):
         body = information({"roles": ["student"], "classes": ["2A"]})
         async with client(live_server, "t1") as c:

@@ -217,9 +217,11 @@ class BroadcastStore(Protocol):
         """A scheduled broadcast refused at its publication."""
 
     async def broadcasts_received(
-        self, school_id: SchoolId, user_id: UserId, *, now: datetime, limit: int = 100
+        self, school_id: SchoolId, user_id: UserId, *, now: datetime, limit: int = 100,
+        undelivered: bool = False,
     ) -> list[tuple[Broadcast, Receipt]]:
-        """Published to the user and not expired at ``now``, newest first."""
+        """Published to the user and not expired at ``now``, newest first; with
+        ``undelivered``, only those the user has not received yet."""
 
     async def broadcasts_sent(
         self, school_id: SchoolId, author: UserId, *, limit: int = 100

@@ -142,14 +142,16 @@ class SqliteBroadcasts:
             return await _get(db, school_id, broadcast_id)
 
     async def broadcasts_received(
-        self, school_id: SchoolId, user_id: UserId, *, now: datetime, limit: int = 100
+        self, school_id: SchoolId, user_id: UserId, *, now: datetime, limit: int = 100,
+        undelivered: bool = False,
     ) -> list[tuple[Broadcast, Receipt]]:
+        only = "AND r.received_at IS NULL " if undelivered else ""
         async with self._snapshot() as db:
             rows = await (await db.execute(
                 f"SELECT {_COLUMNS}, {_RECEIPT} FROM broadcast_recipients r "
                 "JOIN broadcasts b ON b.id = r.broadcast_id "
                 "WHERE r.school_id = ? AND r.user_id = ? AND b.status = 'published' "
-                "AND (b.expires_at IS NULL OR b.expires_at > ?) "
+                f"AND (b.expires_at IS NULL OR b.expires_at > ?) {only}"
                 "ORDER BY b.published_at DESC, b.id DESC LIMIT ?",
                 (school_id, user_id, ts(now), limit))).fetchall()
             return [(await _broadcast(db, r[:_NCOLS]), _receipt(r[_NCOLS:])) for r in rows]
