@@ -97,11 +97,20 @@ class TestWhoMaySendToWhom:
             assert r.json() == {"recipients": 9}  # everyone but s1
             r = await c.post("/api/broadcasts/preview", json={"to": {"users": ["e3", "t2"]}})
             assert r.json() == {"recipients": 2}
+            # Even staff name only people of the school: the whole broadcast is refused.
+            r = await c.post("/api/broadcasts", json=information({"users": ["e3", "ghost"]}))
+            refused(r, 403, "broadcast_not_allowed")
             audience = (await c.get("/api/broadcasts/audience")).json()
         assert audience["allowed"] is True
         assert audience["whole_school"] is True
         assert audience["roles"] == ["parent", "staff", "student", "teacher"]
         assert [c["id"] for c in audience["classes"]] == ["2A", "2B"]
+        async with client(live_server, "s1") as c:
+            # And G2 comes first: with the staff profile switched off, nothing goes out.
+            await admin_patch(live_server, "/api/settings",
+                              {"profiles": {"staff": {"discussions_enabled": False}}})
+            r = await c.post("/api/broadcasts", json=information({"users": ["e3"]}))
+            refused(r, 403, "profile_disabled")
 
     async def test_teacher_addresses_her_classes_students_and_parents(
             self, live_server: LiveServer):
