@@ -4,13 +4,19 @@
 //   #/d/<id>        one discussion
 //   #/new[?to=ids]  start a discussion
 //   #/settings      the administrator's page
+//   #/b, #/b/<id>   information messages and polls ("Informations & sondages")
+//   #/b/new         write one (when GET /api/broadcasts/audience allows it)
+//   #/prefs         a parent's preferences ("Mes préférences")
 // Routes live in the hash so that a reload reopens the same screen.
 
 import { api, clearToken, getToken } from './api.js';
+import { Board } from './broadcasts.js';
+import { broadcastsView } from './broadcastsview.js';
 import { Chat } from './chat.js';
 import { conversationView } from './conversation.js';
 import { h, reconcile, replace } from './dom.js';
 import { newDiscussionView } from './newdiscussion.js';
+import { preferencesView } from './preferences.js';
 import { Connection } from './protocol.js';
 import { settingsView } from './settings.js';
 import { signInView } from './signin.js';
@@ -61,11 +67,15 @@ function startSession(me) {
   const chat = new Chat({ me: me.user, storageKey: `preau.chat.${me.school.id}.${me.user.id}` });
   chat.window = me.window;
   chat.readOnly = !me.window.open;
+  const board = new Board({ me: me.user, storageKey: `preau.broadcasts.${me.school.id}.${me.user.id}` });
 
   const conn = h('span', { class: 'conn', role: 'status', 'aria-live': 'polite' });
   const windowChip = h('span', { class: 'window-chip', hidden: true });
+  const broadcastBadge = h('span', { class: 'unread nav-badge', hidden: true });
   const nav = h('nav', { 'aria-label': 'Main' },
     h('a', { href: '#/', dataset: { route: 'list' } }, 'Discussions'),
+    h('a', { href: '#/b', dataset: { route: 'broadcasts' } }, 'Informations & sondages', broadcastBadge),
+    me.user.role === 'parent' ? h('a', { href: '#/prefs', dataset: { route: 'prefs' } }, 'Mes préférences') : null,
     me.admin ? h('a', { href: '#/settings', dataset: { route: 'settings' } }, 'Settings') : null);
   const signOut = h('button', { type: 'button', class: 'secondary small' }, 'Sign out');
   const banners = h('div', { class: 'banners', 'aria-live': 'polite' });
@@ -82,11 +92,14 @@ function startSession(me) {
     url: wsUrl(),
     token: () => getToken(),
     resume: () => chat.resumePositions(),
-    onFrame: (frame) => chat.handleFrame(frame),
+    onFrame: (frame) => {
+      chat.handleFrame(frame);
+      board.handleFrame(frame); // broadcast events, and a fresh GET /api/broadcasts after each welcome
+    },
     onStatus: (status) => onStatus(status),
   });
   chat.connection = connection;
-  session = { me, chat, connection, main, banners, view: null, access: me.access.allowed ? null : me.access };
+  session = { me, chat, board, connection, main, banners, view: null, access: me.access.allowed ? null : me.access };
 
   // -- banners: every refusal, window change and access loss is said in words.
   function notify({ kind = 'info', title, detail = '', more = '', code = '' }) {
@@ -166,9 +179,34 @@ function startSession(me) {
   });
   for (const type of ['discussion', 'list', 'outbox', 'unread']) chat.addEventListener(type, () => renderListSoon());
 
+  // Information messages and polls: the unread count in the navigation, and what to say.
+  function renderBroadcastBadge() {
+    const n = board.unreadCount();
+    broadcastBadge.hidden = n === 0;
+    replace(broadcastBadge, String(n), h('span', { class: 'sr-only' }, ' new'));
+  }
+  board.addEventListener('change', renderBroadcastBadge);
+  board.addEventListener('list', renderBroadcastBadge);
+  board.addEventListener('reminder', (e) => {
+    const { id, title, author } = e.detail;
+    const route = parseRoute();
+    if (route.name === 'broadcast' && route.id === id) return; // it is open: the page says it
+    notify({ kind: 'info', code: 'broadcast_reminder', title: `Reminder from ${personName(author)}: “${title}”.` });
+  });
+  board.addEventListener('dropped', (e) => {
+    const b = board.get(e.detail.id);
+    const what = explain(e.detail);
+    notify({
+      kind: 'error', code: e.detail.code,
+      title: `${b ? `“${b.title}”` : 'A scheduled information or poll'} was not published. ${what.title}`,
+      detail: what.detail,
+    });
+  });
+
   signOut.addEventListener('click', () => {
     connection.stop();
     chat.forget();
+    board.forget();
     endSession();
   });
   // Save positions and outbox as the page goes away: the reload resumes from them.
@@ -208,6 +246,12 @@ function parseRoute() {
     return { name: 'new', to: (params.get('to') || '').split(',').map((s) => s.trim()).filter(Boolean) };
   }
   if (parts[0] === 'settings') return { name: 'settings' };
+  if (parts[0] === 'prefs') return { name: 'prefs' };
+  if (parts[0] === 'b') {
+    if (parts[1] === 'new') return { name: 'compose' };
+    if (/^\d+$/.test(parts[1] || '')) return { name: 'broadcast', id: Number(parts[1]) };
+    return { name: 'broadcasts' };
+  }
   return { name: 'list' };
 }
 
@@ -217,9 +261,9 @@ function renderRoute() {
   const route = parseRoute();
   if (session.view) session.view.destroy();
   session.view = null;
+  const section = { settings: 'settings', prefs: 'prefs', broadcasts: 'broadcasts', broadcast: 'broadcasts', compose: 'broadcasts' }[route.name] || 'list';
   for (const a of document.querySelectorAll('nav a')) {
-    const current = (a.dataset.route === 'settings') === (route.name === 'settings');
-    if (current) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
+    if (a.dataset.route === section) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
 
   if (route.name === 'settings' && me.admin) {
@@ -228,9 +272,23 @@ function renderRoute() {
     replace(main, session.view.element);
     return;
   }
+  if (route.name === 'prefs') {
+    document.title = 'Mes préférences · Préau';
+    session.view = preferencesView({ me, notify });
+    replace(main, session.view.element);
+    return;
+  }
   if (session.access) {
     document.title = 'Préau';
     replace(main, accessView(session.access));
+    return;
+  }
+  if (section === 'broadcasts') {
+    const b = route.name === 'broadcast' ? session.board.get(route.id) : null;
+    document.title = `${route.name === 'compose' ? 'New information or poll' : b ? b.title : 'Informations & sondages'} · Préau`;
+    session.view = broadcastsView({ board: session.board, me, route, notify });
+    replace(main, session.view.element);
+    if (route.name !== 'broadcasts') session.view.focus();
     return;
   }
 

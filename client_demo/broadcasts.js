@@ -276,6 +276,10 @@ export class Board extends EventTarget {
 
   // ------------------------------------------------------------------ storage
 
+  forget() {
+    if (this.storageKey) sessionStorage.removeItem(this.storageKey);
+  }
+
   _save() {
     if (!this.storageKey) return;
     try {

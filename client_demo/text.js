@@ -46,6 +46,9 @@ export function personDetail(person) {
   return parts.filter(Boolean).join(', ');
 }
 
+/** Roles as groups of people, for audiences. */
+export const ROLE_LABELS = { student: 'Students', parent: 'Parents', teacher: 'Teachers', staff: 'Staff' };
+
 const LEADS = {
   unauthenticated: 'Your session is no longer valid: sign in again.',
   discussions_disabled: 'Discussions are switched off in the school.',

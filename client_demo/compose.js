@@ -1,0 +1,486 @@
+// Write an information message or a poll (docs/protocol.md §14.5, POST
+// /api/broadcasts). The audience picker offers only what GET
+// /api/broadcasts/audience says the author may address; the recipients are
+// counted live with POST /api/broadcasts/preview, which also gives the refusal
+// the creation would get. The server decides: a refusal is shown in words and
+// everything written stays in the form.
+//
+// The draft lives in the Board (memory), with its client_id: leaving the page
+// and coming back keeps it, and a retry after a lost answer carries the same
+// client_id, so the server returns the original instead of sending it twice.
+
+import { debounce, h, nextId, replace } from './dom.js';
+import { ROLE_LABELS, explain, formatOpening, personDetail, personName } from './text.js';
+
+const MAX_QUESTIONS = 20;
+const MAX_CHOICES = 20;
+const KINDS = [['single', 'One choice'], ['multiple', 'Several choices'], ['text', 'Free text']];
+
+function blankQuestion() {
+  return { text: '', kind: 'single', choices: ['', ''], max: '' };
+}
+
+function blankDraft(board) {
+  return {
+    client_id: board.newClientId(), kind: 'information', title: '', body: '',
+    roles: new Set(), classes: new Set(), whole: false, users: new Map(),
+    ack: false, anonymous: false, deadline: '', questions: [blankQuestion()], fresh: true,
+  };
+}
+
+/** datetime-local (the reader's local time) → UTC ISO without milliseconds. */
+function toUtc(local) {
+  const date = new Date(local);
+  return Number.isNaN(date.getTime()) ? null : date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+function checkbox(label, checked, extra = {}) {
+  const id = nextId('check');
+  const input = h('input', { id, type: 'checkbox', checked, ...extra });
+  return { input, element: h('div', { class: 'check' }, input, h('label', { for: id }, label)) };
+}
+
+function field(label, input, hint) {
+  const id = input.id || nextId('field');
+  input.id = id;
+  return h('div', { class: 'field' }, h('label', { for: id }, label), input,
+    hint ? h('p', { class: 'hint' }, hint) : null);
+}
+
+/**
+ * @param {object} options
+ * @param {Board} options.board
+ * @param {object} options.me
+ * @param {(banner) => void} options.notify
+ * @param {(broadcast) => void} options.onSent
+ */
+export function composeView({ board, notify, onSent }) {
+  const headingId = nextId('compose-title');
+  const heading = h('h2', { id: headingId, tabindex: '-1' }, 'New information or poll');
+  const body = h('div', { class: 'compose-body' }, h('p', { class: 'loading' }, 'Loading…'));
+  const element = h('section', { class: 'compose', 'aria-labelledby': headingId },
+    h('header', { class: 'conv-head' }, h('a', { href: '#/b', class: 'back' }, '‹ Informations & sondages'), heading),
+    body);
+  let destroyed = false;
+  let form = null;
+
+  board.loadAudience().then((audience) => {
+    if (destroyed) return;
+    board.dispatchEvent(new CustomEvent('audience'));
+    if (!audience.allowed) {
+      const { title, detail } = explain({ code: audience.code, message: audience.message });
+      replace(body, h('div', { class: 'notice not-allowed', dataset: { code: audience.code || '' } },
+        h('p', { class: 'banner-title' }, 'You may not send information or polls.'),
+        h('p', {}, audience.message || detail || title)));
+      return;
+    }
+    if (!board.composeDraft) board.composeDraft = blankDraft(board);
+    form = composeForm({ board, audience, draft: board.composeDraft, notify, onSent });
+    replace(body, form.element);
+  }).catch((error) => {
+    if (destroyed) return;
+    replace(body, h('p', { class: 'notice', role: 'alert' }, explain(error).title));
+  });
+
+  return {
+    element,
+    focus: () => heading.focus(),
+    destroy() { destroyed = true; if (form) form.destroy(); },
+  };
+}
+
+function composeForm({ board, audience, draft, notify, onSent }) {
+  if (draft.fresh && audience.classes && audience.classes.length === 1) {
+    draft.classes.add(audience.classes[0].id); // only one class to choose: chosen
+  }
+  draft.fresh = false;
+
+  const errorBox = h('div', { class: 'banner banner-error form-error', role: 'alert', tabindex: '-1', hidden: true });
+
+  // -- kind
+  const kindName = nextId('kind');
+  const kindRadios = [['information', 'Information'], ['poll', 'Poll']].map(([value, label]) => {
+    const id = nextId('kind');
+    const input = h('input', { id, type: 'radio', name: kindName, value, checked: draft.kind === value, dataset: { kind: value } });
+    return { input, element: h('div', { class: 'check' }, input, h('label', { for: id }, label)) };
+  });
+
+  // -- text
+  const title = h('input', { type: 'text', maxlength: '200', required: true, autocomplete: 'off' });
+  title.value = draft.title;
+  const text = h('textarea', { rows: '5', maxlength: '8000' });
+  text.value = draft.body;
+
+  // -- audience
+  const roleBoxes = (audience.roles || []).map((role) => ({
+    role, ...checkbox(ROLE_LABELS[role] || role, draft.roles.has(role), { dataset: { role } }),
+  }));
+  const whole = audience.whole_school ? checkbox('The whole school', draft.whole, { dataset: { whole: 'true' } }) : null;
+  const classBoxes = (audience.classes || []).map((c) => ({
+    id: c.id, ...checkbox(c.name || c.id, draft.classes.has(c.id), { dataset: { class: c.id } }),
+  }));
+  const chips = h('ul', { class: 'chips', 'aria-label': 'People chosen' });
+  const peopleSearch = h('input', { type: 'search', autocomplete: 'off', placeholder: 'Name' });
+  const peopleStatus = h('p', { class: 'picker-status', role: 'status' });
+  const peopleList = h('ul', { class: 'picker-results', 'aria-label': 'People found' });
+  const count = h('p', { class: 'recipients-count', role: 'status', 'aria-live': 'polite' });
+
+  // -- options
+  const ack = checkbox('Ask for “J’ai pris connaissance”', draft.ack, { dataset: { option: 'ack' } });
+  const anonymous = checkbox('Anonymous poll (you will see only the totals)', draft.anonymous, { dataset: { option: 'anonymous' } });
+  const deadline = h('input', { type: 'datetime-local' });
+  deadline.value = draft.deadline;
+  const deadlineField = field('Deadline for answers (optional)', deadline, 'In your local time. Without one, the poll closes 15 days after it is published.');
+  const pollOptions = h('div', { class: 'poll-options' }, anonymous.element, deadlineField);
+
+  // -- questions
+  const questionList = h('div', { class: 'question-editors' });
+  const addQuestion = h('button', { type: 'button', class: 'secondary' }, 'Add a question');
+  const questionsBox = h('fieldset', { class: 'questions-editor' }, h('legend', {}, 'Questions'), questionList, addQuestion);
+
+  const submit = h('button', { type: 'submit' }, 'Send');
+  const clear = h('button', { type: 'button', class: 'secondary' }, 'Clear the form');
+  const status = h('p', { class: 'form-status', role: 'status' });
+
+  const element = h('form', { class: 'compose-form', 'aria-label': 'New information or poll', novalidate: true },
+    errorBox,
+    h('fieldset', { class: 'kind-choice' }, h('legend', {}, 'Kind'), h('div', { class: 'row' }, kindRadios.map((k) => k.element))),
+    field('Title', title),
+    field('Text', text),
+    h('fieldset', { class: 'audience' }, h('legend', {}, 'Recipients'),
+      roleBoxes.length ? h('fieldset', { class: 'sub' }, h('legend', {}, 'People of these roles'),
+        h('div', { class: 'row' }, roleBoxes.map((r) => r.element))) : null,
+      roleBoxes.length ? h('fieldset', { class: 'sub' }, h('legend', {}, 'In'),
+        whole ? whole.element : null,
+        h('div', { class: 'row' }, classBoxes.map((c) => c.element)),
+        classBoxes.length === 0 && !whole ? h('p', { class: 'hint' }, 'No class to choose.') : null) : null,
+      h('fieldset', { class: 'sub' }, h('legend', {}, 'And these people'),
+        chips, field('Add people', peopleSearch), peopleStatus, peopleList),
+      count),
+    h('fieldset', { class: 'options' }, h('legend', {}, 'Options'), ack.element, pollOptions),
+    questionsBox,
+    h('div', { class: 'row' }, submit, clear, status));
+
+  // ------------------------------------------------------------------ audience
+
+  function to() {
+    return {
+      roles: roleBoxes.filter((r) => r.input.checked).map((r) => r.role),
+      classes: whole && whole.input.checked ? null : classBoxes.filter((c) => c.input.checked).map((c) => c.id),
+      users: [...draft.users.keys()],
+    };
+  }
+
+  /** Why the audience cannot be sent as it is, or ''. */
+  function audienceProblem(t) {
+    if (t.roles.length === 0 && t.users.length === 0) return 'Choose who receives it: a role, or people.';
+    if (t.roles.length && t.classes !== null && t.classes.length === 0) {
+      return whole ? 'Choose at least one class, or the whole school.' : 'Choose at least one class.';
+    }
+    return '';
+  }
+
+  let previewGeneration = 0;
+  const preview = debounce(async () => {
+    const mine = ++previewGeneration;
+    const t = to();
+    const problem = audienceProblem(t);
+    count.dataset.code = '';
+    if (problem) {
+      count.textContent = problem;
+      count.dataset.state = 'empty';
+      return;
+    }
+    count.textContent = 'Counting the recipients…';
+    count.dataset.state = 'counting';
+    try {
+      const reply = await board.preview(t);
+      if (mine !== previewGeneration) return;
+      const n = reply.recipients;
+      count.textContent = `${n} ${n === 1 ? 'recipient' : 'recipients'}`;
+      count.dataset.state = 'ok';
+    } catch (error) {
+      if (mine !== previewGeneration) return;
+      const { title: lead, detail } = explain(error);
+      count.textContent = detail ? `${lead} ${detail}` : lead;
+      count.dataset.state = 'refused';
+      count.dataset.code = error.code;
+    }
+  }, 300);
+
+  function syncAudience() {
+    draft.roles = new Set(roleBoxes.filter((r) => r.input.checked).map((r) => r.role));
+    draft.classes = new Set(classBoxes.filter((c) => c.input.checked).map((c) => c.id));
+    draft.whole = Boolean(whole && whole.input.checked);
+    for (const c of classBoxes) c.input.disabled = draft.whole;
+    preview();
+  }
+  for (const box of [...roleBoxes, ...classBoxes, ...(whole ? [whole] : [])]) box.input.addEventListener('change', syncAudience);
+
+  function renderChips() {
+    replace(chips, [...draft.users.values()].map((person) => {
+      const name = personName(person, person.id);
+      return h('li', { class: 'chip', dataset: { user: person.id } },
+        h('span', { title: personDetail(person) }, name),
+        h('button', {
+          type: 'button', class: 'chip-remove', 'aria-label': `Remove ${name}`,
+          onclick: () => { draft.users.delete(person.id); renderChips(); preview(); peopleSearch.focus(); },
+        }, '×'));
+    }));
+    if (draft.users.size === 0) chips.append(h('li', { class: 'chips-empty' }, 'Nobody chosen.'));
+  }
+
+  let searchGeneration = 0;
+  const search = debounce(async () => {
+    const mine = ++searchGeneration;
+    const q = peopleSearch.value.trim();
+    if (!q) {
+      replace(peopleList);
+      peopleStatus.textContent = '';
+      return;
+    }
+    peopleStatus.textContent = 'Searching…';
+    let reply;
+    try {
+      reply = await board.loadAudience(q);
+    } catch (error) {
+      if (mine !== searchGeneration) return;
+      peopleStatus.textContent = explain(error).title;
+      return;
+    }
+    if (mine !== searchGeneration) return;
+    const people = (reply.people || []).filter((p) => !draft.users.has(p.id));
+    replace(peopleList, people.map((person) => {
+      const detail = personDetail(person);
+      return h('li', {}, h('button', {
+        type: 'button', class: 'person-button', dataset: { user: person.id },
+        'aria-label': `Add ${person.name}${detail ? `, ${detail}` : ''}`,
+        onclick: () => {
+          draft.users.set(person.id, person);
+          renderChips();
+          preview();
+          search();
+          peopleSearch.focus();
+        },
+      }, h('span', { class: 'person-name' }, person.name), h('span', { class: 'person-detail' }, detail)));
+    }));
+    peopleStatus.textContent = people.length ? `${people.length} found.` : `Nobody you may address matches “${q}”.`;
+  }, 250);
+  peopleSearch.addEventListener('input', search);
+  peopleSearch.addEventListener('keydown', (event) => {
+    if (event.key !== 'Enter') return;
+    event.preventDefault(); // Enter picks the only person found; it never sends the form
+    const buttons = peopleList.querySelectorAll('button');
+    if (buttons.length === 1) buttons[0].click();
+  });
+
+  // ------------------------------------------------------------------ questions
+
+  function renderQuestions(focus) {
+    const multiple = draft.questions.length > 1;
+    replace(questionList, draft.questions.map((q, i) => {
+      const n = i + 1;
+      const legendId = nextId('qe');
+      const wording = h('input', { type: 'text', maxlength: '300', autocomplete: 'off', dataset: { q: String(i), part: 'text' } });
+      wording.value = q.text;
+      wording.addEventListener('input', () => { q.text = wording.value; });
+      const wordingId = nextId('qe-text');
+      wording.id = wordingId;
+      const kind = h('select', { id: nextId('qe-kind'), dataset: { q: String(i), part: 'kind' } },
+        KINDS.map(([value, label]) => h('option', { value, selected: q.kind === value }, label)));
+      kind.addEventListener('change', () => {
+        q.kind = kind.value;
+        if (q.kind !== 'text' && q.choices.length < 2) q.choices.push(...['', ''].slice(q.choices.length));
+        renderQuestions({ q: i, part: 'kind' });
+      });
+      const box = h('fieldset', { class: 'question-editor', 'aria-labelledby': legendId, dataset: { q: String(i) } },
+        h('legend', { id: legendId }, `Question ${n}`),
+        h('div', { class: 'field' }, h('label', { for: wordingId }, h('span', { class: 'sr-only' }, `Question ${n}: `), 'Wording'), wording),
+        h('div', { class: 'field' }, h('label', { for: kind.id }, h('span', { class: 'sr-only' }, `Question ${n}: `), 'Answer'), kind));
+      if (q.kind !== 'text') {
+        const choices = h('ol', { class: 'choice-editors' }, q.choices.map((choice, c) => {
+          const id = nextId('qe-choice');
+          const input = h('input', { id, type: 'text', maxlength: '200', autocomplete: 'off', dataset: { q: String(i), choice: String(c) } });
+          input.value = choice;
+          input.addEventListener('input', () => { q.choices[c] = input.value; });
+          const remove = h('button', {
+            type: 'button', class: 'link remove-choice', 'aria-label': `Remove choice ${c + 1} of question ${n}`,
+            hidden: q.choices.length <= 2,
+            onclick: () => { q.choices.splice(c, 1); renderQuestions({ q: i, part: 'add-choice' }); },
+          }, 'Remove');
+          return h('li', { class: 'choice-editor' },
+            h('label', { for: id }, h('span', { class: 'sr-only' }, `Question ${n}: `), `Choice ${c + 1}`), input, remove);
+        }));
+        const add = h('button', {
+          type: 'button', class: 'secondary small', dataset: { q: String(i), part: 'add-choice' },
+          hidden: q.choices.length >= MAX_CHOICES,
+          onclick: () => { q.choices.push(''); renderQuestions({ q: i, choice: q.choices.length - 1 }); },
+        }, 'Add a choice', h('span', { class: 'sr-only' }, ` to question ${n}`));
+        box.append(choices, add);
+        if (q.kind === 'multiple') {
+          const max = h('input', { type: 'number', min: '1', max: String(q.choices.length), inputmode: 'numeric', dataset: { q: String(i), part: 'max' } });
+          max.value = q.max;
+          max.addEventListener('input', () => { q.max = max.value; });
+          const maxId = nextId('qe-max');
+          max.id = maxId;
+          box.append(h('div', { class: 'field max-field' },
+            h('label', { for: maxId }, h('span', { class: 'sr-only' }, `Question ${n}: `), 'At most (optional)'), max));
+        }
+      }
+      if (multiple) {
+        box.append(h('button', {
+          type: 'button', class: 'link remove-question', dataset: { q: String(i), part: 'remove' },
+          onclick: () => { draft.questions.splice(i, 1); renderQuestions({ part: 'add-question' }); },
+        }, `Remove question ${n}`));
+      }
+      return box;
+    }));
+    addQuestion.hidden = draft.questions.length >= MAX_QUESTIONS;
+    if (!focus) return;
+    let target = null;
+    if (focus.part === 'add-question') target = addQuestion;
+    else if (focus.choice !== undefined) target = questionList.querySelector(`[data-q="${focus.q}"][data-choice="${focus.choice}"]`);
+    else target = questionList.querySelector(`[data-q="${focus.q}"][data-part="${focus.part}"]`);
+    if (target) target.focus();
+  }
+  addQuestion.addEventListener('click', () => {
+    draft.questions.push(blankQuestion());
+    renderQuestions({ q: draft.questions.length - 1, part: 'text' });
+  });
+
+  // ------------------------------------------------------------------ kind & fields
+
+  function syncKind() {
+    const poll = kindRadios[1].input.checked;
+    draft.kind = poll ? 'poll' : 'information';
+    ack.element.hidden = poll;
+    pollOptions.hidden = !poll;
+    questionsBox.hidden = !poll;
+    submit.textContent = poll ? 'Send the poll' : 'Send the information';
+  }
+  for (const k of kindRadios) k.input.addEventListener('change', syncKind);
+  title.addEventListener('input', () => { draft.title = title.value; });
+  text.addEventListener('input', () => { draft.body = text.value; });
+  ack.input.addEventListener('change', () => { draft.ack = ack.input.checked; });
+  anonymous.input.addEventListener('change', () => { draft.anonymous = anonymous.input.checked; });
+  deadline.addEventListener('input', () => { draft.deadline = deadline.value; });
+
+  // Enter in a one-line field never sends the form (a broadcast reaches many people).
+  element.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && event.target instanceof HTMLInputElement) event.preventDefault();
+  });
+
+  // ------------------------------------------------------------------ sending
+
+  /** The POST body, or {problem, focus} when something is missing. */
+  function build() {
+    const t = to();
+    if (!title.value.trim()) return { problem: 'Please give a title.', focus: title };
+    const problem = audienceProblem(t);
+    if (problem) return { problem, focus: (roleBoxes[0] || {}).input || peopleSearch };
+    const out = {
+      kind: draft.kind, client_id: draft.client_id, title: title.value.trim(), body: text.value, to: t,
+    };
+    if (draft.kind === 'information') {
+      out.ack_requested = ack.input.checked;
+      return { body: out };
+    }
+    const questions = [];
+    for (const [i, q] of draft.questions.entries()) {
+      const n = i + 1;
+      const wording = questionList.querySelector(`[data-q="${i}"][data-part="text"]`);
+      if (!q.text.trim()) return { problem: `Please write question ${n}.`, focus: wording };
+      if (q.kind === 'text') {
+        questions.push({ text: q.text.trim(), kind: 'text' });
+        continue;
+      }
+      const choices = q.choices.map((c) => c.trim());
+      const empty = choices.findIndex((c) => !c);
+      if (empty >= 0) {
+        return {
+          problem: `Please fill choice ${empty + 1} of question ${n}, or remove it.`,
+          focus: questionList.querySelector(`[data-q="${i}"][data-choice="${empty}"]`),
+        };
+      }
+      const twice = choices.findIndex((c, j) => choices.indexOf(c) !== j);
+      if (twice >= 0) {
+        return {
+          problem: `Question ${n}: choice ${twice + 1} is the same as another one.`,
+          focus: questionList.querySelector(`[data-q="${i}"][data-choice="${twice}"]`),
+        };
+      }
+      const question = { text: q.text.trim(), kind: q.kind, choices };
+      if (q.kind === 'multiple' && String(q.max).trim()) {
+        const max = Number(q.max);
+        if (!Number.isInteger(max) || max < 1 || max > choices.length) {
+          return {
+            problem: `Question ${n}: “at most” must be between 1 and ${choices.length}.`,
+            focus: questionList.querySelector(`[data-q="${i}"][data-part="max"]`),
+          };
+        }
+        question.max = max;
+      }
+      questions.push(question);
+    }
+    out.questions = questions;
+    out.anonymous = anonymous.input.checked;
+    if (deadline.value) {
+      const at = toUtc(deadline.value);
+      if (!at) return { problem: 'The deadline is not a valid date.', focus: deadline };
+      out.deadline = at;
+    }
+    return { body: out };
+  }
+
+  element.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    errorBox.hidden = true;
+    const { body: payload, problem, focus } = build();
+    if (problem) {
+      status.textContent = problem;
+      if (focus) focus.focus();
+      return;
+    }
+    submit.disabled = true;
+    status.textContent = 'Sending…';
+    try {
+      const b = await board.create(payload);
+      board.composeDraft = null; // sent: the next one is a new draft, with a new client_id
+      status.textContent = '';
+      const n = b.stats ? b.stats.recipients : null;
+      if (b.status === 'scheduled') {
+        notify({ kind: 'info', title: `“${b.title}” will be published at ${formatOpening(b.publish_at)}.` });
+      } else {
+        notify({ kind: 'success', title: `“${b.title}” was sent${n !== null ? ` to ${n} ${n === 1 ? 'person' : 'people'}` : ''}.` });
+      }
+      onSent(b);
+    } catch (error) {
+      // Refused (or lost): nothing is lost here; a retry keeps the same client_id.
+      const { title: lead, detail } = explain(error);
+      replace(errorBox, h('div', { class: 'banner-text' },
+        h('p', { class: 'banner-title' }, lead),
+        detail ? h('p', { class: 'banner-detail' }, detail) : null,
+        h('p', { class: 'banner-more' }, 'Nothing was sent; what you wrote is still in the form.')));
+      // Said once, at the top of the form (role=alert), rather than in the page's banners too.
+      errorBox.dataset.code = error.code;
+      errorBox.hidden = false;
+      status.textContent = 'Not sent.';
+      errorBox.focus();
+    } finally {
+      submit.disabled = false;
+    }
+  });
+
+  clear.addEventListener('click', () => {
+    board.composeDraft = blankDraft(board);
+    const next = composeForm({ board, audience, draft: board.composeDraft, notify, onSent });
+    element.replaceWith(next.element);
+    next.focus();
+  });
+
+  renderChips();
+  renderQuestions();
+  syncKind();
+  syncAudience();
+  return { element, focus: () => title.focus(), destroy() {} };
+}
