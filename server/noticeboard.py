@@ -55,6 +55,7 @@ __all__ = ["MAX_PEOPLE", "Noticeboard", "stats_json"]
 log = logging.getLogger("preau.noticeboard")
 
 MAX_PEOPLE = 50  # people returned by an audience search
+MAX_CACHED = 512  # published broadcasts whose header a node keeps
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -80,6 +81,21 @@ class Noticeboard:
 
     def __init__(self, node: Node) -> None:
         self.node = node
+        # Published broadcasts by (school, id), for the recipients' requests: what they
+        # read of it (questions, deadline, author…) never changes once published. The
+        # figures in it are stale and never used from here.
+        self._headers: dict[tuple[SchoolId, int], Broadcast] = {}
+
+    async def _header(self, school: SchoolId, bid: int) -> Broadcast:
+        key = (school, bid)
+        b = self._headers.get(key)
+        if b is None:
+            b = await self.node.store.get_broadcast(school, bid)
+            if b.status == "published":
+                if len(self._headers) >= MAX_CACHED:
+                    del self._headers[next(iter(self._headers))]
+                self._headers[key] = b
+        return b
 
     # ------------------------------------------------------------------ views
 
@@ -317,9 +333,10 @@ class Noticeboard:
                         acknowledge: bool) -> dict[str, Any]:
         node = self.node
         est = await node.establishment(school)
-        b = await node.store.get_broadcast(school, bid)
-        await self._receipt(school, b, user, est)
+        est.gatekeeper.check_read(user).raise_for_refusal()
+        b = await self._header(school, bid)
         if acknowledge and not b.ack_requested:
+            await self._receipt(school, b, user, est)  # a stranger learns nothing of it
             raise Refused(ErrorCode.BAD_REQUEST, "No acknowledgement was asked for.")
         now = node.clock()
         receipt, stats = await node.store.mark_broadcast_read(school, bid, user, now=now,
@@ -332,9 +349,9 @@ class Noticeboard:
                      raw: object) -> dict[str, Any]:
         node = self.node
         est = await node.establishment(school)
-        b = await node.store.get_broadcast(school, bid)
-        await self._receipt(school, b, user, est)
+        b = await self._header(school, bid)
         if b.kind is not Kind.POLL or b.deadline is None:
+            await self._receipt(school, b, user, est)  # a stranger learns nothing of it
             raise Refused(ErrorCode.BAD_REQUEST, "This is information, not a poll.")
         now = node.clock()
         est.gatekeeper.check_vote(user, b.deadline, now).raise_for_refusal()
