@@ -569,17 +569,73 @@ class Node:
 
     async def _discussion_added(self, school: SchoolId, d: DiscussionId,
                                 users: list[UserId]) -> None:
-        """Users here were added to a discussion: tell them and subscribe their connections."""
+        """Users here were added to a discussion: tell them and subscribe their connections.
+
+        A new class discussion adds thirty people at once: they join together, with one
+        read of the discussion for all of them instead of one each.
+        """
         here = [cast(Session, m) for u in users for m in self.hub.of_user(school, u)]
-        for session in here:
-            if d not in set(session.subscribed):
-                await self._join_feed(session, d, 0, self._replay(), announce=True)
+        joining = [s for s in here if d not in set(s.subscribed)]
+        following = [s for s in here if d in set(s.subscribed)]
+        if joining:
+            await self._join_together(school, d, joining)
+        if following:  # already following it (a second notice): the summary is enough
+            summaries = await self._summaries(school, d, [s.user_id for s in following])
+            for session in following:
+                summary = summaries.get(session.user_id)
+                if summary is not None:
+                    session.push(Frame({"type": "discussion", "discussion": summary}))
+
+    async def _join_together(self, school: SchoolId, d: DiscussionId,
+                             sessions: list[Session]) -> None:
+        """:meth:`_join_feed` from the start with ``announce``, for several connections:
+        each is announced the discussion, then replayed it, then gets it live."""
+        key = (school, d)
+        for session in sessions:
+            session.begin_catchup(d)
+            if self.hub.subscribe(session, d):
+                self._feeds[key] = _Feed()
+                await self._broker_call(self.broker.subscribe(discussion_channel(*key)))
+        # Read after joining the audience: a join or leave is in it or announced after.
+        summaries = await self._summaries(school, d, [s.user_id for s in sessions])
+        for session in sessions:
+            summary = summaries.get(session.user_id)
+            if summary is None:
+                self._leave_feed(session, d)
+            else:
+                session.push(Frame({"type": "discussion", "discussion": summary}))
+        try:
+            last = (await self.store.get_discussion(*key)).last_seq
+        except NotFound:
+            last = 0
+        feed_now = self._feeds.get(key)
+        if feed_now is not None and feed_now.watermark is None:
+            feed_now.watermark = last
+            self._drain(key, feed_now)
+        rows: list[StoredMessage] = []
+        if last > 0:
+            rows = await self.store.messages_after(school, d, 0, upto=last,
+                                                   limit=self.limits.replay_max, newest=True)
+        for session in sessions:
+            if session.user_id not in summaries:
                 continue
-            try:  # already following it (a second notice): the summary is enough
-                summary = await self.summary(school, session.user_id, d)
-            except NotFound:
+            if not session.open:  # gone while we awaited: do not leave it in the audience
+                self._leave_feed(session, d)
                 continue
-            session.push(Frame({"type": "discussion", "discussion": summary}))
+            session.end_catchup(d, 0, self._replay().take(rows))
+
+    async def _summaries(self, school: SchoolId, d: DiscussionId,
+                         users: list[UserId]) -> dict[UserId, dict[str, Any]]:
+        """The ``discussion`` objects of one discussion for several users."""
+        est = await self.establishment(school)
+        found = await self.store.discussion_summaries(school, d, users)
+        participants = None
+        out = {}
+        for user, s in found.items():
+            if participants is None:
+                participants = self._participants_json(est, s)
+            out[user] = self._summary_json(est, s, participants)
+        return out
 
     async def _refresh_school(self, school: SchoolId) -> None:
         """A policy change: rebuild the snapshot, cut those who lost access, tell the window."""
@@ -848,13 +904,22 @@ class Node:
             return self._summary_json(est, s)
         raise NotFound(f"no discussion {d} for {user}")
 
-    def _summary_json(self, est: Establishment, s: DiscussionSummary) -> dict[str, Any]:
+    def _participants_json(self, est: Establishment,
+                           s: DiscussionSummary) -> list[dict[str, Any]]:
         participants = []
         for p in s.members.participants:
             entry = self._person(est, p.user_id)
             entry["present"] = p.present
             entry["invited_by"] = p.invited_by
             participants.append(entry)
+        return participants
+
+    def _summary_json(self, est: Establishment, s: DiscussionSummary,
+                      participants: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """A ``discussion`` object; ``participants`` may be shared by the summaries of one
+        discussion at one membership version (frames are encoded, never changed)."""
+        if participants is None:
+            participants = self._participants_json(est, s)
         return {"id": s.discussion.id, "subject": s.discussion.subject,
                 "created_by": s.discussion.created_by,
                 "created_at": iso(s.discussion.created_at),

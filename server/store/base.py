@@ -402,6 +402,12 @@ class Store(BroadcastStore, Protocol):
         """The user's discussions (or only ``discussion_id``), most recently active first,
         with members, read position and last visible message."""
 
+    async def discussion_summaries(
+        self, school_id: SchoolId, discussion_id: DiscussionId, users: Sequence[UserId]
+    ) -> dict[UserId, DiscussionSummary]:
+        """One discussion as each of ``users`` sees it (those who never took part are
+        left out): what :meth:`summaries` gives per user, read once for all."""
+
     async def mark_read(
         self, school_id: SchoolId, discussion_id: DiscussionId, user_id: UserId, seq: int
     ) -> int:

@@ -715,6 +715,40 @@ class SqliteStore(SqliteBroadcasts):
                 await self.members(school_id, did), int(r[5]), visible, message))
         return out
 
+    async def discussion_summaries(
+        self, school_id: SchoolId, discussion_id: DiscussionId, users: Sequence[UserId]
+    ) -> dict[UserId, DiscussionSummary]:
+        wanted = sorted(set(users))
+        found: list[Any] = []
+        for i in range(0, len(wanted), 500):  # SQLite caps the ? of a statement
+            chunk = wanted[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            found += await self._all(
+                "SELECT p.user_id, d.subject, d.created_by, d.created_at, d.last_seq, "
+                "p.read_seq, COALESCE(p.left_seq, d.last_seq) FROM discussions d "
+                "JOIN participants p ON p.discussion_id = d.id "
+                f"WHERE p.school_id = ? AND d.id = ? AND p.user_id IN ({marks})",
+                (school_id, discussion_id, *chunk))
+        if not found:
+            return {}
+        members = await self.members(school_id, discussion_id)
+        last_visible: dict[int, StoredMessage | None] = {}
+        out = {}
+        for r in found:
+            visible = int(r[6])
+            if visible not in last_visible:
+                rows = await self._all(
+                    "SELECT seq, sender, client_id, body, created_at FROM messages "
+                    "WHERE discussion_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
+                    (discussion_id, visible))
+                last_visible[visible] = next(
+                    (StoredMessage(discussion_id, int(m[0]), UserId(m[1]), m[2], m[3], dt(m[4]))
+                     for m in rows), None)
+            out[UserId(r[0])] = DiscussionSummary(
+                Discussion(discussion_id, school_id, r[1], UserId(r[2]), dt(r[3]), int(r[4])),
+                members, int(r[5]), visible, last_visible[visible])
+        return out
+
     async def mark_read(
         self, school_id: SchoolId, discussion_id: DiscussionId, user_id: UserId, seq: int
     ) -> int:
