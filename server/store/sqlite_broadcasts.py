@@ -216,12 +216,7 @@ class SqliteBroadcasts:
             await db.execute(
                 f"UPDATE broadcast_recipients SET {sets} WHERE broadcast_id = ? AND user_id = ?",
                 (*[ts(now)] * len(missing), broadcast_id, user_id))
-            counters = ", ".join(f"n_{c.removesuffix('_at')} = n_{c.removesuffix('_at')} + 1"
-                                 for c in missing)
-            await db.execute(f"UPDATE broadcasts SET {counters}, version = version + 1 "
-                             "WHERE id = ?", (broadcast_id,))
-            return (await _receipt_in(db, school_id, broadcast_id, user_id),
-                    await _stats_of(db, broadcast_id))
+            return await _counted(db, school_id, broadcast_id, user_id, missing)
 
     async def answer_poll(
         self, school_id: SchoolId, broadcast_id: int, user_id: UserId,
@@ -242,12 +237,7 @@ class SqliteBroadcasts:
                     "VALUES (?, ?, ?, ?) ON CONFLICT (broadcast_id, question, choice) "
                     "DO UPDATE SET votes = votes + excluded.votes",
                     (broadcast_id, question, choice, delta))
-            counters = "".join(f"n_{c.removesuffix('_at')} = n_{c.removesuffix('_at')} + 1, "
-                               for c in firsts)
-            await db.execute(f"UPDATE broadcasts SET {counters}version = version + 1 "
-                             "WHERE id = ?", (broadcast_id,))
-            return (await _receipt_in(db, school_id, broadcast_id, user_id),
-                    await _stats_of(db, broadcast_id))
+            return await _counted(db, school_id, broadcast_id, user_id, firsts)
 
     async def remind_broadcast(
         self, school_id: SchoolId, broadcast_id: int, users: Sequence[UserId], *,
@@ -299,6 +289,18 @@ async def _receipt_in(db: aiosqlite.Connection, school_id: SchoolId, broadcast_i
     if row is None:
         raise NotFound(f"no broadcast {broadcast_id} for you")
     return _receipt(row)
+
+
+async def _counted(db: aiosqlite.Connection, school_id: SchoolId, broadcast_id: int,
+                   user_id: UserId, firsts: Sequence[str]) -> tuple[Receipt, BroadcastStats]:
+    """Count the recipient's columns just set for the first time (``read_at`` moves
+    ``n_read``…), bump the version, and return the row and the figures."""
+    counters = "".join(f"n_{c.removesuffix('_at')} = n_{c.removesuffix('_at')} + 1, "
+                       for c in firsts)
+    await db.execute(f"UPDATE broadcasts SET {counters}version = version + 1 WHERE id = ?",
+                     (broadcast_id,))
+    return (await _receipt_in(db, school_id, broadcast_id, user_id),
+            await _stats_of(db, broadcast_id))
 
 
 async def _stats_of(db: aiosqlite.Connection, broadcast_id: int) -> BroadcastStats:

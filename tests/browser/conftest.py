@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -155,3 +155,23 @@ def app(demo_server: LiveServer, browser: Browser) -> Iterator[App]:
     finally:
         running.close()
     assert running.errors == [], "JavaScript errors in the app"
+
+
+# ---------------------------------------------------------------------- shared checks
+
+# 22:30 in Paris on the test Tuesday (after the default 07:00–20:00 window), and the
+# opening on Wednesday at 07:00 Paris time.
+EVENING = datetime(2026, 11, 24, 21, 30, tzinfo=UTC)
+NEXT_OPENING = datetime(2026, 11, 25, 6, 0, 1, tzinfo=UTC)
+
+# Every visible form control must have a label (a <label for>, or aria-label).
+UNLABELLED = """() => [...document.querySelectorAll('input, textarea, select')]
+  .filter((el) => el.offsetParent !== null)
+  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+  .map((el) => el.outerHTML)"""
+NO_SIDEWAYS_SCROLL = "() => document.documentElement.scrollWidth <= window.innerWidth"
+
+
+def check_layout(page: Page) -> None:
+    assert page.evaluate(UNLABELLED) == []
+    assert page.evaluate(NO_SIDEWAYS_SCROLL), "the page scrolls sideways"

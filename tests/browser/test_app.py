@@ -11,7 +11,6 @@ import asyncio
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +18,8 @@ from playwright.sync_api import Browser, Locator, Page, WebSocket, expect
 
 from server.client import Client, PreauError
 from server.node import Limits
-from tests.browser.conftest import App, prepare
+from tests.browser.conftest import EVENING, NEXT_OPENING, App, check_layout, prepare
 from tests.conftest import LiveServer, serve
-
-# 22:30 in Paris on the test Tuesday (after the default 07:00–20:00 window), and the
-# opening on Wednesday at 07:00 Paris time.
-EVENING = datetime(2026, 11, 24, 21, 30, tzinfo=UTC)
-NEXT_OPENING = datetime(2026, 11, 25, 6, 0, 1, tzinfo=UTC)
-
-# Every visible form control must have a label (a <label for>, or aria-label).
-UNLABELLED = """() => [...document.querySelectorAll('input, textarea, select')]
-  .filter((el) => el.offsetParent !== null)
-  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
-  .map((el) => el.outerHTML)"""
-NO_SIDEWAYS_SCROLL = "() => document.documentElement.scrollWidth <= window.innerWidth"
 
 
 def bodies(page: Page) -> Locator:
@@ -91,11 +78,6 @@ def write_many(server: LiveServer, user: str, to: str, count: int) -> int:
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, run()).result(timeout=60)
-
-
-def check_layout(page: Page) -> None:
-    assert page.evaluate(UNLABELLED) == []
-    assert page.evaluate(NO_SIDEWAYS_SCROLL), "the page scrolls sideways"
 
 
 def test_teacher_and_student_converse_live(app: App):

@@ -12,25 +12,8 @@ from datetime import UTC, datetime
 
 from playwright.sync_api import Locator, Page, expect
 
-from tests.browser.conftest import App
+from tests.browser.conftest import EVENING, NEXT_OPENING, App, check_layout
 from tests.conftest import LiveServer
-
-# 22:30 in Paris on the test Tuesday (outside the default 07:00–20:00 window), and the
-# opening on Wednesday at 07:00 Paris time.
-EVENING = datetime(2026, 11, 24, 21, 30, tzinfo=UTC)
-NEXT_OPENING = datetime(2026, 11, 25, 6, 0, 1, tzinfo=UTC)
-
-# Every visible form control must have a label (a <label for>, or aria-label).
-UNLABELLED = """() => [...document.querySelectorAll('input, textarea, select')]
-  .filter((el) => el.offsetParent !== null)
-  .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
-  .map((el) => el.outerHTML)"""
-NO_SIDEWAYS_SCROLL = "() => document.documentElement.scrollWidth <= window.innerWidth"
-
-
-def check_layout(page: Page) -> None:
-    assert page.evaluate(UNLABELLED) == []
-    assert page.evaluate(NO_SIDEWAYS_SCROLL), "the page scrolls sideways"
 
 
 def open_area(page: Page) -> None:
