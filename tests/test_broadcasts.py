@@ -213,6 +213,33 @@ class TestWhoMaySendToWhom:
             assert b["stats"]["recipients"] == 2
 
 
+    async def test_a_held_broadcast_is_checked_again_at_the_opening(
+            self, live_server: LiveServer):
+        """Defer mode: the delegate's broadcast waits for 07:00; parent messaging is
+        switched off meanwhile, so it is dropped and the delegate told why."""
+        await admin_patch(live_server, "/api/settings", {"parent_messaging_enabled": True,
+                                                         "hours": {"outside": "defer"}})
+        await opt_in(live_server, "p1", "p2")
+        live_server.clock.advance(timedelta(hours=12))  # 22:00 in Paris
+        delegate, _ = await Wire.signed_in(live_server.ws_url, token(live_server, "p1"))
+        p2, _ = await Wire.signed_in(live_server.ws_url, token(live_server, "p2"))
+        async with client(live_server, "p1") as c:
+            b = created(await c.post("/api/broadcasts", json=poll(
+                {"roles": ["parent"], "classes": ["2A"]})))
+            assert b["status"] == "scheduled"
+            await admin_patch(live_server, "/api/settings", {"parent_messaging_enabled": False})
+            live_server.clock.advance(timedelta(hours=9))  # the opening
+            dropped = await delegate.expect("broadcast_dropped", id=b["id"])
+            assert dropped["code"] == "parent_messaging_disabled"
+            view = (await c.get(f"/api/broadcasts/{b['id']}")).json()["broadcast"]
+            assert view["status"] == "dropped"
+            assert view["dropped"]["code"] == "parent_messaging_disabled"
+        await p2.request({"type": "ping"})
+        assert [f for f in p2.frames if f["type"].startswith("broadcast")] == []
+        async with client(live_server, "p2") as c:
+            assert (await c.get("/api/broadcasts")).json()["received"] == []
+
+
 class TestInformation:
     async def test_acknowledgements_counted_live_and_a_reminder(self, live_server: LiveServer):
         url = live_server.ws_url
