@@ -150,6 +150,11 @@ class SqliteBroadcasts:
         undelivered: bool = False,
     ) -> list[tuple[Broadcast, Receipt]]:
         only = "AND r.received_at IS NULL " if undelivered else ""
+        # Asked at every connection, and almost always for nothing: one cheap look first.
+        if undelivered and not await self._all(
+                "SELECT 1 FROM broadcast_recipients WHERE school_id = ? AND user_id = ? "
+                "AND received_at IS NULL LIMIT 1", (school_id, user_id)):
+            return []
         async with self._snapshot() as db:
             rows = await (await db.execute(
                 f"SELECT {_COLUMNS}, {_RECEIPT} FROM broadcast_recipients r "
