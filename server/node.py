@@ -4,7 +4,8 @@ One :class:`Node` per server process. It owns the hub (this process's
 connections), talks to the store and the broker, and keeps two caches that
 make the per-message path cheap: the members of every discussion someone here
 listens to (invalidated by join/leave notices) and, per discussion, a
-:class:`_Feed` that turns publications into a gap-free, duplicate-free stream.
+:class:`~server.feed.Feed` that turns publications into a gap-free, duplicate-free
+stream.
 
 How one message travels (see ``docs/design/fan-out.md``):
 
@@ -35,6 +36,7 @@ from .broker import Broker, BrokerUnavailable
 from .broker.channels import discussion_channel, school_channel
 from .clock import Clock
 from .errors import ErrorCode, NotFound, Refused
+from .feed import FILL_BATCH, Feed
 from .gatekeeper import WindowState, refuse
 from .hub import Frame, Hub, Member
 from .model import DiscussionId, DiscussionMembers, SchoolId, UserId
@@ -128,17 +130,6 @@ class _Replay:
         return kept
 
 
-class _Feed:
-    """One discussion's ordered stream on this node."""
-
-    __slots__ = ("filling", "pending", "watermark")
-
-    def __init__(self) -> None:
-        self.watermark: int | None = None  # None until initialised from the store
-        self.pending: dict[int, StoredMessage] = {}
-        self.filling = False
-
-
 class Node:
     """Node is responsible for serving requests and moving messages between connections."""
 
@@ -160,7 +151,7 @@ class Node:
         self.node_id = node_id or uuid.uuid4().hex[:12]
         self.hub = Hub()
         self._tag = uuid.uuid4().bytes[:_TAG_BYTES]
-        self._feeds: dict[tuple[SchoolId, DiscussionId], _Feed] = {}
+        self._feeds: dict[tuple[SchoolId, DiscussionId], Feed] = {}
         self._members: dict[tuple[SchoolId, DiscussionId], DiscussionMembers] = {}
         self._school_subs: dict[SchoolId, int] = {}
         self._window_open: dict[SchoolId, bool] = {}
@@ -315,7 +306,7 @@ class Node:
         key = (session.school_id, d)
         session.begin_catchup(d)
         if self.hub.subscribe(session, d):
-            self._feeds[key] = _Feed()
+            self._feeds[key] = self._new_feed(key)
             await self._broker_call(self.broker.subscribe(discussion_channel(*key)))
         if announce:
             try:
@@ -326,9 +317,8 @@ class Node:
             session.push(Frame({"type": "discussion", "discussion": summary}))
         last = (await self.store.get_discussion(*key)).last_seq
         feed_now = self._feeds.get(key)
-        if feed_now is not None and feed_now.watermark is None:
-            feed_now.watermark = last
-            self._drain(key, feed_now)
+        if feed_now is not None:
+            feed_now.start(last)
         if not session.open:  # gone while we awaited: do not leave it in the audience
             self._leave_feed(session, d)
             return 0
@@ -352,7 +342,9 @@ class Node:
         session.forget(d)
         if self.hub.unsubscribe(session, d):
             key = (session.school_id, d)
-            self._feeds.pop(key, None)
+            feed = self._feeds.pop(key, None)
+            if feed is not None:
+                feed.close()
             self._members.pop(key, None)
             self._spawn(self._unsubscribe(key))
 
@@ -363,64 +355,24 @@ class Node:
 
     # ------------------------------------------------------------------ the feed
 
+    def _new_feed(self, key: tuple[SchoolId, DiscussionId]) -> Feed:
+        school, d = key
+
+        def deliver(msg: StoredMessage) -> None:
+            frame = Frame(message_frame(msg))  # encoded once for every connection here
+            for member in self.hub.in_discussion(school, d):
+                member.deliver(d, msg.seq, frame)
+
+        async def read(after: int, upto: int) -> list[StoredMessage]:
+            return await self.store.messages_after(school, d, after, upto=upto,
+                                                   limit=FILL_BATCH)
+
+        return Feed(deliver, read, self._spawn)
+
     def _offer(self, key: tuple[SchoolId, DiscussionId], msg: StoredMessage) -> None:
         feed = self._feeds.get(key)
-        if feed is None:
-            return  # nobody here listens
-        if feed.watermark is not None and msg.seq <= feed.watermark:
-            return  # seen
-        if feed.watermark is not None and msg.seq == feed.watermark + 1 and not feed.pending:
-            feed.watermark = msg.seq
-            self._fanout(key, msg)
-            return
-        feed.pending[msg.seq] = msg
-        self._drain(key, feed)
-
-    def _drain(self, key: tuple[SchoolId, DiscussionId], feed: _Feed) -> None:
-        if feed.watermark is None:
-            return
-        pending = feed.pending
-        for seq in [s for s in pending if s <= feed.watermark]:
-            del pending[seq]
-        while feed.watermark + 1 in pending:
-            msg = pending.pop(feed.watermark + 1)
-            feed.watermark = msg.seq
-            self._fanout(key, msg)
-        if pending and not feed.filling:
-            feed.filling = True
-            self._spawn(self._fill(key, feed))
-
-    async def _fill(self, key: tuple[SchoolId, DiscussionId], feed: _Feed,
-                    upto: int | None = None) -> None:
-        """Read from the store what the broker did not bring (a gap in sequence numbers)."""
-        try:
-            while feed.watermark is not None and (feed.pending or upto is not None):
-                target = max(feed.pending) if feed.pending else upto
-                rows = await self.store.messages_after(key[0], key[1], feed.watermark,
-                                                       upto=target, limit=500)
-                if not rows:
-                    break
-                for msg in rows:
-                    if self._feeds.get(key) is not feed:
-                        return
-                    if msg.seq == feed.watermark + 1:
-                        feed.pending.pop(msg.seq, None)
-                        feed.watermark = msg.seq
-                        self._fanout(key, msg)
-                while feed.watermark + 1 in feed.pending:
-                    msg = feed.pending.pop(feed.watermark + 1)
-                    feed.watermark = msg.seq
-                    self._fanout(key, msg)
-                if upto is not None and feed.watermark >= upto:
-                    upto = None
-        finally:
-            feed.filling = False
-
-    def _fanout(self, key: tuple[SchoolId, DiscussionId], msg: StoredMessage) -> None:
-        frame = Frame(message_frame(msg))
-        d, seq = msg.discussion_id, msg.seq
-        for member in self.hub.in_discussion(*key):
-            member.deliver(d, seq, frame)
+        if feed is not None:  # else nobody here listens
+            feed.offer(msg)
 
     # ------------------------------------------------------------------ broker side
 
@@ -466,9 +418,7 @@ class Node:
             return
         self._members.pop(key, None)
         self._membership_changes += 1
-        if last > feed.watermark and not feed.filling:
-            feed.filling = True
-            await self._fill(key, feed, upto=last)
+        await feed.catch_up(last)
 
     def _dispatch(self, ev: dict[str, Any]) -> None:
         kind = ev["k"]
@@ -594,7 +544,7 @@ class Node:
         for session in sessions:
             session.begin_catchup(d)
             if self.hub.subscribe(session, d):
-                self._feeds[key] = _Feed()
+                self._feeds[key] = self._new_feed(key)
                 await self._broker_call(self.broker.subscribe(discussion_channel(*key)))
         # Read after joining the audience: a join or leave is in it or announced after.
         summaries = await self._summaries(school, d, [s.user_id for s in sessions])
@@ -609,9 +559,8 @@ class Node:
         except NotFound:
             last = 0
         feed_now = self._feeds.get(key)
-        if feed_now is not None and feed_now.watermark is None:
-            feed_now.watermark = last
-            self._drain(key, feed_now)
+        if feed_now is not None:
+            feed_now.start(last)
         rows: list[StoredMessage] = []
         if last > 0:
             rows = await self.store.messages_after(school, d, 0, upto=last,

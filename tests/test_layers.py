@@ -17,7 +17,8 @@ RULES = [
                         "server.broadcasts")),
     ("server.protocol", ("asyncio", "starlette", "uvicorn", "redis", "aiosqlite", "websockets")),
     ("server.store", (*WEB, "server.schools")),
-    *((m, WEB) for m in ("server.node", "server.session", "server.hub", "server.noticeboard")),
+    *((m, WEB) for m in ("server.node", "server.session", "server.hub", "server.noticeboard",
+                                     "server.feed")),
 ]
 
 
