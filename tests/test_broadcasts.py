@@ -467,7 +467,7 @@ def strings(doc: object) -> Iterator[str]:
 
 @pytest.fixture
 def big_cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """Two nodes over a demo school of two classes of 28 (about a hundred parents)."""
+    """Two nodes over a demo school of two classes of 28 (68 parents)."""
     with RedisServer() as redis:
         c = Cluster(tmp_path, redis)
         try:
