@@ -126,7 +126,10 @@ def parse_datetime(value: object, name: str) -> datetime:
         raise _bad(f"'{name}' is not an ISO 8601 time: {value!r}") from None
     if dt.tzinfo is None:
         raise _bad(f"'{name}' needs a time zone offset (Z or +01:00)")
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC instant
+        raise _bad(f"'{name}' is out of range: {value!r}") from None
 
 
 def _ids(value: object, name: str) -> frozenset[str]:

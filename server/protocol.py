@@ -26,6 +26,7 @@ __all__ = [
     "HEARTBEAT_TIMEOUT",
     "MAX_BODY_CHARS",
     "MAX_FRAME_BYTES",
+    "MAX_INT",
     "PROTOCOL_VERSION",
     "SUBPROTOCOLS",
     "CloseCode",
@@ -61,6 +62,7 @@ MAX_REF_CHARS = 64
 MAX_CLIENT_ID_CHARS = 64
 MAX_RESUME = 1000
 MAX_HISTORY = 100
+MAX_INT = 2**63 - 1  # ids and seqs are SQLite INTEGERs: anything larger names nothing
 
 
 class Encoding(enum.Enum):
@@ -134,7 +136,8 @@ def decode(data: str | bytes, encoding: Encoding) -> dict[str, Any]:
             value = msgpack.unpackb(data, raw=False, strict_map_key=False)
     except FrameError:
         raise
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+    except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
+        # RecursionError: JSON nested thousands deep (json has no depth limit of its own).
         name = "JSON" if encoding is Encoding.JSON else "MessagePack"
         raise FrameError(ErrorCode.BAD_REQUEST, f"the frame is not valid {name}: {exc}") \
             from None
@@ -244,8 +247,9 @@ class _Fields:
     def integer(self, name: str, *, low: int = 0, default: int | None = None) -> int:
         value = self.frame.get(name, default)
         # bool is an int in Python, never in the protocol.
-        if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise self.fail(f"'{name}' must be an integer ≥ {low}")
+        if (not isinstance(value, int) or isinstance(value, bool)
+                or not low <= value <= MAX_INT):
+            raise self.fail(f"'{name}' must be an integer from {low} to 2^63 - 1")
         return value
 
     def discussion(self) -> DiscussionId:
@@ -278,10 +282,11 @@ def parse_hello(frame: Mapping[str, Any]) -> Hello:
     pairs = []
     for item in raw:
         if (not isinstance(item, list | tuple) or len(item) != 2
-                or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0
+                or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_INT
                            for x in item)):
             raise FrameError(ErrorCode.BAD_REQUEST,
-                             "'resume' pairs are [discussion_id, last_seq], both integers")
+                             "'resume' pairs are [discussion_id, last_seq], integers from 0 "
+                             "to 2^63 - 1")
         pairs.append((DiscussionId(item[0]), int(item[1])))
     return Hello(token, tuple(pairs))
 

@@ -49,6 +49,7 @@ from .protocol import (
     HEARTBEAT_INTERVAL,
     HEARTBEAT_TIMEOUT,
     MAX_FRAME_BYTES,
+    MAX_INT,
     SUBPROTOCOLS,
     CloseCode,
 )
@@ -445,7 +446,7 @@ async def _json_body(request: Request) -> Json:
         raise Refused(ErrorCode.BAD_REQUEST, "The request needs a JSON body.")
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise Refused(ErrorCode.BAD_REQUEST, f"The body is not valid JSON: {exc}.") from None
 
 
@@ -639,7 +640,7 @@ async def _users(request: Request, caller: _Caller) -> Json:
 async def _audit(request: Request, caller: _Caller) -> Json:
     limit = _int_param(request, "limit", 50, 1, 500)
     raw = request.query_params.get("before")
-    before = None if raw in (None, "") else _int_param(request, "before", 0, 1, 2**62)
+    before = None if raw in (None, "") else _int_param(request, "before", 0, 1, MAX_INT)
     entries = await caller.store.audit_log(caller.school_id, before=before,
                                                               limit=limit)
     return {
@@ -680,7 +681,10 @@ async def _broadcast_preview(request: Request, caller: _Caller) -> Json:
 
 
 def _broadcast_id(request: Request) -> int:
-    return int(request.path_params["broadcast_id"])
+    value = int(request.path_params["broadcast_id"])
+    if value > MAX_INT:  # no row can have it, and SQLite would refuse to compare it
+        raise NotFound(f"no broadcast {value}")
+    return value
 
 
 async def _broadcast(request: Request, caller: _Caller) -> Json:

@@ -307,6 +307,16 @@ class TestInformation:
             view = (await t1.get(f"/api/broadcasts/{b['id']}")).json()["broadcast"]
             assert view["stats"]["received"] == 1
 
+    async def test_ids_and_bodies_no_row_could_match(self, live_server: LiveServer):
+        async with client(live_server, "t1") as c:
+            refused(await c.get("/api/broadcasts/99999999999999999999"), 404, "not_found")
+            refused(await c.put("/api/broadcasts/99999999999999999999/answers",
+                                json={"answers": []}), 404, "not_found")
+            deep = "[" * 30_000 + "]" * 30_000  # under the 64 KiB limit, past recursion
+            r = await c.post("/api/broadcasts", content=deep,
+                             headers={"Content-Type": "application/json"})
+            refused(r, 400, "bad_request")
+
     async def test_a_retry_returns_the_original(self, live_server: LiveServer):
         body = information({"roles": ["student"], "classes": ["2A"]})
         async with client(live_server, "t1") as c:
@@ -343,6 +353,7 @@ class TestInformation:
         ({"ack_requested": "yes"}, "'ack_requested'"),
         ({"deadline": "2026-12-01T00:00:00Z"}, "'deadline' is for polls"),
         ({"publish_at": "tomorrow"}, "'publish_at'"),
+        ({"expires_at": "0001-01-01T00:00:00+01:00"}, "out of range"),
         ({"colour": "red"}, "unknown field"),
     ])
     async def test_bad_requests_name_the_field(self, live_server: LiveServer,

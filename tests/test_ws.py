@@ -100,8 +100,24 @@ async def test_malformed_frames_get_errors_not_crashes(live_server: LiveServer):
     r = await wire.request({"type": "send", "discussion": 1, "body": "x" * 9000,
                             "client_id": "a"})
     assert r["code"] == "too_large"
+    # Numbers no SQLite INTEGER can hold, and JSON nested past Python's recursion limit,
+    # are refused like any bad field instead of taking the connection down (1011).
+    huge = 10**20
+    for frame in ({"type": "send", "discussion": huge, "body": "x", "client_id": "a"},
+                  {"type": "history", "discussion": huge},
+                  {"type": "read", "discussion": 1, "seq": huge}):
+        r = await wire.request(frame)
+        assert (r["type"], r["code"]) == ("error", "bad_request"), r
+        assert "2^63 - 1" in r["message"]
+    await wire.send_raw("[" * 30_000 + "]" * 30_000)
+    assert (await wire.expect("error"))["code"] == "bad_request"
     assert (await wire.request({"type": "ping"}))["type"] == "pong"
     await wire.close()
+    # Nor does a resume position out of range: the hello is refused, the server stays up.
+    hello = await Wire.open(live_server.ws_url)
+    await hello.send({"type": "hello", "token": live_server.token("t1"),
+                      "resume": [[huge, 1]]})
+    assert (await hello.expect("error"))["code"] == "bad_request"
 
 
 async def test_resume_replays_what_was_missed(live_server: LiveServer):
