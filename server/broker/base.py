@@ -54,6 +54,12 @@ class BrokerState(enum.Enum):
     STARTED = "started"
     CLOSED = "closed"
 
+    def expect(self, wanted: BrokerState, operation: str) -> None:
+        """Raise ``RuntimeError`` unless this is ``wanted``: ``operation()`` misused."""
+        if self is not wanted:
+            raise RuntimeError(
+                f"{operation}() expects a {wanted.value} broker, got a {self.value} one")
+
 
 class BrokerEventHandler(Protocol):
     """BrokerEventHandler is responsible for receiving what the broker delivers.

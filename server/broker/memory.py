@@ -43,13 +43,11 @@ class MemoryBroker:
         return self._state is BrokerState.STARTED
 
     def register(self, handler: BrokerEventHandler) -> None:
-        if self._state is not BrokerState.NEW:
-            raise RuntimeError(f"register() expects a new broker, got a {self._state.value} one")
+        self._state.expect(BrokerState.NEW, "register")
         self._handler = handler
 
     async def start(self) -> None:
-        if self._state is not BrokerState.NEW:
-            raise RuntimeError(f"start() expects a new broker, got a {self._state.value} one")
+        self._state.expect(BrokerState.NEW, "start")
         if self._handler is None:
             raise RuntimeError("register a BrokerEventHandler before start()")
         self._state = BrokerState.STARTED
@@ -90,10 +88,7 @@ class MemoryBroker:
             logger.exception("the broker event handler failed on channel %s", channel)
 
     def _expect_started(self, operation: str) -> None:
-        if self._state is not BrokerState.STARTED:
-            raise RuntimeError(
-                f"{operation}() expects a started broker, got a {self._state.value} one"
-            )
+        self._state.expect(BrokerState.STARTED, operation)
 
 
 if TYPE_CHECKING:

@@ -218,14 +218,12 @@ class RedisBroker:
         return self._state is BrokerState.STARTED and self._connected.is_set()
 
     def register(self, handler: BrokerEventHandler) -> None:
-        if self._state is not BrokerState.NEW:
-            raise RuntimeError(f"register() expects a new broker, got a {self._state.value} one")
+        self._state.expect(BrokerState.NEW, "register")
         self._handler = handler
 
     async def start(self) -> None:
         """Connect both connections; :class:`BrokerUnavailable` (and closed) if it cannot."""
-        if self._state is not BrokerState.NEW:
-            raise RuntimeError(f"start() expects a new broker, got a {self._state.value} one")
+        self._state.expect(BrokerState.NEW, "start")
         if self._handler is None:
             raise RuntimeError("register a BrokerEventHandler before start()")
         self._state = BrokerState.STARTED
@@ -384,10 +382,7 @@ class RedisBroker:
         return raw
 
     def _expect_started(self, operation: str) -> None:
-        if self._state is not BrokerState.STARTED:
-            raise RuntimeError(
-                f"{operation}() expects a started broker, got a {self._state.value} one"
-            )
+        self._state.expect(BrokerState.STARTED, operation)
 
     # The pub/sub connection.
 
