@@ -42,10 +42,10 @@ from .hub import Frame, Hub, Member
 from .model import DiscussionId, DiscussionMembers, SchoolId, UserId
 from .noticeboard import Noticeboard
 from .protocol import CloseCode
-from .schools import Establishment, Schools, person
+from .schools import Establishment, Schools
 from .store import DiscussionSummary, HeldMessage, Store, StoredMessage
 
-__all__ = ["Limits", "Node", "Session", "iso", "person"]
+__all__ = ["Limits", "Node", "Session", "iso"]
 
 log = logging.getLogger("preau.node")
 
@@ -500,7 +500,8 @@ class Node:
         current = self.schools.current(school)
         if joined:
             body: dict[str, Any] = {"type": "joined", "discussion": d, "invited_by": invited_by,
-                                    "user": self._person(current, user)}
+                                    "user": current.person(user) if current is not None
+                                    else {"id": user}}
         else:
             body = {"type": "left", "discussion": d, "user": user}
         self._push_discussion(school, d, body)
@@ -509,13 +510,6 @@ class Node:
                 session = cast(Session, member)
                 if d in set(session.subscribed):
                     self._leave_feed(session, d)
-
-    def _person(self, est: Establishment | None, user: UserId) -> dict[str, Any]:
-        if est is not None:
-            u = est.gatekeeper.user(user)
-            if u is not None:
-                return person(u, est.gatekeeper)
-        return {"id": user}
 
     async def _discussion_added(self, school: SchoolId, d: DiscussionId,
                                 users: list[UserId]) -> None:
@@ -857,7 +851,7 @@ class Node:
                            s: DiscussionSummary) -> list[dict[str, Any]]:
         participants = []
         for p in s.members.participants:
-            entry = self._person(est, p.user_id)
+            entry = est.person(p.user_id)
             entry["present"] = p.present
             entry["invited_by"] = p.invited_by
             participants.append(entry)

@@ -24,7 +24,7 @@ from typing import Any
 from .errors import ErrorCode, NotFound, Refused, StoreError
 from .hub import Frame, Outbox, Transport, TransportClosed
 from .model import DiscussionId, SchoolId, UserId
-from .node import Node, iso, message_frame, person, window_json
+from .node import Node, iso, message_frame, window_json
 from .protocol import (
     HEARTBEAT_INTERVAL,
     PROTOCOL_VERSION,
@@ -46,6 +46,7 @@ from .protocol import (
     parse_hello,
     parse_request,
 )
+from .schools import person
 from .store import StoredMessage
 from .tokens import read_token
 

@@ -44,7 +44,7 @@ from .errors import ErrorCode, InvalidSettings, NotFound, PreauError, Refused, S
 from .gatekeeper import WindowState
 from .hub import TransportClosed
 from .model import Role, SchoolId, User, UserId
-from .node import Limits, Node, person
+from .node import Limits, Node
 from .protocol import (
     HEARTBEAT_INTERVAL,
     HEARTBEAT_TIMEOUT,
@@ -53,7 +53,7 @@ from .protocol import (
     SUBPROTOCOLS,
     CloseCode,
 )
-from .schools import Establishment, Schools, fold
+from .schools import Establishment, Schools, fold, person
 from .session import Session
 from .settings import (
     Json,
@@ -464,14 +464,7 @@ def _window_json(state: WindowState) -> dict[str, Json]:
 
 def _person(caller: _Caller, user: User) -> dict[str, Json]:
     """A user as others see them: no preferences, nothing of other people."""
-    classes = caller.school.gatekeeper.state.directory.classes
-    out: dict[str, Json] = {"id": user.id, "name": user.display_name,
-                            "first_name": user.first_name, "last_name": user.last_name,
-                            "role": user.role.value}
-    if user.role is Role.STUDENT and user.class_id in classes:
-        assert user.class_id is not None
-        out["class"] = {"id": user.class_id, "name": classes[user.class_id].name}
-    return out
+    return person(user, caller.school.gatekeeper)
 
 
 # ---------------------------------------------------------------------- endpoints
