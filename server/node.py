@@ -297,42 +297,62 @@ class Node:
         ``None`` means live only: from what is durable now. The session buffers live
         messages from before it joins the audience until its replay is read, so the
         stream it sends is in order, without gap or duplicate. A replay is the newest
-        messages after ``from_seq`` that fit in ``replay`` (and ``replay_max``); returns
-        1 if older ones were left out (the client pages them with ``history``).
+        messages after ``from_seq`` that fit in ``replay`` (a fresh allowance if
+        ``None``); returns 1 if older ones were left out (the client pages them with
+        ``history``).
 
         With ``announce``, a ``discussion`` event goes first, read *after* joining the
         audience: a join or leave is then either in it or announced after it.
         """
-        key = (session.school_id, d)
-        session.begin_catchup(d)
-        if self.hub.subscribe(session, d):
-            self._feeds[key] = self._new_feed(key)
-            await self._broker_call(self.broker.subscribe(discussion_channel(*key)))
+        return await self._join(session.school_id, d, [session], from_seq, replay,
+                                announce=announce)
+
+    async def _join(self, school: SchoolId, d: DiscussionId, sessions: Sequence[Session],
+                    from_seq: int | None, replay: _Replay | None = None, *,
+                    announce: bool = False) -> int:
+        """:meth:`_join_feed` for several connections at once, with one read of the
+        discussion for all (a new class discussion adds thirty people together).
+        A shared ``replay`` allowance is for a single session."""
+        key = (school, d)
+        for session in sessions:
+            session.begin_catchup(d)
+            if self.hub.subscribe(session, d):
+                self._feeds[key] = self._new_feed(key)
+                await self._broker_call(self.broker.subscribe(discussion_channel(*key)))
+        joined = list(sessions)
         if announce:
-            try:
-                summary = await self.summary(session.school_id, session.user_id, d)
-            except NotFound:
-                self._leave_feed(session, d)
+            summaries = await self._summaries(school, d, [s.user_id for s in sessions])
+            joined = []
+            for session in sessions:
+                summary = summaries.get(session.user_id)
+                if summary is None:  # not (or no longer) in it
+                    self._leave_feed(session, d)
+                    continue
+                session.push(Frame({"type": "discussion", "discussion": summary}))
+                joined.append(session)
+            if not joined:
                 return 0
-            session.push(Frame({"type": "discussion", "discussion": summary}))
         last = (await self.store.get_discussion(*key)).last_seq
         feed_now = self._feeds.get(key)
         if feed_now is not None:
             feed_now.start(last)
-        if not session.open:  # gone while we awaited: do not leave it in the audience
-            self._leave_feed(session, d)
-            return 0
-        if from_seq is None or from_seq >= last:
-            # Live only, or a client claiming more than exists: start from what is stored.
-            session.end_catchup(d, min(last, from_seq if from_seq is not None else last), [])
-            return 0
-        limit = self.limits.replay_max if replay is None else replay.limit
-        rows = await self.store.messages_after(session.school_id, d, from_seq, upto=last,
-                                               limit=limit, newest=True)
-        if replay is not None:
-            rows = replay.take(rows)
-        session.end_catchup(d, from_seq, rows)
-        return int((bool(rows) and rows[0].seq > from_seq + 1) or (not rows and last > from_seq))
+        rows: list[StoredMessage] = []
+        if from_seq is not None and from_seq < last:
+            limit = self.limits.replay_max if replay is None else replay.limit
+            rows = await self.store.messages_after(school, d, from_seq, upto=last,
+                                                   limit=limit, newest=True)
+        incomplete = 0
+        for session in joined:
+            if not session.open:  # gone while we awaited: do not leave it in the audience
+                self._leave_feed(session, d)
+            elif from_seq is None or from_seq >= last:
+                # Live only, or a client claiming more than exists: start from what is stored.
+                session.end_catchup(d, last if from_seq is None else min(last, from_seq), [])
+            else:
+                taken = (replay or self._replay()).take(rows)
+                session.end_catchup(d, from_seq, taken)
+                incomplete = max(incomplete, int(not taken or taken[0].seq > from_seq + 1))
+        return incomplete
 
     def _replay(self) -> _Replay:
         """A fresh replay allowance: half the outbox, so that live traffic still fits."""
@@ -522,50 +542,13 @@ class Node:
         joining = [s for s in here if d not in set(s.subscribed)]
         following = [s for s in here if d in set(s.subscribed)]
         if joining:
-            await self._join_together(school, d, joining)
+            await self._join(school, d, joining, 0, announce=True)
         if following:  # already following it (a second notice): the summary is enough
             summaries = await self._summaries(school, d, [s.user_id for s in following])
             for session in following:
                 summary = summaries.get(session.user_id)
                 if summary is not None:
                     session.push(Frame({"type": "discussion", "discussion": summary}))
-
-    async def _join_together(self, school: SchoolId, d: DiscussionId,
-                             sessions: list[Session]) -> None:
-        """:meth:`_join_feed` from the start with ``announce``, for several connections:
-        each is announced the discussion, then replayed it, then gets it live."""
-        key = (school, d)
-        for session in sessions:
-            session.begin_catchup(d)
-            if self.hub.subscribe(session, d):
-                self._feeds[key] = self._new_feed(key)
-                await self._broker_call(self.broker.subscribe(discussion_channel(*key)))
-        # Read after joining the audience: a join or leave is in it or announced after.
-        summaries = await self._summaries(school, d, [s.user_id for s in sessions])
-        for session in sessions:
-            summary = summaries.get(session.user_id)
-            if summary is None:
-                self._leave_feed(session, d)
-            else:
-                session.push(Frame({"type": "discussion", "discussion": summary}))
-        try:
-            last = (await self.store.get_discussion(*key)).last_seq
-        except NotFound:
-            last = 0
-        feed_now = self._feeds.get(key)
-        if feed_now is not None:
-            feed_now.start(last)
-        rows: list[StoredMessage] = []
-        if last > 0:
-            rows = await self.store.messages_after(school, d, 0, upto=last,
-                                                   limit=self.limits.replay_max, newest=True)
-        for session in sessions:
-            if session.user_id not in summaries:
-                continue
-            if not session.open:  # gone while we awaited: do not leave it in the audience
-                self._leave_feed(session, d)
-                continue
-            session.end_catchup(d, 0, self._replay().take(rows))
 
     async def _summaries(self, school: SchoolId, d: DiscussionId,
                          users: list[UserId]) -> dict[UserId, dict[str, Any]]:
