@@ -15,6 +15,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -38,12 +39,13 @@ class Cluster:
         self.processes: list[subprocess.Popen[bytes] | None] = [None] * nodes
         self._logs = [open(tmp / f"node{i}.log", "wb") for i in range(nodes)]  # noqa: SIM115
 
-    def prepare(self) -> None:
+    def prepare(self, *extra: dict[str, Any]) -> None:
+        """Import the two test schools, and the ``extra`` directory documents."""
         async def run() -> None:
             st = SqliteStore(str(self.database))
             await st.open()
             try:
-                for doc in (school_doc(), other_school_doc()):
+                for doc in (school_doc(), other_school_doc(), *extra):
                     await st.import_directory(parse_directory(doc), actor="test",
                                               now=SCHOOL_DAY)
             finally:

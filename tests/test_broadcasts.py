@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from server.demo import generate_school
-from server.directory import parse_directory
 from server.store import SqliteStore
 from tests.cluster import Cluster
 from tests.conftest import SCHOOL_DAY, LiveServer
@@ -482,18 +481,7 @@ def big_cluster(tmp_path: Path) -> Iterator[Cluster]:
     with RedisServer() as redis:
         c = Cluster(tmp_path, redis)
         try:
-            c.prepare()
-
-            async def add_demo() -> None:
-                st = SqliteStore(str(c.database))
-                await st.open()
-                try:
-                    doc = parse_directory(generate_school(classes=2, students=28, seed=3))
-                    await st.import_directory(doc, actor="test", now=SCHOOL_DAY)
-                finally:
-                    await st.close()
-
-            asyncio.run(add_demo())
+            c.prepare(generate_school(classes=2, students=28, seed=3))
             c.start(0)
             c.start(1)
             yield c
