@@ -11,8 +11,12 @@ Exception hierarchy::
     ├── Refused                     a policy or request refusal carrying an ErrorCode
     ├── InvalidSettings             a settings change that cannot be applied (bad_request)
     ├── DirectoryError              a directory file rejected whole, with every problem
-    ├── StoreError                  the database failed or disagreed
-    │   └── NotFound                a record that does not exist (in this establishment)
+    ├── StoreError                  the database failed or disagreed (``retryable``: may work later)
+    │   ├── NotFound                a record that does not exist (in this establishment)
+    │   ├── UnstorableValue         a value the database cannot hold (bad_request)
+    │   └── StoreUnavailable        the database cannot serve now: retry (unavailable, 503)
+    │       ├── StoreBusy           another process holds the write lock past the timeout
+    │       └── StoreFull           the disk (or the database's size limit) is full
     ├── BrokerUnavailable           pub/sub cannot publish or answer now (server.broker)
     └── ConfigurationError          the server cannot start with this configuration
 
@@ -36,7 +40,11 @@ __all__ = [
     "PreauError",
     "Problem",
     "Refused",
+    "StoreBusy",
     "StoreError",
+    "StoreFull",
+    "StoreUnavailable",
+    "UnstorableValue",
 ]
 
 
@@ -119,6 +127,9 @@ class ErrorCode(enum.StrEnum):
     # Store and server.
     CONFLICT = ("conflict", 409, "", "The request conflicts with what is stored.")
     INTERNAL = ("internal", 500, "", "Something went wrong on the server.")
+    UNAVAILABLE = (
+        "unavailable", 503, "", "The server cannot store this right now: retry in a moment."
+    )
 
 
 class PreauError(Exception):
@@ -169,11 +180,38 @@ class DirectoryError(PreauError):
 
 
 class StoreError(PreauError):
-    """The database failed or refused an operation."""
+    """The database failed or refused an operation.
+
+    ``retryable`` says whether the same request may succeed later unchanged (the
+    database was busy, full or unreachable): clients get ``unavailable`` (503)
+    for those, ``internal`` (500) for the others.
+    """
+
+    retryable = False
 
 
 class NotFound(StoreError):
     """A record that does not exist in this establishment."""
+
+
+class UnstorableValue(StoreError):
+    """A value the database cannot hold: text that is not valid Unicode, an integer
+    beyond 64 bits. The request is at fault, not the database (``bad_request``)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot serve now (I/O error, cannot open, read-only…); nothing
+    was written. The message keeps the driver's own words."""
+
+    retryable = True
+
+
+class StoreBusy(StoreUnavailable):
+    """Another connection held the write lock for longer than the busy timeout."""
+
+
+class StoreFull(StoreUnavailable):
+    """The disk, or the database's page limit, is full: nothing more can be written."""
 
 
 class ConfigurationError(PreauError):

@@ -10,21 +10,39 @@ after the commit, so an ack still means durable.
 
 Sequence numbers stay gap-free: each append increments its discussion's
 ``last_seq`` inside the batch's transaction, in queue order.
+
+Failures. Every caller gets an answer, whatever is raised:
+
+- each item runs inside its own ``SAVEPOINT``: an item that fails for its own sake
+  (a value the driver cannot bind, a constraint) is rolled back to its savepoint
+  and fails alone, with a :class:`~server.errors.StoreError`; the others of the
+  batch are still stored by the one ``COMMIT`` (cheaper than retrying the batch
+  item by item, and the failed item's ``last_seq`` increment is undone with it);
+- a failure of the database itself (busy, full, I/O), at ``BEGIN``, in an item or
+  at ``COMMIT``, fails the whole batch with the translated error (its cause kept):
+  SQLite may already have rolled the transaction back, so ``ROLLBACK`` is issued
+  only if one is still open, and its own failure never hides the first;
+- the flusher task resolves every future it took, and the futures still queued if
+  it is cancelled: no append waits for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..errors import NotFound, StoreError
+from ..errors import NotFound, StoreError, StoreUnavailable
 from ..model import DiscussionId, SchoolId, UserId
 from .base import StoredMessage
+from .failures import WriteHealth, translate
 
 __all__ = ["Appender"]
+
+log = logging.getLogger("preau.store")
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,15 +55,18 @@ class _Append:
     now: datetime
 
 
-_Result = tuple[StoredMessage, bool] | NotFound
+_Result = tuple[StoredMessage, bool] | StoreError  # NotFound is a StoreError
+_DOING = "storing messages"
 
 
 class Appender:
     """Appender is responsible for storing messages durably, in batches, off the loop."""
 
-    def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(self, path: str, *, busy_timeout_ms: int = 10_000,
+                 health: WriteHealth | None = None) -> None:
         self._path = path
         self._busy_timeout_ms = busy_timeout_ms
+        self._health = health or WriteHealth()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="preau-append")
         self._conn: sqlite3.Connection | None = None  # used only in the executor's thread
         self._queue: list[tuple[_Append, asyncio.Future[_Result]]] = []
@@ -61,29 +82,39 @@ class Appender:
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
         result = await future
-        if isinstance(result, NotFound):
+        if isinstance(result, StoreError):
             raise result
         return result
 
     async def _flush(self) -> None:
         loop = asyncio.get_running_loop()
+        batch: list[tuple[_Append, asyncio.Future[_Result]]] = []
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
                 try:
                     results = await loop.run_in_executor(
                         self._executor, self._write, [item for item, _ in batch])
-                except sqlite3.Error as exc:
-                    error = StoreError(f"storing messages failed: {exc}")
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(error)
+                except Exception as exc:  # whatever it is, every future gets an answer
+                    error = translate(exc, _DOING)
+                    if not isinstance(error, StoreUnavailable):
+                        log.error("storing a batch of messages failed", exc_info=exc)
+                    self._health.observe(error)
+                    _fail(batch, error)
+                    batch = []
                     continue
+                self._health.succeeded()
                 for (_, future), result in zip(batch, results, strict=True):
                     if not future.done():
                         future.set_result(result)
+                batch = []
         finally:
             self._flusher = None
+            # Cancelled (the loop is closing): nothing taken or queued is left waiting. The
+            # batch in flight may have been committed: its senders retry with the same
+            # client_id and are answered ``duplicate``.
+            stranded, self._queue = batch + self._queue, []
+            _fail(stranded, StoreUnavailable(f"{_DOING}: the store is closing"))
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -94,16 +125,33 @@ class Appender:
         return self._conn
 
     def _write(self, batch: list[_Append]) -> list[_Result]:
-        """In the appender's thread: the whole batch in one transaction."""
+        """In the appender's thread: the whole batch in one transaction, each item in its
+        own savepoint. Raises only for a failure of the whole batch."""
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            results = [self._one(conn, item) for item in batch]
+            results = [self._item(conn, item) for item in batch]
             conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as exc:
+            _rollback(conn, exc)
             raise
         return results
+
+    def _item(self, conn: sqlite3.Connection, item: _Append) -> _Result:
+        conn.execute("SAVEPOINT item")
+        try:
+            result = self._one(conn, item)
+        except Exception as exc:  # judged below: this item's failure or the batch's
+            error = translate(exc, _DOING)
+            if isinstance(error, StoreUnavailable) or not conn.in_transaction:
+                raise  # the database failed, not this item: the whole batch fails
+            log.warning("message %r of %s refused by the store: %s", item.client_id,
+                        item.sender, error)
+            conn.execute("ROLLBACK TO item")
+            conn.execute("RELEASE item")
+            return error
+        conn.execute("RELEASE item")
+        return result
 
     @staticmethod
     def _one(conn: sqlite3.Connection, a: _Append) -> _Result:
@@ -143,3 +191,20 @@ class Appender:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _fail(batch: list[tuple[_Append, asyncio.Future[_Result]]], error: StoreError) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_result(error)
+
+
+def _rollback(conn: sqlite3.Connection, cause: BaseException) -> None:
+    """Undo what is left of a failed transaction without hiding ``cause``: after
+    SQLITE_FULL or an I/O error SQLite has already rolled it back itself."""
+    if not conn.in_transaction:
+        return
+    try:
+        conn.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        log.warning("rollback after %r failed too: %s", cause, exc)

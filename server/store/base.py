@@ -3,7 +3,8 @@
 :class:`Store` is a ``typing.Protocol``; :class:`~server.store.sqlite.SqliteStore`
 is the embedded implementation, and a PostgreSQL one can be added beside it
 without touching callers. Implementations translate their driver's errors into
-:class:`~server.errors.StoreError` at this boundary.
+:class:`~server.errors.StoreError` at this boundary: ``retryable`` ones
+(:class:`~server.errors.StoreUnavailable`) when the database, not the request, failed.
 
 Every method takes the establishment (``school_id``) and never returns a record
 of another one: a discussion id of another school is :class:`NotFound`.
@@ -267,6 +268,11 @@ class Store(BroadcastStore, Protocol):
 
     async def close(self) -> None:
         """Release the connection; the store cannot be used afterwards."""
+
+    def write_failure(self) -> str | None:
+        """Why writes fail, if this process's most recent write failed because of the
+        database (busy, full, I/O) within the last 30 s and none succeeded since;
+        ``None`` otherwise. ``/readyz`` reports it."""
 
     # -- deployment metadata
     async def get_meta(self, key: str) -> str | None: ...

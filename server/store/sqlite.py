@@ -1,17 +1,27 @@
 """SqliteStore: the embedded :class:`~server.store.base.Store`, one file in WAL mode.
 
-One connection per process, driven by ``aiosqlite`` (a thread that owns the
-``sqlite3`` connection). Write transactions are serialised by an asyncio lock
-and run as ``BEGIN IMMEDIATE`` so that several server processes sharing the file
-take the write lock up front instead of failing half-way; ``busy_timeout``
-makes them wait for each other. ``sqlite3`` errors become
-:class:`~server.errors.StoreError` here and nowhere else.
+Two connections per process, each driven by ``aiosqlite`` (a thread that owns the
+``sqlite3`` connection), plus the :class:`~server.store.appender.Appender`'s own for
+messages:
+
+- writes run as ``BEGIN IMMEDIATE`` transactions on the write connection, one at a
+  time (an asyncio lock), so that several server processes sharing the file take the
+  write lock up front instead of failing half-way; ``busy_timeout`` makes them wait
+  for each other;
+- reads run on the read connection (``query_only``), under their own lock. WAL lets
+  them go on while another process holds the write lock: a write of this node
+  waiting for that lock (up to the busy timeout) never holds up its reads.
+
+``sqlite3`` errors become :class:`~server.errors.StoreError` here and nowhere else
+(:func:`~server.store.failures.translate`), with the driver's message kept; a
+failed ``COMMIT`` is reported as itself, never as the ``ROLLBACK`` after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -58,10 +68,13 @@ from .base import (
     ImportReport,
     StoredMessage,
 )
+from .failures import WriteHealth, translate
 from .sqlite_broadcasts import SqliteBroadcasts
 from .times import dt, ts
 
 __all__ = ["SqliteStore"]
+
+log = logging.getLogger("preau.store")
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -80,38 +93,62 @@ def _migrations() -> list[tuple[int, str]]:
 class SqliteStore(SqliteBroadcasts):
     """A :class:`~server.store.base.Store` in one SQLite file (``":memory:"`` for tests)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
-        # One operation at a time on the shared connection. aiosqlite runs each call in
-        # its thread, but an operation is several calls: without this, a read left half
+        self._reader: aiosqlite.Connection | None = None
+        # One operation at a time on each connection. aiosqlite runs each call in its
+        # thread, but an operation is several calls: without this, a read left half
         # fetched by one coroutine keeps an old snapshot open under another's
         # transaction (SQLITE_BUSY_SNAPSHOT at BEGIN, and stale reads).
         self._lock = asyncio.Lock()
-        # Messages go through a group-committing appender with its own connection (a
-        # second connection to ":memory:" would be another database: not there).
-        self._appender = None if path == ":memory:" else Appender(path)
+        # A second connection to ":memory:" would be another database: there, reads share
+        # the write connection and its lock.
+        self._separate_reads = path != ":memory:"
+        self._read_lock = asyncio.Lock() if self._separate_reads else self._lock
+        self.health = WriteHealth()
+        # Messages go through a group-committing appender with its own connection.
+        self._appender = (Appender(path, busy_timeout_ms=busy_timeout_ms, health=self.health)
+                          if self._separate_reads else None)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def open(self) -> None:
         try:
-            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            self._db = await self._connect()
             await self._db.execute("PRAGMA journal_mode=WAL")
-            await self._db.execute("PRAGMA synchronous=NORMAL")
-            await self._db.execute("PRAGMA busy_timeout=10000")
             await self._db.execute("PRAGMA foreign_keys=ON")
             await self._migrate()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the database {self.path!r}: {exc}") from exc
+            if self._separate_reads:
+                self._reader = await self._connect()
+                await self._reader.execute("PRAGMA query_only=ON")
+        except (sqlite3.Error, StoreError) as exc:
+            await self.close()
+            error = translate(exc, f"opening the database {self.path!r}")
+            raise type(error)(f"cannot open the database {self.path!r}: {exc}") from exc
+
+    async def _connect(self) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        except BaseException:
+            await db.close()
+            raise
+        return db
 
     async def close(self) -> None:
         if self._appender is not None:
             await self._appender.close()
             self._appender = None
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
+        for db in (self._reader, self._db):
+            if db is not None:
+                await db.close()
+        self._reader = self._db = None
+
+    def write_failure(self) -> str | None:
+        return self.health.failure()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -138,40 +175,68 @@ class SqliteStore(SqliteBroadcasts):
         row = await self._one("SELECT MAX(version) FROM schema_version", ())
         return int(row[0]) if row and row[0] is not None else 0
 
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        """The connection reads use (the write connection for ``":memory:"``)."""
+        if not self._separate_reads:
+            return self.db
+        if self._reader is None:
+            raise RuntimeError("SqliteStore used before open() or after close()")
+        return self._reader
+
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction; any failure, the driver's or the body's, rolls it back,
+        and the driver's comes out translated."""
         async with self._lock:
             db = self.db
             try:
                 await db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise StoreError(f"database busy or unavailable: {exc}") from exc
+                raise self._failed(exc, "starting a write") from exc
             try:
                 yield db
-            except BaseException:
-                await db.execute("ROLLBACK")
+                await db.execute("COMMIT")
+            except BaseException as exc:
+                await self._rollback(db, exc)
+                if isinstance(exc, sqlite3.Error | UnicodeEncodeError | OverflowError):
+                    raise self._failed(exc, "writing") from exc
                 raise
-            else:
-                try:
-                    await db.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    await db.execute("ROLLBACK")
-                    raise StoreError(f"commit failed: {exc}") from exc
+            self.health.succeeded()
+
+    def _failed(self, exc: BaseException, doing: str) -> StoreError:
+        error = translate(exc, doing)
+        self.health.observe(error)
+        return error
+
+    @staticmethod
+    async def _rollback(db: aiosqlite.Connection, cause: BaseException) -> None:
+        """Undo what is left of a failed transaction without hiding ``cause``: after
+        SQLITE_FULL or an I/O error SQLite has already rolled it back itself."""
+        if not db.in_transaction:
+            return
+        try:
+            await db.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            log.warning("rollback after %r failed too: %s", cause, exc)
 
     @asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Several reads that must agree: a deferred transaction, which takes no write
-        lock (writers, the appender included, go on meanwhile)."""
-        async with self._lock:
-            db = self.db
+        """Several reads that must agree: a deferred transaction on the read connection,
+        which takes no write lock (writers, the appender included, go on meanwhile)."""
+        async with self._read_lock:
+            db = self.reader
             try:
                 await db.execute("BEGIN")
-            except sqlite3.Error as exc:
-                raise StoreError(f"database unavailable: {exc}") from exc
-            try:
                 yield db
+            except sqlite3.Error as exc:
+                raise translate(exc, "reading") from exc
             finally:
-                await db.execute("COMMIT")
+                if db.in_transaction:
+                    try:
+                        await db.execute("COMMIT")
+                    except sqlite3.Error as exc:
+                        log.warning("ending a read failed: %s", exc)
 
     async def _one(self, sql: str, args: Sequence[Any]) -> Any:
         rows = await self._all(sql, args)
@@ -180,11 +245,11 @@ class SqliteStore(SqliteBroadcasts):
     async def _all(self, sql: str, args: Sequence[Any]) -> Iterable[Any]:
         """A read in autocommit mode: executed and fetched in one call to the database
         thread, so no statement stays open (and no old snapshot with it)."""
-        async with self._lock:
+        async with self._read_lock:
             try:
-                return await self.db.execute_fetchall(sql, args)
-            except sqlite3.Error as exc:
-                raise StoreError(str(exc)) from exc
+                return await self.reader.execute_fetchall(sql, args)
+            except (sqlite3.Error, OverflowError, UnicodeEncodeError) as exc:
+                raise translate(exc, "reading") from exc
 
     # ------------------------------------------------------------------ meta
 
