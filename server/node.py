@@ -233,12 +233,39 @@ class Node:
         user is in but did not list (added while the client was away) is announced
         with a ``discussion`` event and replayed from the start. Returns how many
         replays stopped at ``replay_max`` (the client pages the rest with history).
+
+        All or nothing: if a step fails (the store, the broker), what was done is
+        undone before the error goes up: the connection is out of the hub, its school
+        and discussions are released, no catch-up is left buffering.
         """
-        school, user = session.school_id, session.user_id
+        school = session.school_id
         first = self.hub.add(session)
-        if self._school_subs.get(school, 0) == 0:
-            await self.broker.subscribe(school_channel(school))
-        self._school_subs[school] = self._school_subs.get(school, 0) + 1
+        try:
+            if self._school_subs.get(school, 0) == 0:
+                await self.broker.subscribe(school_channel(school))
+            self._school_subs[school] = self._school_subs.get(school, 0) + 1
+        except BaseException:
+            await self._undo_attach(session, counted=False)
+            raise
+        try:
+            return await self._attach(session, resume, first)
+        except BaseException:
+            await self._undo_attach(session, counted=True)
+            raise
+
+    async def _undo_attach(self, session: Session, *, counted: bool) -> None:
+        for d in list(session.subscribed):
+            self._leave_feed(session, d)
+        self.hub.remove(session)
+        if self._emptied is not None and not len(self.hub):
+            self._emptied.set()
+        if counted:
+            await self._uncount_school(session.school_id)
+
+    async def _attach(self, session: Session, resume: Sequence[tuple[DiscussionId, int]] | None,
+                      first: bool) -> int:
+        """The steps of :meth:`attach` after the hub and the school channel."""
+        school, user = session.school_id, session.user_id
         if school not in self._window_open:
             # The window as this connection was told in its welcome: changes from here on
             # are announced by the tick.
@@ -279,6 +306,13 @@ class Node:
         last = self.hub.remove(session)
         if self._emptied is not None and not len(self.hub):
             self._emptied.set()
+        await self._uncount_school(school)
+        if last:
+            await self._publish_school(school, {"k": "p", "s": school, "u": user, "on": False,
+                                                "ds": discussions})
+
+    async def _uncount_school(self, school: SchoolId) -> None:
+        """One connection of ``school`` fewer; the last one releases its channel."""
         count = self._school_subs.get(school, 1) - 1
         if count <= 0:
             self._school_subs.pop(school, None)
@@ -286,9 +320,6 @@ class Node:
             await self._broker_call(self.broker.unsubscribe(school_channel(school)))
         else:
             self._school_subs[school] = count
-        if last:
-            await self._publish_school(school, {"k": "p", "s": school, "u": user, "on": False,
-                                                "ds": discussions})
 
     async def _join_feed(self, session: Session, d: DiscussionId, from_seq: int | None,
                          replay: _Replay | None = None, *, announce: bool = False) -> int:
@@ -312,7 +343,23 @@ class Node:
                     announce: bool = False) -> int:
         """:meth:`_join_feed` for several connections at once, with one read of the
         discussion for all (a new class discussion adds thirty people together).
-        A shared ``replay`` allowance is for a single session."""
+        A shared ``replay`` allowance is for a single session.
+
+        If a step fails, the connections still catching up leave the discussion again
+        (audience, feed, buffer) before the error goes up: none is left subscribed to a
+        feed that never starts."""
+        try:
+            return await self._joining(school, d, sessions, from_seq, replay,
+                                       announce=announce)
+        except BaseException:
+            for session in sessions:
+                if d in set(session.subscribed):
+                    self._leave_feed(session, d)
+            raise
+
+    async def _joining(self, school: SchoolId, d: DiscussionId, sessions: Sequence[Session],
+                       from_seq: int | None, replay: _Replay | None = None, *,
+                       announce: bool = False) -> int:
         key = (school, d)
         for session in sessions:
             session.begin_catchup(d)
@@ -426,7 +473,11 @@ class Node:
         for d in sorted(present - current):
             if not session.open:
                 return
-            await self._join_feed(session, d, 0, self._replay(), announce=True)
+            try:
+                await self._join_feed(session, d, 0, self._replay(), announce=True)
+            except Exception:
+                _come_back([session])
+                raise
 
     async def _catch_up_feed(self, key: tuple[SchoolId, DiscussionId]) -> None:
         feed = self._feeds.get(key)
@@ -542,7 +593,11 @@ class Node:
         joining = [s for s in here if d not in set(s.subscribed)]
         following = [s for s in here if d in set(s.subscribed)]
         if joining:
-            await self._join(school, d, joining, 0, announce=True)
+            try:
+                await self._join(school, d, joining, 0, announce=True)
+            except Exception:
+                _come_back(joining)  # they would miss the discussion until they reconnect
+                raise
         if following:  # already following it (a second notice): the summary is enough
             summaries = await self._summaries(school, d, [s.user_id for s in following])
             for session in following:
@@ -859,6 +914,13 @@ class Node:
         """Settings or preferences changed here: apply at once on every node."""
         await self._refresh_school(school)
         await self._publish(school_channel(school), {"k": "v", "s": school})
+
+
+def _come_back(sessions: Iterable[Session]) -> None:
+    """A join that failed in the background: these connections would silently miss the
+    discussion, so they reconnect (4013) and resume, which joins it again."""
+    for session in sessions:
+        session.close(CloseCode.TRY_AGAIN, "could not follow a discussion: reconnect")
 
 
 def _ack(msg: StoredMessage, *, duplicate: bool) -> dict[str, Any]:

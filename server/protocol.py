@@ -85,6 +85,7 @@ class CloseCode(enum.IntEnum):
     SHUTDOWN = 4000
     HELLO_TIMEOUT = 4001
     SLOW = 4008
+    TRY_AGAIN = 4013  # the store or the broker failed before the welcome: retry shortly
     UNAUTHENTICATED = 4501
     ACCESS_REVOKED = 4503
 

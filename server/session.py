@@ -21,7 +21,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from .errors import ErrorCode, NotFound, Refused, StoreError
+from .broker import BrokerUnavailable
+from .errors import ErrorCode, NotFound, Refused, StoreError, UnstorableValue
 from .hub import Frame, Outbox, Transport, TransportClosed
 from .model import DiscussionId, SchoolId, UserId
 from .node import Node, iso, message_frame, window_json
@@ -169,11 +170,15 @@ class Session:
             self.close(CloseCode.INTERNAL, "internal error")
         finally:
             self.state = SessionState.CLOSED
-            if attached:
-                await self.node.detach(self)
-            if self._closing is not None:
-                await self._closing  # flush what is queued, then the close frame
-            await self.outbox.stop()
+            try:
+                if attached:
+                    await self.node.detach(self)
+            except Exception:
+                log.exception("detaching %s/%s failed", self.school_id, self.user_id)
+            finally:
+                if self._closing is not None:
+                    await self._closing  # flush what is queued, then the close frame
+                await self.outbox.stop()
 
     async def _hello(self) -> bool:
         limits = self.node.limits
@@ -200,6 +205,9 @@ class Session:
         except Refused as exc:
             await self._refuse(exc.code, exc.message, CloseCode.UNAUTHENTICATED)
             return False
+        except StoreError as exc:
+            await self._unavailable(exc)
+            return False
         if self.node.draining:
             self._held = None
             self._go_elsewhere()
@@ -217,7 +225,12 @@ class Session:
         self.school_id, self.user_id = identity.school_id, identity.user_id
         self.expires_at = identity.expires_at
         self.state = SessionState.OPEN
-        incomplete = await self.node.attach(self, hello.resume)
+        try:
+            incomplete = await self.node.attach(self, hello.resume)
+        except Exception as exc:
+            # The node undid what it had done: tell the client to come back shortly.
+            await self._unavailable(exc)
+            return False
         window = gk.window_state(now)
         held, self._held = self._held or [], None
         replayed = sum(1 for f in held if f.body.get("type") == "message")
@@ -239,6 +252,18 @@ class Session:
         self.push(Frame({"type": "error", "code": code.value, "message": message}))
         self.state = SessionState.CLOSED
         await self.outbox.close(close, close_reason(message))
+
+    async def _unavailable(self, exc: Exception) -> None:
+        """Something failed before the welcome (nothing of this connection is left on
+        the node): an error, then close 4013 so that the client comes back shortly."""
+        if isinstance(exc, BrokerUnavailable) or (isinstance(exc, StoreError)
+                                                   and exc.retryable):
+            log.warning("cannot attach %s/%s: %s", self.school_id, self.user_id, exc)
+            code = ErrorCode.UNAVAILABLE
+        else:
+            log.error("attaching %s/%s failed", self.school_id, self.user_id, exc_info=exc)
+            code = ErrorCode.INTERNAL
+        await self._refuse(code, code.phrase, CloseCode.TRY_AGAIN)
 
     async def _serve_requests(self) -> None:
         bad = 0
@@ -271,9 +296,16 @@ class Session:
         except NotFound:
             self._error(ref, ErrorCode.NOT_PARTICIPANT, ErrorCode.NOT_PARTICIPANT.phrase)
             return
-        except StoreError:
-            log.exception("store failed serving %s", type(request).__name__)
-            self._error(ref, ErrorCode.INTERNAL, ErrorCode.INTERNAL.phrase)
+        except UnstorableValue as exc:
+            self._error(ref, ErrorCode.BAD_REQUEST, str(exc))
+            return
+        except StoreError as exc:
+            if exc.retryable:  # the database is busy, full or unreachable: nothing was stored
+                log.warning("store unavailable serving %s: %s", type(request).__name__, exc)
+                self._error(ref, ErrorCode.UNAVAILABLE, ErrorCode.UNAVAILABLE.phrase)
+            else:
+                log.exception("store failed serving %s", type(request).__name__)
+                self._error(ref, ErrorCode.INTERNAL, ErrorCode.INTERNAL.phrase)
             return
         if reply is not None:
             if ref is not None:

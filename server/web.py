@@ -40,7 +40,15 @@ from . import __version__
 from .broker import Broker, BrokerUnavailable, MemoryBroker, RedisBroker
 from .clock import Clock, system_clock
 from .config import Config
-from .errors import ErrorCode, InvalidSettings, NotFound, PreauError, Refused, StoreError
+from .errors import (
+    ErrorCode,
+    InvalidSettings,
+    NotFound,
+    PreauError,
+    Refused,
+    StoreError,
+    UnstorableValue,
+)
 from .gatekeeper import WindowState
 from .hub import TransportClosed
 from .model import Role, SchoolId, User, UserId
@@ -96,6 +104,7 @@ CLOSE_TIMEOUT = 2.0  # seconds to hand a close frame to a peer before dropping t
 DEMO_SECRET_KEY = "demo_jwt_secret"
 CONTACTS_PAGE = 50
 CONTACTS_MAX_PAGE = 200
+RETRY_AFTER = 1  # seconds, in the Retry-After of a 503 ``unavailable``
 
 
 async def resolve_secret(config: Config, store: Store) -> str:
@@ -194,14 +203,20 @@ def create_app(
         return JSONResponse({"status": "ok", "version": __version__})
 
     async def readyz(request: Request) -> Response:
-        """Ready when the store answers and a probe goes through pub/sub and back."""
+        """Ready when the store answers, its writes do not fail, and a probe goes through
+        pub/sub and back."""
         s = services["s"]
         report = {"status": "ready", "store": "ok", "broker": "ok",
-                  "connections": len(s.node.hub)}
+                  "connections": len(s.node.hub),
+                  "discussions": sum(1 for _ in s.node.hub.discussions())}
         try:
             await s.store.list_schools()
         except StoreError as exc:
             report.update(status="unavailable", store=str(exc))
+        else:
+            failing = s.store.write_failure()
+            if failing is not None:
+                report.update(status="unavailable", store=f"writes failing: {failing}")
         try:
             await s.node.broker.check()
         except BrokerUnavailable as exc:
@@ -420,13 +435,21 @@ def _error_response(exc: PreauError) -> Response:
         code, message, retry_at = ErrorCode.BAD_REQUEST, str(exc), None
     elif isinstance(exc, NotFound):
         code, message, retry_at = ErrorCode.NOT_FOUND, str(exc), None
+    elif isinstance(exc, UnstorableValue):
+        code, message, retry_at = ErrorCode.BAD_REQUEST, str(exc), None
+    elif isinstance(exc, StoreError) and exc.retryable:
+        # The database is busy, full or unreachable: nothing was stored; retry later.
+        log.warning("store unavailable: %s", exc)
+        code, message, retry_at = ErrorCode.UNAVAILABLE, ErrorCode.UNAVAILABLE.phrase, None
     else:
         log.exception("request failed", exc_info=exc)
         code, message, retry_at = ErrorCode.INTERNAL, ErrorCode.INTERNAL.phrase, None
     body: dict[str, Json] = {"code": code.value, "message": message}
     if retry_at is not None:
         body["retry_at"] = _iso(retry_at)
-    headers = {"WWW-Authenticate": "Bearer"} if code is ErrorCode.UNAUTHENTICATED else None
+    headers = ({"WWW-Authenticate": "Bearer"} if code is ErrorCode.UNAUTHENTICATED
+               else {"Retry-After": str(RETRY_AFTER)} if code is ErrorCode.UNAVAILABLE
+               else None)
     return JSONResponse({"error": body}, status_code=code.status, headers=headers)
 
 

@@ -1,0 +1,154 @@
+"""A node whose database fails, end to end: real uvicorn, real WebSockets, a real SQLite
+file whose write lock another connection holds (as another process would).
+
+Clients get a retryable ``unavailable`` (WebSocket) or 503 (REST), never a 1011 close or
+a 500; nothing is acknowledged unless stored; reads go on while a write waits; /readyz
+reports failing writes; a connection whose attach failed leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from server.clock import ManualClock
+from server.config import Config
+from server.node import Limits
+from tests.conftest import SCHOOL_DAY, SECRET, LiveServer, _import_schools, serve
+from tests.test_store_failures import write_lock_held
+from tests.wire import Wire
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+async def _close_wires() -> AsyncIterator[None]:
+    yield
+    await Wire.close_all()
+
+
+@pytest.fixture
+def impatient_server(tmp_path: Path, limits: Limits) -> Iterator[LiveServer]:
+    """A live server whose writes give up after 200 ms waiting for another's lock."""
+    db = tmp_path / "live.db"
+    _import_schools(db)
+    clock = ManualClock(SCHOOL_DAY)
+    config = Config(database_url=f"sqlite:///{db}?busy_timeout_ms=200", jwt_secret=SECRET)
+    with serve(config, clock, limits) as url:
+        yield LiveServer(url, clock, db)
+
+
+async def readyz(server: LiveServer) -> tuple[int, dict[str, Any]]:
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.get(f"{server.url}/readyz")
+    return r.status_code, r.json()
+
+
+async def settled(server: LiveServer, counts: tuple[int, int]) -> bool:
+    """Whether /readyz's (connections, discussions) reach ``counts`` within 5 s (a closed
+    connection is detached just after its close)."""
+    for _ in range(100):
+        _, report = await readyz(server)
+        if (report["connections"], report["discussions"]) == counts:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def started(wire: Wire, to: list[str], client_id: str = "s1") -> int:
+    r = await wire.request({"type": "start", "subject": "Sortie", "to": to, "body": "Bonjour",
+                            "client_id": client_id})
+    assert r["type"] == "started", r
+    return int(r["discussion"]["id"])
+
+
+async def test_writes_that_fail_are_unavailable_then_succeed_on_retry(
+        impatient_server: LiveServer):
+    server = impatient_server
+    teacher, _ = await Wire.signed_in(server.ws_url, server.token("t1"))
+    d = await started(teacher, ["e1"])
+    send = {"type": "send", "discussion": d, "body": "Demain", "client_id": "m1"}
+    with write_lock_held(str(server.database)):
+        refused = await teacher.request(send)
+        assert (refused["type"], refused["code"]) == ("error", "unavailable")
+        refused = await teacher.request({"type": "start", "subject": "x", "to": ["e2"],
+                                         "body": "b", "client_id": "s2"})
+        assert (refused["type"], refused["code"]) == ("error", "unavailable")
+        async with httpx.AsyncClient(base_url=server.url, timeout=10, headers={
+                "Authorization": f"Bearer {server.token('a1')}"}) as admin:
+            r = await admin.patch("/api/settings", json={"hours": {"outside": "defer"}})
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == "unavailable"
+            assert "Retry-After" in r.headers
+        status, report = await readyz(server)
+        assert status == 503
+        assert report["status"] == "unavailable"
+        assert "writes failing" in report["store"]
+        assert "locked" in report["store"]
+        # The connection is still served.
+        assert (await teacher.request({"type": "ping"}))["type"] == "pong"
+    ack = await teacher.request(send)  # the same client_id: stored once, now
+    assert (ack["type"], ack["seq"], ack["duplicate"]) == ("ack", 2, False)
+    history = await teacher.request({"type": "history", "discussion": d})
+    assert [m["body"] for m in history["messages"]] == ["Demain", "Bonjour"]
+    status, report = await readyz(server)
+    assert (status, report["store"]) == (200, "ok")
+
+
+async def test_reads_are_answered_while_a_write_waits_for_the_lock(live_server: LiveServer):
+    teacher, _ = await Wire.signed_in(live_server.ws_url, live_server.token("t1"))
+    d = await started(teacher, ["e1"])
+    student, _ = await Wire.signed_in(live_server.ws_url, live_server.token("e1"))
+    with write_lock_held(str(live_server.database)):
+        # The student's receipt is a write: it waits for the lock (up to 10 s here).
+        await student.send({"type": "read", "discussion": d, "seq": 1, "ref": "r1"})
+        await asyncio.sleep(0.3)  # let it reach the lock; without that this proves nothing
+        history = await teacher.request({"type": "history", "discussion": d})
+        assert [m["body"] for m in history["messages"]] == ["Bonjour"]
+        listed = await teacher.request({"type": "list"})
+        assert [i["id"] for i in listed["items"]] == [d]
+        assert not [f for f in student.frames if f.get("ref") == "r1"]  # still waiting
+    assert (await student.expect("ok", ref="r1", timeout=10))["type"] == "ok"
+
+
+async def test_a_failed_attach_leaves_nothing_behind(impatient_server: LiveServer):
+    server = impatient_server
+    # Something the student must be handed at connection (a write: marked received), and a
+    # discussion the attach joins before that.
+    async with httpx.AsyncClient(base_url=server.url, timeout=10, headers={
+            "Authorization": f"Bearer {server.token('s1')}"}) as staff:
+        r = await staff.post("/api/broadcasts", json={
+            "kind": "information", "client_id": "i-1", "title": "Réunion",
+            "body": "Jeudi 18 h.", "to": {"users": ["e1"]}})
+        assert r.status_code == 201, r.text
+    teacher, _ = await Wire.signed_in(server.ws_url, server.token("t1"))
+    d = await started(teacher, ["e1"])
+    await teacher.close()
+    assert await settled(server, (0, 0))  # nobody connected, no discussion followed
+    with write_lock_held(str(server.database)):
+        student = await Wire.open(server.ws_url)
+        await student.send({"type": "hello", "token": server.token("e1"), "resume": []})
+        error = await student.expect("error")
+        assert error["code"] == "unavailable"
+        code, _ = await student.closed()
+        assert code == 4013
+        assert not [f for f in student.frames if f.get("type") == "welcome"]
+        _, report = await readyz(server)
+        assert (report["connections"], report["discussions"]) == (0, 0)
+    # Nothing was half done: the next attempt gets everything, and live traffic flows.
+    teacher, _ = await Wire.signed_in(server.ws_url, server.token("t1"))
+    student, welcome = await Wire.signed_in(server.ws_url, server.token("e1"), resume=[])
+    assert welcome["resume"]["complete"] is True
+    await student.expect("message", discussion=d, seq=1)  # replayed, then the broadcast
+    assert (await student.expect("broadcast"))["broadcast"]["title"] == "Réunion"
+    ack = await teacher.request({"type": "send", "discussion": d, "body": "Re",
+                                 "client_id": "m2"})
+    assert ack["type"] == "ack"
+    assert (await student.expect("message", discussion=d, seq=2))["body"] == "Re"
+    _, report = await readyz(server)
+    assert (report["connections"], report["discussions"]) == (2, 1)
