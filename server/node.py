@@ -748,9 +748,11 @@ class Node:
     async def _create(self, school: SchoolId, user: UserId, subject: str,
                       to: Sequence[UserId], body: str, client_id: str,
                       now: datetime) -> StoredMessage:
-        members = await self.store.create_discussion(school, user, subject, to, now=now)
+        # One transaction: a failure leaves no discussion without its first message.
+        members = await self.store.create_discussion(school, user, subject, to, now=now,
+                                                     first=(client_id, body))
         d = members.id
-        msg, _ = await self.store.append_message(school, d, user, client_id, body, now=now)
+        msg = StoredMessage(d, 1, user, client_id, body, now)
         everyone = [p.user_id for p in members.participants]
         await self._publish_school(school, {"k": "n", "s": school, "d": d, "us": everyone})
         await self._publish(discussion_channel(school, d), _message_event(school, msg))

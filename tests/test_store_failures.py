@@ -112,6 +112,24 @@ class TestTransactions:
         await store.set_meta("after", "ok")
         assert await store.get_meta("after") == "ok"
 
+    async def test_a_discussion_never_exists_without_its_first_message(self, school):
+        store, d = school
+        members = await store.create_discussion(HUGO, T1, "Cantine", [E1], now=SCHOOL_DAY,
+                                                first=("s1", "Bonjour"))
+        assert [(m.seq, m.body) for m in await store.messages_after(HUGO, members.id, 0)] \
+            == [(1, "Bonjour")]
+        assert (await store.get_discussion(HUGO, members.id)).last_seq == 1
+        found = await store.find_started(HUGO, T1, "s1")
+        assert found is not None
+        assert found.discussion_id == members.id
+        # The first message does not fit: neither it nor the discussion is stored.
+        await fill_up(store)
+        with pytest.raises(StoreFull):
+            await store.create_discussion(HUGO, T1, "Sortie", [E1], now=SCHOOL_DAY,
+                                          first=("s2", "x" * 8000))
+        assert await store.find_started(HUGO, T1, "s2") is None
+        assert sorted(x.id for x in await store.discussions_of(HUGO, T1)) == [d, members.id]
+
     async def test_another_process_holding_the_lock_is_busy(self, tmp_path: Path):
         store = SqliteStore(str(tmp_path / "busy.db"), busy_timeout_ms=50)
         await store.open()

@@ -332,8 +332,13 @@ class Store(BroadcastStore, Protocol):
         recipients: Sequence[UserId],
         *,
         now: datetime,
+        first: tuple[str, str] | None = None,
     ) -> DiscussionMembers:
-        """Create a discussion with its creator and recipients (brought in by the creator)."""
+        """Create a discussion with its creator and recipients (brought in by the creator).
+
+        ``first`` is the creator's ``(client_id, body)``: stored as message 1 in the same
+        transaction, so that a discussion never exists without its first message (a
+        failure leaves neither, and the client's retry creates it once)."""
 
     async def get_discussion(self, school_id: SchoolId, discussion_id: DiscussionId) -> Discussion:
         ...

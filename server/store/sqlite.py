@@ -547,13 +547,14 @@ class SqliteStore(SqliteBroadcasts):
         recipients: Sequence[UserId],
         *,
         now: datetime,
+        first: tuple[str, str] | None = None,
     ) -> DiscussionMembers:
         at = ts(now)
         async with self._transaction() as db:
             cursor = await db.execute(
-                "INSERT INTO discussions (school_id, subject, created_by, created_at, last_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (school_id, subject, creator, at, at),
+                "INSERT INTO discussions (school_id, subject, created_by, created_at, last_at, "
+                "last_seq) VALUES (?, ?, ?, ?, ?, ?)",
+                (school_id, subject, creator, at, at, 0 if first is None else 1),
             )
             did = cursor.lastrowid
             assert did is not None
@@ -566,6 +567,12 @@ class SqliteStore(SqliteBroadcasts):
                 "joined_at) VALUES (?, ?, ?, ?, ?)",
                 rows,
             )
+            if first is not None:
+                await db.execute(
+                    "INSERT INTO messages (school_id, discussion_id, seq, sender, client_id, "
+                    "body, created_at) VALUES (?, ?, 1, ?, ?, ?, ?)",
+                    (school_id, did, creator, *first, at),
+                )
         return await self.members(school_id, DiscussionId(did))
 
     async def get_discussion(self, school_id: SchoolId, discussion_id: DiscussionId) -> Discussion:
