@@ -227,8 +227,6 @@ def _demo_school(args: argparse.Namespace, config: Config) -> int:
 
 
 def _token(args: argparse.Namespace, config: Config) -> int:
-    from .web import resolve_secret
-
     async def run() -> int:
         store = await _open(config)
         try:
@@ -236,8 +234,7 @@ def _token(args: argparse.Namespace, config: Config) -> int:
             state = await store.load_school(school)
             if UserId(args.user_id) not in state.directory.users:
                 raise ConfigurationError(f"no active user {args.user_id!r} in {school!r}")
-            # A token for the demo must match what `serve --demo` will use.
-            secret = await resolve_secret(replace(config, demo=config.jwt_secret is None), store)
+            secret = await _token_secret(config, store)
         finally:
             await store.close()
         ttl = timedelta(seconds=args.ttl or config.token_ttl)
@@ -247,6 +244,24 @@ def _token(args: argparse.Namespace, config: Config) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+async def _token_secret(config: Config, store: Store) -> str:
+    """The secret the server signs with: configured, or the demo one kept in the database.
+
+    A database that was never served in demo mode gets no secret here: storing one would
+    quietly make it a demo database, whose tokens a production server would refuse anyway.
+    """
+    from .web import DEMO_SECRET_KEY, resolve_secret
+
+    if config.jwt_secret is None and not config.demo:
+        kept = await store.get_meta(DEMO_SECRET_KEY)
+        if kept is None:
+            raise ConfigurationError(
+                "no JWT secret to sign with: set PREAU_JWT_SECRET to the server's secret, "
+                "or PREAU_DEMO=1 for a demo database (as `preau serve --demo` uses)")
+        return kept
+    return await resolve_secret(config, store)
 
 
 def _demo_setup(args: argparse.Namespace, config: Config) -> int:
