@@ -584,6 +584,11 @@ class Node:
         self._check_window(school, est)
 
     def _check_window(self, school: SchoolId, est: Establishment) -> None:
+        if school not in self._school_subs:
+            # Nobody of this school is connected here: there is nobody to tell, and a
+            # state kept now would make the next connection hear of a change that came
+            # before it (``attach`` records the state its welcome announced).
+            return
         state = est.gatekeeper.window_state(self.clock())
         before = self._window_open.get(school)
         self._window_open[school] = state.is_open
