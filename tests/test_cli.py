@@ -216,6 +216,12 @@ class TestServe:
         assert weak.returncode == 2
         assert "too short" in weak.stderr
 
+    def test_bad_log_level_is_named(self, tmp_path: Path):
+        out = preau(tmp_path, "serve", "--port", "1",
+                    env={"PREAU_JWT_SECRET": SECRET, "PREAU_LOG_LEVEL": "loud"})
+        assert out.returncode == 2
+        assert "PREAU_LOG_LEVEL must be one of debug, info, warning, error" in out.stderr
+
     def test_bad_environment_is_named(self, tmp_path: Path):
         out = preau(tmp_path, "migrate", env={"PREAU_PORT": "eighty"})
         assert out.returncode == 2
