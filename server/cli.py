@@ -29,6 +29,11 @@ __all__ = ["MASS_REMOVAL_MIN", "main"]
 
 MASS_REMOVAL_MIN = 10  # below this many removals, a small school's file is trusted as is
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# Préau's own loggers: ``preau.*`` (node, session…) and modules named after their package
+# (``server.broker.redis``). Third-party libraries keep Python's default (warnings only).
+_OWN_LOGGERS = ("preau", "server")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit status."""
@@ -59,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="bind port (PREAU_PORT, default 8000)")
     serve.add_argument("--demo", action="store_true",
                        help="demo mode: generate a JWT secret if none is configured")
+    serve.add_argument("--log-level", choices=LOG_LEVELS,
+                       help="the least severe log lines shown (PREAU_LOG_LEVEL, default info)")
     serve.set_defaults(run=_serve)
 
     directory = sub.add_parser("directory", help="manage a school's directory")
@@ -165,6 +172,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
 
     config.check()
     _make_parent_dir(config)
+    level = _log_level(args)
     from .clock import OffsetClock
 
     clock = system_clock if config.clock_start is None else OffsetClock(config.clock_start)
@@ -181,9 +189,29 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
             await app.drain(grace=5.0)
             await super().shutdown(sockets)
 
-    Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="info",
+    Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=level,
                           timeout_graceful_shutdown=10, **UVICORN_OPTIONS)).run()
     return 0
+
+
+def _log_level(args: argparse.Namespace) -> str:
+    """Show Préau's log lines from ``--log-level`` (or ``PREAU_LOG_LEVEL``) up, on stderr
+    like uvicorn's: without this, Python shows only warnings, and INFO lines such as
+    "reconnected to Redis" would never appear."""
+    import logging
+
+    level = args.log_level or os.environ.get("PREAU_LOG_LEVEL", "info").strip().lower()
+    if level not in LOG_LEVELS:
+        raise ConfigurationError(
+            f"PREAU_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in _OWN_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(level.upper())
+        logger.addHandler(handler)
+        logger.propagate = False  # one line each, whatever else configures the root
+    return level
 
 
 def _import(args: argparse.Namespace, config: Config) -> int:
@@ -227,8 +255,6 @@ def _demo_school(args: argparse.Namespace, config: Config) -> int:
 
 
 def _token(args: argparse.Namespace, config: Config) -> int:
-    from .web import resolve_secret
-
     async def run() -> int:
         store = await _open(config)
         try:
@@ -236,8 +262,7 @@ def _token(args: argparse.Namespace, config: Config) -> int:
             state = await store.load_school(school)
             if UserId(args.user_id) not in state.directory.users:
                 raise ConfigurationError(f"no active user {args.user_id!r} in {school!r}")
-            # A token for the demo must match what `serve --demo` will use.
-            secret = await resolve_secret(replace(config, demo=config.jwt_secret is None), store)
+            secret = await _token_secret(config, store)
         finally:
             await store.close()
         ttl = timedelta(seconds=args.ttl or config.token_ttl)
@@ -247,6 +272,24 @@ def _token(args: argparse.Namespace, config: Config) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+async def _token_secret(config: Config, store: Store) -> str:
+    """The secret the server signs with: configured, or the demo one kept in the database.
+
+    A database that was never served in demo mode gets no secret here: storing one would
+    quietly make it a demo database, whose tokens a production server would refuse anyway.
+    """
+    from .web import DEMO_SECRET_KEY, resolve_secret
+
+    if config.jwt_secret is None and not config.demo:
+        kept = await store.get_meta(DEMO_SECRET_KEY)
+        if kept is None:
+            raise ConfigurationError(
+                "no JWT secret to sign with: set PREAU_JWT_SECRET to the server's secret, "
+                "or PREAU_DEMO=1 for a demo database (as `preau serve --demo` uses)")
+        return kept
+    return await resolve_secret(config, store)
 
 
 def _demo_setup(args: argparse.Namespace, config: Config) -> int:

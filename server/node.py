@@ -639,6 +639,11 @@ class Node:
         self._check_window(school, est)
 
     def _check_window(self, school: SchoolId, est: Establishment) -> None:
+        if school not in self._school_subs:
+            # Nobody of this school is connected here: there is nobody to tell, and a
+            # state kept now would make the next connection hear of a change that came
+            # before it (``attach`` records the state its welcome announced).
+            return
         state = est.gatekeeper.window_state(self.clock())
         before = self._window_open.get(school)
         self._window_open[school] = state.is_open
@@ -771,17 +776,35 @@ class Node:
                 "held_until": iso(held.release_at), "duplicate": not new}
 
     async def release_due(self) -> None:
-        """Deliver held messages whose opening has come, after a fresh policy check.
+        """Deliver held messages (and make held broadcasts due) whose opening has come,
+        or whose school's window is open now, after a fresh policy check.
 
         Every node calls this on its tick; the store hands each message to one of them.
         A message whose author lost the right meanwhile is dropped and the author told.
         """
         now = self.clock()
+        await self._release_opened(now)
         for held in await self.store.claim_due(now):
             try:
                 await self._release(held, now)
             except Exception:
                 log.exception("releasing held message %s failed", held.id)
+
+    async def _release_opened(self, now: datetime) -> None:
+        """Make due now what waits for an opening of a window that is open already.
+
+        Items are held until the opening computed when they were held; the window may
+        open sooner (the admin widens the hours, on any node, or switches them off).
+        Every school with held items is looked at, connected here or not; the store's
+        claim still hands each item to a single node.
+        """
+        for school in await self.store.schools_holding(now):
+            try:
+                est = await self.schools.get(school)
+            except NotFound:
+                continue
+            if est.gatekeeper.window_state(now).is_open:
+                await self.store.release_for_opening(school, now)
 
     async def _release(self, held: HeldMessage, now: datetime) -> None:
         school, user = held.school_id, held.sender

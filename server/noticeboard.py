@@ -186,7 +186,8 @@ class Noticeboard:
             deadline = publish_at + DEFAULT_POLL_DURATION
         b, new = await node.store.create_broadcast(
             school, user, draft, now=now, publish_at=publish_at, deadline=deadline,
-            recipients=None if scheduled else recipients)
+            recipients=None if scheduled else recipients,
+            held_for_hours=draft.publish_at is None and decision.hold_until is not None)
         if new:
             await node.announce(school, {"k": "b", "s": school, "id": b.id, "a": user,
                                          "us": [] if scheduled else list(recipients)})

@@ -1,8 +1,10 @@
 """Signed, expiring identity tokens (JWT, HS256).
 
 A token names an establishment (``sch``) and a user (``sub``) and expires
-(``exp``). Expiry is checked against the time passed in, not the wall clock,
-so the server's injected clock governs it.
+(``exp``). Every time claim (``exp``, and ``iat`` and ``nbf`` when present) is
+checked against the time passed in, never the wall clock, so the server's
+injected clock (``PREAU_CLOCK_START``) governs them all: a clock set a year ahead
+accepts the tokens ``preau token`` issues for it.
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ import jwt
 from .errors import ErrorCode, Refused
 from .model import SchoolId, UserId
 
-__all__ = ["ALGORITHM", "Identity", "issue_token", "read_token"]
+__all__ = ["ALGORITHM", "ISSUED_AT_LEEWAY", "Identity", "issue_token", "read_token"]
 
 ALGORITHM = "HS256"
+
+# How far in our future ``iat`` or ``nbf`` may be: an issuer whose clock runs a little
+# ahead of ours (NTP keeps that to well under a second) must not sign people out. A
+# minute is the usual allowance; beyond it the token is refused as not valid yet.
+ISSUED_AT_LEEWAY = timedelta(seconds=60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +56,23 @@ def read_token(secret: str, token: str, *, now: datetime) -> Identity:
             token,
             secret,
             algorithms=[ALGORITHM],
-            options={"verify_exp": False, "require": ["exp", "sub", "sch"]},
+            # PyJWT would check these against the wall clock: see below.
+            options={"verify_exp": False, "verify_iat": False, "verify_nbf": False,
+                     "require": ["exp", "sub", "sch"]},
         )
     except jwt.InvalidTokenError as exc:
         raise Refused(ErrorCode.UNAUTHENTICATED, f"Invalid token: {exc}.") from exc
+    latest = now.timestamp() + ISSUED_AT_LEEWAY.total_seconds()
+    for claim in ("iat", "nbf"):
+        value = claims.get(claim)
+        if value is None:
+            continue
+        # Numbers compared as numbers: a huge one cannot overflow a datetime.
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise Refused(ErrorCode.UNAUTHENTICATED, f"Invalid token: malformed {claim}.")
+        if value > latest:
+            raise Refused(ErrorCode.UNAUTHENTICATED,
+                          "The token is not valid yet: it was issued in the future.")
     sub, sch, exp = claims.get("sub"), claims.get("sch"), claims.get("exp")
     if not isinstance(sub, str) or not isinstance(sch, str) or not isinstance(exp, int):
         raise Refused(ErrorCode.UNAUTHENTICATED, "Invalid token: malformed claims.")

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -50,6 +51,7 @@ from .errors import (
     UnstorableValue,
 )
 from .gatekeeper import WindowState
+from .headers import SecurityHeaders
 from .hub import TransportClosed
 from .model import Role, SchoolId, User, UserId
 from .node import Limits, Node
@@ -324,7 +326,8 @@ def create_app(
         if s is not None:
             await s.node.drain(grace)
 
-    return PreauApp(Starlette(routes=routes, lifespan=lifespan), drain)
+    return PreauApp(Starlette(routes=routes, lifespan=lifespan,
+                              middleware=[Middleware(SecurityHeaders)]), drain)
 
 
 class PreauApp:

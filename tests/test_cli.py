@@ -7,15 +7,24 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 
 from server.model import SchoolId, UserId
 from server.store import SqliteStore
+from server.tokens import ISSUED_AT_LEEWAY, issue_token
+from tests.conftest import SECRET, free_port
 from tests.schools import school_doc
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def preau(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
@@ -31,6 +40,53 @@ def write(tmp_path: Path, doc: Any, name: str = "school.json") -> Path:
     path = tmp_path / name
     path.write_text(json.dumps(doc), encoding="utf-8")
     return path
+
+
+async def _meta(tmp_path: Path, key: str) -> str | None:
+    st = SqliteStore(str(tmp_path / "cli.db"))
+    await st.open()
+    try:
+        return await st.get_meta(key)
+    finally:
+        await st.close()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@contextmanager
+def served(tmp_path: Path, env: dict[str, str]) -> Iterator[str]:
+    """``preau serve`` on the test's database, as an operator runs it; yields its URL."""
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("PREAU_")}
+    full_env.update({"PREAU_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+                     "PYTHONPATH": str(ROOT), **env})
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port",
+                                    str(port)], cwd=tmp_path, env=full_env, stdout=out,
+                                   stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 class TestDirectoryImport:
@@ -74,10 +130,11 @@ class TestDirectoryImport:
         refused = preau(tmp_path, "directory", "import", str(small))
         assert refused.returncode == 2
         assert "nothing was imported" in refused.stderr
-        assert preau(tmp_path, "token", "s-0001").returncode == 0  # still there
+        demo = {"PREAU_DEMO": "1"}
+        assert preau(tmp_path, "token", "s-0001", env=demo).returncode == 0  # still there
         forced = preau(tmp_path, "directory", "import", str(small), "--allow-mass-removal")
         assert forced.returncode == 0, forced.stderr
-        assert preau(tmp_path, "token", "s-0001").returncode == 2
+        assert preau(tmp_path, "token", "s-0001", env=demo).returncode == 2
 
     def test_not_json(self, tmp_path: Path):
         path = tmp_path / "broken.json"
@@ -95,10 +152,14 @@ class TestDirectoryImport:
 class TestTokens:
     def test_demo_token_uses_the_secret_kept_in_the_database(self, tmp_path: Path):
         preau(tmp_path, "directory", "import", str(write(tmp_path, school_doc())))
-        a = preau(tmp_path, "token", "t1")
-        b = preau(tmp_path, "token", "e1", "--ttl", "60")
+        a = preau(tmp_path, "token", "t1", env={"PREAU_DEMO": "1"})  # keeps a demo secret
+        b = preau(tmp_path, "token", "e1", "--ttl", "60")  # finds it: a demo database
         assert a.returncode == 0, a.stderr
         assert b.returncode == 0, b.stderr
+        assert jwt.get_unverified_header(a.stdout.strip())["alg"] == "HS256"
+        secret = asyncio.run(_meta(tmp_path, "demo_jwt_secret"))
+        assert secret is not None
+        jwt.decode(b.stdout.strip(), secret, algorithms=["HS256"])
         claims = jwt.decode(a.stdout.strip(), options={"verify_signature": False})
         assert (claims["sub"], claims["sch"]) == ("t1", "hugo")
         short = jwt.decode(b.stdout.strip(), options={"verify_signature": False})
@@ -110,6 +171,35 @@ class TestTokens:
         out = preau(tmp_path, "token", "a1", env={"PREAU_JWT_SECRET": secret})
         claims = jwt.decode(out.stdout.strip(), secret, algorithms=["HS256"])
         assert claims["sub"] == "a1"
+
+    def test_no_secret_outside_demo_mode_is_refused(self, tmp_path: Path):
+        """A database never served in demo mode does not quietly become one."""
+        preau(tmp_path, "directory", "import", str(write(tmp_path, school_doc())))
+        out = preau(tmp_path, "token", "t1")
+        assert out.returncode == 2
+        assert out.stdout == ""
+        assert "no JWT secret to sign with: set PREAU_JWT_SECRET" in out.stderr
+        assert asyncio.run(_meta(tmp_path, "demo_jwt_secret")) is None
+
+    def test_a_server_clock_a_year_ahead_accepts_its_tokens(self, tmp_path: Path):
+        """iat and nbf are checked against the server's clock, like exp: the README's demo
+        command works whatever the real date."""
+        preau(tmp_path, "directory", "import", str(write(tmp_path, school_doc())))
+        ahead = datetime.now(UTC) + timedelta(days=365)
+        env = {"PREAU_JWT_SECRET": SECRET, "PREAU_CLOCK_START": ahead.isoformat()}
+        made = preau(tmp_path, "token", "t1", env=env)
+        assert made.returncode == 0, made.stderr
+        with served(tmp_path, env) as url:
+            ok = httpx.get(f"{url}/api/contacts", headers=bearer(made.stdout.strip()))
+            assert ok.status_code == 200, ok.text
+            # Issued in that clock's future, beyond the leeway: refused.
+            later = ahead + timedelta(hours=1) + ISSUED_AT_LEEWAY
+            early = issue_token(SECRET, SchoolId("hugo"), UserId("t1"),
+                                ttl=timedelta(hours=2), now=later)
+            refused = httpx.get(f"{url}/api/contacts", headers=bearer(early))
+            assert refused.status_code == 401
+            assert refused.json()["error"]["code"] == "unauthenticated"
+            assert "not valid yet" in refused.json()["error"]["message"]
 
     def test_token_needs_a_school(self, tmp_path: Path):
         out = preau(tmp_path, "token", "t1")
@@ -125,6 +215,12 @@ class TestServe:
         weak = preau(tmp_path, "serve", "--port", "1", env={"PREAU_JWT_SECRET": "short"})
         assert weak.returncode == 2
         assert "too short" in weak.stderr
+
+    def test_bad_log_level_is_named(self, tmp_path: Path):
+        out = preau(tmp_path, "serve", "--port", "1",
+                    env={"PREAU_JWT_SECRET": SECRET, "PREAU_LOG_LEVEL": "loud"})
+        assert out.returncode == 2
+        assert "PREAU_LOG_LEVEL must be one of debug, info, warning, error" in out.stderr
 
     def test_bad_environment_is_named(self, tmp_path: Path):
         out = preau(tmp_path, "migrate", env={"PREAU_PORT": "eighty"})
@@ -144,7 +240,7 @@ class TestDemoSchool:
         path.write_text(out.stdout, encoding="utf-8")
         result = preau(tmp_path, "directory", "import", str(path))
         assert result.returncode == 0, result.stderr
-        assert preau(tmp_path, "token", "admin").returncode == 0
+        assert preau(tmp_path, "token", "admin", env={"PREAU_DEMO": "1"}).returncode == 0
 
     def test_setup_opens_the_tour_of_delegates_broadcasts(self, tmp_path: Path):
         path = write(tmp_path, school_doc())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -140,6 +141,16 @@ async def test_redis_restart_mid_run(cluster: Cluster):
     async with httpx.AsyncClient(timeout=5) as http:
         for i in (0, 1):
             assert (await http.get(f"{cluster.http(i)}/readyz")).status_code == 200
+    # The INFO lines operating.md promises, from `preau serve` as operators run it.
+    reconnected = re.compile(r"INFO server\.broker\.redis: reconnected to Redis at \S+; "
+                             r"\d+ channels subscribed again")
+    for _ in range(100):  # node 1 delivered after the restart: it has reconnected
+        log = (cluster.tmp / "node1.log").read_text(errors="replace")
+        if reconnected.search(log):
+            break
+        await asyncio.sleep(0.1)
+    assert reconnected.search(log), log
+    assert "WARNING server.broker.redis: lost the connection to Redis" in log
     await teacher.close()
     await e1.close()
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
 
 from server.config import Config
 from server.errors import ConfigurationError, ErrorCode, Refused
 from server.model import SchoolId, UserId
-from server.tokens import issue_token, read_token
+from server.tokens import ISSUED_AT_LEEWAY, issue_token, read_token
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 SECRET = "k" * 40
@@ -74,3 +75,24 @@ class TestTokens:
         with pytest.raises(Refused) as info:
             read_token(secret, token, now=now)
         assert info.value.code is ErrorCode.UNAUTHENTICATED
+
+    @pytest.mark.parametrize("claim", ["iat", "nbf"])
+    def test_time_claims_follow_the_given_clock(self, claim: str):
+        """iat and nbf are judged by ``now`` (the server's clock), like exp, with a leeway
+        for an issuer whose clock runs slightly ahead."""
+        far = NOW + timedelta(days=365 * 3)  # nowhere near the wall clock
+        exp = int((far + timedelta(hours=2)).timestamp())
+
+        def signed(at: datetime) -> str:
+            return jwt.encode({"sch": "hugo", "sub": "t1", "exp": exp,
+                               claim: int(at.timestamp())}, SECRET, algorithm="HS256")
+
+        assert read_token(SECRET, signed(far), now=far).user_id == "t1"
+        assert read_token(SECRET, signed(far + ISSUED_AT_LEEWAY), now=far).user_id == "t1"
+        with pytest.raises(Refused, match="not valid yet") as info:
+            read_token(SECRET, signed(far + ISSUED_AT_LEEWAY + timedelta(seconds=1)), now=far)
+        assert info.value.code is ErrorCode.UNAUTHENTICATED
+        malformed = jwt.encode({"sch": "hugo", "sub": "t1", "exp": exp, claim: "soon"},
+                               SECRET, algorithm="HS256")
+        with pytest.raises(Refused, match=f"malformed {claim}"):
+            read_token(SECRET, malformed, now=far)

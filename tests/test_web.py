@@ -280,3 +280,37 @@ class TestAdminDirectory:
             assert anonymous.get("/api/demo/users").status_code == 404
             assert anonymous.post("/api/demo/token", json={"user": "a1"}).status_code in (
                 404, 405)
+
+
+class TestSecurityHeaders:
+    """Every response forbids framing and sniffing, sends no referrer, and carries a CSP
+    that lets the app load only from its own origin and talk only to its own socket."""
+
+    PATHS = ("/", "/app.js", "/style.css", "/healthz", "/api/me", "/nowhere")
+
+    def test_on_every_response(self, live_server: LiveServer):
+        host = live_server.url.removeprefix("http://")
+        with httpx.Client(base_url=live_server.url, timeout=10) as http:
+            for path in self.PATHS:
+                r = http.get(path)
+                assert r.headers["x-content-type-options"] == "nosniff", path
+                assert r.headers["referrer-policy"] == "no-referrer", path
+                assert r.headers["x-frame-options"] == "DENY", path
+                csp = dict(d.strip().split(" ", 1)
+                           for d in r.headers["content-security-policy"].split(";"))
+                assert csp["default-src"] == "'self'"
+                assert csp["script-src"] == "'self'"
+                assert csp["style-src"] == "'self'"
+                assert csp["connect-src"] == f"'self' ws://{host} wss://{host}"
+                assert csp["object-src"] == "'none'"
+                assert csp["frame-ancestors"] == "'none'"
+                assert csp["base-uri"] == "'none'"
+                assert csp["form-action"] == "'self'"
+                assert "unsafe" not in r.headers["content-security-policy"]
+
+    def test_a_forged_host_cannot_write_into_the_policy(self, live_server: LiveServer):
+        with httpx.Client(base_url=live_server.url, timeout=10) as http:
+            r = http.get("/healthz", headers={"Host": "evil; script-src *"})
+        csp = r.headers["content-security-policy"]
+        assert "evil" not in csp
+        assert "connect-src 'self';" in csp

@@ -13,6 +13,13 @@ that is just ``start`` and ``end``; the definition settles the two odd cases:
   counts at its first occurrence, so the window opens and closes exactly once
   a day, even though the clock shows the hour twice.
 
+When both ``start`` and ``end`` fall in the same gap (``[02:00, 03:00)`` on
+2027-03-28 in Paris), the window opens and closes at the same instant: it is
+not open at all that day. Such a day is skipped: every opening this module
+announces (``opens_at``, :meth:`Window.next_opening`) is an instant at which
+the window really is open, so clients are never told of an opening that does
+not happen, and nothing held for it is held again.
+
 Because ``end`` must be after ``start`` (see :func:`validate_hours`), a window
 never spans midnight, and ``hours.enabled = False`` means always open.
 
@@ -38,6 +45,11 @@ __all__ = ["Window", "WindowState", "validate_hours", "validate_timezone"]
 _HOST_DEPENDENT_ZONES = frozenset({"localtime", "posixrules"})
 
 _ONE_DAY = timedelta(days=1)
+
+# Days skipped looking for a day on which the window is open. A window is empty on a
+# day only when both its edges fall in one clock jump: such days are rare and never
+# consecutive (the longest jump on record, Samoa's in 2011, skipped a single day).
+_MAX_EMPTY_DAYS = 7
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +164,9 @@ class Window:
         state = self.state(now)
         if state.opens_at is not None:
             return state.opens_at
-        # Open now, so today's opening is past: tomorrow's.
+        # Open now, so today's opening is past: the next day's that opens.
         today = now.astimezone(self.tz).date()
-        return self._instant(today + _ONE_DAY, self.hours.start)
+        return self._opening_from(today + _ONE_DAY)
 
     # ------------------------------------------------------------------ internals
 
@@ -164,19 +176,32 @@ class Window:
         closing = self._instant(today, self.hours.end)
         state: WindowState
         if now < opening:
-            low, high = self._instant(today - _ONE_DAY, self.hours.end), opening
-            state = WindowState(is_open=False, opens_at=opening, closes_at=None)
+            # Before today's opening, unless today's window is empty (both edges in one
+            # clock jump): then the next day that opens.
+            low = self._instant(today - _ONE_DAY, self.hours.end)
+            high = opening if opening < closing else self._opening_from(today + _ONE_DAY)
+            state = WindowState(is_open=False, opens_at=high, closes_at=None)
         elif now < closing:
             low, high = opening, closing
             state = WindowState(is_open=True, opens_at=None, closes_at=closing)
         else:
-            low, high = closing, self._instant(today + _ONE_DAY, self.hours.start)
+            low, high = closing, self._opening_from(today + _ONE_DAY)
             state = WindowState(is_open=False, opens_at=high, closes_at=None)
         # Only zones whose clocks jump back across midnight could make the
         # neighbouring day's bounds miss ``now``; then answer without caching.
         if low <= now < high:
             self._segment = (low, high, state)
         return state
+
+    def _opening_from(self, day: date) -> datetime:
+        """The opening of local ``day``, or of the first day after it on which the window
+        is open at all (both edges in one spring-forward gap make an empty window)."""
+        for _ in range(_MAX_EMPTY_DAYS):
+            opening = self._instant(day, self.hours.start)
+            if opening < self._instant(day, self.hours.end):
+                return opening
+            day += _ONE_DAY
+        raise AssertionError(f"{self!r} stays closed for {_MAX_EMPTY_DAYS} days")
 
     def _instant(self, day: date, at: time) -> datetime:
         """The first instant of local ``day`` whose wall-clock time is ``at`` or later, in UTC."""

@@ -184,11 +184,13 @@ class BroadcastStore(Protocol):
     async def create_broadcast(
         self, school_id: SchoolId, author: UserId, draft: Draft, *, now: datetime,
         publish_at: datetime, deadline: datetime | None,
-        recipients: Sequence[UserId] | None,
+        recipients: Sequence[UserId] | None, held_for_hours: bool = False,
     ) -> tuple[Broadcast, bool]:
         """Store a broadcast: published to ``recipients`` now, or scheduled for
         ``publish_at`` when ``recipients`` is ``None``. Idempotent by ``(author,
-        draft.client_id)``: a retry returns the original and ``False``."""
+        draft.client_id)``: a retry returns the original and ``False``.
+        ``held_for_hours``: ``publish_at`` is the window's opening, not the author's
+        choice (see :meth:`Store.release_for_opening`)."""
 
     async def find_broadcast(
         self, school_id: SchoolId, author: UserId, client_id: str
@@ -210,7 +212,8 @@ class BroadcastStore(Protocol):
 
     async def reschedule_broadcast(
         self, school_id: SchoolId, broadcast_id: int, publish_at: datetime
-    ) -> None: ...
+    ) -> None:
+        """Hold a due broadcast until the window's opening ``publish_at`` (unclaimed)."""
 
     async def drop_broadcast(
         self, school_id: SchoolId, broadcast_id: int, code: str, message: str
@@ -451,6 +454,15 @@ class Store(BroadcastStore, Protocol):
 
     async def release_held(self, held_id: int, *, later: datetime | None = None) -> None:
         """Done with a held message (``later``: keep it until then, unclaimed)."""
+
+    async def schools_holding(self, now: datetime) -> list[SchoolId]:
+        """Schools with held messages, or broadcasts held for the hours, that wait for an
+        opening after ``now`` (read only: every node asks every second)."""
+
+    async def release_for_opening(self, school_id: SchoolId, now: datetime) -> None:
+        """The school's window is open at ``now``: everything held for an opening becomes
+        due now, to be claimed as usual (:meth:`claim_due`, :meth:`claim_due_broadcasts`).
+        Broadcasts scheduled by their author keep their time."""
 
     async def messages_after(
         self, school_id: SchoolId, discussion_id: DiscussionId, after_seq: int, *,

@@ -904,6 +904,22 @@ class SqliteStore(SqliteBroadcasts):
                 await db.execute("UPDATE held SET release_at = ?, claimed_at = NULL "
                                  "WHERE id = ?", (ts(later), held_id))
 
+    async def schools_holding(self, now: datetime) -> list[SchoolId]:
+        rows = await self._all(
+            "SELECT school_id FROM held WHERE release_at > ? UNION "
+            "SELECT school_id FROM broadcasts WHERE status = 'scheduled' "
+            "AND held_for_hours = 1 AND publish_at > ?", (ts(now), ts(now)))
+        return [SchoolId(r[0]) for r in rows]
+
+    async def release_for_opening(self, school_id: SchoolId, now: datetime) -> None:
+        async with self._transaction() as db:
+            await db.execute("UPDATE held SET release_at = ? "
+                             "WHERE school_id = ? AND release_at > ?",
+                             (ts(now), school_id, ts(now)))
+            await db.execute("UPDATE broadcasts SET publish_at = ? WHERE school_id = ? "
+                             "AND status = 'scheduled' AND held_for_hours = 1 "
+                             "AND publish_at > ?", (ts(now), school_id, ts(now)))
+
     async def messages_after(
         self, school_id: SchoolId, discussion_id: DiscussionId, after_seq: int, *,
         upto: int | None = None, limit: int = 1000, newest: bool = False

@@ -56,14 +56,14 @@ class SqliteBroadcasts:
     async def create_broadcast(
         self, school_id: SchoolId, author: UserId, draft: Draft, *, now: datetime,
         publish_at: datetime, deadline: datetime | None,
-        recipients: Sequence[UserId] | None,
+        recipients: Sequence[UserId] | None, held_for_hours: bool = False,
     ) -> tuple[Broadcast, bool]:
         async with self._transaction() as db:
             cursor = await db.execute(
                 "INSERT INTO broadcasts (school_id, author, client_id, kind, title, body, "
                 "audience, ack_requested, questions, anonymous, deadline, created_at, "
-                "publish_at, expires_at, status, published_at, n_recipients) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "publish_at, expires_at, status, published_at, n_recipients, held_for_hours) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (school_id, author, client_id) DO NOTHING",
                 (school_id, author, draft.client_id, draft.kind.value, draft.title, draft.body,
                  json.dumps(target_to_json(draft.target)), int(draft.ack_requested),
@@ -72,7 +72,7 @@ class SqliteBroadcasts:
                  None if draft.expires_at is None else ts(draft.expires_at),
                  "scheduled" if recipients is None else "published",
                  None if recipients is None else ts(now),
-                 0 if recipients is None else len(recipients)),
+                 0 if recipients is None else len(recipients), int(held_for_hours)),
             )
             new = cursor.rowcount == 1
             row = await _fetch_one(db, f"SELECT {_COLUMNS} FROM broadcasts b WHERE "
@@ -130,7 +130,7 @@ class SqliteBroadcasts:
     ) -> None:
         async with self._transaction() as db:
             await db.execute(
-                "UPDATE broadcasts SET publish_at = ?, claimed_at = NULL "
+                "UPDATE broadcasts SET publish_at = ?, claimed_at = NULL, held_for_hours = 1 "
                 "WHERE school_id = ? AND id = ? AND status = 'scheduled'",
                 (ts(publish_at), school_id, broadcast_id))
 

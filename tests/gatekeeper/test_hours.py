@@ -150,6 +150,48 @@ class TestLocalTimeOddities:
         assert not window.is_open(utc(2026, 10, 25, 0, 30))
         assert not window.is_open(utc(2026, 10, 25, 1, 15))  # 02:15 CET: already closed today
 
+    def test_both_edges_in_the_spring_gap_skip_the_day(self) -> None:
+        # 02:00-03:00 does not exist on 2027-03-28 in Paris (01:00 UTC: 02:00 CET -> 03:00
+        # CEST): the window opens and closes at the same instant, so it is never open that
+        # day, and the opening announced is the next day's 02:00, never 03:00 CEST.
+        window = Window(Hours(start=time(2, 0), end=time(3, 0)), "Europe/Paris")
+        next_day = paris(2027, 3, 29, 2, 0)
+        assert window.state(paris(2027, 3, 27, 12, 0)) == WindowState(False, next_day, None)
+        assert window.state(utc(2027, 3, 28, 0, 59, 59)) == WindowState(False, next_day, None)
+        assert window.state(utc(2027, 3, 28, 1, 0)) == WindowState(False, next_day, None)
+        assert not window.is_open(utc(2027, 3, 28, 1, 0))
+        assert window.next_opening(paris(2027, 3, 27, 2, 30)) == next_day  # open the day before
+        assert window.next_opening(paris(2027, 3, 27, 12, 0)) == next_day
+        # A fresh window, asked first in the gap day, agrees.
+        fresh = Window(Hours(start=time(2, 0), end=time(3, 0)), "Europe/Paris")
+        assert fresh.state(utc(2027, 3, 28, 0, 30)).opens_at == next_day
+        assert fresh.is_open(next_day)
+        assert window.state(next_day) == WindowState(True, None, paris(2027, 3, 29, 3, 0))
+
+    def test_window_partly_in_the_spring_gap_opens_at_the_end_of_the_gap(self) -> None:
+        window = Window(Hours(start=time(2, 30), end=time(8, 0)), "Europe/Paris")
+        state = window.state(paris(2027, 3, 27, 20, 0))
+        assert state == WindowState(False, utc(2027, 3, 28, 1, 0), None)  # 03:00 CEST
+        assert window.is_open(utc(2027, 3, 28, 1, 0))
+        assert window.state(utc(2027, 3, 28, 1, 0)).closes_at == paris(2027, 3, 28, 8, 0)
+
+    def test_window_in_the_autumn_fold_is_open_once(self) -> None:
+        # 2027-10-31 in Paris: 03:00 CEST falls back to 02:00 CET (01:00 UTC). [02:00, 03:00)
+        # opens at the first 02:00 (00:00 UTC) and closes at 03:00 CET (02:00 UTC): two hours.
+        window = Window(Hours(start=time(2, 0), end=time(3, 0)), "Europe/Paris")
+        assert window.state(utc(2027, 10, 30, 23, 59)) == WindowState(
+            False, utc(2027, 10, 31, 0, 0), None)
+        assert window.state(utc(2027, 10, 31, 0, 0)) == WindowState(
+            True, None, utc(2027, 10, 31, 2, 0))
+        assert window.is_open(utc(2027, 10, 31, 1, 30))  # 02:30 CET, the second time round
+        assert window.state(utc(2027, 10, 31, 2, 0)) == WindowState(
+            False, paris(2027, 11, 1, 2, 0), None)
+        # [02:00, 02:30): closed during the second 02:00-02:30, opens once.
+        short = Window(Hours(start=time(2, 0), end=time(2, 30)), "Europe/Paris")
+        assert short.is_open(utc(2027, 10, 31, 0, 15))
+        assert short.state(utc(2027, 10, 31, 1, 15)) == WindowState(
+            False, paris(2027, 11, 1, 2, 0), None)
+
     def test_other_zones(self) -> None:
         window = Window(Hours(), "America/New_York")
         # 2026-03-08 is the US spring-forward day: 07:00 EDT = 11:00 UTC.
@@ -270,3 +312,28 @@ class TestWindowProperties:
                 assert state.opens_at.astimezone(tz).time() == hours.start
                 assert state.opens_at - now <= timedelta(hours=25)
                 assert window.next_opening(now) == state.opens_at
+
+    @given(
+        zone=st.sampled_from(_ZONES),
+        start=st.integers(0, 23 * 60),
+        length=st.integers(1, 3 * 60),
+        offset=st.integers(0, 2 * 365 * 24 * 3600),
+    )
+    def test_announced_instants_are_real(
+        self, zone: str, start: int, length: int, offset: int
+    ) -> None:
+        """Whatever the DST changes, ``opens_at`` is an instant at which the window is open
+        and ``closes_at`` one at which it is closed (edges in gaps and folds included)."""
+        end = min(start + length, 23 * 60 + 59)
+        hours = Hours(start=time(start // 60, start % 60), end=time(end // 60, end % 60))
+        now = utc(2025, 6, 1) + timedelta(seconds=offset)
+        state = Window(hours, zone).state(now)
+        fresh = Window(hours, zone)
+        if state.is_open:
+            assert state.closes_at is not None
+            assert now < state.closes_at
+            assert not fresh.is_open(state.closes_at)
+        else:
+            assert state.opens_at is not None
+            assert now < state.opens_at
+            assert fresh.is_open(state.opens_at)
