@@ -266,10 +266,8 @@ async def test_unstorable_settings_and_parameters_are_refused(live_server: LiveS
 @pytest.mark.parametrize("body", [
     b'{"answers": [{"choices": [' + b"9" * 4301 + b"]}]}",
     b'{"timezone": ' + b"1" * 5000 + b"}",
-    b'{"timezone": NaN}',
-    b'{"timezone": 1e999}',
 ])
-async def test_numbers_python_or_json_cannot_hold_are_bad_requests(
+async def test_integers_python_cannot_read_are_bad_requests(
         live_server: LiveServer, body: bytes):
     async with rest(live_server, "a1") as admin:
         refused(await put_raw(admin, "PATCH", "/api/settings", body), 400, "bad_request")
