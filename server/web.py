@@ -198,8 +198,8 @@ def create_app(
     def api(endpoint: Endpoint, *, admin: bool = False) -> Callable[[Request], Awaitable[Response]]:
         async def route(request: Request) -> Response:
             try:
-                _check_params(request)
                 caller = await _authenticate(services["s"], request)
+                _check_params(request)
                 if admin and not caller.school.gatekeeper.is_admin(caller.user.id):
                     raise Refused(ErrorCode.FORBIDDEN)
                 result = await endpoint(request, caller)
