@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DB     ?= sqlite:///var/preau.db
 
-.PHONY: demo test lint typecheck unit bench clean chromium
+.PHONY: demo test lint typecheck unit fuzz bench clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ typecheck: $(VENV)/.installed-test
 
 unit: $(VENV)/.installed-test chromium
 	$(BIN)/pytest -q
+
+## fuzz: the fuzz test of tests/test_fuzz.py, longer: 100,000 frames (make test runs 20,000)
+FUZZ_FRAMES ?= 100000
+fuzz: $(VENV)/.installed-test
+	PREAU_FUZZ_FRAMES=$(FUZZ_FRAMES) $(BIN)/pytest -q -s tests/test_fuzz.py
 
 ## bench: run the benchmarks and rewrite bench/RESULTS.md
 bench: $(VENV)/.installed-test

@@ -154,6 +154,11 @@ class Outbox:
             self._closed = True
             self._queue.clear()
             self._pending = 0
+        except Exception:
+            # The connection must not live on without its writer: close it, so that its
+            # session ends and is detached (a bug costs one connection, and shows).
+            log.exception("writing to a connection failed")
+            self.abort(CloseCode.INTERNAL, "internal error")
         finally:
             self._writer = None
 

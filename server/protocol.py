@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,8 @@ __all__ = [
     "encode",
     "parse_hello",
     "parse_request",
+    "replace_surrogates",
+    "text_fault",
 ]
 
 PROTOCOL_VERSION = 1
@@ -63,6 +66,8 @@ MAX_CLIENT_ID_CHARS = 64
 MAX_RESUME = 1000
 MAX_HISTORY = 100
 MAX_INT = 2**63 - 1  # ids and seqs are SQLite INTEGERs: anything larger names nothing
+MAX_TOKEN_CHARS = 4096
+MAX_USER_ID_CHARS = 64
 
 
 class Encoding(enum.Enum):
@@ -106,6 +111,43 @@ def close_reason(text: str) -> str:
     return data.decode(errors="ignore")
 
 
+# --------------------------------------------------------------------------- text
+
+# JSON lets a client write a lone UTF-16 surrogate ("\ud800"): Python keeps it in the
+# str, and it then fails wherever the text is encoded to UTF-8 (SQLite, the socket). NUL
+# ends strings in C clients and tools. Neither is text anyone writes: both are refused.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_fault(value: str) -> str | None:
+    """Why ``value`` cannot be stored (a lone surrogate, a NUL), or ``None`` if it can."""
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return None
+    return "contains a NUL character" if found.group() == "\x00" else \
+        "is not well-formed Unicode (a lone UTF-16 surrogate)"
+
+
+def replace_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD, the replacement character.
+
+    For values stored before the boundary refused them: reading them must never fail.
+    """
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def _scrubbed(value: Any) -> Any:
+    """A copy of an outgoing value with :func:`replace_surrogates` applied to every string."""
+    if isinstance(value, str):
+        return replace_surrogates(value)
+    if isinstance(value, Mapping):
+        return {_scrubbed(k): _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v) for v in value]
+    return value
+
+
 # --------------------------------------------------------------------------- codec
 
 _json_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -113,10 +155,23 @@ _packer = msgpack.Packer(use_bin_type=True)
 
 
 def encode(frame: Mapping[str, Any], encoding: Encoding) -> str | bytes:
-    """One outgoing frame: ``str`` for JSON (a text frame), ``bytes`` for MessagePack."""
+    """One outgoing frame: ``str`` for JSON (a text frame), ``bytes`` for MessagePack.
+
+    Never fails on text read back from the store: a lone surrogate (see
+    :func:`text_fault`) goes out as U+FFFD. Frames are encoded once per node, and the
+    check costs nothing for ASCII and one scan otherwise.
+    """
     if encoding is Encoding.JSON:
-        return _json_encoder.encode(frame)
-    packed: bytes = _packer.pack(frame)
+        text = _json_encoder.encode(frame)
+        # ensure_ascii=False writes a surrogate as is; it only appears inside a string
+        # literal, so replacing it in the output is replacing it in the value.
+        if not text.isascii() and _SURROGATE.search(text) is not None:
+            text = replace_surrogates(text)
+        return text
+    try:
+        packed: bytes = _packer.pack(frame)
+    except UnicodeEncodeError:  # the packer resets its buffer on failure
+        packed = _packer.pack(_scrubbed(frame))
     return packed
 
 
@@ -241,6 +296,9 @@ class _Fields:
         if len(value) > max_chars:
             code = ErrorCode.TOO_LARGE if name == "body" else ErrorCode.BAD_REQUEST
             raise FrameError(code, f"'{name}' is limited to {max_chars} characters", self.ref)
+        fault = text_fault(value)
+        if fault is not None:
+            raise self.fail(f"'{name}' {fault}")
         if len(value.strip()) < min_chars:
             raise self.fail(f"'{name}' must not be empty")
         return value
@@ -261,9 +319,11 @@ def _ref(frame: Mapping[str, Any]) -> str | None:
     ref = frame.get("ref")
     if ref is None:
         return None
-    if not isinstance(ref, str) or len(ref) > MAX_REF_CHARS:
+    if not isinstance(ref, str) or len(ref) > MAX_REF_CHARS or text_fault(ref) is not None:
+        # Not echoed: the answer could not carry it back.
         raise FrameError(ErrorCode.BAD_REQUEST,
-                         f"'ref' must be a string of at most {MAX_REF_CHARS} characters")
+                         f"'ref' must be a string of at most {MAX_REF_CHARS} characters, "
+                         "well-formed and without NUL")
     return ref
 
 
@@ -274,6 +334,9 @@ def parse_hello(frame: Mapping[str, Any]) -> Hello:
     token = frame.get("token")
     if not isinstance(token, str) or not token:
         raise FrameError(ErrorCode.UNAUTHENTICATED, "'hello' needs a 'token'")
+    if len(token) > MAX_TOKEN_CHARS or text_fault(token) is not None:
+        raise FrameError(ErrorCode.UNAUTHENTICATED, "Invalid token: not a token this server "
+                         "issues.")
     if frame.get("resume") is None:
         return Hello(token, None)
     raw = frame["resume"]
@@ -307,13 +370,14 @@ def parse_request(frame: Mapping[str, Any]) -> Request:
     if kind == "start":
         to = frame.get("to")
         if (not isinstance(to, list) or not 1 <= len(to) <= MAX_RECIPIENTS
-                or not all(isinstance(u, str) and u for u in to)):
+                or not all(isinstance(u, str) and 0 < len(u) <= MAX_USER_ID_CHARS
+                           and text_fault(u) is None for u in to)):
             raise f.fail(f"'to' must be a list of 1 to {MAX_RECIPIENTS} user ids")
         return Start(ref, f.text("subject", max_chars=MAX_SUBJECT_CHARS),
                      tuple(UserId(u) for u in to), f.text("body", max_chars=MAX_BODY_CHARS),
                      f.text("client_id", max_chars=MAX_CLIENT_ID_CHARS))
     if kind == "invite":
-        return Invite(ref, f.discussion(), UserId(f.text("user", max_chars=64)))
+        return Invite(ref, f.discussion(), UserId(f.text("user", max_chars=MAX_USER_ID_CHARS)))
     if kind == "leave":
         return Leave(ref, f.discussion())
     if kind == "list":
@@ -330,5 +394,6 @@ def parse_request(frame: Mapping[str, Any]) -> Request:
         return Ping(ref)
     if kind == "hello":
         raise f.fail("already authenticated: 'hello' is only the first frame")
-    raise f.fail(f"unknown frame type {kind!r}" if isinstance(kind, str)
+    # The type is named back only when short: the error is not an echo service.
+    raise f.fail(f"unknown frame type {kind[:32]!r}" if isinstance(kind, str)
                  else "a frame needs a 'type' string")

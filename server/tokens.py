@@ -76,7 +76,11 @@ def read_token(secret: str, token: str, *, now: datetime) -> Identity:
     sub, sch, exp = claims.get("sub"), claims.get("sch"), claims.get("exp")
     if not isinstance(sub, str) or not isinstance(sch, str) or not isinstance(exp, int):
         raise Refused(ErrorCode.UNAUTHENTICATED, "Invalid token: malformed claims.")
-    expires_at = datetime.fromtimestamp(exp, UTC)
+    try:
+        expires_at = datetime.fromtimestamp(exp, UTC)
+    except (OverflowError, OSError, ValueError):  # before year 1 or after 9999, say
+        raise Refused(ErrorCode.UNAUTHENTICATED, "Invalid token: 'exp' is out of range.") \
+            from None
     if now >= expires_at:
         raise Refused(ErrorCode.UNAUTHENTICATED, "The token has expired: sign in again.")
     return Identity(SchoolId(sch), UserId(sub), expires_at)

@@ -31,7 +31,8 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
+from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
@@ -62,6 +63,8 @@ from .protocol import (
     MAX_INT,
     SUBPROTOCOLS,
     CloseCode,
+    replace_surrogates,
+    text_fault,
 )
 from .schools import Establishment, Schools, fold, person
 from .session import Session
@@ -107,6 +110,23 @@ DEMO_SECRET_KEY = "demo_jwt_secret"
 CONTACTS_PAGE = 50
 CONTACTS_MAX_PAGE = 200
 RETRY_AFTER = 1  # seconds, in the Retry-After of a 503 ``unavailable``
+MAX_PARAM_CHARS = 200  # a query or path parameter: a search, an id, a cursor
+
+
+class JSONResponse(StarletteJSONResponse):
+    """Starlette's JSON response that never fails on a value read back from the store.
+
+    A lone surrogate stored before the boundary refused them (see
+    :func:`server.protocol.text_fault`) goes out as U+FFFD instead of a 500.
+    """
+
+    def render(self, content: Any) -> bytes:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, indent=None,
+                          separators=(",", ":"))
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            return replace_surrogates(text).encode("utf-8")
 
 
 async def resolve_secret(config: Config, store: Store) -> str:
@@ -190,6 +210,7 @@ def create_app(
         async def route(request: Request) -> Response:
             try:
                 caller = await _authenticate(services["s"], request)
+                _check_params(request)
                 if admin and not caller.school.gatekeeper.is_admin(caller.user.id):
                     raise Refused(ErrorCode.FORBIDDEN)
                 result = await endpoint(request, caller)
@@ -471,9 +492,46 @@ async def _json_body(request: Request) -> Json:
     if not raw:
         raise Refused(ErrorCode.BAD_REQUEST, "The request needs a JSON body.")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # ValueError also covers an integer of more than 4,300 digits (Python's limit).
+        body: Json = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
         raise Refused(ErrorCode.BAD_REQUEST, f"The body is not valid JSON: {exc}.") from None
+    _check_strings(body)
+    return body
+
+
+def _check_strings(body: Json) -> None:
+    """Every string of a JSON body, keys included, is storable text (see
+    :func:`~server.protocol.text_fault`): one check here covers every endpoint.
+
+    Iterative: json.loads accepts nesting close to the recursion limit."""
+    stack: list[Any] = [body]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            fault = text_fault(value)
+            if fault is not None:
+                raise Refused(ErrorCode.BAD_REQUEST, f"A string in the body {fault}.")
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
+def _check_params(request: Request) -> None:
+    """Query and path parameters are short, storable text (URL decoding replaces bad
+    UTF-8, but ``%00`` still gives a NUL)."""
+    params = [*request.query_params.multi_items(), *request.path_params.items()]
+    for name, value in params:
+        if not isinstance(value, str):
+            continue  # converted by the route, e.g. {broadcast_id:int}
+        if len(value) > MAX_PARAM_CHARS:
+            raise Refused(ErrorCode.BAD_REQUEST,
+                          f"'{name[:32]}' is limited to {MAX_PARAM_CHARS} characters.")
+        fault = text_fault(value) or text_fault(name)
+        if fault is not None:
+            raise Refused(ErrorCode.BAD_REQUEST, f"A query or path parameter {fault}.")
 
 
 def _iso(dt: datetime) -> str:
