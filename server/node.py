@@ -27,7 +27,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
 import msgpack
@@ -41,7 +41,7 @@ from .gatekeeper import WindowState, refuse
 from .hub import Frame, Hub, Member
 from .model import DiscussionId, DiscussionMembers, SchoolId, UserId
 from .noticeboard import Noticeboard
-from .protocol import CloseCode
+from .protocol import MAX_INT, CloseCode
 from .schools import Establishment, Schools
 from .store import DiscussionSummary, HeldMessage, Store, StoredMessage
 
@@ -54,11 +54,16 @@ _TAG_BYTES = 8
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Per-connection and per-node limits (``Config`` sets them)."""
+    """Per-connection, per-user and per-node limits (``Config`` sets them).
+
+    ``rate_per_second`` and ``rate_burst`` are per user across all of that user's
+    connections on this node; ``connections_per_user`` caps those connections.
+    """
 
     outbox_bytes: int = 1024 * 1024
     rate_per_second: float = 20.0
     rate_burst: int = 40
+    connections_per_user: int = 10
     hello_timeout: float = 5.0
     tick_seconds: float = 1.0
     replay_max: int = 1000
@@ -149,7 +154,7 @@ class Node:
         self.clock = clock
         self.limits = limits
         self.node_id = node_id or uuid.uuid4().hex[:12]
-        self.hub = Hub()
+        self.hub = Hub(limits.rate_per_second, limits.rate_burst)
         self._tag = uuid.uuid4().bytes[:_TAG_BYTES]
         self._feeds: dict[tuple[SchoolId, DiscussionId], Feed] = {}
         self._members: dict[tuple[SchoolId, DiscussionId], DiscussionMembers] = {}
@@ -818,11 +823,23 @@ class Node:
         rows = await self.store.messages(school, d, before_seq=bound, limit=limit + 1)
         return [message_frame(m) for m in rows[:limit]], len(rows) > limit
 
-    async def summaries(self, session: Session) -> list[dict[str, Any]]:
+    async def summaries(self, session: Session, before: str | None = None,
+                        limit: int = 200) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the user's discussions, most recently active first, and the cursor
+        of the next page (``None`` on the last). A flood of new discussions pushes older
+        ones to later pages, never out of reach."""
         school = session.school_id
         est = await self.establishment(school)
-        rows = await self.store.summaries(school, session.user_id)
-        return [self._summary_json(est, s) for s in rows]
+        rows = await self.store.summaries(school, session.user_id, limit=limit + 1,
+                                          before=None if before is None
+                                          else _read_cursor(before))
+        page = rows[:limit]
+        after = None
+        if len(rows) > limit:
+            last = page[-1]
+            assert last.last_at is not None
+            after = _cursor(last.last_at, last.discussion.id)
+        return [self._summary_json(est, s) for s in page], after
 
     async def summary(self, school: SchoolId, user: UserId, d: DiscussionId) -> dict[str, Any]:
         est = await self.establishment(school)
@@ -859,6 +876,28 @@ class Node:
         """Settings or preferences changed here: apply at once on every node."""
         await self._refresh_school(school)
         await self._publish(school_channel(school), {"k": "v", "s": school})
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _cursor(last_at: datetime, d: DiscussionId) -> str:
+    """A ``list`` page's position, opaque to clients: ``<µs since 1970>-<id>``."""
+    return f"{(last_at - _EPOCH) // _MICROSECOND}-{d}"
+
+
+def _read_cursor(text: str) -> tuple[datetime, DiscussionId]:
+    micros, _, d = text.partition("-")
+    if not (micros.isascii() and micros.isdigit() and d.isascii() and d.isdigit()):
+        raise Refused(ErrorCode.BAD_REQUEST, "'before' must be the 'next' of a previous page")
+    try:
+        if int(d) > MAX_INT:
+            raise OverflowError
+        return _EPOCH + int(micros) * _MICROSECOND, DiscussionId(int(d))
+    except OverflowError:
+        raise Refused(ErrorCode.BAD_REQUEST,
+                      "'before' must be the 'next' of a previous page") from None
 
 
 def _ack(msg: StoredMessage, *, duplicate: bool) -> dict[str, Any]:
