@@ -41,7 +41,7 @@ from .gatekeeper import WindowState, refuse
 from .hub import Frame, Hub, Member
 from .model import DiscussionId, DiscussionMembers, SchoolId, UserId
 from .noticeboard import Noticeboard
-from .protocol import MAX_INT, CloseCode
+from .protocol import MAX_INT, CloseCode, Encoding
 from .schools import Establishment, Schools
 from .store import DiscussionSummary, HeldMessage, Store, StoredMessage
 
@@ -112,16 +112,32 @@ class Session(Member, Protocol):
     @property
     def expires_at(self) -> datetime: ...
 
+    encoding: Encoding
+
 
 class _Replay:
     """What one connection's resume may still queue: bounded in bytes and messages, so
-    that a resume always fits in the outbox (the newest messages are kept)."""
+    that a resume always fits in the outbox (the newest messages are kept). The
+    ``discussion`` announcements are charged to the same budget: a user added to 800
+    discussions while away still gets a welcome (``complete: false``), never a 4008."""
 
     __slots__ = ("budget", "limit")
 
     def __init__(self, budget: int, limit: int) -> None:
         self.budget = budget
         self.limit = limit
+
+    def charge(self, size: int) -> bool:
+        """Reserve ``size`` bytes for one frame; False (nothing reserved) if it does not fit."""
+        if size > self.budget:
+            self.budget = 0  # what comes after it would be out of order: stop here
+            return False
+        self.budget -= size
+        return True
+
+    @property
+    def spent(self) -> bool:
+        return self.budget <= 0
 
     def take(self, rows: list[StoredMessage]) -> list[StoredMessage]:
         kept: list[StoredMessage] = []
@@ -236,8 +252,11 @@ class Node:
         ``resume`` ``None`` is a fresh client: live traffic only. Otherwise every
         listed discussion is replayed after its position, and every discussion the
         user is in but did not list (added while the client was away) is announced
-        with a ``discussion`` event and replayed from the start. Returns how many
-        replays stopped at ``replay_max`` (the client pages the rest with history).
+        with a ``discussion`` event and replayed from the start. Listed discussions come
+        first; all of it shares one budget (half the outbox), so the welcome always fits.
+        Once it is spent, the remaining discussions are followed live without replay or
+        announcement (the client finds them with ``list``, their past with ``history``).
+        Returns how many replays or announcements were cut (``resume.complete``).
         """
         school, user = session.school_id, session.user_id
         first = self.hub.add(session)
@@ -253,11 +272,15 @@ class Node:
         replay = self._replay()
         incomplete = 0
         present = await self.store.present_discussions(school, user)
-        for d in present:
-            if d in positions:
-                incomplete += await self._join_feed(session, d, positions[d], replay)
-            elif resume is None:
+        # What the client knows first: its own discussions are never crowded out by new ones.
+        for d in sorted(present, key=lambda d: d not in positions):
+            if resume is None:
                 await self._join_feed(session, d, None)
+            elif replay.spent:
+                await self._join_feed(session, d, None)
+                incomplete += 1
+            elif d in positions:
+                incomplete += await self._join_feed(session, d, positions[d], replay)
             else:
                 incomplete += await self._join_feed(session, d, 0, replay, announce=True)
         # A resume position for a discussion the user has left: replay up to where they left.
@@ -325,6 +348,7 @@ class Node:
                 self._feeds[key] = self._new_feed(key)
                 await self._broker_call(self.broker.subscribe(discussion_channel(*key)))
         joined = list(sessions)
+        unannounced: list[Session] = []  # no room left in the replay budget: live only
         if announce:
             summaries = await self._summaries(school, d, [s.user_id for s in sessions])
             joined = []
@@ -333,9 +357,13 @@ class Node:
                 if summary is None:  # not (or no longer) in it
                     self._leave_feed(session, d)
                     continue
-                session.push(Frame({"type": "discussion", "discussion": summary}))
+                frame = Frame({"type": "discussion", "discussion": summary})
+                if replay is not None and not replay.charge(len(frame.data(session.encoding))):
+                    unannounced.append(session)
+                    continue
+                session.push(frame)
                 joined.append(session)
-            if not joined:
+            if not joined and not unannounced:
                 return 0
         last = (await self.store.get_discussion(*key)).last_seq
         feed_now = self._feeds.get(key)
@@ -347,6 +375,12 @@ class Node:
             rows = await self.store.messages_after(school, d, from_seq, upto=last,
                                                    limit=limit, newest=True)
         incomplete = 0
+        for session in unannounced:
+            if session.open:
+                session.end_catchup(d, last, [])
+                incomplete = 1
+            else:
+                self._leave_feed(session, d)
         for session in joined:
             if not session.open:  # gone while we awaited: do not leave it in the audience
                 self._leave_feed(session, d)

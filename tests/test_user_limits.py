@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
+from server.model import SchoolId, UserId
 from server.node import Limits
+from server.store import SqliteStore
 from tests.conftest import LiveServer
 from tests.wire import Wire
 
@@ -117,3 +119,95 @@ async def test_connections_per_user_are_capped(live_server: LiveServer):
             break
         await asyncio.sleep(0.05)
     assert frame["type"] == "welcome"
+
+
+SMALL_OUTBOX = Limits(tick_seconds=0.05, hello_timeout=1.0, outbox_bytes=64 * 1024,
+                      rate_per_second=100_000, rate_burst=100_000)
+
+
+async def _flood_of_discussions(live_server: LiveServer, count: int) -> list[int]:
+    """``count`` discussions started by pupil e1 with the staff, written straight to the
+    store (as if over hours, by the protocol): their ids, oldest first."""
+    store = SqliteStore(str(live_server.database))
+    await store.open()
+    try:
+        ids = []
+        for i in range(count):
+            members = await store.create_discussion(
+                SchoolId("hugo"), UserId("e1"), f"flood {i}", [UserId("a1"), UserId("s1")],
+                now=live_server.clock())
+            await store.append_message(SchoolId("hugo"), members.id, UserId("e1"), f"c{i}",
+                                       "x" * 100, now=live_server.clock())
+            ids.append(int(members.id))
+        return ids
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("limits", [SMALL_OUTBOX])
+async def test_a_welcome_always_fits_and_list_pages_through_a_flood(live_server: LiveServer):
+    url = live_server.ws_url
+    a1, welcome = await Wire.signed_in(url, live_server.token("a1"), resume=[])
+    mine = (await a1.request({"type": "start", "subject": "Conseil de classe", "to": ["t1"],
+                              "body": "ordre du jour", "client_id": "mine"}))
+    d_mine = mine["discussion"]["id"]
+    await a1.close()
+    flood = await _flood_of_discussions(live_server, 300)
+    # Every reconnect, with any resume list, is welcomed: the announcements are cut.
+    for resume in ([], [[d_mine, 1]]):
+        wire, welcome = await Wire.signed_in(url, live_server.token("a1"), resume=resume)
+        assert welcome["resume"]["complete"] is False
+        announced = []
+        while True:
+            try:
+                frame = await wire.recv(timeout=0.5)
+            except TimeoutError:
+                break
+            if frame["type"] == "discussion":
+                announced.append(frame["discussion"]["id"])
+        assert 0 < len(announced) < 300
+        # A discussion left out of the welcome is still followed live.
+        quiet = next(d for d in flood if d not in announced)
+        e1, _ = await Wire.signed_in(url, live_server.token("e1"))
+        await e1.request({"type": "send", "discussion": quiet, "body": "still there?",
+                          "client_id": f"live-{len(resume)}"})
+        live = await wire.expect("message", discussion=quiet)
+        assert live["body"] == "still there?"
+        await e1.close()
+        # The list, paged, reaches every discussion, the principal's own included.
+        seen: list[int] = []
+        before = None
+        while True:
+            frame: dict[str, Any] = {"type": "list", "limit": 120}
+            if before is not None:
+                frame["before"] = before
+            page = await wire.request(frame)
+            assert page["type"] == "discussions"
+            seen += [item["id"] for item in page["items"]]
+            if not page["more"]:
+                assert page["next"] is None
+                break
+            before = page["next"]
+        assert sorted(seen) == sorted([*flood, d_mine])
+        assert len(seen) == len(set(seen))
+        await wire.close()
+
+
+async def test_list_without_parameters_is_the_first_page(live_server: LiveServer):
+    url = live_server.ws_url
+    teacher, _ = await Wire.signed_in(url, live_server.token("t1"))
+    for i in range(3):
+        await teacher.request({"type": "start", "subject": f"s{i}", "to": ["e1"], "body": "b",
+                               "client_id": f"c{i}"})
+    listed = await teacher.request({"type": "list"})
+    assert [i["subject"] for i in listed["items"]] == ["s2", "s1", "s0"]
+    assert (listed["more"], listed["next"]) == (False, None)
+    first = await teacher.request({"type": "list", "limit": 2})
+    assert [i["subject"] for i in first["items"]] == ["s2", "s1"]
+    assert first["more"] is True
+    rest = await teacher.request({"type": "list", "limit": 2, "before": first["next"]})
+    assert [i["subject"] for i in rest["items"]] == ["s0"]
+    assert rest["more"] is False
+    for bad in ({"before": "nonsense"}, {"before": 12}, {"limit": 0}, {"limit": 100_000}):
+        error = await teacher.request({"type": "list", **bad})
+        assert error["code"] == "bad_request"
