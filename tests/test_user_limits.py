@@ -178,10 +178,10 @@ async def test_a_welcome_always_fits_and_list_pages_through_a_flood(live_server:
         seen: list[int] = []
         before = None
         while True:
-            frame: dict[str, Any] = {"type": "list", "limit": 120}
+            ask: dict[str, Any] = {"type": "list", "limit": 120}
             if before is not None:
-                frame["before"] = before
-            page = await wire.request(frame)
+                ask["before"] = before
+            page = await wire.request(ask)
             assert page["type"] == "discussions"
             seen += [item["id"] for item in page["items"]]
             if not page["more"]:
