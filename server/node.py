@@ -38,6 +38,7 @@ from .clock import Clock
 from .errors import ErrorCode, NotFound, Refused
 from .feed import FILL_BATCH, Feed
 from .gatekeeper import WindowState, refuse
+from .gatekeeper.quota import DAY
 from .hub import Frame, Hub, Member
 from .model import DiscussionId, DiscussionMembers, SchoolId, UserId
 from .noticeboard import Noticeboard
@@ -717,6 +718,7 @@ class Node:
         earlier = await self.store.find_started(school, user, client_id)
         if earlier is None:
             decision.raise_for_refusal()
+            await self._check_start_quota(school, est, user, now)
             if decision.hold_until is not None:
                 return await self._hold(school, user, client_id, body, decision.hold_until,
                                         subject=subject, recipients=to)
@@ -728,6 +730,16 @@ class Node:
         return {"type": "started",
                 "discussion": await self.summary(school, user, msg.discussion_id),
                 "ack": _ack(msg, duplicate=False)}
+
+    async def _check_start_quota(self, school: SchoolId, est: Establishment, user: UserId,
+                                 now: datetime) -> None:
+        """Refuse ``rate_limited`` (with ``retry_at``) past the school's start limits.
+        Counted from the store, so it holds across connections and nodes; two starts
+        racing on different connections may both pass (one over, at most per connection)."""
+        gk = est.gatekeeper
+        recent = await self.store.recent_starts(school, user, since=now - DAY,
+                                                limit=gk.start_limits.per_day)
+        gk.check_start_quota(recent, now).raise_for_refusal()
 
     async def _create(self, school: SchoolId, user: UserId, subject: str,
                       to: Sequence[UserId], body: str, client_id: str,

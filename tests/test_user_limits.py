@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from server.model import SchoolId, UserId
-from server.node import Limits
+from server.node import Limits, iso
 from server.store import SqliteStore
 from tests.conftest import LiveServer
 from tests.wire import Wire
@@ -211,3 +212,57 @@ async def test_list_without_parameters_is_the_first_page(live_server: LiveServer
     for bad in ({"before": "nonsense"}, {"before": 12}, {"limit": 0}, {"limit": 100_000}):
         error = await teacher.request({"type": "list", **bad})
         assert error["code"] == "bad_request"
+
+
+async def test_starts_are_limited_per_hour_and_day(live_server: LiveServer):
+    with live_server.client("a1") as admin:
+        r = admin.patch("/api/settings", json={"limits": {"starts_per_hour": 2,
+                                                          "starts_per_day": 3}})
+        assert r.status_code == 200, r.text
+        audited = {e["field"]: (e["old"], e["new"])
+                   for e in admin.get("/api/audit").json()["items"]}
+    assert audited["limits.starts_per_hour"] == (30, 2)
+    assert audited["limits.starts_per_day"] == (100, 3)
+    url = live_server.ws_url
+    e1, _ = await Wire.signed_in(url, live_server.token("e1", ttl=timedelta(days=3)))
+
+    async def start(n: int) -> dict[str, Any]:
+        return await e1.request({"type": "start", "subject": f"s{n}", "to": ["a1"],
+                                 "body": "b", "client_id": f"start-{n}"})
+
+    first_at = live_server.clock()
+    assert (await start(1))["type"] == "started"
+    live_server.clock.advance(timedelta(minutes=10))
+    assert (await start(2))["type"] == "started"
+    refused = await start(3)
+    assert refused["code"] == "rate_limited"
+    assert refused["retry_at"] == iso(first_at + timedelta(hours=1))
+    # A retry of a start already made is answered as such, not refused.
+    assert (await start(2))["ack"]["duplicate"] is True
+    # Other users are not limited by e1's starts.
+    e2, _ = await Wire.signed_in(url, live_server.token("e2"))
+    assert (await e2.request({"type": "start", "subject": "x", "to": ["a1"], "body": "b",
+                              "client_id": "e2"}))["type"] == "started"
+    live_server.clock.set(first_at + timedelta(hours=1, seconds=1))
+    assert (await start(3))["type"] == "started"
+    live_server.clock.advance(timedelta(hours=2))
+    refused = await start(4)  # three today: the day is full until the first leaves it
+    assert refused["code"] == "rate_limited"
+    assert refused["retry_at"] == iso(first_at + timedelta(days=1))
+    live_server.clock.set(first_at + timedelta(days=1, seconds=1))
+    assert (await start(4))["type"] == "started"
+
+
+async def test_held_starts_count_towards_the_limit(live_server: LiveServer):
+    with live_server.client("a1") as admin:
+        assert admin.patch("/api/settings", json={
+            "limits": {"starts_per_hour": 1, "starts_per_day": 5},
+            "hours": {"outside": "defer"}}).status_code == 200
+    live_server.clock.set(datetime(2026, 11, 24, 21, 0, tzinfo=UTC))  # 22:00 in Paris
+    e1, _ = await Wire.signed_in(live_server.ws_url, live_server.token("e1"))
+    held = await e1.request({"type": "start", "subject": "s", "to": ["a1"], "body": "b",
+                             "client_id": "held"})
+    assert held["type"] == "held"
+    refused = await e1.request({"type": "start", "subject": "s", "to": ["a1"], "body": "b",
+                                "client_id": "more"})
+    assert refused["code"] == "rate_limited"

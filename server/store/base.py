@@ -423,6 +423,11 @@ class Store(BroadcastStore, Protocol):
         """The last seq the user may read: ``last_seq`` while present, the seq at which they
         left otherwise; ``None`` if they never took part (or the discussion is elsewhere)."""
 
+    async def recent_starts(self, school_id: SchoolId, user_id: UserId, *, since: datetime,
+                            limit: int) -> list[datetime]:
+        """When the user started discussions (held starts included) after ``since``:
+        the newest ``limit``, newest first."""
+
     async def hold(
         self,
         school_id: SchoolId,

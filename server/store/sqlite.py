@@ -784,6 +784,16 @@ class SqliteStore(SqliteBroadcasts):
         )
         return None if row is None else int(row[0])
 
+    async def recent_starts(self, school_id: SchoolId, user_id: UserId, *, since: datetime,
+                            limit: int) -> list[datetime]:
+        rows = await self._all(
+            "SELECT at FROM (SELECT created_at AS at FROM discussions "
+            "WHERE school_id = ? AND created_by = ? AND created_at > ? "
+            "UNION ALL SELECT created_at FROM held WHERE school_id = ? AND sender = ? "
+            "AND discussion_id IS NULL AND created_at > ?) ORDER BY at DESC LIMIT ?",
+            (school_id, user_id, ts(since), school_id, user_id, ts(since), limit))
+        return [dt(r[0]) for r in rows]
+
     async def hold(
         self,
         school_id: SchoolId,
