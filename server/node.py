@@ -65,6 +65,7 @@ class Limits:
     rate_per_second: float = 20.0
     rate_burst: int = 40
     connections_per_user: int = 10
+    throttle_max: float = 1.0  # longest pause in reading a connection over the rate
     hello_timeout: float = 5.0
     tick_seconds: float = 1.0
     replay_max: int = 1000

@@ -77,8 +77,8 @@ class Session:
     """Session is responsible for one client connection's requests and deliveries."""
 
     __slots__ = ("_allowance", "_busy", "_catching", "_closing", "_held",
-                 "_leave_after_request", "_positions", "_secret", "encoding", "expires_at",
-                 "node", "outbox", "school_id", "state", "transport", "user_id")
+                 "_leave_after_request", "_pause", "_positions", "_secret", "encoding",
+                 "expires_at", "node", "outbox", "school_id", "state", "transport", "user_id")
 
     def __init__(self, node: Node, transport: Transport, encoding: Encoding, *,
                  secret: str) -> None:
@@ -99,6 +99,7 @@ class Session:
         self._leave_after_request = False
         # The user's allowance once attached (shared with their other connections here).
         self._allowance: Allowance | None = None
+        self._pause = 0.0  # seconds not to read this connection: its user is over the rate
 
     # ------------------------------------------------------------------ Member
 
@@ -261,13 +262,20 @@ class Session:
 
     async def _serve_requests(self) -> None:
         bad = 0
+        throttle_max = self.node.limits.throttle_max
         while self.state is SessionState.OPEN:
+            if self._pause:
+                # Over the rate: read nothing more from this connection until the allowance
+                # is back, so that a flood waits in the flooder's own TCP buffers instead
+                # of costing the server a reply per frame (everyone else's time).
+                pause, self._pause = min(self._pause, throttle_max), 0.0
+                await asyncio.sleep(pause)
             raw = await self.transport.receive()
             try:
                 request = parse_request(decode(raw, self.encoding))
             except FrameError as exc:
                 bad += 1
-                self._charge(BAD_FRAME_COST)  # answered anyway; the cost slows what follows
+                self._pause = self._charge(BAD_FRAME_COST)  # answered anyway
                 self._error(exc.ref, exc.code, exc.message)
                 if bad >= MAX_BAD_FRAMES:
                     self.close(CloseCode.PROTOCOL_ERROR, "too many malformed frames")
@@ -324,6 +332,7 @@ class Session:
                 cost = COSTS[type(request)]
         wait = self._charge(cost)
         if wait:
+            self._pause = wait
             raise Refused(ErrorCode.RATE_LIMITED,
                           retry_at=self.node.clock() + timedelta(seconds=wait))
 

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.anyio
 # A trickle: 1 request every 100 s once the burst of 10 is spent, so that what a test
 # sees in a few seconds is the burst alone, whatever the machine's speed.
 TRICKLE = Limits(tick_seconds=0.05, hello_timeout=1.0, rate_per_second=0.01, rate_burst=10,
-                 connections_per_user=4)
+                 connections_per_user=4, throttle_max=0.001)
 
 
 @pytest.fixture(autouse=True)
