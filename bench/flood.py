@@ -410,8 +410,9 @@ def main() -> None:
         f"| during the flood | {_p(flooded, 0.5):.1f} ms | {_p(flooded, 0.99):.1f} ms | "
         f"{len(flooded)} |",
         "",
-        f"The flood: {sent:,} frames sent in {seconds:.0f} s ({sent / seconds:,.0f}/s); "
-        "replies "
+        f"The flood: {sent:,} frames written in {seconds:.0f} s ({sent / seconds:,.0f}/s; "
+        "most wait unread in the flooder's TCP buffers: the server reads a user over the "
+        "rate no faster than the allowance); replies "
         + ", ".join(f"{k} {v:,}" for k, v in codes.most_common())
         + "; hello refusals by close code: "
         + (", ".join(f"{k} × {v}" for k, v in refused.items()) or "none")
