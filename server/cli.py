@@ -161,8 +161,8 @@ async def _choose_school(store: Store, wanted: str | None) -> SchoolId:
 def _serve(args: argparse.Namespace, config: Config) -> int:
     import uvicorn
 
-    from .handshake import head_deadline_protocol
-    from .web import UVICORN_OPTIONS, create_app
+    from .handshake import uvicorn_options
+    from .web import create_app
 
     config.check()
     _make_parent_dir(config)
@@ -182,11 +182,8 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
             await app.drain(grace=5.0)
             await super().shutdown(sockets)
 
-    options = {**UVICORN_OPTIONS, "http": head_deadline_protocol(config.handshake_timeout),
-               # HTTP requests beyond it get a 503 (WebSockets are capped per user instead).
-               "limit_concurrency": config.max_connections}
     Server(uvicorn.Config(app, host=config.host, port=config.port, log_level="info",
-                          timeout_graceful_shutdown=10, **options)).run()
+                          timeout_graceful_shutdown=10, **uvicorn_options(config))).run()
     return 0
 
 

@@ -24,7 +24,18 @@ from typing import Any
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-__all__ = ["head_deadline_protocol"]
+from .config import Config
+from .web import UVICORN_OPTIONS
+
+__all__ = ["head_deadline_protocol", "uvicorn_options"]
+
+
+def uvicorn_options(config: Config) -> dict[str, Any]:
+    """How ``preau serve`` (and the tests' servers) run uvicorn: ``UVICORN_OPTIONS``, the
+    request-head deadline, and the connection ceiling for plain HTTP requests (beyond
+    it, 503; uvicorn does not count WebSockets there: they are capped per user)."""
+    return {**UVICORN_OPTIONS, "http": head_deadline_protocol(config.handshake_timeout),
+            "limit_concurrency": config.max_connections}
 
 
 class _HeadDeadline:

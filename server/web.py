@@ -42,7 +42,6 @@ from .clock import Clock, system_clock
 from .config import Config
 from .errors import ErrorCode, InvalidSettings, NotFound, PreauError, Refused, StoreError
 from .gatekeeper import WindowState
-from .handshake import head_deadline_protocol
 from .hub import TransportClosed
 from .model import Role, SchoolId, User, UserId
 from .node import Limits, Node
@@ -87,9 +86,6 @@ UVICORN_OPTIONS: dict[str, Any] = {
     "ws_ping_interval": HEARTBEAT_INTERVAL,
     "ws_ping_timeout": HEARTBEAT_TIMEOUT,
     "lifespan": "on",
-    # A request head (the WebSocket upgrade included) must arrive within 5–10 s of the
-    # connection (slowloris); ``preau serve`` sets it from PREAU_HANDSHAKE_TIMEOUT.
-    "http": head_deadline_protocol(5.0),
 }
 
 log = logging.getLogger("preau.web")
