@@ -314,7 +314,12 @@ function renderRoute() {
     : h('p', { class: 'hint' }, 'You may reply in discussions but not start one.');
   const sidebar = h('aside', { class: 'sidebar', 'aria-label': 'Discussions' },
     h('div', { class: 'sidebar-head' }, h('h2', {}, 'My discussions'), newButton),
-    session.heldList, session.list, h('p', { class: 'list-empty', hidden: true }, 'No discussion yet.'));
+    session.heldList, session.list, h('p', { class: 'list-empty', hidden: true }, 'No discussion yet.'),
+    session.moreButton = h('button', { type: 'button', class: 'more-discussions', hidden: true }, 'More discussions'));
+  session.moreButton.addEventListener('click', () => {
+    session.moreButton.disabled = true;
+    chat.loadMoreDiscussions().catch(() => {}).finally(() => { session.moreButton.disabled = false; });
+  });
   replace(main, h('div', { class: `chat-layout${route.name === 'list' ? '' : ' show-pane'}` }, sidebar,
     h('div', { class: 'pane' }, pane)));
   renderList();
@@ -392,6 +397,7 @@ function renderList() {
       : chat.connection.isOpen ? 'Starting…' : 'Waiting for the connection…'))));
   const empty = session.list.parentElement && session.list.parentElement.querySelector('.list-empty');
   if (empty) empty.hidden = items.length > 0 || starts.length > 0;
+  if (session.moreButton) session.moreButton.hidden = !chat.listNext;
 }
 
 boot();

@@ -22,7 +22,7 @@ const HISTORY_PAGE = 50;
 const GAP_PAGES = 3; // a hole larger than 3 × 100 restarts the held window at the newest messages
 const TYPING_SHOWN = 6000; // §5.6: no "stopped typing", show it a few seconds
 const TYPING_THROTTLE = 3000;
-const LIST_LIMIT = 200;
+const LIST_PAGE = 50; // `list` is paged (protocol §6): more pages on demand
 
 /** A UUID v4 from getRandomValues (crypto.randomUUID needs a secure context). */
 export function newClientId() {
@@ -69,6 +69,7 @@ export class Chat extends EventTarget {
     this.connection = null;
     this.welcomed = false;
     this.typingSent = new Map();
+    this.listNext = null; // the cursor of the list's next page, if there is one
     this.saveTimer = null;
     this.restored = this._restore();
     if (me) this.persons.set(me.id, me);
@@ -352,18 +353,33 @@ export class Chat extends EventTarget {
     // Only what was known before asking may be forgotten: a discussion announced
     // while the list was on its way is newer than the list.
     const known = new Set(this.discussions.keys());
-    const reply = await this.connection.request({ type: 'list' });
+    const reply = await this.connection.request({ type: 'list', limit: LIST_PAGE });
     const listed = new Set();
     for (const meta of reply.items) {
       listed.add(meta.id);
       this._upsert(meta, 'list');
     }
-    if (reply.items.length < LIST_LIMIT) {
-      // Gone from the server (or another server's data): forget it.
+    // Older pages come with loadMoreDiscussions (a flood of new discussions pushes
+    // older ones down the list, never out of reach).
+    this.listNext = reply.more ? reply.next : null;
+    if (!reply.more) {
+      // The whole list in one page: what it lacks is gone from the server (or another
+      // server's data): forget it.
       for (const id of known) if (!listed.has(id)) this.discussions.delete(id);
     }
     this._dirty();
     this._emit('list', {});
+  }
+
+  /** The next page of the list, after refreshList; resolves to how many came. */
+  async loadMoreDiscussions() {
+    if (!this.listNext || !this.connection || !this.connection.isOpen) return 0;
+    const reply = await this.connection.request({ type: 'list', limit: LIST_PAGE, before: this.listNext });
+    for (const meta of reply.items) this._upsert(meta, 'list');
+    this.listNext = reply.more ? reply.next : null;
+    this._dirty();
+    this._emit('list', {});
+    return reply.items.length;
   }
 
   /** Fetch the page of messages before the oldest held one; resolves to how many came. */

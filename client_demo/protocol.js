@@ -6,7 +6,8 @@
 // settles with the reply carrying that ref (§5.1: one reply per request).
 //
 // Reconnection follows §10: 4000/1012 (server restarting) → at once plus up to
-// 1 s of jitter; 1006/1011/4008/4001 → random backoff from 0.5 s doubling to
+// 1 s of jitter; 1006/1011/4008/4001/4429 (too many
+// connections for this account) → random backoff from 0.5 s doubling to
 // 30 s, reset after a connection that lasted a minute; 4501 (token refused) and
 // 4503 (access revoked) → stop, the caller shows why; 1002/1009 → stop (a bug
 // here, retrying would loop).

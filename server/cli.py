@@ -168,7 +168,8 @@ async def _choose_school(store: Store, wanted: str | None) -> SchoolId:
 def _serve(args: argparse.Namespace, config: Config) -> int:
     import uvicorn
 
-    from .web import UVICORN_OPTIONS, create_app
+    from .handshake import uvicorn_options
+    from .web import create_app
 
     config.check()
     _make_parent_dir(config)
@@ -190,7 +191,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
             await super().shutdown(sockets)
 
     Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=level,
-                          timeout_graceful_shutdown=10, **UVICORN_OPTIONS)).run()
+                          timeout_graceful_shutdown=10, **uvicorn_options(config))).run()
     return 0
 
 

@@ -70,6 +70,7 @@ MAX_RESUME_PAIRS = 1000
 # `start`, `invite` and `leave` are not retried: a second attempt could create a
 # second discussion or be refused because the first one worked.
 _RETRYABLE = frozenset({"send", "start", "read", "list", "history", "ping"})
+MAX_LIST = 200  # discussions in one page of ``list`` (docs/protocol.md)
 # Requests the server never answers.
 _NO_REPLY = frozenset({"typing"})
 
@@ -329,9 +330,25 @@ class Client:
             await self._write(ws, {"type": "typing", "discussion": discussion})
 
     async def discussions(self) -> list[dict[str, Any]]:
-        """Your discussions, most recently active first."""
-        reply = await self.request("list")
-        return list(reply["items"])
+        """All your discussions, most recently active first (every page of ``list``)."""
+        items, after = await self.discussions_page()
+        while after is not None:
+            page, after = await self.discussions_page(before=after, limit=MAX_LIST)
+            items += page
+        return items
+
+    async def discussions_page(self, *, before: str | None = None, limit: int | None = None
+                               ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of your discussions, most recently active first, and the cursor of
+        the next page (``None`` on the last); pass it as ``before``."""
+        fields: dict[str, Any] = {}
+        if before is not None:
+            fields["before"] = before
+        if limit is not None:
+            fields["limit"] = limit
+        reply = await self.request("list", **fields)
+        after = reply.get("next") if reply.get("more") else None
+        return list(reply["items"]), after
 
     async def history(self, discussion: int, *, before: int | None = None,
                       limit: int = 50) -> tuple[list[dict[str, Any]], bool]:

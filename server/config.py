@@ -43,6 +43,9 @@ class Config:
     demo: bool = False
     token_ttl: int = 12 * 3600
     rate_per_second: float = 20.0
+    connections_per_user: int = 10
+    max_connections: int = 10_000
+    handshake_timeout: float = 5.0
     outbox_bytes: int = 1024 * 1024
     node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     clock_start: datetime | None = None
@@ -53,7 +56,8 @@ class Config:
         from .node import Limits
 
         return Limits(outbox_bytes=self.outbox_bytes, rate_per_second=self.rate_per_second,
-                      rate_burst=max(1, int(self.rate_per_second * 2)))
+                      rate_burst=max(1, int(self.rate_per_second * 2)),
+                      connections_per_user=self.connections_per_user)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
@@ -68,6 +72,9 @@ class Config:
             demo=_bool(env, "PREAU_DEMO"),
             token_ttl=_int(env, "PREAU_TOKEN_TTL", 12 * 3600, 60, 90 * 24 * 3600),
             rate_per_second=float(_int(env, "PREAU_RATE_LIMIT", 20, 1, 100_000)),
+            connections_per_user=_int(env, "PREAU_USER_CONNECTIONS", 10, 1, 1000),
+            max_connections=_int(env, "PREAU_MAX_CONNECTIONS", 10_000, 10, 1_000_000),
+            handshake_timeout=float(_int(env, "PREAU_HANDSHAKE_TIMEOUT", 5, 1, 300)),
             outbox_bytes=_int(env, "PREAU_OUTBOX_BYTES", 1024 * 1024, 16 * 1024, 1 << 30),
             node_id=env.get("PREAU_NODE_ID") or uuid.uuid4().hex[:12],
             clock_start=_datetime(env, "PREAU_CLOCK_START"),

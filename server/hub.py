@@ -8,6 +8,8 @@
   one writer task. A client too slow to drain it is cut with close 4008 rather
   than allowed to grow the server's memory.
 - :class:`Hub` is only a registry: connections by user, and by discussion.
+- :class:`Allowance` is one user's request budget on this node, shared by all of
+  that user's connections here (more connections do not buy more requests).
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
 from .model import DiscussionId, SchoolId, UserId
 from .protocol import CloseCode, Encoding, close_reason, encode
 
-__all__ = ["Frame", "Hub", "Member", "Outbox", "Transport", "TransportClosed"]
+__all__ = ["Allowance", "Frame", "Hub", "Member", "Outbox", "Transport", "TransportClosed"]
 
 log = logging.getLogger("preau.hub")
 
@@ -163,6 +166,36 @@ class Outbox:
             self._writer = None
 
 
+class Allowance:
+    """A token bucket: ``rate`` tokens a second, at most ``burst`` saved up.
+
+    One per (school, user) on a node, held by the :class:`Hub` while the user has a
+    connection here: a pupil with twenty tabs gets the same rate as with one.
+    """
+
+    __slots__ = ("burst", "rate", "refilled", "tokens")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.refilled = time.monotonic()
+
+    def take(self, cost: float) -> float:
+        """Spend ``cost`` tokens: 0.0 if done, else the seconds until there would be
+        enough (nothing is spent then)."""
+        now = time.monotonic()
+        tokens = self.tokens + (now - self.refilled) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
+        self.refilled = now
+        if tokens < cost:
+            self.tokens = tokens
+            return (cost - tokens) / self.rate
+        self.tokens = tokens - cost
+        return 0.0
+
+
 class Member(Protocol):
     """What the hub knows of a connection: who it is and how to reach it."""
 
@@ -180,11 +213,16 @@ class Hub:
     """Hub is responsible for tracking the connections of this node.
 
     By user (to reach everyone signed in as someone) and by discussion (to fan
-    out). It does no I/O; the node decides what goes where.
+    out). It does no I/O; the node decides what goes where. It also keeps each
+    connected user's :class:`Allowance` (``rate`` requests a second, ``burst``
+    saved up), created with their first connection and dropped with their last.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, rate: float = 20.0, burst: float = 40.0) -> None:
         self._by_user: dict[tuple[SchoolId, UserId], set[Member]] = {}
+        self._allowances: dict[tuple[SchoolId, UserId], Allowance] = {}
+        self._rate = rate
+        self._burst = burst
         self._by_discussion: dict[tuple[SchoolId, DiscussionId], set[Member]] = {}
 
     def __len__(self) -> int:
@@ -193,7 +231,10 @@ class Hub:
     def add(self, member: Member) -> bool:
         """Register a connection; True if it is the user's first on this node."""
         key = (member.school_id, member.user_id)
-        members = self._by_user.setdefault(key, set())
+        members = self._by_user.get(key)
+        if members is None:
+            members = self._by_user[key] = set()
+            self._allowances[key] = Allowance(self._rate, self._burst)
         members.add(member)
         return len(members) == 1
 
@@ -206,8 +247,16 @@ class Hub:
         members.discard(member)
         if not members:
             del self._by_user[key]
+            self._allowances.pop(key, None)
             return True
         return False
+
+    def allowance(self, school_id: SchoolId, user_id: UserId) -> Allowance:
+        """The user's shared request budget (the user has a connection here)."""
+        return self._allowances[(school_id, user_id)]
+
+    def connections_of(self, school_id: SchoolId, user_id: UserId) -> int:
+        return len(self._by_user.get((school_id, user_id), ()))
 
     def subscribe(self, member: Member, discussion: DiscussionId) -> bool:
         """Add a connection to a discussion's audience; True if it is the first on this node."""

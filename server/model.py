@@ -46,6 +46,7 @@ __all__ = [
     "SchoolId",
     "SchoolSettings",
     "SchoolState",
+    "StartLimits",
     "User",
     "UserId",
     "UserPreferences",
@@ -157,6 +158,15 @@ class Hours:
 
 
 @dataclass(frozen=True, slots=True)
+class StartLimits:
+    """How many discussions one user may start in any rolling hour and day (held starts
+    included), so that one account cannot bury everyone's list under new discussions."""
+
+    per_hour: int = 30
+    per_day: int = 100
+
+
+@dataclass(frozen=True, slots=True)
 class SchoolSettings:
     """Establishment-wide settings (SPEC §2), with their defaults."""
 
@@ -165,6 +175,7 @@ class SchoolSettings:
     hours: Hours = field(default_factory=Hours)
     timezone: str = "Europe/Paris"
     disabled_profiles: frozenset[ProfileId] = frozenset()
+    start_limits: StartLimits = field(default_factory=StartLimits)
 
 
 @dataclass(frozen=True, slots=True)

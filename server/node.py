@@ -27,7 +27,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
 import msgpack
@@ -38,10 +38,11 @@ from .clock import Clock
 from .errors import ErrorCode, NotFound, Refused
 from .feed import FILL_BATCH, Feed
 from .gatekeeper import WindowState, refuse
+from .gatekeeper.quota import DAY
 from .hub import Frame, Hub, Member
 from .model import DiscussionId, DiscussionMembers, SchoolId, UserId
 from .noticeboard import Noticeboard
-from .protocol import CloseCode
+from .protocol import MAX_INT, CloseCode, Encoding
 from .schools import Establishment, Schools
 from .store import DiscussionSummary, HeldMessage, Store, StoredMessage
 
@@ -54,11 +55,17 @@ _TAG_BYTES = 8
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Per-connection and per-node limits (``Config`` sets them)."""
+    """Per-connection, per-user and per-node limits (``Config`` sets them).
+
+    ``rate_per_second`` and ``rate_burst`` are per user across all of that user's
+    connections on this node; ``connections_per_user`` caps those connections.
+    """
 
     outbox_bytes: int = 1024 * 1024
     rate_per_second: float = 20.0
     rate_burst: int = 40
+    connections_per_user: int = 10
+    throttle_max: float = 1.0  # longest pause in reading a connection over the rate
     hello_timeout: float = 5.0
     tick_seconds: float = 1.0
     replay_max: int = 1000
@@ -107,16 +114,32 @@ class Session(Member, Protocol):
     @property
     def expires_at(self) -> datetime: ...
 
+    encoding: Encoding
+
 
 class _Replay:
     """What one connection's resume may still queue: bounded in bytes and messages, so
-    that a resume always fits in the outbox (the newest messages are kept)."""
+    that a resume always fits in the outbox (the newest messages are kept). The
+    ``discussion`` announcements are charged to the same budget: a user added to 800
+    discussions while away still gets a welcome (``complete: false``), never a 4008."""
 
     __slots__ = ("budget", "limit")
 
     def __init__(self, budget: int, limit: int) -> None:
         self.budget = budget
         self.limit = limit
+
+    def charge(self, size: int) -> bool:
+        """Reserve ``size`` bytes for one frame; False (nothing reserved) if it does not fit."""
+        if size > self.budget:
+            self.budget = 0  # what comes after it would be out of order: stop here
+            return False
+        self.budget -= size
+        return True
+
+    @property
+    def spent(self) -> bool:
+        return self.budget <= 0
 
     def take(self, rows: list[StoredMessage]) -> list[StoredMessage]:
         kept: list[StoredMessage] = []
@@ -149,7 +172,7 @@ class Node:
         self.clock = clock
         self.limits = limits
         self.node_id = node_id or uuid.uuid4().hex[:12]
-        self.hub = Hub()
+        self.hub = Hub(limits.rate_per_second, limits.rate_burst)
         self._tag = uuid.uuid4().bytes[:_TAG_BYTES]
         self._feeds: dict[tuple[SchoolId, DiscussionId], Feed] = {}
         self._members: dict[tuple[SchoolId, DiscussionId], DiscussionMembers] = {}
@@ -231,8 +254,11 @@ class Node:
         ``resume`` ``None`` is a fresh client: live traffic only. Otherwise every
         listed discussion is replayed after its position, and every discussion the
         user is in but did not list (added while the client was away) is announced
-        with a ``discussion`` event and replayed from the start. Returns how many
-        replays stopped at ``replay_max`` (the client pages the rest with history).
+        with a ``discussion`` event and replayed from the start. Listed discussions come
+        first; all of it shares one budget (half the outbox), so the welcome always fits.
+        Once it is spent, the remaining discussions are followed live without replay or
+        announcement (the client finds them with ``list``, their past with ``history``).
+        Returns how many replays or announcements were cut (``resume.complete``).
 
         All or nothing: if a step fails (the store, the broker), what was done is
         undone before the error goes up: the connection is out of the hub, its school
@@ -275,11 +301,15 @@ class Node:
         replay = self._replay()
         incomplete = 0
         present = await self.store.present_discussions(school, user)
-        for d in present:
-            if d in positions:
-                incomplete += await self._join_feed(session, d, positions[d], replay)
-            elif resume is None:
+        # What the client knows first: its own discussions are never crowded out by new ones.
+        for d in sorted(present, key=lambda d: d not in positions):
+            if resume is None:
                 await self._join_feed(session, d, None)
+            elif replay.spent:
+                await self._join_feed(session, d, None)
+                incomplete += 1
+            elif d in positions:
+                incomplete += await self._join_feed(session, d, positions[d], replay)
             else:
                 incomplete += await self._join_feed(session, d, 0, replay, announce=True)
         # A resume position for a discussion the user has left: replay up to where they left.
@@ -367,6 +397,7 @@ class Node:
                 self._feeds[key] = self._new_feed(key)
                 await self._broker_call(self.broker.subscribe(discussion_channel(*key)))
         joined = list(sessions)
+        unannounced: list[Session] = []  # no room left in the replay budget: live only
         if announce:
             summaries = await self._summaries(school, d, [s.user_id for s in sessions])
             joined = []
@@ -375,9 +406,13 @@ class Node:
                 if summary is None:  # not (or no longer) in it
                     self._leave_feed(session, d)
                     continue
-                session.push(Frame({"type": "discussion", "discussion": summary}))
+                frame = Frame({"type": "discussion", "discussion": summary})
+                if replay is not None and not replay.charge(len(frame.data(session.encoding))):
+                    unannounced.append(session)
+                    continue
+                session.push(frame)
                 joined.append(session)
-            if not joined:
+            if not joined and not unannounced:
                 return 0
         last = (await self.store.get_discussion(*key)).last_seq
         feed_now = self._feeds.get(key)
@@ -389,6 +424,12 @@ class Node:
             rows = await self.store.messages_after(school, d, from_seq, upto=last,
                                                    limit=limit, newest=True)
         incomplete = 0
+        for session in unannounced:
+            if session.open:
+                session.end_catchup(d, last, [])
+                incomplete = 1
+            else:
+                self._leave_feed(session, d)
         for session in joined:
             if not session.open:  # gone while we awaited: do not leave it in the audience
                 self._leave_feed(session, d)
@@ -738,6 +779,7 @@ class Node:
         earlier = await self.store.find_started(school, user, client_id)
         if earlier is None:
             decision.raise_for_refusal()
+            await self._check_start_quota(school, est, user, now)
             if decision.hold_until is not None:
                 return await self._hold(school, user, client_id, body, decision.hold_until,
                                         subject=subject, recipients=to)
@@ -749,6 +791,16 @@ class Node:
         return {"type": "started",
                 "discussion": await self.summary(school, user, msg.discussion_id),
                 "ack": _ack(msg, duplicate=False)}
+
+    async def _check_start_quota(self, school: SchoolId, est: Establishment, user: UserId,
+                                 now: datetime) -> None:
+        """Refuse ``rate_limited`` (with ``retry_at``) past the school's start limits.
+        Counted from the store, so it holds across connections and nodes; two starts
+        racing on different connections may both pass (one over, at most per connection)."""
+        gk = est.gatekeeper
+        recent = await self.store.recent_starts(school, user, since=now - DAY,
+                                                limit=gk.start_limits.per_day)
+        gk.check_start_quota(recent, now).raise_for_refusal()
 
     async def _create(self, school: SchoolId, user: UserId, subject: str,
                       to: Sequence[UserId], body: str, client_id: str,
@@ -898,11 +950,23 @@ class Node:
         rows = await self.store.messages(school, d, before_seq=bound, limit=limit + 1)
         return [message_frame(m) for m in rows[:limit]], len(rows) > limit
 
-    async def summaries(self, session: Session) -> list[dict[str, Any]]:
+    async def summaries(self, session: Session, before: str | None = None,
+                        limit: int = 200) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of the user's discussions, most recently active first, and the cursor
+        of the next page (``None`` on the last). A flood of new discussions pushes older
+        ones to later pages, never out of reach."""
         school = session.school_id
         est = await self.establishment(school)
-        rows = await self.store.summaries(school, session.user_id)
-        return [self._summary_json(est, s) for s in rows]
+        rows = await self.store.summaries(school, session.user_id, limit=limit + 1,
+                                          before=None if before is None
+                                          else _read_cursor(before))
+        page = rows[:limit]
+        after = None
+        if len(rows) > limit:
+            last = page[-1]
+            assert last.last_at is not None
+            after = _cursor(last.last_at, last.discussion.id)
+        return [self._summary_json(est, s) for s in page], after
 
     async def summary(self, school: SchoolId, user: UserId, d: DiscussionId) -> dict[str, Any]:
         est = await self.establishment(school)
@@ -946,6 +1010,28 @@ def _come_back(sessions: Iterable[Session]) -> None:
     discussion, so they reconnect (4013) and resume, which joins it again."""
     for session in sessions:
         session.close(CloseCode.TRY_AGAIN, "could not follow a discussion: reconnect")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _cursor(last_at: datetime, d: DiscussionId) -> str:
+    """A ``list`` page's position, opaque to clients: ``<µs since 1970>-<id>``."""
+    return f"{(last_at - _EPOCH) // _MICROSECOND}-{d}"
+
+
+def _read_cursor(text: str) -> tuple[datetime, DiscussionId]:
+    micros, _, d = text.partition("-")
+    if not (micros.isascii() and micros.isdigit() and d.isascii() and d.isdigit()):
+        raise Refused(ErrorCode.BAD_REQUEST, "'before' must be the 'next' of a previous page")
+    try:
+        if int(d) > MAX_INT:
+            raise OverflowError
+        return _EPOCH + int(micros) * _MICROSECOND, DiscussionId(int(d))
+    except OverflowError:
+        raise Refused(ErrorCode.BAD_REQUEST,
+                      "'before' must be the 'next' of a previous page") from None
 
 
 def _ack(msg: StoredMessage, *, duplicate: bool) -> dict[str, Any]:

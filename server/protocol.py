@@ -28,6 +28,7 @@ __all__ = [
     "MAX_BODY_CHARS",
     "MAX_FRAME_BYTES",
     "MAX_INT",
+    "MAX_LIST",
     "PROTOCOL_VERSION",
     "SUBPROTOCOLS",
     "CloseCode",
@@ -65,6 +66,9 @@ MAX_REF_CHARS = 64
 MAX_CLIENT_ID_CHARS = 64
 MAX_RESUME = 1000
 MAX_HISTORY = 100
+LIST_PAGE = 50  # discussions in a ``list`` page when the client does not say
+MAX_LIST = 200
+MAX_CURSOR_CHARS = 64
 MAX_INT = 2**63 - 1  # ids and seqs are SQLite INTEGERs: anything larger names nothing
 MAX_TOKEN_CHARS = 4096
 MAX_USER_ID_CHARS = 64
@@ -91,6 +95,7 @@ class CloseCode(enum.IntEnum):
     HELLO_TIMEOUT = 4001
     SLOW = 4008
     TRY_AGAIN = 4013  # the store or the broker failed before the welcome: retry shortly
+    TOO_MANY_CONNECTIONS = 4429
     UNAUTHENTICATED = 4501
     ACCESS_REVOKED = 4503
 
@@ -258,7 +263,12 @@ class Typing:
 
 @dataclass(frozen=True, slots=True)
 class ListDiscussions:
+    """A page of the user's discussions, most recently active first; ``before`` is the
+    ``next`` cursor of the previous page (``None``: the first page)."""
+
     ref: str | None
+    before: str | None = None
+    limit: int = LIST_PAGE
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,7 +391,13 @@ def parse_request(frame: Mapping[str, Any]) -> Request:
     if kind == "leave":
         return Leave(ref, f.discussion())
     if kind == "list":
-        return ListDiscussions(ref)
+        cursor = None
+        if frame.get("before") is not None:
+            cursor = f.text("before", max_chars=MAX_CURSOR_CHARS)
+        page = f.integer("limit", low=1, default=LIST_PAGE)
+        if page > MAX_LIST:
+            raise f.fail(f"'limit' is at most {MAX_LIST}")
+        return ListDiscussions(ref, cursor, page)
     if kind == "history":
         before = frame.get("before")
         if before is not None:

@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .broker import BrokerUnavailable
 from .errors import ErrorCode, NotFound, Refused, StoreError, UnstorableValue
-from .hub import Frame, Outbox, Transport, TransportClosed
+from .hub import Allowance, Frame, Outbox, Transport, TransportClosed
 from .model import DiscussionId, SchoolId, UserId
 from .node import Node, iso, message_frame, window_json
 from .protocol import (
@@ -57,6 +56,17 @@ log = logging.getLogger("preau.session")
 
 MAX_BAD_FRAMES = 10  # consecutive malformed frames before the connection is closed
 
+# What each request costs from its user's allowance (``rate_per_second`` tokens a
+# second, shared by the user's connections on the node). A message is 1; what reads
+# pages from the store costs more, what only touches memory less. Nothing is free:
+# 50,000 reads or lists in ten seconds must be refused, not served at others' expense.
+COSTS: dict[type, float] = {
+    Send: 1.0, Start: 4.0, Invite: 2.0, Leave: 1.0, Read: 0.5, Typing: 0.5, Ping: 0.25,
+}
+LIST_COST = 2.0  # plus one per 25 discussions asked for
+HISTORY_COST = 1.0  # plus one per 50 messages asked for
+BAD_FRAME_COST = 1.0
+
 
 class SessionState(enum.Enum):
     AWAITING_HELLO = "awaiting_hello"
@@ -67,9 +77,9 @@ class SessionState(enum.Enum):
 class Session:
     """Session is responsible for one client connection's requests and deliveries."""
 
-    __slots__ = ("_busy", "_catching", "_closing", "_held", "_leave_after_request",
-                 "_positions", "_refilled", "_secret", "_tokens", "encoding", "expires_at",
-                 "node", "outbox", "school_id", "state", "transport", "user_id")
+    __slots__ = ("_allowance", "_busy", "_catching", "_closing", "_held",
+                 "_leave_after_request", "_pause", "_positions", "_secret", "encoding",
+                 "expires_at", "node", "outbox", "school_id", "state", "transport", "user_id")
 
     def __init__(self, node: Node, transport: Transport, encoding: Encoding, *,
                  secret: str) -> None:
@@ -88,8 +98,9 @@ class Session:
         self._closing: asyncio.Task[None] | None = None
         self._busy = False
         self._leave_after_request = False
-        self._tokens = float(node.limits.rate_burst)
-        self._refilled = time.monotonic()
+        # The user's allowance once attached (shared with their other connections here).
+        self._allowance: Allowance | None = None
+        self._pause = 0.0  # seconds not to read this connection: its user is over the rate
 
     # ------------------------------------------------------------------ Member
 
@@ -222,6 +233,14 @@ class Session:
             return False
         user = gk.user(identity.user_id)
         assert user is not None
+        # No await between this count and attach's hub.add: the cap cannot be overshot.
+        if (self.node.hub.connections_of(identity.school_id, identity.user_id)
+                >= limits.connections_per_user):
+            await self._refuse(ErrorCode.RATE_LIMITED,
+                               f"Too many connections for this account (at most "
+                               f"{limits.connections_per_user}): close another tab or device.",
+                               CloseCode.TOO_MANY_CONNECTIONS)
+            return False
         self.school_id, self.user_id = identity.school_id, identity.user_id
         self.expires_at = identity.expires_at
         self.state = SessionState.OPEN
@@ -231,6 +250,7 @@ class Session:
             # The node undid what it had done: tell the client to come back shortly.
             await self._unavailable(exc)
             return False
+        self._allowance = self.node.hub.allowance(self.school_id, self.user_id)
         window = gk.window_state(now)
         held, self._held = self._held or [], None
         replayed = sum(1 for f in held if f.body.get("type") == "message")
@@ -267,12 +287,20 @@ class Session:
 
     async def _serve_requests(self) -> None:
         bad = 0
+        throttle_max = self.node.limits.throttle_max
         while self.state is SessionState.OPEN:
+            if self._pause:
+                # Over the rate: read nothing more from this connection until the allowance
+                # is back, so that a flood waits in the flooder's own TCP buffers instead
+                # of costing the server a reply per frame (everyone else's time).
+                pause, self._pause = min(self._pause, throttle_max), 0.0
+                await asyncio.sleep(pause)
             raw = await self.transport.receive()
             try:
                 request = parse_request(decode(raw, self.encoding))
             except FrameError as exc:
                 bad += 1
+                self._pause = self._charge(BAD_FRAME_COST)  # answered anyway
                 self._error(exc.ref, exc.code, exc.message)
                 if bad >= MAX_BAD_FRAMES:
                     self.close(CloseCode.PROTOCOL_ERROR, "too many malformed frames")
@@ -321,44 +349,52 @@ class Session:
             body["retry_at"] = iso(retry_at)
         self.push(Frame(body))
 
-    def _take_token(self) -> None:
-        limits = self.node.limits
-        now = time.monotonic()
-        self._tokens = min(float(limits.rate_burst),
-                           self._tokens + (now - self._refilled) * limits.rate_per_second)
-        self._refilled = now
-        if self._tokens < 1:
-            raise Refused(ErrorCode.RATE_LIMITED)
-        self._tokens -= 1
+    def _charge(self, cost: float) -> float:
+        """Spend ``cost`` from the user's allowance; the seconds to wait if it is short."""
+        allowance = self._allowance
+        return 0.0 if allowance is None else allowance.take(cost)
+
+    def _take_tokens(self, request: Request) -> None:
+        match request:
+            case ListDiscussions(limit=limit):
+                cost = LIST_COST + limit / 25
+            case History(limit=limit):
+                cost = HISTORY_COST + limit / 50
+            case _:
+                cost = COSTS[type(request)]
+        wait = self._charge(cost)
+        if wait:
+            self._pause = wait
+            raise Refused(ErrorCode.RATE_LIMITED,
+                          retry_at=self.node.clock() + timedelta(seconds=wait))
 
     async def _serve(self, request: Request) -> dict[str, Any] | None:
         node = self.node
         if self.node.clock() >= self.expires_at:
             self.close(CloseCode.UNAUTHENTICATED, "token expired")
             raise Refused(ErrorCode.UNAUTHENTICATED, "The token has expired: sign in again.")
+        self._take_tokens(request)
         match request:
             case Send(discussion=d, body=body, client_id=cid):
-                self._take_token()
                 return await node.send(self, d, body, cid)
             case Typing(discussion=d):
-                self._take_token()
                 await node.typing(self, d)
                 return None
             case Read(discussion=d, seq=seq):
                 await node.mark_read(self, d, seq)
                 return {"type": "ok"}
             case Start(subject=subject, to=to, body=body, client_id=cid):
-                self._take_token()
                 return await node.start_discussion(self, subject, to, body, cid)
             case Invite(discussion=d, user=invitee):
-                self._take_token()
                 await node.invite(self, d, invitee)
                 return {"type": "ok"}
             case Leave(discussion=d):
                 await node.leave(self, d)
                 return {"type": "ok"}
-            case ListDiscussions():
-                return {"type": "discussions", "items": await node.summaries(self)}
+            case ListDiscussions(before=before, limit=limit):
+                items, after = await node.summaries(self, before, limit)
+                return {"type": "discussions", "items": items, "more": after is not None,
+                        "next": after}
             case History(discussion=d, before=before, limit=limit):
                 messages, more = await node.history(self, d, before, limit)
                 return {"type": "history", "discussion": d, "messages": messages,

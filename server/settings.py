@@ -7,6 +7,7 @@ it (documented in ``docs/api.md``)::
     {"discussions_enabled": true, "parent_messaging_enabled": false,
      "timezone": "Europe/Paris",
      "hours": {"enabled": true, "start": "07:00", "end": "20:00", "outside": "refuse"},
+     "limits": {"starts_per_hour": 30, "starts_per_day": 100},
      "profiles": {"students-lycee": {"discussions_enabled": true}, ...}}
 
 A change is a *patch*: any subset of that shape. :func:`apply_settings_patch`
@@ -34,6 +35,7 @@ from .model import (
     ProfileId,
     Role,
     SchoolSettings,
+    StartLimits,
     UserPreferences,
 )
 
@@ -52,6 +54,7 @@ __all__ = [
 Json = Any  # a decoded JSON value
 
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+MAX_STARTS = 10_000  # per hour or per day: above that a limit protects nobody
 
 
 # --------------------------------------------------------------------------- school settings
@@ -69,6 +72,10 @@ def settings_to_json(settings: SchoolSettings, profiles: Collection[ProfileId]) 
             "start": _format_time(hours.start),
             "end": _format_time(hours.end),
             "outside": hours.outside.value,
+        },
+        "limits": {
+            "starts_per_hour": settings.start_limits.per_hour,
+            "starts_per_day": settings.start_limits.per_day,
         },
         "profiles": {
             p: {"discussions_enabled": p not in settings.disabled_profiles} for p in profiles
@@ -91,7 +98,7 @@ def apply_settings_patch(
     """
     obj = _object(patch, "settings")
     _only(obj, {"discussions_enabled", "parent_messaging_enabled", "timezone", "hours",
-                "profiles"}, "settings")
+                "limits", "profiles"}, "settings")
     new = settings
     if "discussions_enabled" in obj:
         new = replace(new, discussions_enabled=_bool(obj["discussions_enabled"],
@@ -107,6 +114,8 @@ def apply_settings_patch(
         new = replace(new, timezone=tz)
     if "hours" in obj:
         new = replace(new, hours=_apply_hours(new.hours, obj["hours"]))
+    if "limits" in obj:
+        new = replace(new, start_limits=_apply_limits(new.start_limits, obj["limits"]))
     if "profiles" in obj:
         disabled = set(new.disabled_profiles)
         for pid, switch in _object(obj["profiles"], "profiles").items():
@@ -141,6 +150,26 @@ def _apply_hours(hours: Hours, patch: Json) -> Hours:
         new = replace(new, outside=OutsideHours(value))
     validate_hours(new)
     return new
+
+
+def _apply_limits(limits: StartLimits, patch: Json) -> StartLimits:
+    obj = _object(patch, "limits")
+    _only(obj, {"starts_per_hour", "starts_per_day"}, "limits")
+    new = limits
+    if "starts_per_hour" in obj:
+        new = replace(new, per_hour=_count(obj["starts_per_hour"], "limits.starts_per_hour"))
+    if "starts_per_day" in obj:
+        new = replace(new, per_day=_count(obj["starts_per_day"], "limits.starts_per_day"))
+    if new.per_hour > new.per_day:
+        raise InvalidSettings("limits.starts_per_hour cannot be more than "
+                              "limits.starts_per_day")
+    return new
+
+
+def _count(value: Json, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_STARTS:
+        raise InvalidSettings(f"{where} must be an integer from 1 to {MAX_STARTS}")
+    return value
 
 
 # --------------------------------------------------------------------------- user preferences

@@ -19,11 +19,12 @@ import uvicorn
 from server.clock import ManualClock
 from server.config import Config
 from server.directory import parse_directory
+from server.handshake import uvicorn_options
 from server.model import SchoolId, UserId
 from server.node import Limits
 from server.store import SqliteStore
 from server.tokens import issue_token
-from server.web import UVICORN_OPTIONS, create_app
+from server.web import create_app
 from tests.schools import other_school_doc, school_doc
 
 SECRET = "test-secret-" + "x" * 40
@@ -99,7 +100,7 @@ def serve(config: Config, clock: ManualClock, limits: Limits,
     port = port or free_port()
     app = create_app(config, clock=clock, limits=limits)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", **UVICORN_OPTIONS))
+                                           log_level="warning", **uvicorn_options(config)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

@@ -31,6 +31,16 @@ class TestConfig:
         assert Config.from_env({"PREAU_REDIS_URL": "redis://a",
                                 "REDIS_URL": "redis://b"}).redis_url == "redis://a"
 
+    def test_flood_limits(self):
+        c = Config.from_env({"PREAU_USER_CONNECTIONS": "3", "PREAU_HANDSHAKE_TIMEOUT": "7",
+                             "PREAU_MAX_CONNECTIONS": "500", "PREAU_RATE_LIMIT": "5"})
+        assert (c.connections_per_user, c.handshake_timeout, c.max_connections) == (3, 7.0, 500)
+        limits = c.limits()
+        assert (limits.connections_per_user, limits.rate_per_second, limits.rate_burst) == (
+            3, 5.0, 10)
+        with pytest.raises(ConfigurationError, match="PREAU_USER_CONNECTIONS"):
+            Config.from_env({"PREAU_USER_CONNECTIONS": "0"})
+
     @pytest.mark.parametrize(("env", "words"), [
         ({"PREAU_PORT": "x"}, "PREAU_PORT must be an integer"),
         ({"PREAU_PORT": "70000"}, "between 0 and 65535"),

@@ -138,6 +138,7 @@ class TestSettingsApi:
             "parent_messaging_enabled": False,
             "timezone": "Europe/Paris",
             "hours": {"enabled": True, "start": "07:00", "end": "20:00", "outside": "refuse"},
+            "limits": {"starts_per_hour": 30, "starts_per_day": 100},
             "profiles": {p: {"discussions_enabled": True}
                          for p in ("teachers", "staff", "students", "parents")},
         }
@@ -152,6 +153,10 @@ class TestSettingsApi:
             ({"profiles": {"martians": {"discussions_enabled": False}}}, "martians"),
             ({"discussions_enabled": "no"}, "true or false"),
             ({"colour": "blue"}, "colour"),
+            ({"limits": {"starts_per_hour": 0}}, "starts_per_hour"),
+            ({"limits": {"starts_per_day": True}}, "starts_per_day"),
+            ({"limits": {"starts_per_hour": 50, "starts_per_day": 40}}, "more than"),
+            ({"limits": {"starts": 5}}, "starts"),
             ([1, 2], "object"),
         ]
         with live_server.client("a1") as c:

@@ -10,6 +10,7 @@ argument. Modules, one concept each:
 - ``index``     — the school's facts indexed once per state;
 - ``rules``     — G4–G7 as pure predicates;
 - ``broadcast`` — :class:`BroadcastTarget` and G8;
+- ``quota``     — how many discussions one user may start per hour and per day;
 - ``gatekeeper`` — precedence and caching: the :class:`Gatekeeper`.
 """
 

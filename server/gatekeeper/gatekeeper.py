@@ -25,12 +25,14 @@ from server.gatekeeper.broadcast import (
 from server.gatekeeper.decision import ALLOW, Decision, hold, refuse
 from server.gatekeeper.hours import Window, WindowState
 from server.gatekeeper.index import SchoolIndex
+from server.gatekeeper.quota import check_start_quota
 from server.model import (
     DiscussionId,
     DiscussionMembers,
     OutsideHours,
     Role,
     SchoolState,
+    StartLimits,
     User,
     UserId,
 )
@@ -209,6 +211,16 @@ class Gatekeeper:
             if code is not None:
                 return _start_refusal(code, y)
         return ALLOW if hold_until is None else hold(hold_until)
+
+    def check_start_quota(self, recent: Sequence[datetime], now: datetime) -> Decision:
+        """One more start, after ``recent`` (the user's start times, newest first, at
+        least the newest :attr:`start_limits.per_day <StartLimits>` of the last day)?
+        Checked after :meth:`check_start`, so ``rate_limited`` comes last."""
+        return check_start_quota(self.start_limits, recent, now)
+
+    @property
+    def start_limits(self) -> StartLimits:
+        return self.state.settings.start_limits
 
     def check_contacts(self, user_id: UserId) -> Decision:
         """May ``user_id`` list contacts to start a discussion? Unauthenticated, G1, G2, G4."""

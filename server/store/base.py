@@ -107,6 +107,7 @@ class DiscussionSummary:
     read_seq: int
     visible_seq: int  # the last seq this user may read (last_seq, or where they left)
     last_message: StoredMessage | None
+    last_at: datetime | None = None  # the discussion's last activity: the list's order
 
 
 @dataclass(frozen=True, slots=True)
@@ -411,10 +412,13 @@ class Store(BroadcastStore, Protocol):
 
     async def summaries(
         self, school_id: SchoolId, user_id: UserId, *, limit: int = 200,
-        discussion_id: DiscussionId | None = None
+        discussion_id: DiscussionId | None = None,
+        before: tuple[datetime, DiscussionId] | None = None,
     ) -> list[DiscussionSummary]:
-        """The user's discussions (or only ``discussion_id``), most recently active first,
-        with members, read position and last visible message."""
+        """The user's discussions (or only ``discussion_id``), most recently active first
+        (``last_at``, then id, both descending), with members, read position and last
+        visible message; with ``before``, only those after that ``(last_at, id)`` in this
+        order (the next page)."""
 
     async def discussion_summaries(
         self, school_id: SchoolId, discussion_id: DiscussionId, users: Sequence[UserId]
@@ -432,6 +436,11 @@ class Store(BroadcastStore, Protocol):
     ) -> int | None:
         """The last seq the user may read: ``last_seq`` while present, the seq at which they
         left otherwise; ``None`` if they never took part (or the discussion is elsewhere)."""
+
+    async def recent_starts(self, school_id: SchoolId, user_id: UserId, *, since: datetime,
+                            limit: int) -> list[datetime]:
+        """When the user started discussions (held starts included) after ``since``:
+        the newest ``limit``, newest first."""
 
     async def hold(
         self,

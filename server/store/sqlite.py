@@ -760,16 +760,23 @@ class SqliteStore(SqliteBroadcasts):
 
     async def summaries(
         self, school_id: SchoolId, user_id: UserId, *, limit: int = 200,
-        discussion_id: DiscussionId | None = None
+        discussion_id: DiscussionId | None = None,
+        before: tuple[datetime, DiscussionId] | None = None,
     ) -> list[DiscussionSummary]:
         only = "" if discussion_id is None else "AND d.id = ? "
+        args: list[Any] = [school_id, user_id]
+        if discussion_id is not None:
+            args.append(discussion_id)
+        if before is not None:
+            only += "AND (d.last_at < ? OR (d.last_at = ? AND d.id < ?)) "
+            args += [ts(before[0]), ts(before[0]), before[1]]
         rows = await self._all(
             "SELECT d.id, d.subject, d.created_by, d.created_at, d.last_seq, p.read_seq, "
-            "COALESCE(p.left_seq, d.last_seq) FROM discussions d "
+            "COALESCE(p.left_seq, d.last_seq), d.last_at FROM discussions d "
             "JOIN participants p ON p.discussion_id = d.id "
             f"WHERE p.school_id = ? AND p.user_id = ? {only}"
             "ORDER BY d.last_at DESC, d.id DESC LIMIT ?",
-            (school_id, user_id, *(() if discussion_id is None else (discussion_id,)), limit),
+            (*args, limit),
         )
         out = []
         for r in rows:
@@ -784,7 +791,7 @@ class SqliteStore(SqliteBroadcasts):
                             for m in last), None)
             out.append(DiscussionSummary(
                 Discussion(did, school_id, r[1], UserId(r[2]), dt(r[3]), int(r[4])),
-                await self.members(school_id, did), int(r[5]), visible, message))
+                await self.members(school_id, did), int(r[5]), visible, message, dt(r[7])))
         return out
 
     async def discussion_summaries(
@@ -848,6 +855,16 @@ class SqliteStore(SqliteBroadcasts):
             (school_id, discussion_id, user_id),
         )
         return None if row is None else int(row[0])
+
+    async def recent_starts(self, school_id: SchoolId, user_id: UserId, *, since: datetime,
+                            limit: int) -> list[datetime]:
+        rows = await self._all(
+            "SELECT at FROM (SELECT created_at AS at FROM discussions "
+            "WHERE school_id = ? AND created_by = ? AND created_at > ? "
+            "UNION ALL SELECT created_at FROM held WHERE school_id = ? AND sender = ? "
+            "AND discussion_id IS NULL AND created_at > ?) ORDER BY at DESC LIMIT ?",
+            (school_id, user_id, ts(since), school_id, user_id, ts(since), limit))
+        return [dt(r[0]) for r in rows]
 
     async def hold(
         self,
