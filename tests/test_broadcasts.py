@@ -150,10 +150,13 @@ class TestWhoMaySendToWhom:
             await admin_patch(live_server, "/api/settings", {"parent_messaging_enabled": True})
             refused(await c.post("/api/broadcasts", json=poll(to)), 403, "not_opted_in")
             await opt_in(live_server, "p1")
-            # p2 has not opted in: the audience is empty, and naming p2 is refused.
+            # p2 has not opted in: the audience is empty, and naming p2 is refused with
+            # the code of an unknown id (p2's choice is not told to the delegate).
             refused(await c.post("/api/broadcasts", json=poll(to)), 400, "bad_request")
             refused(await c.post("/api/broadcasts", json=poll({"users": ["p2"]})), 403,
-                    "not_opted_in")
+                    "broadcast_not_allowed")
+            refused(await c.post("/api/broadcasts", json=poll({"users": ["p-0042"]})), 403,
+                    "broadcast_not_allowed")
             # A parent of another class, or a student, is never a delegate's audience.
             refused(await c.post("/api/broadcasts", json=poll({"users": ["p3"]})), 403,
                     "broadcast_not_allowed")

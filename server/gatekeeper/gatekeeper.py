@@ -171,10 +171,11 @@ class Gatekeeper:
     def start_refusal(self, x: UserId, y: UserId) -> Decision:
         """``ALLOW`` if X may start with Y (G5), else the most specific refusal.
 
-        Parent to parent: ``parent_messaging_disabled``, or ``not_opted_in``
-        when a delegate link exists; anything else is ``recipient_not_allowed``
-        — also for an unknown id or a user of another school, so that the
-        answer never reveals who exists.
+        Parent to parent with a delegate link: ``parent_messaging_disabled``
+        (the school's switch), or ``not_opted_in`` when X has not opted in;
+        anything else is ``recipient_not_allowed`` — also for an unknown id,
+        a user of another school, a parent without a link or one who has not
+        opted in, so that the answer never reveals who exists or chose what.
         """
         code = rules.start_refusal_code(self._index, x, y)
         return ALLOW if code is None else _start_refusal(code, y)
@@ -247,9 +248,10 @@ class Gatekeeper:
         Precedence: unauthenticated, G1, G2, G3 (refused, or held until the
         opening in defer mode), ``not_participant`` (absent or left), then G6.
         A G6 refusal names the blockers; its code is
-        ``parent_messaging_disabled`` or ``not_opted_in`` when a blocking
-        parent pair is stopped by those switches, else
-        ``not_invited_by_supervisor``.
+        ``parent_messaging_disabled`` (the school's switch) or ``not_opted_in``
+        (the sender's own) when a blocking parent pair is stopped by those
+        switches, else ``not_invited_by_supervisor`` — another parent's
+        choice is never told.
         """
         access = self._access.get(user_id, _UNAUTHENTICATED)
         if not access.allowed:
@@ -434,10 +436,11 @@ class Gatekeeper:
                 f"while {names} {'is' if len(blocking) == 1 else 'are'} present.",
             )
         if ErrorCode.NOT_OPTED_IN in codes:
+            # About the sender's own choice only: another parent's is never told.
             return refuse(
                 ErrorCode.NOT_OPTED_IN,
-                f"You cannot post here: you and {names} must both have switched on "
-                "messaging between parents.",
+                f"You cannot post here while {names} {'is' if len(blocking) == 1 else 'are'} "
+                "present: switch on messaging between parents first.",
             )
         return refuse(
             ErrorCode.NOT_INVITED_BY_SUPERVISOR,
