@@ -636,19 +636,23 @@ class Node:
                 self._members[key] = members
         return members
 
-    async def _members_or_refuse(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
+    async def _members_or_nobody(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
+        """The discussion's members; for an id that does not exist here, nobody.
+
+        The gatekeeper then answers an unknown discussion exactly as one the user is not
+        in, with the same precedence (G1–G3 first): no oracle on which ids exist.
+        """
         try:
             return await self.members(school, d)
         except NotFound:
-            raise Refused(ErrorCode.NOT_PARTICIPANT,
-                          "You are not a participant of this discussion.") from None
+            return DiscussionMembers(d, 0, ())
 
     async def send(self, session: Session, d: DiscussionId, body: str,
                    client_id: str) -> dict[str, Any]:
         """Post a message; returns the ack frame (sent only once the message is durable)."""
         school, user = session.school_id, session.user_id
         est = await self.establishment(school)
-        members = await self._members_or_refuse(school, d)
+        members = await self._members_or_nobody(school, d)
         now = self.clock()
         decision = est.gatekeeper.check_send(user, members, now)
         if not decision.allowed or decision.hold_until is not None:
@@ -769,7 +773,7 @@ class Node:
     async def invite(self, session: Session, d: DiscussionId, invitee: UserId) -> None:
         school, user = session.school_id, session.user_id
         est = await self.establishment(school)
-        members = await self._members_or_refuse(school, d)
+        members = await self._members_or_nobody(school, d)
         now = self.clock()
         est.gatekeeper.check_invite(user, members, invitee, now).raise_for_refusal()
         await self.store.add_participant(school, d, invitee, invited_by=user, now=now)
@@ -781,7 +785,7 @@ class Node:
     async def leave(self, session: Session, d: DiscussionId) -> None:
         school, user = session.school_id, session.user_id
         est = await self.establishment(school)
-        members = await self._members_or_refuse(school, d)
+        members = await self._members_or_nobody(school, d)
         est.gatekeeper.check_leave(user, members).raise_for_refusal()
         await self.store.leave(school, d, user, now=self.clock())
         event = {"k": "l", "s": school, "d": d, "u": user}
@@ -800,7 +804,7 @@ class Node:
 
     async def typing(self, session: Session, d: DiscussionId) -> None:
         school, user = session.school_id, session.user_id
-        members = await self._members_or_refuse(school, d)
+        members = await self._members_or_nobody(school, d)
         participant = members.get(user)
         if participant is None or not participant.present:
             raise Refused(ErrorCode.NOT_PARTICIPANT)

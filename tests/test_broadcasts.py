@@ -410,6 +410,19 @@ class TestPolls:
             r = await p2.put(f"/api/broadcasts/{b['id']}/answers", json={"answers": answers})
             assert fragment in refused(r, 400, "bad_request")
 
+    @pytest.mark.parametrize("answers", [[{"choices": [0]}], [{"choices": [5]}] * 3, ANSWER])
+    async def test_a_stranger_learns_nothing_of_a_poll(self, live_server: LiveServer,
+                                                       answers: list[Any]):
+        """No oracle: p3 (2B) is not a recipient of a 2A poll, so any answer, well formed
+        or not, gets what an id that does not exist gets."""
+        async with client(live_server, "t1") as t1, client(live_server, "p3") as p3:
+            b = created(await t1.post("/api/broadcasts",
+                                      json=poll({"roles": ["parent"], "classes": ["2A"]})))
+            r = await p3.put(f"/api/broadcasts/{b['id']}/answers", json={"answers": answers})
+            missing = await p3.put("/api/broadcasts/999999/answers", json={"answers": answers})
+            said = refused(r, 404, "not_found").replace(str(b["id"]), "N")
+            assert said == refused(missing, 404, "not_found").replace("999999", "N")
+
     async def test_deadline_enforced_with_the_injected_clock(self, live_server: LiveServer):
         deadline = SCHOOL_DAY + timedelta(hours=2)
         async with client(live_server, "t1") as t1, client(live_server, "p2") as p2:
