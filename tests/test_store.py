@@ -40,7 +40,7 @@ class TestMigrations:
         for _ in range(2):
             st = SqliteStore(path)
             await st.open()
-            assert await st.schema_version() == 2
+            assert await st.schema_version() == 3
             await st.close()
 
     async def test_wal_mode(self, store: SqliteStore):

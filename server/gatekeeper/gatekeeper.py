@@ -247,7 +247,9 @@ class Gatekeeper:
 
         Precedence: unauthenticated, G1, G2, G3 (refused, or held until the
         opening in defer mode), ``not_participant`` (absent or left), then G6.
-        A G6 refusal names the blockers; its code is
+        An acceptance names in ``hidden_from`` the present participants the
+        pair check skipped (switched off, out of the directory): the message
+        must never reach them. A G6 refusal names the blockers; its code is
         ``parent_messaging_disabled`` (the school's switch) or ``not_opted_in``
         (the sender's own) when a blocking parent pair is stopped by those
         switches, else ``not_invited_by_supervisor`` — another parent's
@@ -266,6 +268,10 @@ class Gatekeeper:
         if user_id not in m.present:
             return _NOT_PARTICIPANT
         if user_id in m.posters:
+            if m.unreached:
+                # Skipped by the pair check, so never to receive it, even once switched
+                # back on: the store keeps the names with the message.
+                return Decision(allowed=True, hold_until=hold_until, hidden_from=m.unreached)
             return ALLOW if hold_until is None else hold(hold_until)
         key = (m.id, m.version, user_id)
         refusal = self._g6_refusals.get(key)
@@ -288,6 +294,15 @@ class Gatekeeper:
         Participants not in the directory or switched off are never blockers.
         """
         return rules.blockers(self._index, self._membership(members), user_id)
+
+    def exchanges_with(self, user_id: UserId, members: DiscussionMembers) -> frozenset[UserId]:
+        """Who may see ``user_id``'s typing and read events in ``members`` now.
+
+        The G6 pair rule, either way, supervision included (see
+        :func:`~server.gatekeeper.rules.exchanges_with`); ``user_id`` is not in it
+        (their own connections are the caller's business).
+        """
+        return rules.exchanges_with(self._index, self._membership(members), user_id)
 
     def recipients(self, members: DiscussionMembers) -> tuple[UserId, ...]:
         """Present participants who receive messages: in the directory, discussions on (G2).

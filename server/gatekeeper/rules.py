@@ -25,6 +25,7 @@ __all__ = [
     "Membership",
     "blockers",
     "delegate_link",
+    "exchanges_with",
     "may_initiate",
     "may_invite",
     "may_start",
@@ -175,6 +176,8 @@ class Membership:
     - ``supervisors``: present teachers and staff with discussions on.
     - ``supervised``: recipients brought in by one of the ``supervisors``.
     - ``posters``: recipients who may post (G6).
+    - ``unreached``: present participants who are not recipients (switched
+      off, or gone from the directory): what is posted now never reaches them.
     """
 
     id: DiscussionId
@@ -185,6 +188,7 @@ class Membership:
     supervisors: frozenset[UserId]
     supervised: frozenset[UserId]
     posters: frozenset[UserId]
+    unreached: frozenset[UserId]
 
 
 def may_talk(idx: SchoolIndex, m: Membership, x_id: UserId, y_id: UserId) -> bool:
@@ -238,6 +242,7 @@ def membership(idx: SchoolIndex, members: DiscussionMembers) -> Membership:
         supervisors=supervisors,
         supervised=supervised,
         posters=frozenset(posters),
+        unreached=frozenset(brought_by).difference(recipients),
     )
 
 
@@ -248,3 +253,19 @@ def blockers(idx: SchoolIndex, m: Membership, x_id: UserId) -> frozenset[UserId]
     the answer then says whom X could post to were X let in unsupervised.
     """
     return frozenset(y for y in m.recipients if y != x_id and not may_talk(idx, m, x_id, y))
+
+
+def exchanges_with(idx: SchoolIndex, m: Membership, x_id: UserId) -> frozenset[UserId]:
+    """The recipients of ``m`` who may see what X does there now (typing, reading): the
+    pair rule of G6 holds between them, either way, supervision included.
+
+    Nobody if X is not in the directory or is switched off (G2); X itself is not
+    counted. X need not be present (a former participant's read position): then only
+    G5 links them, since supervision needs presence. A poster passes the pair check
+    with every recipient, which keeps the common case to one set operation.
+    """
+    if x_id not in idx.active:
+        return frozenset()
+    if x_id in m.posters:
+        return frozenset(m.recipients).difference((x_id,))
+    return frozenset(y for y in m.recipients if y != x_id and may_talk(idx, m, x_id, y))
