@@ -229,3 +229,32 @@ class TestListAfterLeaving:
         (summary,) = (await teacher.request({"type": "list"}))["items"]
         seen = {p["id"]: p["present"] for p in summary["participants"]}
         assert seen == {"t1": True, "e1": False, "e2": False, "l1": True}
+
+
+class TestHeldMessages:
+    async def test_a_held_message_is_hidden_from_whoever_is_off_at_its_release(
+            self, cite: LiveServer):
+        """Defer mode: checked again at the opening, hidden from the lycée student whose
+        profile is off then, and still hidden once it is back on."""
+        day = timedelta(days=1)
+        teacher, _ = await Wire.signed_in(cite.ws_url, cite.token("t1", SCHOOL, ttl=day))
+        started = await teacher.request({"type": "start", "subject": "Groupe",
+                                         "to": ["e1", "l1"], "body": "m1", "client_id": "a"})
+        d = int(started["discussion"]["id"])
+        async with httpx.AsyncClient(base_url=cite.url, timeout=10) as http:
+            r = await http.patch("/api/settings", json={"hours": {"outside": "defer"}},
+                                 headers={"Authorization": f"Bearer {cite.token('a1', SCHOOL)}"})
+            assert r.status_code == 200, r.text
+        cite.clock.set(SCHOOL_DAY.replace(hour=21, minute=30))  # 22:30 in Paris: closed
+        held = await teacher.request({"type": "send", "discussion": d, "body": "pour demain",
+                                      "client_id": "b"})
+        assert held["type"] == "held"
+        await _lycee_profile(cite, False)
+        cite.clock.set(SCHOOL_DAY.replace(day=25, hour=6))  # 07:00: the opening
+        assert (await teacher.expect("message", discussion=d, seq=2))["body"] == "pour demain"
+        await _lycee_profile(cite, True)
+        l1 = await _sign_in(cite, "l1", resume=[[d, 1]])
+        await l1.expect("skipped", discussion=d, seq=2)
+        history = await l1.request({"type": "history", "discussion": d})
+        assert [m["seq"] for m in history["messages"]] == [1]
+        assert "pour demain" not in _bodies(l1.frames)
