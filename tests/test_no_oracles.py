@@ -6,6 +6,7 @@ The cast is ``tests/schools.py`` (school ``hugo``).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +16,12 @@ from tests.conftest import LiveServer
 from tests.wire import Wire
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True)
+async def _close_wires() -> AsyncIterator[None]:
+    yield
+    await Wire.close_all()
 
 
 async def _answer(wire: Wire, frame: dict[str, Any]) -> tuple[str, str]:
