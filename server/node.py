@@ -505,12 +505,10 @@ class Node:
 
     # ------------------------------------------------------------------ pushes
 
-    def _push_discussion(self, school: SchoolId, d: DiscussionId, body: dict[str, Any],
-                         skip: UserId | None = None) -> None:
+    def _push_discussion(self, school: SchoolId, d: DiscussionId, body: dict[str, Any]) -> None:
         frame = Frame(body)
         for member in self.hub.in_discussion(school, d):
-            if member.user_id != skip:
-                member.push(frame)
+            member.push(frame)
 
     def _push_activity(self, school: SchoolId, d: DiscussionId, author: UserId,
                        body: dict[str, Any], *, to_self: bool) -> None:
