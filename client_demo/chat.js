@@ -44,6 +44,7 @@ function blank(id) {
     last_seq: 0,
     lastMessage: null,
     msgs: new Map(), // seq → message
+    skips: new Set(), // seqs above pos that the server said are not for us (§4.5 `skipped`)
     pos: null, // null: nothing held yet (the first message received sets the window)
     lo: null,
     historyEnd: false, // history said there is nothing older
@@ -150,6 +151,7 @@ export class Chat extends EventTarget {
     switch (frame.type) {
       case 'welcome': return this._welcome(frame);
       case 'message': return this._message(frame);
+      case 'skipped': return this._skipped(frame);
       case 'discussion': return this._upsert(frame.discussion, 'event');
       case 'joined': return this._joined(frame);
       case 'left': return this._left(frame);
@@ -211,6 +213,15 @@ export class Chat extends EventTarget {
     if (this.me && m.sender === this.me.id && d.read_seq >= m.seq - 1) this.markRead(d.id);
     this._dirty();
     this._emit('discussion', { id: d.id, message: m });
+  }
+
+  /** A seq hidden from us (§4.5): it closes its place in the sequence, and shows nothing. */
+  _skipped(frame) {
+    const d = this.discussions.get(frame.discussion);
+    if (!d || d.pos === null || frame.seq <= d.pos) return;
+    d.skips.add(frame.seq);
+    this._advance(d);
+    if (this._hasGap(d)) this._fillGap(d);
   }
 
   _upsert(meta, source) {
@@ -303,11 +314,15 @@ export class Chat extends EventTarget {
   // ------------------------------------------------------------------ positions
 
   _advance(d) {
-    while (d.msgs.has(d.pos + 1)) d.pos += 1;
+    while (d.msgs.has(d.pos + 1) || d.skips.has(d.pos + 1)) {
+      d.pos += 1;
+      d.skips.delete(d.pos);
+    }
   }
 
   _hasGap(d) {
     for (const seq of d.msgs.keys()) if (seq > d.pos) return true;
+    for (const seq of d.skips) if (seq > d.pos) return true;
     return false;
   }
 
@@ -317,21 +332,28 @@ export class Chat extends EventTarget {
     d.filling = true;
     try {
       for (let page = 0; page < GAP_PAGES; page += 1) {
-        const above = Math.min(...[...d.msgs.keys()].filter((s) => s > d.pos));
+        const above = Math.min(...[...d.msgs.keys(), ...d.skips].filter((s) => s > d.pos));
         if (!Number.isFinite(above)) return; // no hole any more
         const reply = await this.connection.request({
           type: 'history', discussion: d.id, before: above, limit: 100,
         });
         for (const m of reply.messages) if (m.seq > d.pos) d.msgs.set(m.seq, m);
+        const lowest = Math.min(...reply.messages.map((m) => m.seq));
+        if (lowest <= d.pos + 1 || !reply.more) {
+          // The page covers the whole hole: a seq it did not return is not for us (§4.5).
+          for (let seq = d.pos + 1; seq < above; seq += 1) if (!d.msgs.has(seq)) d.skips.add(seq);
+        }
         this._advance(d);
         if (!this._hasGap(d)) return;
         if (!reply.more) break;
       }
       if (this._hasGap(d)) {
         // Too large a hole: keep the newest contiguous run; older ones come back via history.
-        let start = Math.max(...d.msgs.keys());
-        while (d.msgs.has(start - 1) && start - 1 > d.pos) start -= 1;
+        const held = (seq) => d.msgs.has(seq) || d.skips.has(seq);
+        let start = Math.max(...d.msgs.keys(), ...d.skips);
+        while (held(start - 1) && start - 1 > d.pos) start -= 1;
         for (const seq of [...d.msgs.keys()]) if (seq < start) d.msgs.delete(seq);
+        for (const seq of [...d.skips]) if (seq < start) d.skips.delete(seq);
         d.lo = start;
         d.pos = start - 1;
         d.historyEnd = false;

@@ -13,7 +13,8 @@ What it does for you:
 - **requests**: each request gets a unique ``ref``; the reply carrying that ``ref``
   completes it, an ``error`` reply raises :class:`PreauError`.
 - **events**: every other frame is an :class:`Event`, read with :meth:`Client.events`.
-  ``message`` events are deduplicated by ``(discussion, seq)``.
+  ``message`` events are deduplicated by ``(discussion, seq)``; ``skipped`` frames (a
+  seq hidden from this user) move the position and are not events.
 - **reconnect and resume**: when the connection drops for a reason worth retrying
   (close 4000–4499, 1001, 1006, 1011, a network error…), the client reconnects
   with exponential backoff (capped at ``max_backoff``) and sends, in ``hello``, the
@@ -551,6 +552,11 @@ class Client:
             return
         kind = str(frame.get("type"))
         if kind == "message" and not self._first_delivery(frame):
+            return
+        if kind == "skipped":
+            # A seq hidden from this user (protocol §4.5): it moves the position like a
+            # message would, and is not an event.
+            self._first_delivery(frame)
             return
         if kind in ("error", "access"):
             self._last_refusal = frame

@@ -376,17 +376,14 @@ class _Parser:
         # comes later in the file. First occurrences only: a duplicate is
         # reported as such, not taken for a second person.
         roles: dict[str, object] = {}
-        student_class: dict[str, str | None] = {}
         for _, obj in entries:
             user_id = obj.get("id")
             if isinstance(user_id, str) and is_valid_id(user_id) and user_id not in roles:
                 roles[user_id] = obj.get("role")
-                class_id = obj.get("class")
-                student_class[user_id] = class_id if isinstance(class_id, str) else None
 
         users: dict[UserId, User] = {}
         for record, obj in entries:
-            user = self.user(record, obj, roles, student_class)
+            user = self.user(record, obj, roles)
             if user is not None:
                 users.setdefault(user.id, user)
         return users
@@ -396,7 +393,6 @@ class _Parser:
         record: str,
         obj: Mapping[str, object],
         roles: Mapping[str, object],
-        student_class: Mapping[str, str | None],
     ) -> User | None:
         self.check_repeat(record, obj)
         role = self.role(record, obj)
@@ -426,9 +422,10 @@ class _Parser:
                 class_id = self.reference(record, obj, "class", "class", "classes")
         elif role is Role.PARENT:
             children = self.children(record, obj, roles)
+            # A delegate may represent a class none of their children is in: the
+            # principal designates class-council delegates from the elected lists
+            # (SPEC "Clarifications"). The class itself must exist (class_list).
             delegate_of = self.class_list(record, obj, "delegate_of")
-            if children is not None and delegate_of:
-                delegate_of = self.delegations(record, children, delegate_of, student_class)
 
         if (
             role is None
@@ -502,32 +499,6 @@ class _Parser:
         """Whether a reference to ``record_id`` in ``collection`` stands (see ``declared``)."""
         declared = self.declared[collection]
         return declared is None or record_id in declared
-
-    def delegations(
-        self,
-        record: str,
-        children: tuple[UserId, ...],
-        delegate_of: list[tuple[str, str]],
-        student_class: Mapping[str, str | None],
-    ) -> list[tuple[str, str]] | None:
-        """Check that a delegate parent represents only classes of their children."""
-        classes_of_children = {student_class.get(child) for child in children}
-        declared = self.declared["classes"]
-        if declared is None or not classes_of_children <= declared:
-            # A child's class is itself wrong (reported there); judging the
-            # delegation against it would only echo that problem.
-            return delegate_of
-        ok = True
-        for field, class_id in delegate_of:
-            if class_id not in classes_of_children:
-                self.add(
-                    record,
-                    field,
-                    f"none of this parent's children is in class {_quote(class_id)}: a "
-                    "delegate represents the parents of a class one of their children is in",
-                )
-                ok = False
-        return delegate_of if ok else None
 
     # ------------------------------------------------------------ shared checks
 

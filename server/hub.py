@@ -202,8 +202,9 @@ class Member(Protocol):
     school_id: SchoolId
     user_id: UserId
 
-    def deliver(self, discussion: DiscussionId, seq: int, frame: Frame) -> None:
-        """A sequenced message of ``discussion`` (dropped if already seen)."""
+    def deliver(self, discussion: DiscussionId, seq: int, frame: Frame | None) -> None:
+        """A sequenced message of ``discussion`` (dropped if already seen); ``None`` for
+        a message hidden from this member: its seq is passed over, nothing is sent of it."""
 
     def push(self, frame: Frame) -> None:
         """Any other frame."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time
 from typing import NewType
 
@@ -282,3 +282,19 @@ class DiscussionMembers:
             if p.user_id == user_id:
                 return p
         return None
+
+    def as_seen_by(self, user_id: UserId) -> tuple[Participant, ...]:
+        """The participants as ``user_id`` may see them: everyone while they are present;
+        once they left, the discussion as it was then — nobody who joined later, and
+        those who left afterwards still shown present (what happens after is not theirs
+        to know). A participant who came back after them is left out (their earlier stay
+        is not kept)."""
+        me = self.get(user_id)
+        if me is None or me.left_at is None:
+            return self.participants
+        gone = me.left_at
+        return tuple(
+            p if p.left_at is None or p.left_at <= gone else replace(p, left_at=None)
+            for p in self.participants
+            if p.user_id == user_id or p.joined_at <= gone
+        )

@@ -46,7 +46,7 @@ from .protocol import MAX_INT, CloseCode, Encoding
 from .schools import Establishment, Schools
 from .store import DiscussionSummary, HeldMessage, Store, StoredMessage
 
-__all__ = ["Limits", "Node", "Session", "iso"]
+__all__ = ["Limits", "Node", "Session", "iso", "message_frame", "skipped_frame"]
 
 log = logging.getLogger("preau.node")
 
@@ -86,6 +86,11 @@ def message_frame(msg: StoredMessage) -> dict[str, Any]:
     return {"type": "message", "discussion": msg.discussion_id, "seq": msg.seq,
             "sender": msg.sender, "body": msg.body, "at": iso(msg.created_at),
             "client_id": msg.client_id}
+
+
+def skipped_frame(discussion: DiscussionId, seq: int) -> Frame:
+    """In place of a message hidden from the reader: its seq, and nothing of it."""
+    return Frame({"type": "skipped", "discussion": discussion, "seq": seq})
 
 
 class Session(Member, Protocol):
@@ -320,7 +325,8 @@ class Node:
                     rows = replay.take(await self.store.messages_after(
                         school, d, seq, upto=visible, limit=replay.limit, newest=True))
                     for m in rows:
-                        session.push(Frame(message_frame(m)))
+                        session.push(skipped_frame(d, m.seq) if user in m.hidden_from
+                                     else Frame(message_frame(m)))
                     incomplete += int(not rows or rows[0].seq > seq + 1)
         await self.noticeboard.catch_up(session)
         if first:
@@ -468,8 +474,11 @@ class Node:
 
         def deliver(msg: StoredMessage) -> None:
             frame = Frame(message_frame(msg))  # encoded once for every connection here
+            hidden = msg.hidden_from
             for member in self.hub.in_discussion(school, d):
-                member.deliver(d, msg.seq, frame)
+                # Nobody here receives what the gatekeeper kept from them (usually nobody).
+                member.deliver(d, msg.seq,
+                               None if hidden and member.user_id in hidden else frame)
 
         async def read(after: int, upto: int) -> list[StoredMessage]:
             return await self.store.messages_after(school, d, after, upto=upto,
@@ -537,19 +546,20 @@ class Node:
         school = SchoolId(ev["s"])
         if kind == "m":
             msg = StoredMessage(DiscussionId(ev["d"]), ev["q"], UserId(ev["f"]), ev["c"],
-                                ev["b"], datetime.fromisoformat(ev["t"]))
+                                ev["b"], datetime.fromisoformat(ev["t"]),
+                                frozenset(UserId(u) for u in ev.get("h", ())))
             self._offer((school, msg.discussion_id), msg)
         elif kind in ("j", "l"):
             self._membership_changed(school, DiscussionId(ev["d"]), UserId(ev["u"]),
                                      joined=kind == "j", invited_by=ev.get("i"))
         elif kind == "r":
-            self._push_discussion(school, DiscussionId(ev["d"]),
-                                  {"type": "read", "discussion": ev["d"], "user": ev["u"],
-                                   "seq": ev["q"]})
+            self._push_activity(school, DiscussionId(ev["d"]), UserId(ev["u"]),
+                                {"type": "read", "discussion": ev["d"], "user": ev["u"],
+                                 "seq": ev["q"]}, to_self=True)
         elif kind == "y":
-            self._push_discussion(school, DiscussionId(ev["d"]),
-                                  {"type": "typing", "discussion": ev["d"], "user": ev["u"]},
-                                  skip=UserId(ev["u"]))
+            self._push_activity(school, DiscussionId(ev["d"]), UserId(ev["u"]),
+                                {"type": "typing", "discussion": ev["d"], "user": ev["u"]},
+                                to_self=False)
         elif kind == "p":
             self._presence(school, UserId(ev["u"]), bool(ev["on"]),
                            [DiscussionId(d) for d in ev["ds"]])
@@ -587,11 +597,42 @@ class Node:
 
     # ------------------------------------------------------------------ pushes
 
-    def _push_discussion(self, school: SchoolId, d: DiscussionId, body: dict[str, Any],
-                         skip: UserId | None = None) -> None:
+    def _push_discussion(self, school: SchoolId, d: DiscussionId, body: dict[str, Any]) -> None:
         frame = Frame(body)
         for member in self.hub.in_discussion(school, d):
-            if member.user_id != skip:
+            member.push(frame)
+
+    def _push_activity(self, school: SchoolId, d: DiscussionId, author: UserId,
+                       body: dict[str, Any], *, to_self: bool) -> None:
+        """A typing or read event, only to the connections whose user and ``author`` may
+        exchange in ``d`` now (the G6 pair rule, either way): the invariant of
+        ``docs/policy.md`` holds for these too. Filtered here, where frames from any node
+        reach local connections."""
+        est = self.schools.current(school)
+        members = self._members.get((school, d))
+        if est is None or members is None:  # not cached: read them, off this call
+            self._spawn(self._push_activity_later(school, d, author, body, to_self=to_self))
+            return
+        self._push_to_peers(school, est, members, author, body, to_self=to_self)
+
+    async def _push_activity_later(self, school: SchoolId, d: DiscussionId, author: UserId,
+                                   body: dict[str, Any], *, to_self: bool) -> None:
+        try:
+            est = await self.establishment(school)
+            members = await self.members(school, d)
+        except NotFound:
+            return
+        self._push_to_peers(school, est, members, author, body, to_self=to_self)
+
+    def _push_to_peers(self, school: SchoolId, est: Establishment, members: DiscussionMembers,
+                       author: UserId, body: dict[str, Any], *, to_self: bool) -> None:
+        here = self.hub.in_discussion(school, members.id)
+        if not here:
+            return
+        peers = est.gatekeeper.exchanges_with(author, members)
+        frame = Frame(body)
+        for member in here:
+            if member.user_id in peers or (to_self and member.user_id == author):
                 member.push(frame)
 
     def _presence(self, school: SchoolId, user: UserId, online: bool,
@@ -654,9 +695,13 @@ class Node:
         participants = None
         out = {}
         for user, s in found.items():
+            me = s.members.get(user)
+            if me is not None and not me.present:  # sees it as it was when they left
+                out[user] = self._summary_json(est, s, user)
+                continue
             if participants is None:
-                participants = self._participants_json(est, s)
-            out[user] = self._summary_json(est, s, participants)
+                participants = self._participants_json(est, s, user)
+            out[user] = self._summary_json(est, s, user, participants)
         return out
 
     async def _refresh_school(self, school: SchoolId) -> None:
@@ -737,19 +782,23 @@ class Node:
                 self._members[key] = members
         return members
 
-    async def _members_or_refuse(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
+    async def _members_or_nobody(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
+        """The discussion's members; for an id that does not exist here, nobody.
+
+        The gatekeeper then answers an unknown discussion exactly as one the user is not
+        in, with the same precedence (G1–G3 first): no oracle on which ids exist.
+        """
         try:
             return await self.members(school, d)
         except NotFound:
-            raise Refused(ErrorCode.NOT_PARTICIPANT,
-                          "You are not a participant of this discussion.") from None
+            return DiscussionMembers(d, 0, ())
 
     async def send(self, session: Session, d: DiscussionId, body: str,
                    client_id: str) -> dict[str, Any]:
         """Post a message; returns the ack frame (sent only once the message is durable)."""
         school, user = session.school_id, session.user_id
         est = await self.establishment(school)
-        members = await self._members_or_refuse(school, d)
+        members = await self._members_or_nobody(school, d)
         now = self.clock()
         decision = est.gatekeeper.check_send(user, members, now)
         if not decision.allowed or decision.hold_until is not None:
@@ -762,7 +811,8 @@ class Node:
             assert decision.hold_until is not None
             return await self._hold(school, user, client_id, body, decision.hold_until,
                                     discussion=d)
-        msg, new = await self.store.append_message(school, d, user, client_id, body, now=now)
+        msg, new = await self.store.append_message(school, d, user, client_id, body, now=now,
+                                                   hidden_from=decision.hidden_from)
         if new:
             self._offer((school, d), msg)
         # A retry publishes again: the first attempt's node may have died before its
@@ -885,8 +935,10 @@ class Node:
                                        held.client_id, now)
             else:
                 d = held.discussion_id
+                # Checked again now: hidden from whoever is switched off at the release.
                 msg, new = await self.store.append_message(school, d, user, held.client_id,
-                                                           held.body, now=now)
+                                                           held.body, now=now,
+                                                           hidden_from=decision.hidden_from)
                 if new:
                     self._offer((school, d), msg)
                     await self._publish(discussion_channel(school, d),
@@ -901,7 +953,7 @@ class Node:
     async def invite(self, session: Session, d: DiscussionId, invitee: UserId) -> None:
         school, user = session.school_id, session.user_id
         est = await self.establishment(school)
-        members = await self._members_or_refuse(school, d)
+        members = await self._members_or_nobody(school, d)
         now = self.clock()
         est.gatekeeper.check_invite(user, members, invitee, now).raise_for_refusal()
         await self.store.add_participant(school, d, invitee, invited_by=user, now=now)
@@ -913,7 +965,7 @@ class Node:
     async def leave(self, session: Session, d: DiscussionId) -> None:
         school, user = session.school_id, session.user_id
         est = await self.establishment(school)
-        members = await self._members_or_refuse(school, d)
+        members = await self._members_or_nobody(school, d)
         est.gatekeeper.check_leave(user, members).raise_for_refusal()
         await self.store.leave(school, d, user, now=self.clock())
         event = {"k": "l", "s": school, "d": d, "u": user}
@@ -932,7 +984,7 @@ class Node:
 
     async def typing(self, session: Session, d: DiscussionId) -> None:
         school, user = session.school_id, session.user_id
-        members = await self._members_or_refuse(school, d)
+        members = await self._members_or_nobody(school, d)
         participant = members.get(user)
         if participant is None or not participant.present:
             raise Refused(ErrorCode.NOT_PARTICIPANT)
@@ -947,7 +999,8 @@ class Node:
         if visible is None:
             raise Refused(ErrorCode.NOT_PARTICIPANT)
         bound = visible + 1 if before is None else min(before, visible + 1)
-        rows = await self.store.messages(school, d, before_seq=bound, limit=limit + 1)
+        rows = await self.store.messages(school, d, before_seq=bound, limit=limit + 1,
+                                         reader=user)
         return [message_frame(m) for m in rows[:limit]], len(rows) > limit
 
     async def summaries(self, session: Session, before: str | None = None,
@@ -966,35 +1019,38 @@ class Node:
             last = page[-1]
             assert last.last_at is not None
             after = _cursor(last.last_at, last.discussion.id)
-        return [self._summary_json(est, s) for s in page], after
+        return [self._summary_json(est, s, session.user_id) for s in page], after
 
     async def summary(self, school: SchoolId, user: UserId, d: DiscussionId) -> dict[str, Any]:
         est = await self.establishment(school)
         for s in await self.store.summaries(school, user, discussion_id=d):
-            return self._summary_json(est, s)
+            return self._summary_json(est, s, user)
         raise NotFound(f"no discussion {d} for {user}")
 
-    def _participants_json(self, est: Establishment,
-                           s: DiscussionSummary) -> list[dict[str, Any]]:
+    def _participants_json(self, est: Establishment, s: DiscussionSummary,
+                           viewer: UserId) -> list[dict[str, Any]]:
+        """The participants as ``viewer`` may see them: as they were when the viewer left,
+        if they did (nobody invited later, nobody's leaving after)."""
         participants = []
-        for p in s.members.participants:
+        for p in s.members.as_seen_by(viewer):
             entry = est.person(p.user_id)
             entry["present"] = p.present
             entry["invited_by"] = p.invited_by
             participants.append(entry)
         return participants
 
-    def _summary_json(self, est: Establishment, s: DiscussionSummary,
+    def _summary_json(self, est: Establishment, s: DiscussionSummary, viewer: UserId,
                       participants: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """A ``discussion`` object; ``participants`` may be shared by the summaries of one
-        discussion at one membership version (frames are encoded, never changed)."""
+        discussion at one membership version for viewers who are present (frames are
+        encoded, never changed)."""
         if participants is None:
-            participants = self._participants_json(est, s)
+            participants = self._participants_json(est, s, viewer)
         return {"id": s.discussion.id, "subject": s.discussion.subject,
                 "created_by": s.discussion.created_by,
                 "created_at": iso(s.discussion.created_at),
                 "last_seq": s.visible_seq, "read_seq": s.read_seq,
-                "unread": max(0, s.visible_seq - s.read_seq),
+                "unread": max(0, s.visible_seq - s.read_seq - s.hidden_unread),
                 "participants": participants,
                 "last_message": None if s.last_message is None
                 else message_frame(s.last_message)}
@@ -1040,7 +1096,10 @@ def _ack(msg: StoredMessage, *, duplicate: bool) -> dict[str, Any]:
 
 
 def _message_event(school: SchoolId, msg: StoredMessage) -> dict[str, Any]:
-    return {"k": "m", "s": school, "d": msg.discussion_id, "q": msg.seq, "f": msg.sender,
-            "c": msg.client_id, "b": msg.body, "t": msg.created_at.isoformat()}
+    event = {"k": "m", "s": school, "d": msg.discussion_id, "q": msg.seq, "f": msg.sender,
+             "c": msg.client_id, "b": msg.body, "t": msg.created_at.isoformat()}
+    if msg.hidden_from:  # rare: only then does the publication carry it
+        event["h"] = sorted(msg.hidden_from)
+    return event
 
 

@@ -351,8 +351,10 @@ class Noticeboard:
         node = self.node
         est = await node.establishment(school)
         b = await self._header(school, bid)
+        # Recipients first: a stranger learns nothing of it, not even its questions
+        # (parse_answers would describe them in its refusals).
+        await self._receipt(school, b, user, est)
         if b.kind is not Kind.POLL or b.deadline is None:
-            await self._receipt(school, b, user, est)  # a stranger learns nothing of it
             raise Refused(ErrorCode.BAD_REQUEST, "This is information, not a poll.")
         now = node.clock()
         est.gatekeeper.check_vote(user, b.deadline, now).raise_for_refusal()

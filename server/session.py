@@ -24,7 +24,7 @@ from .broker import BrokerUnavailable
 from .errors import ErrorCode, NotFound, Refused, StoreError, UnstorableValue
 from .hub import Allowance, Frame, Outbox, Transport, TransportClosed
 from .model import DiscussionId, SchoolId, UserId
-from .node import Node, iso, message_frame, window_json
+from .node import Node, iso, message_frame, skipped_frame, window_json
 from .protocol import (
     HEARTBEAT_INTERVAL,
     PROTOCOL_VERSION,
@@ -93,7 +93,7 @@ class Session:
         self.expires_at = datetime.max
         self._secret = secret
         self._positions: dict[DiscussionId, int] = {}
-        self._catching: dict[DiscussionId, list[tuple[int, Frame]]] = {}
+        self._catching: dict[DiscussionId, list[tuple[int, Frame | None]]] = {}
         self._held: list[Frame] | None = []  # frames waiting for the welcome
         self._closing: asyncio.Task[None] | None = None
         self._busy = False
@@ -104,14 +104,16 @@ class Session:
 
     # ------------------------------------------------------------------ Member
 
-    def deliver(self, discussion: DiscussionId, seq: int, frame: Frame) -> None:
+    def deliver(self, discussion: DiscussionId, seq: int, frame: Frame | None) -> None:
         catching = self._catching.get(discussion)
         if catching is not None:
             catching.append((seq, frame))
             return
         if seq > self._positions.get(discussion, 0):
             self._positions[discussion] = seq
-            self.push(frame)
+            # A message hidden from this user (docs/policy.md, the invariant): the seq
+            # is passed over, and said so, so that the stream stays gap-free.
+            self.push(frame if frame is not None else skipped_frame(discussion, seq))
 
     def push(self, frame: Frame) -> None:
         if self._held is not None:
@@ -129,7 +131,8 @@ class Session:
             return  # forgotten meanwhile (left, or the connection went away)
         self._positions[discussion] = position
         for msg in messages:
-            self.deliver(discussion, msg.seq, Frame(message_frame(msg)))
+            hidden = self.user_id in msg.hidden_from
+            self.deliver(discussion, msg.seq, None if hidden else Frame(message_frame(msg)))
         for seq, frame in buffered:
             self.deliver(discussion, seq, frame)
 

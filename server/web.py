@@ -760,7 +760,7 @@ async def _broadcast_preview(request: Request, caller: _Caller) -> Json:
 def _broadcast_id(request: Request) -> int:
     value = int(request.path_params["broadcast_id"])
     if value > MAX_INT:  # no row can have it, and SQLite would refuse to compare it
-        raise NotFound(f"no broadcast {value}")
+        raise NotFound(f"no broadcast {value} for you")  # the words of every other miss
     return value
 
 

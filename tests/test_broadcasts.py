@@ -150,10 +150,13 @@ class TestWhoMaySendToWhom:
             await admin_patch(live_server, "/api/settings", {"parent_messaging_enabled": True})
             refused(await c.post("/api/broadcasts", json=poll(to)), 403, "not_opted_in")
             await opt_in(live_server, "p1")
-            # p2 has not opted in: the audience is empty, and naming p2 is refused.
+            # p2 has not opted in: the audience is empty, and naming p2 is refused with
+            # the code of an unknown id (p2's choice is not told to the delegate).
             refused(await c.post("/api/broadcasts", json=poll(to)), 400, "bad_request")
             refused(await c.post("/api/broadcasts", json=poll({"users": ["p2"]})), 403,
-                    "not_opted_in")
+                    "broadcast_not_allowed")
+            refused(await c.post("/api/broadcasts", json=poll({"users": ["p-0042"]})), 403,
+                    "broadcast_not_allowed")
             # A parent of another class, or a student, is never a delegate's audience.
             refused(await c.post("/api/broadcasts", json=poll({"users": ["p3"]})), 403,
                     "broadcast_not_allowed")
@@ -406,6 +409,19 @@ class TestPolls:
                                       json=poll({"roles": ["parent"], "classes": ["2A"]})))
             r = await p2.put(f"/api/broadcasts/{b['id']}/answers", json={"answers": answers})
             assert fragment in refused(r, 400, "bad_request")
+
+    @pytest.mark.parametrize("answers", [[{"choices": [0]}], [{"choices": [5]}] * 3, ANSWER])
+    async def test_a_stranger_learns_nothing_of_a_poll(self, live_server: LiveServer,
+                                                       answers: list[Any]):
+        """No oracle: p3 (2B) is not a recipient of a 2A poll, so any answer, well formed
+        or not, gets what an id that does not exist gets."""
+        async with client(live_server, "t1") as t1, client(live_server, "p3") as p3:
+            b = created(await t1.post("/api/broadcasts",
+                                      json=poll({"roles": ["parent"], "classes": ["2A"]})))
+            r = await p3.put(f"/api/broadcasts/{b['id']}/answers", json={"answers": answers})
+            missing = await p3.put("/api/broadcasts/999999/answers", json={"answers": answers})
+            said = refused(r, 404, "not_found").replace(str(b["id"]), "N")
+            assert said == refused(missing, 404, "not_found").replace("999999", "N")
 
     async def test_deadline_enforced_with_the_injected_clock(self, live_server: LiveServer):
         deadline = SCHOOL_DAY + timedelta(hours=2)

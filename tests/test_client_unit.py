@@ -361,6 +361,24 @@ async def test_positions_advance_only_when_contiguous() -> None:
         assert client.positions == {12: 4}
 
 
+async def test_a_skipped_seq_moves_the_position_and_is_no_event() -> None:
+    """Protocol §4.5: a seq hidden from this user comes as ``skipped``; without it the
+    position would stay below it for ever, and every resume would replay from there."""
+    async def script(fake: Fake, conn: ServerConnection, index: int) -> None:
+        await welcome(conn)
+        await put(conn, message(12, 1))
+        await put(conn, message(12, 3))
+        await put(conn, {"type": "skipped", "discussion": 12, "seq": 2})
+        await put(conn, message(12, 4))
+        await put(conn, {"type": "typing", "discussion": 12, "user": "s-0001"})
+
+    async with fake_server(script) as (url, _), Client(url, "tok") as client:
+        events = await take(client.events(), 4)
+        assert seqs(events) == [(12, 1), (12, 3), (12, 4)]
+        assert events[-1].type == "typing"
+        assert client.positions == {12: 4}
+
+
 async def test_positions_set_before_connect_are_resumed() -> None:
     async with fake_server() as (url, fake):
         client = Client(url, "tok")

@@ -546,21 +546,28 @@ class TestParents:
         )
 
     def test_a_delegate_of_a_class_without_their_child(self):
+        # Class-council delegates are designated from the elected lists: a parent may
+        # represent a class none of their children is in (SPEC "Clarifications").
         doc = school()
         user(doc, P2)["delegate_of"] = ["2B", "2A"]  # e3 is in 2B only
-        problem = only_problem(doc)
-        assert (problem.record, problem.field) == ("users[8] (p2)", "delegate_of[1]")
-        assert problem.message.startswith("none of this parent's children is in class \"2A\"")
+        assert parse_directory(doc).users[UserId("p2")].delegate_of == {"2A", "2B"}
+
+    def test_a_delegate_of_an_unknown_class_is_still_refused(self):
+        doc = school()
+        user(doc, P2)["delegate_of"] = ["2B", "9Z"]
+        assert only_problem(doc) == Problem(
+            "users[8] (p2)", "delegate_of[1]", 'unknown class "9Z": not in classes'
+        )
 
     def test_a_delegate_of_the_class_of_any_of_their_children(self):
         doc = school()
         user(doc, P1)["delegate_of"] = ["2A", "2B"]  # e1 in 2A, e2 in 2B
         assert parse_directory(doc).users[UserId("p1")].delegate_of == {"2A", "2B"}
 
-    def test_delegation_is_not_judged_against_an_unknown_child(self):
+    def test_an_unknown_child_is_reported_whatever_the_delegation(self):
         doc = school()
         user(doc, P2)["children"] = ["e3", "e9"]
-        user(doc, P2)["delegate_of"] = ["2A"]  # e9 might well be in 2A
+        user(doc, P2)["delegate_of"] = ["2A"]
         assert problems(doc) == [("users[8] (p2)", "children[1]")]
 
 
@@ -610,7 +617,7 @@ class TestSeveralProblems:
         user(doc, E1)["class"] = None
         user(doc, E2)["teaches"] = ["2B"]
         user(doc, P1)["children"] = ["e2", "t1", "e2"]
-        user(doc, P2)["delegate_of"] = ["2A"]
+        user(doc, P2)["delegate_of"] = ["9Z"]
         doc["users"].append({"id": "e3", "role": "pupil", "first_name": "X"})
 
         with pytest.raises(DirectoryError) as caught:
@@ -708,8 +715,8 @@ def directories(draw: st.DrawFn) -> Directory:
             base = _with(base, class_id=student_class[uid])
         else:
             children = draw(st.lists(st.sampled_from(students), min_size=1, unique=True))
-            classes_of_children = sorted({student_class[c] for c in children})
-            delegate_of = draw(st.frozensets(st.sampled_from(classes_of_children)))
+            # Any class: a delegate need not have a child in the class they represent.
+            delegate_of = draw(class_set)
             base = _with(base, children=tuple(UserId(c) for c in children),
                          delegate_of=delegate_of)
         users[base.id] = base

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from tests.conftest import LiveServer
+from tests.test_broadcasts import opt_in
 from tests.wire import Wire
 
 pytestmark = pytest.mark.anyio
@@ -217,6 +218,24 @@ class TestGatekeeperOnTheWire:
         assert (await p2.request(start))["code"] == "parent_messaging_disabled"
         await admin_patch(live_server, "/api/settings", {"parent_messaging_enabled": True})
         assert (await p2.request(start))["code"] == "not_opted_in"
+
+    async def test_a_parent_learns_nothing_of_other_parents(self, live_server: LiveServer):
+        """No oracle: a parent without a delegate link to p3 gets the answer of an unknown
+        id, whatever the school's switch; a delegate who opted in gets it for a parent who
+        has not (that choice is p2's)."""
+        p2, _ = await Wire.signed_in(live_server.ws_url, live_server.token("p2"))
+
+        async def code(who: Wire, to: str) -> str:
+            start = {"type": "start", "subject": "x", "to": [to], "body": "b",
+                     "client_id": f"c-{to}"}
+            return str((await who.request(start))["code"])
+
+        assert await code(p2, "p3") == await code(p2, "p-0042") == "recipient_not_allowed"
+        await admin_patch(live_server, "/api/settings", {"parent_messaging_enabled": True})
+        assert await code(p2, "p3") == await code(p2, "p-0042") == "recipient_not_allowed"
+        await opt_in(live_server, "p1")
+        p1, _ = await Wire.signed_in(live_server.ws_url, live_server.token("p1"))
+        assert await code(p1, "p2") == await code(p1, "p-0042") == "recipient_not_allowed"
 
     async def test_list_and_read_positions(self, live_server: LiveServer):
         teacher, _ = await Wire.signed_in(live_server.ws_url, live_server.token("t1"))

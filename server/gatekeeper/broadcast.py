@@ -104,8 +104,9 @@ def broadcast_refusal(
     """``None`` if ``sender`` may address ``target`` (G8), else a code and a sentence.
 
     An empty target is ``bad_request``. A delegate is refused with
-    ``parent_messaging_disabled`` or ``not_opted_in`` when those switches are
-    the reason; every other refusal is ``broadcast_not_allowed``.
+    ``parent_messaging_disabled`` (the school's switch) or ``not_opted_in``
+    (their own) when those switches are the reason; every other refusal is
+    ``broadcast_not_allowed``, also for a named parent who has not opted in.
     """
     if target.empty:
         return ErrorCode.BAD_REQUEST, "A broadcast needs an audience: roles or people."
@@ -148,15 +149,8 @@ def broadcast_refusal(
         if y_id == sender.id:
             continue  # the sender is left out, not an error
         if not may_broadcast_to(idx, sender, y_id):
-            y = idx.users.get(y_id)
-            if (
-                y is not None
-                and y.role is Role.PARENT
-                and role is Role.PARENT
-                and not sender.delegate_of.isdisjoint(idx.child_classes(y_id))
-            ):
-                # A parent of the delegate's class who has not opted in.
-                return ErrorCode.NOT_OPTED_IN, ErrorCode.NOT_OPTED_IN.phrase
+            # One code whatever the reason (unknown, another class, not opted in):
+            # a parent's choice is not told to the delegate (SPEC "Clarifications").
             return ErrorCode.BROADCAST_NOT_ALLOWED, ErrorCode.BROADCAST_NOT_ALLOWED.phrase
     return None
 

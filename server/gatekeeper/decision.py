@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from server.errors import ErrorCode, Refused
+from server.model import UserId
 
 __all__ = ["ALLOW", "Decision", "hold", "refuse"]
 
@@ -24,7 +25,10 @@ class Decision:
     Contract (checked at construction, so a malformed decision fails loudly):
 
     - allowed: ``code`` is ``None``, ``message`` empty and ``retry_at`` ``None``;
-      ``hold_until``, when set, is the instant the message may be delivered.
+      ``hold_until``, when set, is the instant the message may be delivered;
+      ``hidden_from`` names the present participants the message must never
+      reach (switched off, or out of the directory, when it is posted: the
+      invariant of ``docs/policy.md``). Empty in the usual case.
     - refused: ``code`` is set and ``message`` is a sentence for people;
       ``retry_at``, when set, is when the refusal lifts by itself
       (``outside_hours``); ``hold_until`` is ``None``.
@@ -38,13 +42,16 @@ class Decision:
     message: str = ""
     retry_at: datetime | None = None
     hold_until: datetime | None = None
+    hidden_from: frozenset[UserId] = frozenset()
 
     def __post_init__(self) -> None:
         if self.allowed:
             if self.code is not None or self.message or self.retry_at is not None:
                 raise ValueError("an allowed Decision carries no code, message or retry_at")
-        elif self.code is None or not self.message or self.hold_until is not None:
-            raise ValueError("a refused Decision needs a code and a message, and no hold_until")
+        elif (self.code is None or not self.message or self.hold_until is not None
+              or self.hidden_from):
+            raise ValueError("a refused Decision needs a code and a message, and no "
+                             "hold_until or hidden_from")
 
     def raise_for_refusal(self) -> None:
         """Raise :class:`~server.errors.Refused` if this is a refusal; do nothing otherwise."""

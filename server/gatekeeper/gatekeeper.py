@@ -173,10 +173,11 @@ class Gatekeeper:
     def start_refusal(self, x: UserId, y: UserId) -> Decision:
         """``ALLOW`` if X may start with Y (G5), else the most specific refusal.
 
-        Parent to parent: ``parent_messaging_disabled``, or ``not_opted_in``
-        when a delegate link exists; anything else is ``recipient_not_allowed``
-        — also for an unknown id or a user of another school, so that the
-        answer never reveals who exists.
+        Parent to parent with a delegate link: ``parent_messaging_disabled``
+        (the school's switch), or ``not_opted_in`` when X has not opted in;
+        anything else is ``recipient_not_allowed`` — also for an unknown id,
+        a user of another school, a parent without a link or one who has not
+        opted in, so that the answer never reveals who exists or chose what.
         """
         code = rules.start_refusal_code(self._index, x, y)
         return ALLOW if code is None else _start_refusal(code, y)
@@ -258,10 +259,13 @@ class Gatekeeper:
 
         Precedence: unauthenticated, G1, G2, G3 (refused, or held until the
         opening in defer mode), ``not_participant`` (absent or left), then G6.
-        A G6 refusal names the blockers; its code is
-        ``parent_messaging_disabled`` or ``not_opted_in`` when a blocking
-        parent pair is stopped by those switches, else
-        ``not_invited_by_supervisor``.
+        An acceptance names in ``hidden_from`` the present participants the
+        pair check skipped (switched off, out of the directory): the message
+        must never reach them. A G6 refusal names the blockers; its code is
+        ``parent_messaging_disabled`` (the school's switch) or ``not_opted_in``
+        (the sender's own) when a blocking parent pair is stopped by those
+        switches, else ``not_invited_by_supervisor`` — another parent's
+        choice is never told.
         """
         access = self._access.get(user_id, _UNAUTHENTICATED)
         if not access.allowed:
@@ -276,6 +280,10 @@ class Gatekeeper:
         if user_id not in m.present:
             return _NOT_PARTICIPANT
         if user_id in m.posters:
+            if m.unreached:
+                # Skipped by the pair check, so never to receive it, even once switched
+                # back on: the store keeps the names with the message.
+                return Decision(allowed=True, hold_until=hold_until, hidden_from=m.unreached)
             return ALLOW if hold_until is None else hold(hold_until)
         key = (m.id, m.version, user_id)
         refusal = self._g6_refusals.get(key)
@@ -298,6 +306,15 @@ class Gatekeeper:
         Participants not in the directory or switched off are never blockers.
         """
         return rules.blockers(self._index, self._membership(members), user_id)
+
+    def exchanges_with(self, user_id: UserId, members: DiscussionMembers) -> frozenset[UserId]:
+        """Who may see ``user_id``'s typing and read events in ``members`` now.
+
+        The G6 pair rule, either way, supervision included (see
+        :func:`~server.gatekeeper.rules.exchanges_with`); ``user_id`` is not in it
+        (their own connections are the caller's business).
+        """
+        return rules.exchanges_with(self._index, self._membership(members), user_id)
 
     def recipients(self, members: DiscussionMembers) -> tuple[UserId, ...]:
         """Present participants who receive messages: in the directory, discussions on (G2).
@@ -446,10 +463,11 @@ class Gatekeeper:
                 f"while {names} {'is' if len(blocking) == 1 else 'are'} present.",
             )
         if ErrorCode.NOT_OPTED_IN in codes:
+            # About the sender's own choice only: another parent's is never told.
             return refuse(
                 ErrorCode.NOT_OPTED_IN,
-                f"You cannot post here: you and {names} must both have switched on "
-                "messaging between parents.",
+                f"You cannot post here while {names} {'is' if len(blocking) == 1 else 'are'} "
+                "present: switch on messaging between parents first.",
             )
         return refuse(
             ErrorCode.NOT_INVITED_BY_SUPERVISOR,

@@ -25,6 +25,7 @@ __all__ = [
     "Membership",
     "blockers",
     "delegate_link",
+    "exchanges_with",
     "may_initiate",
     "may_invite",
     "may_start",
@@ -116,29 +117,39 @@ def parents_may_talk(idx: SchoolIndex, x: User, y: User) -> bool:
 
 
 def pair_refusal_code(idx: SchoolIndex, x: User, y: User) -> ErrorCode | None:
-    """Why two parents may not talk, when the parents' switches are the reason.
+    """Why parent X may not talk to parent Y, when that may be told to X.
 
-    ``parent_messaging_disabled`` when the school has it off;
-    ``not_opted_in`` when a delegate link exists but one of them has not
-    opted in. ``None`` otherwise: without a delegate link opting in would
-    not help, so the caller's generic code is the honest one.
+    Refusals reveal nothing X may not know (SPEC "Clarifications"), so the
+    order matters:
+
+    - without a delegate link, ``None``: opting in would not help, and
+      whether Y is a parent at all is none of X's business, so the caller's
+      generic code (the one an unknown id gets) is the honest one;
+    - with a link, ``parent_messaging_disabled`` when the school has it off
+      (a school setting, and the link is public: delegates are designated
+      from the elected lists);
+    - ``not_opted_in`` when X has not opted in (X's own choice);
+    - ``None`` when only Y has not opted in: Y's choice is Y's, and telling it
+      would distinguish it from "no link".
     """
     if x.role is not Role.PARENT or y.role is not Role.PARENT:
         return None
-    if not idx.parent_messaging_enabled:
-        return ErrorCode.PARENT_MESSAGING_DISABLED
     if not delegate_link(idx, x, y):
         return None
-    both_in = idx.opted_in(x.id) and idx.opted_in(y.id)
-    return None if both_in else ErrorCode.NOT_OPTED_IN
+    if not idx.parent_messaging_enabled:
+        return ErrorCode.PARENT_MESSAGING_DISABLED
+    if not idx.opted_in(x.id):
+        return ErrorCode.NOT_OPTED_IN
+    return None
 
 
 def start_refusal_code(idx: SchoolIndex, x_id: UserId, y_id: UserId) -> ErrorCode | None:
     """``None`` if X may start with Y (G5), else the most specific code that reveals nothing.
 
     An unknown id, a user of another school, X itself and a switched-off user
-    all give ``recipient_not_allowed``; only parent-to-parent refusals are
-    more precise (:func:`pair_refusal_code`).
+    all give ``recipient_not_allowed``; only parent-to-parent refusals with a
+    delegate link, about the school's switch or X's own opt-in, are more
+    precise (:func:`pair_refusal_code`).
     """
     if may_start(idx, x_id, y_id):
         return None
@@ -165,6 +176,8 @@ class Membership:
     - ``supervisors``: present teachers and staff with discussions on.
     - ``supervised``: recipients brought in by one of the ``supervisors``.
     - ``posters``: recipients who may post (G6).
+    - ``unreached``: present participants who are not recipients (switched
+      off, or gone from the directory): what is posted now never reaches them.
     """
 
     id: DiscussionId
@@ -175,6 +188,7 @@ class Membership:
     supervisors: frozenset[UserId]
     supervised: frozenset[UserId]
     posters: frozenset[UserId]
+    unreached: frozenset[UserId]
 
 
 def may_talk(idx: SchoolIndex, m: Membership, x_id: UserId, y_id: UserId) -> bool:
@@ -228,6 +242,7 @@ def membership(idx: SchoolIndex, members: DiscussionMembers) -> Membership:
         supervisors=supervisors,
         supervised=supervised,
         posters=frozenset(posters),
+        unreached=frozenset(brought_by).difference(recipients),
     )
 
 
@@ -238,3 +253,19 @@ def blockers(idx: SchoolIndex, m: Membership, x_id: UserId) -> frozenset[UserId]
     the answer then says whom X could post to were X let in unsupervised.
     """
     return frozenset(y for y in m.recipients if y != x_id and not may_talk(idx, m, x_id, y))
+
+
+def exchanges_with(idx: SchoolIndex, m: Membership, x_id: UserId) -> frozenset[UserId]:
+    """The recipients of ``m`` who may see what X does there now (typing, reading): the
+    pair rule of G6 holds between them, either way, supervision included.
+
+    Nobody if X is not in the directory or is switched off (G2); X itself is not
+    counted. X need not be present (a former participant's read position): then only
+    G5 links them, since supervision needs presence. A poster passes the pair check
+    with every recipient, which keeps the common case to one set operation.
+    """
+    if x_id not in idx.active:
+        return frozenset()
+    if x_id in m.posters:
+        return frozenset(m.recipients).difference((x_id,))
+    return frozenset(y for y in m.recipients if y != x_id and may_talk(idx, m, x_id, y))

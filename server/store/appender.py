@@ -29,6 +29,7 @@ Failures. Every caller gets an answer, whatever is raised:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
@@ -53,10 +54,22 @@ class _Append:
     client_id: str
     body: str
     now: datetime
+    hidden_from: frozenset[UserId]
 
 
 _Result = tuple[StoredMessage, bool] | StoreError  # NotFound is a StoreError
 _DOING = "storing messages"
+
+
+def hidden_json(hidden: frozenset[UserId]) -> str | None:
+    """The ``hidden_from`` column: ``NULL`` for nobody (the usual case), else a sorted
+    JSON list of user ids."""
+    return json.dumps(sorted(hidden)) if hidden else None
+
+
+def hidden_set(value: str | None) -> frozenset[UserId]:
+    """The ``hidden_from`` column read back."""
+    return frozenset() if value is None else frozenset(UserId(u) for u in json.loads(value))
 
 
 class Appender:
@@ -73,12 +86,13 @@ class Appender:
         self._flusher: asyncio.Task[None] | None = None
 
     async def append(self, school_id: SchoolId, discussion_id: DiscussionId, sender: UserId,
-                     client_id: str, body: str, *, now: datetime) -> tuple[StoredMessage, bool]:
+                     client_id: str, body: str, *, now: datetime,
+                     hidden_from: frozenset[UserId] = frozenset()) -> tuple[StoredMessage, bool]:
         """Like :meth:`Store.append_message`; returns once the batch holding it committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Result] = loop.create_future()
-        self._queue.append((_Append(school_id, discussion_id, sender, client_id, body, now),
-                            future))
+        self._queue.append((_Append(school_id, discussion_id, sender, client_id, body, now,
+                                    hidden_from), future))
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
         result = await future
@@ -156,13 +170,13 @@ class Appender:
     @staticmethod
     def _one(conn: sqlite3.Connection, a: _Append) -> _Result:
         row = conn.execute(
-            "SELECT seq, body, created_at FROM messages "
+            "SELECT seq, body, created_at, hidden_from FROM messages "
             "WHERE discussion_id = ? AND sender = ? AND client_id = ?",
             (a.discussion_id, a.sender, a.client_id),
         ).fetchone()
         if row is not None:
             return (StoredMessage(a.discussion_id, int(row[0]), a.sender, a.client_id, row[1],
-                                  datetime.fromisoformat(row[2])), False)
+                                  datetime.fromisoformat(row[2]), hidden_set(row[3])), False)
         at = a.now.astimezone(UTC).isoformat()
         seq_row = conn.execute(
             "UPDATE discussions SET last_seq = last_seq + 1, last_at = ? "
@@ -174,10 +188,12 @@ class Appender:
         seq = int(seq_row[0])
         conn.execute(
             "INSERT INTO messages (school_id, discussion_id, seq, sender, client_id, body, "
-            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (a.school_id, a.discussion_id, seq, a.sender, a.client_id, a.body, at),
+            "created_at, hidden_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (a.school_id, a.discussion_id, seq, a.sender, a.client_id, a.body, at,
+             hidden_json(a.hidden_from)),
         )
-        return StoredMessage(a.discussion_id, seq, a.sender, a.client_id, a.body, a.now), True
+        return (StoredMessage(a.discussion_id, seq, a.sender, a.client_id, a.body, a.now,
+                              a.hidden_from), True)
 
     async def close(self) -> None:
         """Wait for queued appends, then close the connection and the thread."""

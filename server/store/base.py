@@ -12,7 +12,7 @@ of another one: a discussion id of another school is :class:`NotFound`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -106,13 +106,18 @@ class DiscussionSummary:
     members: DiscussionMembers
     read_seq: int
     visible_seq: int  # the last seq this user may read (last_seq, or where they left)
-    last_message: StoredMessage | None
+    last_message: StoredMessage | None  # the last one up to visible_seq not hidden from them
     last_at: datetime | None = None  # the discussion's last activity: the list's order
+    hidden_unread: int = 0  # messages after read_seq, up to visible_seq, hidden from them
 
 
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
-    """A durable message: ``seq`` is gap-free within its discussion, from 1."""
+    """A durable message: ``seq`` is gap-free within its discussion, from 1.
+
+    ``hidden_from``: the participants it must never reach (the gatekeeper's
+    ``Decision.hidden_from`` when it was posted); empty in the usual case.
+    """
 
     discussion_id: DiscussionId
     seq: int
@@ -120,6 +125,7 @@ class StoredMessage:
     client_id: str
     body: str
     created_at: datetime
+    hidden_from: frozenset[UserId] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,11 +393,13 @@ class Store(BroadcastStore, Protocol):
         body: str,
         *,
         now: datetime,
+        hidden_from: Collection[UserId] = (),
     ) -> tuple[StoredMessage, bool]:
         """Store a message durably with the next sequence number.
 
         Idempotent by ``(sender, client_id)``: a retry returns the original
-        message and ``False``; a new message returns ``True``.
+        message and ``False``; a new message returns ``True``. ``hidden_from``
+        is kept with it: no read for those users ever returns it.
         """
 
     async def messages(
@@ -401,8 +409,10 @@ class Store(BroadcastStore, Protocol):
         *,
         before_seq: int | None = None,
         limit: int = 50,
+        reader: UserId | None = None,
     ) -> list[StoredMessage]:
-        """History, newest first, strictly before ``before_seq`` when given."""
+        """History, newest first, strictly before ``before_seq`` when given; with
+        ``reader``, without the messages hidden from them."""
 
     async def discussions_of(self, school_id: SchoolId, user_id: UserId) -> list[Discussion]:
         """Discussions the user is or was in, most recently active first."""
@@ -417,8 +427,9 @@ class Store(BroadcastStore, Protocol):
     ) -> list[DiscussionSummary]:
         """The user's discussions (or only ``discussion_id``), most recently active first
         (``last_at``, then id, both descending), with members, read position and last
-        visible message; with ``before``, only those after that ``(last_at, id)`` in this
-        order (the next page)."""
+        visible message (never one hidden from the user, who is not counted the hidden
+        ones as unread either); with ``before``, only those after that ``(last_at, id)``
+        in this order (the next page)."""
 
     async def discussion_summaries(
         self, school_id: SchoolId, discussion_id: DiscussionId, users: Sequence[UserId]
@@ -479,5 +490,7 @@ class Store(BroadcastStore, Protocol):
     ) -> list[StoredMessage]:
         """Messages with ``after_seq < seq <= upto``, oldest first (replay and gap filling).
 
-        At most ``limit``: the oldest ones, or with ``newest`` the newest ones.
+        At most ``limit``: the oldest ones, or with ``newest`` the newest ones. Every
+        message is returned, with its ``hidden_from``: the caller serves several
+        readers and leaves each one out where it must (a seq skipped for them).
         """

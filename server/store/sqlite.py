@@ -23,7 +23,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -59,7 +59,7 @@ from ..settings import (
     settings_from_json,
     settings_to_json,
 )
-from .appender import Appender
+from .appender import Appender, hidden_json, hidden_set
 from .base import (
     AuditEntry,
     Discussion,
@@ -590,13 +590,14 @@ class SqliteStore(SqliteBroadcasts):
         self, school_id: SchoolId, discussion_id: DiscussionId, sender: UserId, client_id: str
     ) -> StoredMessage | None:
         row = await self._one(
-            "SELECT seq, body, created_at FROM messages "
+            "SELECT seq, body, created_at, hidden_from FROM messages "
             "WHERE school_id = ? AND discussion_id = ? AND sender = ? AND client_id = ?",
             (school_id, discussion_id, sender, client_id),
         )
         if row is None:
             return None
-        return StoredMessage(discussion_id, int(row[0]), sender, client_id, row[1], dt(row[2]))
+        return StoredMessage(discussion_id, int(row[0]), sender, client_id, row[1], dt(row[2]),
+                             hidden_set(row[3]))
 
     async def find_started(
         self, school_id: SchoolId, creator: UserId, client_id: str
@@ -691,22 +692,24 @@ class SqliteStore(SqliteBroadcasts):
         body: str,
         *,
         now: datetime,
+        hidden_from: Collection[UserId] = (),
     ) -> tuple[StoredMessage, bool]:
+        hidden = frozenset(hidden_from)
         if self._appender is not None:
             return await self._appender.append(school_id, discussion_id, sender, client_id,
-                                               body, now=now)
+                                               body, now=now, hidden_from=hidden)
         at = ts(now)
         async with self._transaction() as db:
             row = await (
                 await db.execute(
-                    "SELECT seq, body, created_at FROM messages "
+                    "SELECT seq, body, created_at, hidden_from FROM messages "
                     "WHERE discussion_id = ? AND sender = ? AND client_id = ?",
                     (discussion_id, sender, client_id),
                 )
             ).fetchone()
             if row is not None:
                 return (StoredMessage(discussion_id, int(row[0]), sender, client_id, row[1],
-                                      dt(row[2])), False)
+                                      dt(row[2]), hidden_set(row[3])), False)
             seq_row = await (
                 await db.execute(
                     "UPDATE discussions SET last_seq = last_seq + 1, last_at = ? "
@@ -719,10 +722,11 @@ class SqliteStore(SqliteBroadcasts):
             seq = int(seq_row[0])
             await db.execute(
                 "INSERT INTO messages (school_id, discussion_id, seq, sender, client_id, body, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (school_id, discussion_id, seq, sender, client_id, body, at),
+                "created_at, hidden_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (school_id, discussion_id, seq, sender, client_id, body, at,
+                 hidden_json(hidden)),
             )
-        return StoredMessage(discussion_id, seq, sender, client_id, body, now), True
+        return StoredMessage(discussion_id, seq, sender, client_id, body, now, hidden), True
 
     async def messages(
         self,
@@ -731,14 +735,17 @@ class SqliteStore(SqliteBroadcasts):
         *,
         before_seq: int | None = None,
         limit: int = 50,
+        reader: UserId | None = None,
     ) -> list[StoredMessage]:
+        hidden = "" if reader is None else f"AND {_NOT_HIDDEN} "
         rows = await self._all(
-            "SELECT seq, sender, client_id, body, created_at FROM messages "
-            "WHERE school_id = ? AND discussion_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
-            (school_id, discussion_id, before_seq if before_seq is not None else 2**62, limit),
+            f"SELECT {_MESSAGE} FROM messages "
+            f"WHERE school_id = ? AND discussion_id = ? AND seq < ? {hidden}"
+            "ORDER BY seq DESC LIMIT ?",
+            (school_id, discussion_id, before_seq if before_seq is not None else 2**62,
+             *(() if reader is None else (reader,)), limit),
         )
-        return [StoredMessage(discussion_id, int(r[0]), UserId(r[1]), r[2], r[3], dt(r[4]))
-                for r in rows]
+        return [_message(discussion_id, r) for r in rows]
 
     async def discussions_of(self, school_id: SchoolId, user_id: UserId) -> list[Discussion]:
         rows = await self._all(
@@ -781,18 +788,36 @@ class SqliteStore(SqliteBroadcasts):
         out = []
         for r in rows:
             did = DiscussionId(r[0])
-            visible = int(r[6])
-            last = await self._all(
-                "SELECT seq, sender, client_id, body, created_at FROM messages "
-                "WHERE discussion_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
-                (did, visible),
-            )
-            message = next((StoredMessage(did, int(m[0]), UserId(m[1]), m[2], m[3], dt(m[4]))
-                            for m in last), None)
+            visible, read = int(r[6]), int(r[5])
+            message = await self._last_message(did, visible, user_id)
             out.append(DiscussionSummary(
                 Discussion(did, school_id, r[1], UserId(r[2]), dt(r[3]), int(r[4])),
-                await self.members(school_id, did), int(r[5]), visible, message, dt(r[7])))
+                await self.members(school_id, did), read, visible, message, dt(r[7]),
+                await self._hidden_unread(did, read, visible, user_id)))
         return out
+
+    async def _last_message(self, d: DiscussionId, visible: int,
+                            reader: UserId) -> StoredMessage | None:
+        """The newest message up to ``visible`` that is not hidden from ``reader``."""
+        rows = await self._all(
+            f"SELECT {_MESSAGE} FROM messages WHERE discussion_id = ? AND seq <= ? "
+            f"AND {_NOT_HIDDEN} ORDER BY seq DESC LIMIT 1",
+            (d, visible, reader),
+        )
+        return next((_message(d, m) for m in rows), None)
+
+    async def _hidden_unread(self, d: DiscussionId, read: int, visible: int,
+                             reader: UserId) -> int:
+        """How many messages in ``(read, visible]`` are hidden from ``reader`` (a partial
+        index keeps this to the rare rows that hide from anyone)."""
+        if visible <= read:
+            return 0
+        row = await self._one(
+            "SELECT COUNT(*) FROM messages WHERE discussion_id = ? AND seq > ? AND seq <= ? "
+            f"AND hidden_from IS NOT NULL AND NOT {_NOT_HIDDEN}",
+            (d, read, visible, reader),
+        )
+        return 0 if row is None else int(row[0])
 
     async def discussion_summaries(
         self, school_id: SchoolId, discussion_id: DiscussionId, users: Sequence[UserId]
@@ -814,18 +839,20 @@ class SqliteStore(SqliteBroadcasts):
         last_visible: dict[int, StoredMessage | None] = {}
         out = {}
         for r in found:
-            visible = int(r[6])
+            user, visible, read = UserId(r[0]), int(r[6]), int(r[5])
             if visible not in last_visible:
                 rows = await self._all(
-                    "SELECT seq, sender, client_id, body, created_at FROM messages "
+                    f"SELECT {_MESSAGE} FROM messages "
                     "WHERE discussion_id = ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
                     (discussion_id, visible))
-                last_visible[visible] = next(
-                    (StoredMessage(discussion_id, int(m[0]), UserId(m[1]), m[2], m[3], dt(m[4]))
-                     for m in rows), None)
-            out[UserId(r[0])] = DiscussionSummary(
+                last_visible[visible] = next((_message(discussion_id, m) for m in rows), None)
+            last = last_visible[visible]
+            if last is not None and user in last.hidden_from:
+                last = await self._last_message(discussion_id, visible, user)
+            out[user] = DiscussionSummary(
                 Discussion(discussion_id, school_id, r[1], UserId(r[2]), dt(r[3]), int(r[4])),
-                members, int(r[5]), visible, last_visible[visible])
+                members, read, visible, last,
+                hidden_unread=await self._hidden_unread(discussion_id, read, visible, user))
         return out
 
     async def mark_read(
@@ -943,18 +970,28 @@ class SqliteStore(SqliteBroadcasts):
     ) -> list[StoredMessage]:
         order = "DESC" if newest else "ASC"
         rows = list(await self._all(
-            "SELECT seq, sender, client_id, body, created_at FROM messages "
+            f"SELECT {_MESSAGE} FROM messages "
             "WHERE school_id = ? AND discussion_id = ? AND seq > ? AND seq <= ? "
             f"ORDER BY seq {order} LIMIT ?",
             (school_id, discussion_id, after_seq, upto if upto is not None else 2**62, limit),
         ))
         if newest:
             rows.reverse()
-        return [StoredMessage(discussion_id, int(r[0]), UserId(r[1]), r[2], r[3], dt(r[4]))
-                for r in rows]
+        return [_message(discussion_id, r) for r in rows]
 
 
 # ---------------------------------------------------------------------- helpers
+
+_MESSAGE = "seq, sender, client_id, body, created_at, hidden_from"
+
+# "Not hidden from the reader ?": NULL (nobody hidden, the usual case) short-circuits.
+_NOT_HIDDEN = ("(hidden_from IS NULL OR NOT EXISTS "
+               "(SELECT 1 FROM json_each(hidden_from) WHERE value = ?))")
+
+
+def _message(d: DiscussionId, r: Any) -> StoredMessage:
+    """A :class:`StoredMessage` from a row of the ``_MESSAGE`` columns."""
+    return StoredMessage(d, int(r[0]), UserId(r[1]), r[2], r[3], dt(r[4]), hidden_set(r[5]))
 
 _HELD = ("id, school_id, sender, client_id, discussion_id, subject, recipients, body, "
          "created_at, release_at")

@@ -286,7 +286,7 @@ async def _get(db: aiosqlite.Connection, school_id: SchoolId, broadcast_id: int)
     row = await _fetch_one(db, f"SELECT {_COLUMNS} FROM broadcasts b "
                            "WHERE b.school_id = ? AND b.id = ?", (school_id, broadcast_id))
     if row is None:
-        raise NotFound(f"no broadcast {broadcast_id} here")
+        raise NotFound(f"no broadcast {broadcast_id} for you")  # same words as a stranger gets
     return await _broadcast(db, row)
 
 

@@ -462,3 +462,41 @@ def test_server_restart_reconnects_and_resends(browser: Browser, tmp_path: Path,
     finally:
         app.close()
     assert app.errors == []
+
+
+def test_a_message_hidden_from_a_parent_is_skipped_without_a_history_hunt(
+        app: App, demo_server: LiveServer):
+    """The invariant (docs/policy.md): what the teacher wrote while the parents' profile
+    was off never reaches the parent. The app takes the ``skipped`` seq as held: no gap,
+    so no ``history`` request to fill one, and the conversation goes on."""
+    teacher = app.open("t1")
+    parent = app.open("p1")
+    sent_by_parent: list[dict[str, Any]] = []
+
+    def watch(ws: WebSocket) -> None:
+        ws.on("framesent", lambda payload: sent_by_parent.append(json.loads(payload)))
+
+    parent.on("websocket", watch)
+    discussion = start_discussion(teacher, "Réunion", "p1", "Marc", "m1")
+    open_discussion(parent, discussion)
+    expect(bodies(parent)).to_have_text(["m1"])
+    parent.goto("about:blank")
+
+    def parents_profile(on: bool) -> None:
+        with demo_server.client("a1") as http:
+            r = http.patch("/api/settings",
+                           json={"profiles": {"parents": {"discussions_enabled": on}}})
+            assert r.status_code == 200, r.text
+
+    parents_profile(False)
+    send(teacher, "only while the parents were off")
+    expect(bodies(teacher)).to_have_text(["m1", "only while the parents were off"])
+    parents_profile(True)
+    parent.goto(f"{app.url}#/d/{discussion}")
+    expect(parent.locator(".conn")).to_have_text("Connected")
+    send(teacher, "m3")
+    expect(bodies(parent)).to_have_text(["m1", "m3"])
+    parent.wait_for_timeout(500)  # time for a gap fill, were one wrongly started
+    assert [f for f in sent_by_parent if f.get("type") == "history"] == []
+    assert [f["resume"] for f in sent_by_parent if f.get("type") == "hello"] == [
+        [[discussion, 1]]]

@@ -193,11 +193,13 @@ class TestParentRule:
         ("p.6a1", "p.6a2", False, ("p.6a1", "p.6a2"), ErrorCode.PARENT_MESSAGING_DISABLED),
         ("p.6a2", "p.6a1", True, ("p.6a1", "p.6a2"), None),  # Y delegate of X's child's class
         ("p.6a1", "p.6a2", True, ("p.6a1", "p.6a2"), None),  # X delegate of Y's child's class
+        # X has not opted in: X is told so (X's own choice).
         ("p.6a2", "p.6a1", True, ("p.6a1",), ErrorCode.NOT_OPTED_IN),
-        ("p.6a2", "p.6a1", True, ("p.6a2",), ErrorCode.NOT_OPTED_IN),
-        ("p.6a1", "p.6a2", True, ("p.6a1",), ErrorCode.NOT_OPTED_IN),
         ("p.6a1", "p.6a2", True, ("p.6a2",), ErrorCode.NOT_OPTED_IN),
         ("p.6a1", "p.6a2", True, (), ErrorCode.NOT_OPTED_IN),
+        # Only Y has not opted in: Y's choice is not told, the answer is an unknown id's.
+        ("p.6a2", "p.6a1", True, ("p.6a2",), ErrorCode.RECIPIENT_NOT_ALLOWED),
+        ("p.6a1", "p.6a2", True, ("p.6a1",), ErrorCode.RECIPIENT_NOT_ALLOWED),
         ("p.two", "p.6b1", True, ("p.two", "p.6b1"), None),
         ("p.6b1", "p.two", True, ("p.two", "p.6b1"), None),
         # Delegate of another class: no link, and opting in would not help.
@@ -207,7 +209,9 @@ class TestParentRule:
         ("p.6a1", "p.6b1", True, (), ErrorCode.RECIPIENT_NOT_ALLOWED),
         # Neither is a delegate.
         ("p.6a2", "p.6a3", True, ("p.6a2", "p.6a3"), ErrorCode.RECIPIENT_NOT_ALLOWED),
-        ("p.6a2", "p.6a3", False, ("p.6a2", "p.6a3"), ErrorCode.PARENT_MESSAGING_DISABLED),
+        # Without a link the school's switch is not the reason: an unknown id's answer.
+        ("p.6a2", "p.6a3", False, ("p.6a2", "p.6a3"), ErrorCode.RECIPIENT_NOT_ALLOWED),
+        ("p.6a2", "p.6a3", False, (), ErrorCode.RECIPIENT_NOT_ALLOWED),
     )
 
     @pytest.mark.parametrize(("x", "y", "enabled", "opted", "code"), CASES)
@@ -218,12 +222,68 @@ class TestParentRule:
         assert gk.may_start(U(x), U(y)) is (code is None)
         assert gk.start_refusal(U(x), U(y)).code is code
 
+    @pytest.mark.parametrize("enabled", [False, True])
+    @pytest.mark.parametrize("opted", [(), ("p.6a2",), ("p.6a2", "p.6a3")])
+    def test_no_oracle_between_a_parent_and_an_unknown_id(
+        self, enabled: bool, opted: tuple[str, ...]
+    ) -> None:
+        """SPEC "Refusals reveal nothing": a parent without a delegate link to Y learns
+        neither that Y is a parent nor Y's choice, whatever the switches."""
+        gk = standard_school().parent_messaging(enabled).opt_in(*opted).gatekeeper()
+        unknown = gk.start_refusal(U("p.6a2"), U("p-0042"))
+        for y in ("p.6a3", "p.2a1", "p.two"):
+            refusal = gk.start_refusal(U("p.6a2"), U(y))
+            assert refusal.code is unknown.code is ErrorCode.RECIPIENT_NOT_ALLOWED
+            decision = gk.check_start(U("p.6a2"), [U(y)], OPEN)
+            assert decision.code is gk.check_start(U("p.6a2"), [U("p-0042")], OPEN).code
+
+    def test_a_delegates_refusal_does_not_tell_another_parents_choice(self) -> None:
+        """A delegate who opted in cannot tell "did not opt in" from "not a parent"."""
+        gk = standard_school().parent_messaging().opt_in("p.6a1").gatekeeper()
+        not_opted = gk.check_start(U("p.6a1"), [U("p.6a2")], OPEN)
+        unknown = gk.check_start(U("p.6a1"), [U("p-0042")], OPEN)
+        assert not_opted.code is unknown.code is ErrorCode.RECIPIENT_NOT_ALLOWED
+
     def test_a_child_who_left_the_directory_links_nothing(self) -> None:
         school = standard_school().parent_messaging().opt_in("p.6a1", "p.6a2")
         assert school.gatekeeper().may_start(U("p.6a2"), U("p.6a1"))
         gk = school.remove("st.6a2").gatekeeper()
         assert not gk.may_start(U("p.6a2"), U("p.6a1"))
         assert not gk.may_start(U("p.6a2"), U("t.math"))
+
+
+class TestDelegateWithoutAChildInTheClass:
+    """SPEC "A delegate need not have a child in the class they represent": p.del, whose
+    only child is in 2A, is a class-council delegate of 6A; the parent rule treats them as
+    6A's delegate, both ways."""
+
+    @staticmethod
+    def school() -> SchoolBuilder:
+        b = standard_school()
+        b.parent("p.del", "Rose Blanc", children=("st.2a1",), delegate_of=("6A",))
+        return b.parent_messaging()
+
+    @pytest.mark.parametrize(("x", "y"), [("p.del", "p.6a2"), ("p.6a2", "p.del")])
+    def test_writes_to_and_hears_from_the_parents_of_the_class(self, x: str, y: str) -> None:
+        gk = self.school().opt_in("p.del", "p.6a2").gatekeeper()
+        assert gk.may_start(U(x), U(y))
+        assert gk.check_start(U(x), [U(y)], OPEN) == ALLOW
+
+    @pytest.mark.parametrize(("x", "y"), [("p.del", "p.6a2"), ("p.6a2", "p.del")])
+    def test_only_when_both_opted_in(self, x: str, y: str) -> None:
+        gk = self.school().opt_in("p.del").gatekeeper()
+        assert not gk.may_start(U(x), U(y))
+
+    def test_not_the_parents_of_another_class(self) -> None:
+        gk = self.school().opt_in("p.del", "p.6b1").gatekeeper()
+        assert not gk.may_start(U("p.del"), U("p.6b1"))
+        assert not gk.may_start(U("p.6b1"), U("p.del"))
+
+    def test_a_delegate_does_not_reach_the_teachers_of_the_class(self) -> None:
+        # Representing a class is not having a child taught there (G5 parent → teacher).
+        gk = self.school().gatekeeper()
+        assert not gk.may_start(U("p.del"), U("t.art"))  # teaches 6A only
+        assert gk.may_start(U("p.del"), U("t.hist"))  # teaches 2A, the child's class
 
 
 class TestCheckStart:

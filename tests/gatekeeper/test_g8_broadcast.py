@@ -102,7 +102,9 @@ class TestBroadcast:
             [],
         ),
         ("p.6a1", target(users={"p.6a2"}), delegate_ready, None, ["p.6a2"]),
-        ("p.6a1", target(users={"p.6a3"}), delegate_ready, ErrorCode.NOT_OPTED_IN, []),
+        # A parent of the class who did not opt in: the same answer as a stranger (no oracle).
+        ("p.6a1", target(users={"p.6a3"}), delegate_ready, ErrorCode.BROADCAST_NOT_ALLOWED, []),
+        ("p.6a1", target(users={"p-0042"}), delegate_ready, ErrorCode.BROADCAST_NOT_ALLOWED, []),
         ("p.6a1", target({P}, {"6B"}), delegate_ready, ErrorCode.BROADCAST_NOT_ALLOWED, []),
         ("p.6a1", target({P}), delegate_ready, ErrorCode.BROADCAST_NOT_ALLOWED, []),
         ("p.6a1", target({S}, {"6A"}), delegate_ready, ErrorCode.BROADCAST_NOT_ALLOWED, []),
@@ -230,3 +232,35 @@ class TestPerRecipientPredicate:
         delegate_ready(school)
         index = SchoolIndex(school.state())
         assert may_broadcast_to(index, school.users[U(sender)], U(y)) is expected
+
+
+class TestDelegateWithoutAChildInTheClass:
+    """SPEC "A delegate need not have a child in the class they represent": p.del, whose
+    only child is in 2A, is a class-council delegate of 6A; G8 treats them as 6A's."""
+
+    @staticmethod
+    def school() -> SchoolBuilder:
+        b = standard_school()
+        b.parent("p.del", "Rose Blanc", children=("st.2a1",), delegate_of=("6A",))
+        return b.parent_messaging().opt_in("p.del", "p.6a1", "p.6a2")
+
+    def test_broadcasts_to_the_opted_in_parents_of_the_class(self) -> None:
+        gk = self.school().gatekeeper()
+        decision, recipients = gk.check_broadcast(U("p.del"), target({P}, {"6A"}), OPEN)
+        assert decision == ALLOW
+        assert recipients == ("p.6a1", "p.6a2")  # p.6a3 has not opted in
+        scope = gk.broadcast_scope(U("p.del"))[1]
+        assert scope is not None
+        assert scope.classes == frozenset({ClassId("6A")})
+
+    def test_not_to_the_class_of_their_own_child(self) -> None:
+        gk = self.school().opt_in("p.2a1").gatekeeper()
+        decision, _ = gk.check_broadcast(U("p.del"), target({P}, {"2A"}), OPEN)
+        assert decision.code is ErrorCode.BROADCAST_NOT_ALLOWED
+        decision, _ = gk.check_broadcast(U("p.del"), target(users={"p.2a1"}), OPEN)
+        assert decision.code is ErrorCode.BROADCAST_NOT_ALLOWED
+
+    def test_needs_parent_messaging(self) -> None:
+        gk = self.school().parent_messaging(False).gatekeeper()
+        decision, _ = gk.check_broadcast(U("p.del"), target({P}, {"6A"}), OPEN)
+        assert decision.code is ErrorCode.PARENT_MESSAGING_DISABLED

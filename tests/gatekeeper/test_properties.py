@@ -225,6 +225,51 @@ class TestNoUnsupervisedPeers:
                     assert decision.allowed is (x in gk.posters(m))
 
 
+class TestTheInvariant:
+    """docs/policy.md, the invariant: nothing reaches anyone the gatekeeper did not allow
+    between its author and them when it was sent."""
+
+    @PROPERTY_SETTINGS
+    @given(worlds())
+    def test_an_accepted_post_is_hidden_from_everyone_it_may_not_reach(
+            self, world: World) -> None:
+        gk = Gatekeeper(world.state)
+        off = world.state.settings.disabled_profiles
+        users = world.state.directory.users
+        for m in world.discussions:
+            present = {p.user_id for p in m.participants if p.left_at is None}
+            for x in world.users:
+                decision = gk.check_send(x, m, world.now)
+                if not decision.allowed:
+                    assert decision.hidden_from == frozenset()
+                    continue
+                # Written out independently: present, and gone or switched off.
+                unreachable = {u for u in present
+                               if u not in users or users[u].profile in off}
+                assert decision.hidden_from == unreachable
+                reached = present - decision.hidden_from - {x}
+                assert reached == gk.exchanges_with(x, m)
+
+    @PROPERTY_SETTINGS
+    @given(worlds())
+    def test_typing_and_reads_follow_the_pair_rule_both_ways(self, world: World) -> None:
+        gk = Gatekeeper(world.state)
+        off = world.state.settings.disabled_profiles
+        users = world.state.directory.users
+        for m in world.discussions:
+            recipients = set(gk.recipients(m))
+            for x in world.users:
+                peers = gk.exchanges_with(x, m)
+                assert x not in peers
+                assert peers <= recipients
+                if x not in users or users[x].profile in off:
+                    assert peers == frozenset()  # switched off, gone: nobody sees them
+                if x in recipients:
+                    # Among those present: the pair rule, the same both ways.
+                    assert peers == recipients - {x} - gk.blockers(x, m)
+                    assert all(x in gk.exchanges_with(y, m) for y in peers)
+
+
 # --------------------------------------------------------------------------- monotonicity
 
 
