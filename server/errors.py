@@ -36,6 +36,7 @@ __all__ = [
     "DirectoryError",
     "ErrorCode",
     "InvalidSettings",
+    "MembersChanged",
     "NotFound",
     "PreauError",
     "Problem",
@@ -192,6 +193,14 @@ class StoreError(PreauError):
 
 class NotFound(StoreError):
     """A record that does not exist in this establishment."""
+
+
+class MembersChanged(StoreError):
+    """The discussion's participants changed (a join or a leave) since the write was
+    checked against them: the gatekeeper must decide again with the new ones, so that
+    nothing is stored on a decision about people who are no longer those present."""
+
+    retryable = True
 
 
 class UnstorableValue(StoreError):

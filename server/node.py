@@ -10,7 +10,9 @@ stream.
 How one message travels (see ``docs/design/fan-out.md``):
 
 1. ``send``: the gatekeeper decides with the cached members (no I/O);
-2. the store appends it durably and assigns the next sequence number;
+2. the store appends it durably and assigns the next sequence number, if the
+   members are still those it was decided with (else it is decided again: someone
+   invited meanwhile was not part of the decision);
 3. the node offers it to its own feed (local connections get it at once, even
    if the broker is down) and publishes it once on the discussion's channel;
 4. every other node subscribed to that channel offers it to its feed; a feed
@@ -35,12 +37,12 @@ import msgpack
 from .broker import Broker, BrokerUnavailable
 from .broker.channels import discussion_channel, school_channel
 from .clock import Clock
-from .errors import ErrorCode, NotFound, Refused
+from .errors import ErrorCode, MembersChanged, NotFound, Refused, StoreUnavailable
 from .feed import FILL_BATCH, Feed
 from .gatekeeper import WindowState, refuse
 from .gatekeeper.quota import DAY
 from .hub import Frame, Hub, Member
-from .model import DiscussionId, DiscussionMembers, SchoolId, UserId
+from .model import DiscussionId, DiscussionMembers, Participant, SchoolId, UserId
 from .noticeboard import Noticeboard
 from .protocol import MAX_INT, CloseCode, Encoding
 from .schools import Establishment, Schools
@@ -51,6 +53,11 @@ __all__ = ["Limits", "Node", "Session", "iso", "message_frame", "skipped_frame"]
 log = logging.getLogger("preau.node")
 
 _TAG_BYTES = 8
+
+# A post or an invitation is stored only if the members it was checked against are
+# still those in the store; else it is checked again with the new ones, this many times
+# at most (then ``unavailable``: the client retries with the same request).
+_RECHECKS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -782,6 +789,11 @@ class Node:
                 self._members[key] = members
         return members
 
+    async def _fresh_members(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
+        """The members as the store has them now (the cached ones were outdated)."""
+        self._members.pop((school, d), None)
+        return await self._members_or_nobody(school, d)
+
     async def _members_or_nobody(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
         """The discussion's members; for an id that does not exist here, nobody.
 
@@ -797,22 +809,31 @@ class Node:
                    client_id: str) -> dict[str, Any]:
         """Post a message; returns the ack frame (sent only once the message is durable)."""
         school, user = session.school_id, session.user_id
-        est = await self.establishment(school)
         members = await self._members_or_nobody(school, d)
-        now = self.clock()
-        decision = est.gatekeeper.check_send(user, members, now)
-        if not decision.allowed or decision.hold_until is not None:
-            # A retry of a message already stored is answered as such, whatever the
-            # rules say now (the window may have closed since the first attempt).
-            earlier = await self.store.find_message(school, d, user, client_id)
-            if earlier is not None:
-                return _ack(earlier, duplicate=True)
-            decision.raise_for_refusal()
-            assert decision.hold_until is not None
-            return await self._hold(school, user, client_id, body, decision.hold_until,
-                                    discussion=d)
-        msg, new = await self.store.append_message(school, d, user, client_id, body, now=now,
-                                                   hidden_from=decision.hidden_from)
+        for _ in range(_RECHECKS):
+            est = await self.establishment(school)
+            now = self.clock()
+            decision = est.gatekeeper.check_send(user, members, now)
+            if not decision.allowed or decision.hold_until is not None:
+                # A retry of a message already stored is answered as such, whatever the
+                # rules say now (the window may have closed since the first attempt).
+                earlier = await self.store.find_message(school, d, user, client_id)
+                if earlier is not None:
+                    return _ack(earlier, duplicate=True)
+                decision.raise_for_refusal()
+                assert decision.hold_until is not None
+                return await self._hold(school, user, client_id, body, decision.hold_until,
+                                        discussion=d)
+            try:
+                msg, new = await self.store.append_message(
+                    school, d, user, client_id, body, now=now,
+                    hidden_from=decision.hidden_from, members_version=members.version)
+            except MembersChanged:  # someone joined or left since: decide with them
+                members = await self._fresh_members(school, d)
+                continue
+            break
+        else:
+            raise StoreUnavailable(f"the members of discussion {d} keep changing")
         if new:
             self._offer((school, d), msg)
         # A retry publishes again: the first attempt's node may have died before its
@@ -935,10 +956,15 @@ class Node:
                                        held.client_id, now)
             else:
                 d = held.discussion_id
+                assert members is not None  # allowed: the discussion exists
                 # Checked again now: hidden from whoever is switched off at the release.
-                msg, new = await self.store.append_message(school, d, user, held.client_id,
-                                                           held.body, now=now,
-                                                           hidden_from=decision.hidden_from)
+                try:
+                    msg, new = await self.store.append_message(
+                        school, d, user, held.client_id, held.body, now=now,
+                        hidden_from=decision.hidden_from, members_version=members.version)
+                except MembersChanged:  # checked against members of the past: next tick
+                    await self.store.release_held(held.id, later=now)
+                    return
                 if new:
                     self._offer((school, d), msg)
                     await self._publish(discussion_channel(school, d),
@@ -952,11 +978,25 @@ class Node:
 
     async def invite(self, session: Session, d: DiscussionId, invitee: UserId) -> None:
         school, user = session.school_id, session.user_id
-        est = await self.establishment(school)
         members = await self._members_or_nobody(school, d)
-        now = self.clock()
-        est.gatekeeper.check_invite(user, members, invitee, now).raise_for_refusal()
-        await self.store.add_participant(school, d, invitee, invited_by=user, now=now)
+        for _ in range(_RECHECKS):
+            gk = (await self.establishment(school)).gatekeeper
+            now = self.clock()
+            gk.check_invite(user, members, invitee, now).raise_for_refusal()
+            # What was posted before they arrive (or while they were away) is theirs only
+            # from authors they may exchange with now, the invitation applied: hidden in
+            # the same transaction, against exactly these members (docs/policy.md).
+            readable = gk.readable_authors(invitee, _with(members, invitee, user, now))
+            try:
+                await self.store.add_participant(school, d, invitee, invited_by=user, now=now,
+                                                 members_version=members.version,
+                                                 readable_authors=readable)
+            except MembersChanged:
+                members = await self._fresh_members(school, d)
+                continue
+            break
+        else:
+            raise StoreUnavailable(f"the members of discussion {d} keep changing")
         event = {"k": "j", "s": school, "d": d, "u": invitee, "i": user}
         self._dispatch(event)
         await self._publish(discussion_channel(school, d), event)
@@ -1088,6 +1128,18 @@ def _read_cursor(text: str) -> tuple[datetime, DiscussionId]:
     except OverflowError:
         raise Refused(ErrorCode.BAD_REQUEST,
                       "'before' must be the 'next' of a previous page") from None
+
+
+def _with(members: DiscussionMembers, user: UserId, invited_by: UserId,
+          now: datetime) -> DiscussionMembers:
+    """``members`` with ``user`` brought in (or back) by ``invited_by``, as the store
+    will have them once the invitation is stored (same order: a returning participant
+    keeps their row)."""
+    joining = Participant(user, invited_by, now)
+    rows = [joining if p.user_id == user else p for p in members.participants]
+    if joining not in rows:
+        rows.append(joining)
+    return DiscussionMembers(members.id, members.version + 1, tuple(rows))
 
 
 def _ack(msg: StoredMessage, *, duplicate: bool) -> dict[str, Any]:

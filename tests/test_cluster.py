@@ -202,6 +202,29 @@ async def test_membership_changes_during_a_redis_outage(cluster: Cluster):
     assert e1_there.messages(d) == [1]  # nothing after she left
 
 
+async def test_a_post_checked_before_an_invitation_is_checked_again(cluster: Cluster):
+    """The race of a post with an invitation (docs/policy.md, "People who arrive later"):
+    node 1 decides Léa's post with members that predate Hugo's invitation on node 0 (the
+    notice cannot reach it, Redis is down). Stored on that decision, the post would reach
+    Hugo, with whom she may not exchange (she started the discussion: nobody supervises
+    her). The store refuses it; decided again with Hugo present, it is refused."""
+    teacher, _ = await Wire.signed_in(cluster.ws(0), cluster.token("t1"))
+    e1, _ = await Wire.signed_in(cluster.ws(1), cluster.token("e1"))
+    d = (await e1.request({"type": "start", "subject": "S", "to": ["t1"], "body": "m1",
+                           "client_id": "c1"}))["discussion"]["id"]
+    # A first post on node 1: its members are cached there now.
+    assert (await e1.request({"type": "send", "discussion": d, "body": "m2",
+                              "client_id": "c2"}))["type"] == "ack"
+    cluster.redis.stop()
+    assert (await teacher.request({"type": "invite", "discussion": d, "user": "e2"}))[
+        "type"] == "ok"
+    refused = await e1.request({"type": "send", "discussion": d, "body": "pas pour Hugo",
+                                "client_id": "c3"}, timeout=20)
+    assert refused["code"] == "not_invited_by_supervisor"
+    cluster.redis.start()
+    assert await transcript(cluster, d) == [(1, "m1"), (2, "m2")]
+
+
 async def test_client_library_survives_a_killed_node(cluster: Cluster):
     """The reference client: its node is killed, comes back, and nothing is lost."""
     from server.client import Client

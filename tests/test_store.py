@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from server.directory import parse_directory
-from server.errors import NotFound
+from server.errors import MembersChanged, NotFound
 from server.model import (
     DiscussionId,
     ProfileId,
@@ -283,3 +284,91 @@ class TestAppender:
         ok, new = await store.append_message(HUGO, m.id, UserId("t1"), "c-after", "z",
                                              now=SCHOOL_DAY)
         assert (ok.seq, new) == (151, True)  # one bad append does not spoil the others
+
+
+class TestArrivingLater:
+    """docs/policy.md, "People who arrive later": the store's part (the rule itself is
+    the gatekeeper's, tested in tests/gatekeeper/test_g7_invite.py)."""
+
+    @pytest.fixture(params=["file", "memory"])
+    async def either(self, request: pytest.FixtureRequest,
+                     store: SqliteStore) -> AsyncIterator[SqliteStore]:
+        """A file store (appends go through the appender) and a ``:memory:`` one (not)."""
+        if request.param == "file":
+            yield store
+            return
+        st = SqliteStore(":memory:")
+        await st.open()
+        try:
+            yield st
+        finally:
+            await st.close()
+
+    async def test_earlier_messages_of_authors_not_readable_are_hidden(
+            self, either: SqliteStore):
+        st = either
+        await _two_schools(st)
+        m = await st.create_discussion(HUGO, UserId("e1"), "S", [UserId("t1")],
+                                       now=SCHOOL_DAY, first=("c0", "Bonjour madame"))
+        await st.append_message(HUGO, m.id, UserId("t1"), "c1", "Oui ?", now=SCHOOL_DAY)
+        await st.append_message(HUGO, m.id, UserId("e1"), "c2", "x", now=SCHOOL_DAY,
+                                hidden_from=[UserId("zz")])
+        joined = await st.add_participant(HUGO, m.id, UserId("e2"), invited_by=UserId("t1"),
+                                          now=SCHOOL_DAY, members_version=m.version,
+                                          readable_authors=[UserId("t1"), UserId("e2")])
+        assert joined.version == m.version + 1
+        seen = {x.seq: x.hidden_from for x in await st.messages(HUGO, m.id)}
+        assert seen == {1: {"e2"}, 2: set(), 3: {"e2", "zz"}}
+        assert [x.seq for x in await st.messages(HUGO, m.id, reader=UserId("e2"))] == [2]
+        row = await (await st.db.execute(
+            "SELECT hidden_from FROM messages WHERE discussion_id = ? AND seq = 3",
+            (m.id,))).fetchone()
+        assert row is not None
+        assert row[0] == '["e2", "zz"]'  # still one sorted JSON list
+
+    async def test_coming_back_hides_only_what_was_said_while_away(
+            self, either: SqliteStore):
+        st = either
+        await _two_schools(st)
+        m = await st.create_discussion(HUGO, UserId("t1"), "S", [UserId("e1"), UserId("e2")],
+                                       now=SCHOOL_DAY, first=("c0", "m1"))
+        await st.append_message(HUGO, m.id, UserId("e1"), "c1", "m2", now=SCHOOL_DAY)
+        gone = await st.leave(HUGO, m.id, UserId("e2"), now=SCHOOL_DAY)
+        await st.append_message(HUGO, m.id, UserId("e1"), "c2", "m3", now=SCHOOL_DAY)
+        await st.append_message(HUGO, m.id, UserId("t1"), "c3", "m4", now=SCHOOL_DAY)
+        await st.add_participant(HUGO, m.id, UserId("e2"), invited_by=UserId("t1"),
+                                 now=SCHOOL_DAY, members_version=gone.version,
+                                 readable_authors=[UserId("t1"), UserId("e2")])
+        # m2 was said while she was there (decided when it was posted); m3 while away.
+        seen = [x.seq for x in await st.messages(HUGO, m.id, reader=UserId("e2"))]
+        assert seen == [4, 2, 1]
+
+    async def test_writes_checked_against_other_members_are_refused(
+            self, either: SqliteStore):
+        st = either
+        await _two_schools(st)
+        m = await st.create_discussion(HUGO, UserId("t1"), "S", [UserId("e1")],
+                                       now=SCHOOL_DAY, first=("c0", "m1"))
+        await st.add_participant(HUGO, m.id, UserId("e2"), invited_by=UserId("t1"),
+                                 now=SCHOOL_DAY)
+        # A post decided before the invitation is not stored on that decision.
+        with pytest.raises(MembersChanged):
+            await st.append_message(HUGO, m.id, UserId("e1"), "c1", "x", now=SCHOOL_DAY,
+                                    members_version=m.version)
+        with pytest.raises(MembersChanged):
+            await st.add_participant(HUGO, m.id, UserId("p1"), invited_by=UserId("t1"),
+                                     now=SCHOOL_DAY, members_version=m.version,
+                                     readable_authors=[])
+        now = await st.members(HUGO, m.id)
+        assert [p.user_id for p in now.participants] == ["t1", "e1", "e2"]
+        assert (await st.get_discussion(HUGO, m.id)).last_seq == 1
+        # Decided against the members as they are: stored; a retry is still a duplicate.
+        msg, new = await st.append_message(HUGO, m.id, UserId("e1"), "c1", "x",
+                                           now=SCHOOL_DAY, members_version=now.version)
+        assert (msg.seq, new) == (2, True)
+        again, new = await st.append_message(HUGO, m.id, UserId("e1"), "c1", "x",
+                                             now=SCHOOL_DAY, members_version=m.version)
+        assert (again.seq, new) == (2, False)
+        with pytest.raises(NotFound):
+            await st.append_message(HUGO, DiscussionId(999), UserId("e1"), "c9", "x",
+                                    now=SCHOOL_DAY, members_version=1)

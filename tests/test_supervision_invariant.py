@@ -135,15 +135,22 @@ class TestTheIssueSequence:
         refused = await l1.request({"type": "send", "discussion": d, "body": "y",
                                     "client_id": "l-1"})
         assert refused["code"] == "not_invited_by_supervisor"
-        assert l1.messages(d) == [1]  # replayed after the welcome, read by the request above
+        # Léa's opening message is not Tom's either: they may not exchange (people who
+        # arrive later, docs/policy.md). Replayed after the welcome as a skipped seq.
+        assert l1.messages(d) == []
+        assert [f["seq"] for f in l1.frames if f["type"] == "skipped"] == [1]
+        # The teacher welcomes him: that one is his.
+        await teacher.request({"type": "send", "discussion": d, "body": "Bienvenue Tom",
+                               "client_id": "t-0"})
+        assert (await l1.expect("message", discussion=d))["seq"] == 2
         await l1.close()
         # 3. The admin switches the lycée profile off.
         await _lycee_profile(cite, False)
         # 4. The first student posts "only for the teacher": accepted.
         ack = await e1.request({"type": "send", "discussion": d,
                                 "body": "only for the teacher", "client_id": "c-3"})
-        assert (ack["type"], ack["seq"]) == ("ack", 2)
-        assert (await teacher.expect("message", discussion=d, seq=2))["body"] == (
+        assert (ack["type"], ack["seq"]) == ("ack", 3)
+        assert (await teacher.expect("message", discussion=d, seq=3))["body"] == (
             "only for the teacher")
         # 5. The profile is switched back on.
         await _lycee_profile(cite, True)
@@ -153,22 +160,23 @@ class TestTheIssueSequence:
                                               hidden: tuple[Wire, Wire, int]):
         teacher, _, d = hidden
         l1, welcome = await Wire.signed_in(cite.ws_url, cite.token("l1", SCHOOL),
-                                           resume=[[d, 1]])
+                                           resume=[[d, 2]])
         assert welcome["resume"] == {"replayed": 0, "complete": True}
         # Its place in the sequence is said, nothing of it: the stream stays gap-free.
         assert await l1.expect("skipped", discussion=d) == {
-            "type": "skipped", "discussion": d, "seq": 2}
+            "type": "skipped", "discussion": d, "seq": 3}
         await teacher.request({"type": "send", "discussion": d, "body": "Bonjour à tous",
                                "client_id": "t-1"})
-        assert (await l1.expect("message", discussion=d))["seq"] == 3
+        assert (await l1.expect("message", discussion=d))["seq"] == 4
         assert "only for the teacher" not in _bodies(l1.frames)
 
     async def test_not_in_a_replay_from_the_start(self, cite: LiveServer,
                                                   hidden: tuple[Wire, Wire, int]):
         _, _, d = hidden
         l1 = await _sign_in(cite, "l1", resume=[])  # announced and replayed from seq 1
-        await l1.expect("skipped", discussion=d, seq=2)
-        assert l1.messages(d) == [1]
+        await l1.expect("skipped", discussion=d, seq=3)
+        assert l1.messages(d) == [2]
+        assert [f["seq"] for f in l1.frames if f["type"] == "skipped"] == [1, 3]
         assert "only for the teacher" not in _bodies(l1.frames)
 
     async def test_not_in_history_nor_list(self, cite: LiveServer,
@@ -176,16 +184,16 @@ class TestTheIssueSequence:
         teacher, _, d = hidden
         l1 = await _sign_in(cite, "l1")
         history = await l1.request({"type": "history", "discussion": d})
-        assert [m["seq"] for m in history["messages"]] == [1]
+        assert [m["seq"] for m in history["messages"]] == [2]
         assert history["more"] is False
         listed = await l1.request({"type": "list"})
         (summary,) = listed["items"]
-        assert summary["last_message"]["seq"] == 1
-        assert summary["unread"] == 1  # seq 1 only: the hidden one is not waiting for her
+        assert summary["last_message"]["seq"] == 2
+        assert summary["unread"] == 1  # seq 2 only: the hidden ones are not waiting for him
         assert "only for the teacher" not in _bodies(l1.frames)
         # The teacher, who was allowed it, still has it everywhere.
         history = await teacher.request({"type": "history", "discussion": d})
-        assert [m["seq"] for m in history["messages"]] == [2, 1]
+        assert [m["seq"] for m in history["messages"]] == [3, 2, 1]
         listed = await teacher.request({"type": "list"})
         assert listed["items"][0]["last_message"]["body"] == "only for the teacher"
 
@@ -197,10 +205,10 @@ class TestTheIssueSequence:
         await e1.send({"type": "typing", "discussion": d})
         assert (await teacher.expect("typing", discussion=d))["user"] == "e1"
         # Tom reads: the teacher sees it, Léa does not; Tom's own connection does.
-        assert (await l1.request({"type": "read", "discussion": d, "seq": 1}))["type"] == "ok"
-        assert (await teacher.expect("read", discussion=d, user="l1"))["seq"] == 1
-        # (her own event came before the reply, so it is among the frames already read)
-        assert [f["seq"] for f in l1.frames if f["type"] == "read"] == [1]
+        assert (await l1.request({"type": "read", "discussion": d, "seq": 2}))["type"] == "ok"
+        assert (await teacher.expect("read", discussion=d, user="l1"))["seq"] == 2
+        # (his own event came before the reply, so it is among the frames already read)
+        assert [f["seq"] for f in l1.frames if f["type"] == "read"] == [2]
         # Both sides answered a ping after the events were handed out on this node.
         for wire in (l1, e1):
             assert (await wire.request({"type": "ping"}))["type"] == "pong"
@@ -264,3 +272,117 @@ class TestHeldMessages:
         history = await l1.request({"type": "history", "discussion": d})
         assert [m["seq"] for m in history["messages"]] == [1]
         assert "pour demain" not in _bodies(l1.frames)
+
+
+def _skipped(wire: Wire, d: int) -> list[int]:
+    return [f["seq"] for f in wire.frames if f["type"] == "skipped" and f["discussion"] == d]
+
+
+async def _post(wire: Wire, d: int, body: str, client_id: str) -> int:
+    ack = await wire.request({"type": "send", "discussion": d, "body": body,
+                              "client_id": client_id})
+    assert ack["type"] == "ack", ack
+    return int(ack["seq"])
+
+
+class TestPeopleWhoArriveLater:
+    """docs/policy.md, "People who arrive later": a message posted before someone was
+    brought in (or while they were away) is theirs only if its author and they may
+    exchange when they are brought in."""
+
+    async def test_an_invitee_never_reads_a_student_he_may_not_exchange_with(
+            self, cite: LiveServer):
+        teacher = await _sign_in(cite, "t1")
+        e1 = await _sign_in(cite, "e1")
+        started = await e1.request({"type": "start", "subject": "Exercice 4", "to": ["t1"],
+                                    "body": "Bonjour madame", "client_id": "c-1"})
+        d = int(started["discussion"]["id"])
+        assert await _post(teacher, d, "Je regarde", "t-1") == 2
+        assert await _post(e1, d, "only for the teacher", "c-2") == 3
+        l1 = await _sign_in(cite, "l1")  # connected: told at once
+        assert (await teacher.request({"type": "invite", "discussion": d,
+                                       "user": "l1"}))["type"] == "ok"
+        announced = (await l1.expect("discussion"))["discussion"]
+        assert announced["last_message"]["seq"] == 2  # the teacher's, not Léa's
+        assert announced["unread"] == 1
+        await l1.expect("skipped", discussion=d, seq=3)  # replayed from seq 1
+        assert l1.messages(d) == [2]
+        assert _skipped(l1, d) == [1, 3]
+        history = await l1.request({"type": "history", "discussion": d})
+        assert [m["seq"] for m in history["messages"]] == [2]
+        (summary,) = (await l1.request({"type": "list"}))["items"]
+        assert (summary["last_message"]["seq"], summary["unread"]) == (2, 1)
+        # Another connection of his, replayed from the start.
+        again, welcome = await Wire.signed_in(cite.ws_url, cite.token("l1", SCHOOL),
+                                              resume=[[d, 0]])
+        assert welcome["resume"] == {"replayed": 1, "complete": True}
+        await again.expect("skipped", discussion=d, seq=3)
+        assert (again.messages(d), _skipped(again, d)) == ([2], [1, 3])
+        # From now on, the rules as before: Léa may not post, the teacher reaches him.
+        refused = await e1.request({"type": "send", "discussion": d, "body": "x",
+                                    "client_id": "c-3"})
+        assert refused["code"] == "not_invited_by_supervisor"
+        assert await _post(teacher, d, "Bienvenue Tom", "t-2") == 4
+        assert (await l1.expect("message", discussion=d))["seq"] == 4
+        for wire in (l1, again):
+            assert not {"Bonjour madame", "only for the teacher"} & set(_bodies(wire.frames))
+        # The teacher still reads everything.
+        history = await teacher.request({"type": "history", "discussion": d})
+        assert [m["seq"] for m in history["messages"]] == [4, 3, 2, 1]
+
+    async def test_a_class_discussion_stays_readable_for_whom_the_teacher_invites(
+            self, cite: LiveServer):
+        teacher = await _sign_in(cite, "t1")
+        started = await teacher.request({"type": "start", "subject": "Sortie", "to":
+                                         ["e1", "e2"], "body": "Consignes", "client_id": "t"})
+        d = int(started["discussion"]["id"])
+        e1, e2 = await _sign_in(cite, "e1"), await _sign_in(cite, "e2")
+        assert await _post(e1, d, "Question de Léa", "e1-1") == 2
+        assert await _post(e2, d, "Réponse de Hugo", "e2-1") == 3
+        assert (await e2.request({"type": "leave", "discussion": d}))["type"] == "ok"
+        assert await _post(e1, d, "Merci", "e1-2") == 4
+        assert (await teacher.request({"type": "invite", "discussion": d,
+                                       "user": "l1"}))["type"] == "ok"
+        l1 = await _sign_in(cite, "l1", resume=[])
+        await l1.expect("message", discussion=d, seq=4)
+        # The teacher brought Léa and Tom in and is there: supervised, readable. Hugo has
+        # left: only G5 could link two students, and it does not.
+        assert (l1.messages(d), _skipped(l1, d)) == ([1, 2, 4], [3])
+        history = await l1.request({"type": "history", "discussion": d})
+        assert [m["seq"] for m in history["messages"]] == [4, 2, 1]
+        assert "Réponse de Hugo" not in _bodies(l1.frames)
+        assert await _post(l1, d, "Bonjour", "l1-1") == 5  # and he may post with Léa
+        history = await e1.request({"type": "history", "discussion": d})
+        assert [m["seq"] for m in history["messages"]] == [5, 4, 3, 2, 1]
+
+    async def test_coming_back_does_not_show_what_was_said_while_away(
+            self, cite: LiveServer):
+        teacher = await _sign_in(cite, "t1")
+        e1 = await _sign_in(cite, "e1")
+        started = await e1.request({"type": "start", "subject": "Note", "to": ["t1"],
+                                    "body": "Bonjour madame", "client_id": "c-1"})
+        d = int(started["discussion"]["id"])
+        assert (await teacher.request({"type": "invite", "discussion": d,
+                                       "user": "e2"}))["type"] == "ok"
+        e2 = await _sign_in(cite, "e2")
+        assert await _post(teacher, d, "Bienvenue Hugo", "t-1") == 2
+        assert (await e2.expect("message", discussion=d))["seq"] == 2
+        assert (await e2.request({"type": "leave", "discussion": d}))["type"] == "ok"
+        # Hugo gone, Léa may post again (only her teacher is there).
+        assert await _post(e1, d, "only for the teacher", "c-2") == 3
+        assert await _post(teacher, d, "Hugo revient", "t-2") == 4
+        assert (await teacher.request({"type": "invite", "discussion": d,
+                                       "user": "e2"}))["type"] == "ok"
+        announced = (await e2.expect("discussion"))["discussion"]
+        assert (announced["last_message"]["seq"], announced["unread"]) == (4, 2)
+        await e2.expect("message", discussion=d, seq=4)
+        assert _skipped(e2, d) == [1, 3]
+        history = await e2.request({"type": "history", "discussion": d})
+        assert [m["seq"] for m in history["messages"]] == [4, 2]
+        (summary,) = (await e2.request({"type": "list"}))["items"]
+        assert (summary["last_message"]["seq"], summary["unread"]) == (4, 2)
+        again = await _sign_in(cite, "e2", resume=[[d, 0]])
+        await again.expect("message", discussion=d, seq=4)
+        assert (again.messages(d), _skipped(again, d)) == ([2, 4], [1, 3])
+        for wire in (e2, again):
+            assert not {"Bonjour madame", "only for the teacher"} & set(_bodies(wire.frames))

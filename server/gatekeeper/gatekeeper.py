@@ -316,6 +316,28 @@ class Gatekeeper:
         """
         return rules.exchanges_with(self._index, self._membership(members), user_id)
 
+    def readable_authors(self, invitee: UserId, members: DiscussionMembers) -> frozenset[UserId]:
+        """Whose messages, posted before ``invitee`` was brought in (or while they were
+        away), ``invitee`` may read; ``members`` is the discussion with the invitation
+        applied. Nobody allowed those messages between their author and ``invitee``
+        when they were posted, so the pair is decided now: the G6 pair rule, either
+        way, supervision included (a classmate whom the same teacher brought in stays
+        readable). A former participant is linked by G5 alone, since supervision needs
+        presence; a switched-off author, or one gone from the directory, by nothing.
+        ``invitee`` always reads their own messages.
+
+        Computed without the membership cache: ``members`` is a state the store has not
+        committed yet, and another could take its version if the invitation failed.
+        """
+        idx = self._index
+        m = rules.membership(idx, members)
+        readable = set(rules.exchanges_with(idx, m, invitee))
+        readable.add(invitee)
+        for p in members.participants:
+            if p.user_id not in m.present and rules.may_talk(idx, m, invitee, p.user_id):
+                readable.add(p.user_id)
+        return frozenset(readable)
+
     def recipients(self, members: DiscussionMembers) -> tuple[UserId, ...]:
         """Present participants who receive messages: in the directory, discussions on (G2).
 

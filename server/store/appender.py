@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..errors import NotFound, StoreError, StoreUnavailable
+from ..errors import MembersChanged, NotFound, StoreError, StoreUnavailable
 from ..model import DiscussionId, SchoolId, UserId
 from .base import StoredMessage
 from .failures import WriteHealth, translate
@@ -55,6 +55,7 @@ class _Append:
     body: str
     now: datetime
     hidden_from: frozenset[UserId]
+    members_version: int | None  # the members the post was checked against, if told
 
 
 _Result = tuple[StoredMessage, bool] | StoreError  # NotFound is a StoreError
@@ -87,12 +88,13 @@ class Appender:
 
     async def append(self, school_id: SchoolId, discussion_id: DiscussionId, sender: UserId,
                      client_id: str, body: str, *, now: datetime,
-                     hidden_from: frozenset[UserId] = frozenset()) -> tuple[StoredMessage, bool]:
+                     hidden_from: frozenset[UserId] = frozenset(),
+                     members_version: int | None = None) -> tuple[StoredMessage, bool]:
         """Like :meth:`Store.append_message`; returns once the batch holding it committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_Result] = loop.create_future()
         self._queue.append((_Append(school_id, discussion_id, sender, client_id, body, now,
-                                    hidden_from), future))
+                                    hidden_from, members_version), future))
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
         result = await future
@@ -178,13 +180,20 @@ class Appender:
             return (StoredMessage(a.discussion_id, int(row[0]), a.sender, a.client_id, row[1],
                                   datetime.fromisoformat(row[2]), hidden_set(row[3])), False)
         at = a.now.astimezone(UTC).isoformat()
+        # Stored only on the decision about the members as they are now: the write lock
+        # orders this against invitations (docs/policy.md, "People who arrive later").
         seq_row = conn.execute(
             "UPDATE discussions SET last_seq = last_seq + 1, last_at = ? "
-            "WHERE school_id = ? AND id = ? RETURNING last_seq",
-            (at, a.school_id, a.discussion_id),
+            "WHERE school_id = ? AND id = ? AND (? IS NULL OR members_version = ?) "
+            "RETURNING last_seq",
+            (at, a.school_id, a.discussion_id, a.members_version, a.members_version),
         ).fetchone()
         if seq_row is None:
-            return NotFound(f"no discussion {a.discussion_id}")
+            exists = conn.execute("SELECT 1 FROM discussions WHERE school_id = ? AND id = ?",
+                                  (a.school_id, a.discussion_id)).fetchone()
+            if exists is None:
+                return NotFound(f"no discussion {a.discussion_id}")
+            return MembersChanged(f"the members of discussion {a.discussion_id} changed")
         seq = int(seq_row[0])
         conn.execute(
             "INSERT INTO messages (school_id, discussion_id, seq, sender, client_id, body, "

@@ -376,8 +376,17 @@ class Store(BroadcastStore, Protocol):
         *,
         invited_by: UserId,
         now: datetime,
+        members_version: int | None = None,
+        readable_authors: Collection[UserId] | None = None,
     ) -> DiscussionMembers:
-        """Bring a user in (or back in); bumps the membership version."""
+        """Bring a user in (or back in); bumps the membership version.
+
+        With ``members_version``, only if the members are still at that version (those
+        the invitation was checked against), else :class:`~server.errors.MembersChanged`.
+        With ``readable_authors``, in the same transaction, the user is added to the
+        ``hidden_from`` of every message posted before they arrived (all of them for a
+        newcomer, those after they left for someone coming back) whose author is not
+        among them (docs/policy.md, "People who arrive later")."""
 
     async def leave(
         self, school_id: SchoolId, discussion_id: DiscussionId, user_id: UserId, *, now: datetime
@@ -394,12 +403,17 @@ class Store(BroadcastStore, Protocol):
         *,
         now: datetime,
         hidden_from: Collection[UserId] = (),
+        members_version: int | None = None,
     ) -> tuple[StoredMessage, bool]:
         """Store a message durably with the next sequence number.
 
         Idempotent by ``(sender, client_id)``: a retry returns the original
         message and ``False``; a new message returns ``True``. ``hidden_from``
-        is kept with it: no read for those users ever returns it.
+        is kept with it: no read for those users ever returns it. With
+        ``members_version`` (the members the post was checked against), a new
+        message is stored only if the members are still at that version, else
+        :class:`~server.errors.MembersChanged`: someone who joined meanwhile was not
+        part of the decision.
         """
 
     async def messages(

@@ -28,11 +28,11 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from importlib import resources
-from typing import Any
+from typing import Any, NoReturn
 
 import aiosqlite
 
-from ..errors import NotFound, StoreError
+from ..errors import MembersChanged, NotFound, StoreError
 from ..model import (
     ClassId,
     Directory,
@@ -645,9 +645,17 @@ class SqliteStore(SqliteBroadcasts):
         *,
         invited_by: UserId,
         now: datetime,
+        members_version: int | None = None,
+        readable_authors: Collection[UserId] | None = None,
     ) -> DiscussionMembers:
         async with self._transaction() as db:
-            await self._bump_members(db, school_id, discussion_id)
+            last_seq = await self._bump_members(db, school_id, discussion_id, members_version)
+            row = await (await db.execute(
+                "SELECT left_seq FROM participants WHERE discussion_id = ? AND user_id = ?",
+                (discussion_id, user_id))).fetchone()
+            # What they have not been part of: everything for a newcomer, what came after
+            # they left for someone coming back (left_seq is NULL while present).
+            since = 0 if row is None else last_seq if row[0] is None else int(row[0])
             await db.execute(
                 "INSERT INTO participants (school_id, discussion_id, user_id, invited_by, "
                 "joined_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (discussion_id, user_id) "
@@ -655,6 +663,9 @@ class SqliteStore(SqliteBroadcasts):
                 "joined_at = excluded.joined_at, left_at = NULL, left_seq = NULL",
                 (school_id, discussion_id, user_id, invited_by, ts(now)),
             )
+            if readable_authors is not None and since < last_seq:
+                await _hide_earlier(db, discussion_id, user_id, since, last_seq,
+                                    readable_authors)
         return await self.members(school_id, discussion_id)
 
     async def leave(
@@ -673,15 +684,20 @@ class SqliteStore(SqliteBroadcasts):
         return await self.members(school_id, discussion_id)
 
     async def _bump_members(
-        self, db: aiosqlite.Connection, school_id: SchoolId, discussion_id: DiscussionId
-    ) -> None:
-        cursor = await db.execute(
+        self, db: aiosqlite.Connection, school_id: SchoolId, discussion_id: DiscussionId,
+        expected: int | None = None,
+    ) -> int:
+        """Move the membership version on (only from ``expected`` if given); returns the
+        discussion's ``last_seq``, exact under the write lock."""
+        row = await (await db.execute(
             "UPDATE discussions SET members_version = members_version + 1 "
-            "WHERE school_id = ? AND id = ?",
-            (school_id, discussion_id),
-        )
-        if cursor.rowcount != 1:
-            raise NotFound(f"no discussion {discussion_id}")
+            "WHERE school_id = ? AND id = ? AND (? IS NULL OR members_version = ?) "
+            "RETURNING last_seq",
+            (school_id, discussion_id, expected, expected),
+        )).fetchone()
+        if row is None:
+            await _changed_or_missing(db, school_id, discussion_id)
+        return int(row[0])
 
     async def append_message(
         self,
@@ -693,11 +709,13 @@ class SqliteStore(SqliteBroadcasts):
         *,
         now: datetime,
         hidden_from: Collection[UserId] = (),
+        members_version: int | None = None,
     ) -> tuple[StoredMessage, bool]:
         hidden = frozenset(hidden_from)
         if self._appender is not None:
             return await self._appender.append(school_id, discussion_id, sender, client_id,
-                                               body, now=now, hidden_from=hidden)
+                                               body, now=now, hidden_from=hidden,
+                                               members_version=members_version)
         at = ts(now)
         async with self._transaction() as db:
             row = await (
@@ -713,12 +731,13 @@ class SqliteStore(SqliteBroadcasts):
             seq_row = await (
                 await db.execute(
                     "UPDATE discussions SET last_seq = last_seq + 1, last_at = ? "
-                    "WHERE school_id = ? AND id = ? RETURNING last_seq",
-                    (at, school_id, discussion_id),
+                    "WHERE school_id = ? AND id = ? AND (? IS NULL OR members_version = ?) "
+                    "RETURNING last_seq",
+                    (at, school_id, discussion_id, members_version, members_version),
                 )
             ).fetchone()
             if seq_row is None:
-                raise NotFound(f"no discussion {discussion_id}")
+                await _changed_or_missing(db, school_id, discussion_id)
             seq = int(seq_row[0])
             await db.execute(
                 "INSERT INTO messages (school_id, discussion_id, seq, sender, client_id, body, "
@@ -987,6 +1006,30 @@ _MESSAGE = "seq, sender, client_id, body, created_at, hidden_from"
 # "Not hidden from the reader ?": NULL (nobody hidden, the usual case) short-circuits.
 _NOT_HIDDEN = ("(hidden_from IS NULL OR NOT EXISTS "
                "(SELECT 1 FROM json_each(hidden_from) WHERE value = ?))")
+
+
+async def _changed_or_missing(db: aiosqlite.Connection, school_id: SchoolId,
+                              discussion_id: DiscussionId) -> NoReturn:
+    """A write conditional on the membership version matched nothing: say why."""
+    row = await (await db.execute("SELECT 1 FROM discussions WHERE school_id = ? AND id = ?",
+                                  (school_id, discussion_id))).fetchone()
+    if row is None:
+        raise NotFound(f"no discussion {discussion_id}")
+    raise MembersChanged(f"the members of discussion {discussion_id} changed")
+
+
+async def _hide_earlier(db: aiosqlite.Connection, discussion_id: DiscussionId, user: UserId,
+                        since: int, upto: int, readable: Collection[UserId]) -> None:
+    """Add ``user`` to the ``hidden_from`` of the messages in ``(since, upto]`` whose
+    author is not in ``readable`` (kept a sorted JSON list, as the appender writes it)."""
+    rows = await (await db.execute(
+        "SELECT seq, hidden_from FROM messages WHERE discussion_id = ? AND seq > ? "
+        "AND seq <= ? AND sender NOT IN (SELECT value FROM json_each(?))",
+        (discussion_id, since, upto, json.dumps(sorted(readable))),
+    )).fetchall()
+    await db.executemany(
+        "UPDATE messages SET hidden_from = ? WHERE discussion_id = ? AND seq = ?",
+        [(hidden_json(hidden_set(r[1]) | {user}), discussion_id, int(r[0])) for r in rows])
 
 
 def _message(d: DiscussionId, r: Any) -> StoredMessage:

@@ -115,6 +115,55 @@ class TestInvite:
         assert refusal == gk.start_refusal(U("t.math"), U("p.2a1"))
 
 
+class TestWhatAnInviteeReads:
+    """docs/policy.md, "People who arrive later": a message posted before someone was
+    brought in (or while they were away) is theirs only if its author and they may
+    exchange when they are brought in (the pair rule of G6, the invitation applied)."""
+
+    def test_a_student_who_started_it_is_not_read_by_another_student(
+            self, school: SchoolBuilder) -> None:
+        # Léa started it with her teacher, who invites Inès (6B): the students may not
+        # exchange (Léa was brought in by nobody), the teacher and Inès may.
+        after = members(joined("st.6a1"), joined("t.math", "st.6a1"),
+                        joined("st.6b1", "t.math"))
+        readable = school.gatekeeper().readable_authors(U("st.6b1"), after)
+        assert readable == {U("t.math"), U("st.6b1")}
+
+    def test_a_class_discussion_of_the_teacher_stays_readable(
+            self, school: SchoolBuilder) -> None:
+        # The teacher brought everyone in: supervised pairs. Zoé, who left, is linked to
+        # the newcomer by G5 alone (supervision needs presence): not readable.
+        after = members(joined("t.math"), joined("st.6a1", "t.math"),
+                        joined("st.6a2", "t.math"), joined("p.6a1", "t.math"),
+                        left("st.6a3", "t.math"), joined("st.6b1", "t.math"))
+        readable = school.gatekeeper().readable_authors(U("st.6b1"), after)
+        assert readable == {U(u) for u in ("t.math", "st.6a1", "st.6a2", "p.6a1", "st.6b1")}
+
+    def test_the_supervision_must_be_present(self, school: SchoolBuilder) -> None:
+        # The teacher who brought the students in has left; the staff member who invites
+        # Inès does not take the supervision over.
+        after = members(left("t.math"), joined("s.cpe", "t.math"),
+                        joined("st.6a1", "t.math"), joined("st.6b1", "s.cpe"))
+        readable = school.gatekeeper().readable_authors(U("st.6b1"), after)
+        assert readable == {U("s.cpe"), U("t.math"), U("st.6b1")}
+
+    def test_switched_off_or_gone_authors_are_not_read(self, school: SchoolBuilder) -> None:
+        after = members(joined("t.math"), joined("p.6a1", "t.math"),
+                        joined("t.art", "t.math"), joined("st.6a2", "t.math"))
+        gk = school.switch_off("parents").remove("t.art").gatekeeper()
+        assert gk.readable_authors(U("st.6a2"), after) == {U("t.math"), U("st.6a2")}
+
+    def test_the_decision_does_not_enter_the_cache(self, school: SchoolBuilder) -> None:
+        # The invitation may still fail: its state must not stand for the version it names.
+        gk = school.gatekeeper()
+        after = members(joined("st.6a1"), joined("t.math", "st.6a1"),
+                        joined("st.6b1", "t.math"), version=2)
+        gk.readable_authors(U("st.6b1"), after)
+        other = members(joined("st.6a1"), joined("t.math", "st.6a1"),
+                        joined("st.6a2", "t.math"), version=2)
+        assert gk.recipients(other) == (U("st.6a1"), U("t.math"), U("st.6a2"))
+
+
 class TestLeave:
     """Clarification: "Leaving is allowed at any hour (supervision lapses at once)."."""
 
