@@ -195,6 +195,13 @@ class Allowance:
         self.tokens = tokens - cost
         return 0.0
 
+    def full(self, now: float) -> bool:
+        """Saved up to ``burst`` again by ``now``: no different from a fresh one."""
+        return self.tokens + (now - self.refilled) * self.rate >= self.burst
+
+
+_FORGET_FULL_AFTER = 1024  # allowances kept before looking for ones to forget
+
 
 class Member(Protocol):
     """What the hub knows of a connection: who it is and how to reach it."""
@@ -215,13 +222,16 @@ class Hub:
 
     By user (to reach everyone signed in as someone) and by discussion (to fan
     out). It does no I/O; the node decides what goes where. It also keeps each
-    connected user's :class:`Allowance` (``rate`` requests a second, ``burst``
-    saved up), created with their first connection and dropped with their last.
+    user's :class:`Allowance` (``rate`` requests a second, ``burst`` saved up),
+    shared by their connections and their REST requests on this node. An allowance
+    outlives the user's last connection until it has filled up again, so that
+    reconnecting (or calling the REST API without a connection) buys nothing.
     """
 
     def __init__(self, rate: float = 20.0, burst: float = 40.0) -> None:
         self._by_user: dict[tuple[SchoolId, UserId], set[Member]] = {}
         self._allowances: dict[tuple[SchoolId, UserId], Allowance] = {}
+        self._forget_full_after = _FORGET_FULL_AFTER  # allowances kept before a sweep
         self._rate = rate
         self._burst = burst
         self._by_discussion: dict[tuple[SchoolId, DiscussionId], set[Member]] = {}
@@ -232,10 +242,7 @@ class Hub:
     def add(self, member: Member) -> bool:
         """Register a connection; True if it is the user's first on this node."""
         key = (member.school_id, member.user_id)
-        members = self._by_user.get(key)
-        if members is None:
-            members = self._by_user[key] = set()
-            self._allowances[key] = Allowance(self._rate, self._burst)
+        members = self._by_user.setdefault(key, set())
         members.add(member)
         return len(members) == 1
 
@@ -248,13 +255,28 @@ class Hub:
         members.discard(member)
         if not members:
             del self._by_user[key]
-            self._allowances.pop(key, None)
             return True
         return False
 
     def allowance(self, school_id: SchoolId, user_id: UserId) -> Allowance:
-        """The user's shared request budget (the user has a connection here)."""
-        return self._allowances[(school_id, user_id)]
+        """The user's request budget on this node, shared by their connections and REST
+        requests (created on first use)."""
+        key = (school_id, user_id)
+        allowance = self._allowances.get(key)
+        if allowance is None:
+            if len(self._allowances) >= self._forget_full_after:
+                self._forget_full()
+            allowance = self._allowances[key] = Allowance(self._rate, self._burst)
+        return allowance
+
+    def _forget_full(self) -> None:
+        """Drop the allowances of users with no connection here that have filled up
+        again (a fresh one is the same); memory stays bounded by recent users."""
+        now = time.monotonic()
+        for key in [k for k, a in self._allowances.items()
+                    if k not in self._by_user and a.full(now)]:
+            del self._allowances[key]
+        self._forget_full_after = max(_FORGET_FULL_AFTER, 2 * len(self._allowances))
 
     def connections_of(self, school_id: SchoolId, user_id: UserId) -> int:
         return len(self._by_user.get((school_id, user_id), ()))

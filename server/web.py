@@ -109,6 +109,7 @@ CLOSE_TIMEOUT = 2.0  # seconds to hand a close frame to a peer before dropping t
 DEMO_SECRET_KEY = "demo_jwt_secret"
 CONTACTS_PAGE = 50
 CONTACTS_MAX_PAGE = 200
+REST_COST = 1.0  # a REST request, from the user's allowance (a message costs 1 too)
 RETRY_AFTER = 1  # seconds, in the Retry-After of a 503 ``unavailable``
 MAX_PARAM_CHARS = 200  # a query or path parameter: a search, an id, a cursor
 
@@ -210,6 +211,7 @@ def create_app(
         async def route(request: Request) -> Response:
             try:
                 caller = await _authenticate(services["s"], request)
+                _charge(caller)
                 _check_params(request)
                 if admin and not caller.school.gatekeeper.is_admin(caller.user.id):
                     raise Refused(ErrorCode.FORBIDDEN)
@@ -450,6 +452,15 @@ async def _authenticate(services: _Services, request: Request) -> _Caller:
     if user is None:
         raise Refused(ErrorCode.UNAUTHENTICATED, "This account is not in the school's directory.")
     return _Caller(identity, school, user, now, services.store, services.node)
+
+
+def _charge(caller: _Caller) -> None:
+    """A REST request costs its user as much as a message, from the allowance their
+    connections on this node share: one account cannot flood through either door."""
+    wait = caller.node.hub.allowance(caller.school_id, caller.user.id).take(REST_COST)
+    if wait:
+        raise Refused(ErrorCode.RATE_LIMITED,
+                      retry_at=caller.now + timedelta(seconds=wait))
 
 
 def _error_response(exc: PreauError) -> Response:

@@ -266,3 +266,24 @@ async def test_held_starts_count_towards_the_limit(live_server: LiveServer):
     refused = await e1.request({"type": "start", "subject": "s", "to": ["a1"], "body": "b",
                                 "client_id": "more"})
     assert refused["code"] == "rate_limited"
+
+
+@pytest.mark.parametrize("limits", [TRICKLE])
+async def test_rest_requests_share_the_allowance_and_reconnecting_buys_nothing(
+        live_server: LiveServer):
+    with live_server.client("e1") as pupil, live_server.client("t1") as teacher:
+        codes = [pupil.get("/api/me").status_code for _ in range(14)]
+        # The burst of 10, then refusals: the REST API is no way around the rate.
+        assert codes[:10] == [200] * 10
+        assert set(codes[10:]) == {429}
+        refused = pupil.get("/api/me").json()["error"]
+        assert refused["code"] == "rate_limited"
+        assert "retry_at" in refused
+        # Another user is not affected.
+        assert teacher.get("/api/me").status_code == 200
+    # The same allowance on the WebSocket, and connecting again does not refill it.
+    for _ in range(2):
+        wire, _ = await Wire.signed_in(live_server.ws_url, live_server.token("e1"))
+        reply = await wire.request({"type": "ping"})
+        assert (reply["type"], reply.get("code")) == ("error", "rate_limited")
+        await wire.close()
