@@ -26,6 +26,7 @@ from server.store import SqliteStore
 from server.tokens import issue_token
 from server.web import create_app
 from tests.schools import other_school_doc, school_doc
+from tests.wire import Wire
 
 SECRET = "test-secret-" + "x" * 40
 # A Tuesday in term, 10:00 in Paris: inside the default 07:00–20:00 window.
@@ -35,6 +36,14 @@ SCHOOL_DAY = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture
+async def close_wires() -> AsyncIterator[None]:
+    """Close every :class:`~tests.wire.Wire` a test opened (used by the WebSocket tests'
+    ``pytestmark``)."""
+    yield
+    await Wire.close_all()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,18 +24,13 @@ from tests.conftest import SCHOOL_DAY, LiveServer
 from tests.redis_server import RedisServer
 from tests.wire import Wire
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
 
 POLL = [{"text": "Accompagnerez-vous la sortie ?", "kind": "single", "choices": ["Oui", "Non"]},
         {"text": "Quels jours ?", "kind": "multiple", "choices": ["Lun", "Mar", "Jeu"],
          "max": 2},
         {"text": "Une remarque ?", "kind": "text"}]
 
-
-@pytest.fixture(autouse=True)
-async def _close_wires() -> AsyncIterator[None]:
-    yield
-    await Wire.close_all()
 
 
 def client(server: LiveServer, user: str) -> httpx.AsyncClient:

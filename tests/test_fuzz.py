@@ -26,7 +26,7 @@ import json
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from tests.cluster import Cluster
 from tests.redis_server import RedisServer
 from tests.wire import Wire
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
 
 FRAMES = int(os.environ.get("PREAU_FUZZ_FRAMES", "20000"))
 SEED = int(os.environ.get("PREAU_FUZZ_SEED", "20261124"))
@@ -244,11 +244,6 @@ class Outcome:
     closes: list[tuple[str, int | None, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
-
-@pytest.fixture(autouse=True)
-async def _close_wires() -> AsyncIterator[None]:
-    yield
-    await Wire.close_all()
 
 
 @pytest.fixture

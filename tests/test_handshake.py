@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -11,15 +10,10 @@ import pytest
 from tests.conftest import LiveServer
 from tests.wire import Wire
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
 
 BOUND = 30.0  # generous: the deadline is 5–10 s; without one the server waits for ever
 
-
-@pytest.fixture(autouse=True)
-async def _close_wires() -> AsyncIterator[None]:
-    yield
-    await Wire.close_all()
 
 
 async def _closed_by_server(reader: asyncio.StreamReader) -> bool:

@@ -7,7 +7,6 @@ clock reaching the opening, or the admin widening the hours) releases it, once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,16 +15,11 @@ from tests.conftest import LiveServer
 from tests.test_broadcasts import admin_patch, client, created, information
 from tests.wire import Wire
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
 
 EVENING = datetime(2026, 11, 24, 21, 30, tzinfo=UTC)  # 22:30 in Paris: closed
 DAY = timedelta(days=1)
 
-
-@pytest.fixture(autouse=True)
-async def _close_wires() -> AsyncIterator[None]:
-    yield
-    await Wire.close_all()
 
 
 async def test_no_window_notice_for_a_change_made_before_connecting(live_server: LiveServer):

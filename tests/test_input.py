@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -25,16 +24,11 @@ from server import web
 from tests.conftest import SECRET, LiveServer
 from tests.wire import Wire
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
 
 SURROGATE = "\ud800"
 UNSTORABLE = ["a\ud800b", "\udfff", "a\x00b"]
 
-
-@pytest.fixture(autouse=True)
-async def _close_wires() -> AsyncIterator[None]:
-    yield
-    await Wire.close_all()
 
 
 async def connections(server: LiveServer) -> int:

@@ -6,7 +6,6 @@ The cast is ``tests/schools.py`` (school ``hugo``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,13 +14,8 @@ import pytest
 from tests.conftest import LiveServer
 from tests.wire import Wire
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
 
-
-@pytest.fixture(autouse=True)
-async def _close_wires() -> AsyncIterator[None]:
-    yield
-    await Wire.close_all()
 
 
 async def _answer(wire: Wire, frame: dict[str, Any]) -> tuple[str, str]:

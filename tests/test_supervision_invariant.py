@@ -9,7 +9,7 @@ The school: a collège class 6A (Léa ``e1``, Hugo ``e2``) and a lycée class 2L
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,8 @@ from server.store.sqlite import SqliteStore
 from tests.conftest import SCHOOL_DAY, SECRET, LiveServer, serve
 from tests.wire import Wire
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
 
-
-@pytest.fixture(autouse=True)
-async def _close_wires() -> AsyncIterator[None]:
-    yield
-    await Wire.close_all()
 
 SCHOOL = "jaures"
 

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,18 +22,13 @@ from server.store import SqliteStore
 from tests.conftest import LiveServer
 from tests.wire import Wire
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
 
 # A trickle: 1 request every 100 s once the burst of 10 is spent, so that what a test
 # sees in a few seconds is the burst alone, whatever the machine's speed.
 TRICKLE = Limits(tick_seconds=0.05, hello_timeout=1.0, rate_per_second=0.01, rate_burst=10,
                  connections_per_user=4, throttle_max=0.001)
 
-
-@pytest.fixture(autouse=True)
-async def _close_wires() -> AsyncIterator[None]:
-    yield
-    await Wire.close_all()
 
 
 async def _answers(wire: Wire, refs: set[str]) -> list[dict[str, Any]]:

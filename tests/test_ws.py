@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -13,13 +12,8 @@ from tests.conftest import LiveServer
 from tests.test_broadcasts import opt_in
 from tests.wire import Wire
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
 
-
-@pytest.fixture(autouse=True)
-async def _close_wires() -> AsyncIterator[None]:
-    yield
-    await Wire.close_all()
 
 
 async def test_teacher_and_students_converse(live_server: LiveServer):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -13,7 +12,7 @@ from server.node import Limits
 from tests.conftest import LiveServer
 from tests.wire import Silent, Wire
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
 
 OUTBOX = 64 * 1024
 
@@ -23,11 +22,6 @@ def limits() -> Limits:
     return Limits(tick_seconds=0.05, hello_timeout=1.0, outbox_bytes=OUTBOX,
                   rate_per_second=100_000, rate_burst=100_000)
 
-
-@pytest.fixture(autouse=True)
-async def _close_wires() -> AsyncIterator[None]:
-    yield
-    await Wire.close_all()
 
 
 async def connections(live_server: LiveServer) -> int:

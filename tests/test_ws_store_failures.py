@@ -9,7 +9,7 @@ reports failing writes; a connection whose attach failed leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +23,8 @@ from tests.conftest import SCHOOL_DAY, SECRET, LiveServer, _import_schools, serv
 from tests.test_store_failures import write_lock_held
 from tests.wire import Wire
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
 
-
-@pytest.fixture(autouse=True)
-async def _close_wires() -> AsyncIterator[None]:
-    yield
-    await Wire.close_all()
 
 
 @pytest.fixture
