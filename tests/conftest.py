@@ -1,4 +1,5 @@
-"""Shared fixtures: a migrated SQLite store, and a real uvicorn server on a free port."""
+"""Shared fixtures: a migrated SQLite store, PostgreSQL databases, and a real uvicorn
+server on a free port."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from server.node import Limits
 from server.store import SqliteStore
 from server.tokens import issue_token
 from server.web import create_app
+from tests.postgres import TestDatabases
 from tests.schools import other_school_doc, school_doc
 from tests.wire import Wire
 
@@ -54,6 +56,27 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
         yield st
     finally:
         await st.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[TestDatabases]:
+    """This run's PostgreSQL databases (the machine's server, started if stopped); every
+    one is dropped when the run ends."""
+    databases = TestDatabases()
+    try:
+        yield databases
+    finally:
+        databases.drop_all()
+
+
+@pytest.fixture
+def postgres_url(postgres_databases: TestDatabases) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped after the test."""
+    url = postgres_databases.create()
+    try:
+        yield url
+    finally:
+        postgres_databases.drop(url)
 
 
 def free_port() -> int:
