@@ -196,7 +196,7 @@ class Node:
         self.draining = False
         self._membership_changes = 0  # joins and leaves announced, for the members cache
         self._emptied: asyncio.Event | None = None
-        self.noticeboard = Noticeboard(self)
+        self.noticeboard = Noticeboard(store, self.hub, schools, clock, self)
 
     # ------------------------------------------------------------------ lifecycle
 
