@@ -34,12 +34,13 @@ from typing import Any, Protocol, cast
 
 import msgpack
 
+from . import frames
 from .broker import Broker, BrokerUnavailable
 from .broker.channels import discussion_channel, school_channel
 from .clock import Clock
 from .errors import ErrorCode, MembersChanged, NotFound, Refused, StoreUnavailable
 from .feed import FILL_BATCH, Feed
-from .gatekeeper import WindowState, refuse
+from .gatekeeper import refuse
 from .gatekeeper.quota import DAY
 from .hub import Frame, Hub, Member
 from .model import DiscussionId, DiscussionMembers, Participant, SchoolId, UserId
@@ -48,7 +49,7 @@ from .protocol import MAX_INT, CloseCode, Encoding
 from .schools import Establishment, Schools
 from .store import DiscussionSummary, HeldMessage, Store, StoredMessage
 
-__all__ = ["Limits", "Node", "Session", "iso", "message_frame", "skipped_frame"]
+__all__ = ["Limits", "Node", "Session"]
 
 log = logging.getLogger("preau.node")
 
@@ -76,28 +77,6 @@ class Limits:
     hello_timeout: float = 5.0
     tick_seconds: float = 1.0
     replay_max: int = 1000
-
-
-def iso(dt: datetime) -> str:
-    """UTC ISO 8601 with a ``Z``, the protocol's time format."""
-    return dt.isoformat().replace("+00:00", "Z")
-
-
-def window_json(state: WindowState) -> dict[str, Any]:
-    return {"open": state.is_open,
-            "opens_at": None if state.opens_at is None else iso(state.opens_at),
-            "closes_at": None if state.closes_at is None else iso(state.closes_at)}
-
-
-def message_frame(msg: StoredMessage) -> dict[str, Any]:
-    return {"type": "message", "discussion": msg.discussion_id, "seq": msg.seq,
-            "sender": msg.sender, "body": msg.body, "at": iso(msg.created_at),
-            "client_id": msg.client_id}
-
-
-def skipped_frame(discussion: DiscussionId, seq: int) -> Frame:
-    """In place of a message hidden from the reader: its seq, and nothing of it."""
-    return Frame({"type": "skipped", "discussion": discussion, "seq": seq})
 
 
 class Session(Member, Protocol):
@@ -221,7 +200,7 @@ class Node:
         if self._ticker is not None:
             self._ticker.cancel()
         for member in self._sessions():
-            member.push(Frame({"type": "reconnect", "reason": "server shutting down"}))
+            member.push(Frame(frames.reconnect("server shutting down")))
             member.close(CloseCode.SHUTDOWN, "server shutting down: reconnect")
         for task in list(self._tasks):
             task.cancel()
@@ -332,8 +311,8 @@ class Node:
                     rows = replay.take(await self.store.messages_after(
                         school, d, seq, upto=visible, limit=replay.limit, newest=True))
                     for m in rows:
-                        session.push(skipped_frame(d, m.seq) if user in m.hidden_from
-                                     else Frame(message_frame(m)))
+                        session.push(Frame(frames.skipped(d, m.seq) if user in m.hidden_from
+                                           else frames.message(m)))
                     incomplete += int(not rows or rows[0].seq > seq + 1)
         await self.noticeboard.catch_up(session)
         if first:
@@ -419,7 +398,7 @@ class Node:
                 if summary is None:  # not (or no longer) in it
                     self._leave_feed(session, d)
                     continue
-                frame = Frame({"type": "discussion", "discussion": summary})
+                frame = Frame(frames.discussion(summary))
                 if replay is not None and not replay.charge(len(frame.data(session.encoding))):
                     unannounced.append(session)
                     continue
@@ -480,7 +459,7 @@ class Node:
         school, d = key
 
         def deliver(msg: StoredMessage) -> None:
-            frame = Frame(message_frame(msg))  # encoded once for every connection here
+            frame = Frame(frames.message(msg))  # encoded once for every connection here
             hidden = msg.hidden_from
             for member in self.hub.in_discussion(school, d):
                 # Nobody here receives what the gatekeeper kept from them (usually nobody).
@@ -526,7 +505,7 @@ class Node:
         current = set(session.subscribed)
         for d in current - present:
             self._leave_feed(session, d)
-            session.push(Frame({"type": "left", "discussion": d, "user": user}))
+            session.push(Frame(frames.left(d, user)))
         for d in sorted(present - current):
             if not session.open:
                 return
@@ -561,11 +540,11 @@ class Node:
                                      joined=kind == "j", invited_by=ev.get("i"))
         elif kind == "r":
             self._push_activity(school, DiscussionId(ev["d"]), UserId(ev["u"]),
-                                {"type": "read", "discussion": ev["d"], "user": ev["u"],
-                                 "seq": ev["q"]}, to_self=True)
+                                frames.read(DiscussionId(ev["d"]), UserId(ev["u"]), ev["q"]),
+                                to_self=True)
         elif kind == "y":
             self._push_activity(school, DiscussionId(ev["d"]), UserId(ev["u"]),
-                                {"type": "typing", "discussion": ev["d"], "user": ev["u"]},
+                                frames.typing(DiscussionId(ev["d"]), UserId(ev["u"])),
                                 to_self=False)
         elif kind == "p":
             self._presence(school, UserId(ev["u"]), bool(ev["on"]),
@@ -578,8 +557,7 @@ class Node:
         elif kind[0] == "b":
             self.noticeboard.dispatch(ev)
         elif kind == "x":
-            frame = Frame({"type": "held_dropped", "client_id": ev["c"], "discussion": ev["d"],
-                           "code": ev["code"], "message": ev["m"]})
+            frame = Frame(frames.held_dropped(ev["c"], ev["d"], ev["code"], ev["m"]))
             for member in self.hub.of_user(school, UserId(ev["u"])):
                 member.push(frame)
 
@@ -645,7 +623,7 @@ class Node:
     def _presence(self, school: SchoolId, user: UserId, online: bool,
                   discussions: list[DiscussionId]) -> None:
         seen: set[int] = set()
-        frame = Frame({"type": "presence", "user": user, "online": online})
+        frame = Frame(frames.presence(user, online))
         for d in discussions:
             for member in self.hub.in_discussion(school, d):
                 if member.user_id != user and id(member) not in seen:
@@ -659,11 +637,10 @@ class Node:
         self._membership_changes += 1
         current = self.schools.current(school)
         if joined:
-            body: dict[str, Any] = {"type": "joined", "discussion": d, "invited_by": invited_by,
-                                    "user": current.person(user) if current is not None
-                                    else {"id": user}}
+            body = frames.joined(d, current.person(user) if current is not None
+                                 else {"id": user}, invited_by)
         else:
-            body = {"type": "left", "discussion": d, "user": user}
+            body = frames.left(d, user)
         self._push_discussion(school, d, body)
         if not joined:
             for member in self.hub.of_user(school, user):
@@ -692,7 +669,7 @@ class Node:
             for session in following:
                 summary = summaries.get(session.user_id)
                 if summary is not None:
-                    session.push(Frame({"type": "discussion", "discussion": summary}))
+                    session.push(Frame(frames.discussion(summary)))
 
     async def _summaries(self, school: SchoolId, d: DiscussionId,
                          users: list[UserId]) -> dict[UserId, dict[str, Any]]:
@@ -724,8 +701,7 @@ class Node:
             decision = gk.check_connect(member.user_id)
             if not decision.allowed:
                 assert decision.code is not None
-                member.push(Frame({"type": "access", "code": decision.code.value,
-                                   "message": decision.message}))
+                member.push(Frame(frames.access(decision.code, decision.message)))
                 code = (CloseCode.UNAUTHENTICATED if decision.code is ErrorCode.UNAUTHENTICATED
                         else CloseCode.ACCESS_REVOKED)
                 member.close(code, decision.code.value)
@@ -741,7 +717,7 @@ class Node:
         before = self._window_open.get(school)
         self._window_open[school] = state.is_open
         if before is not None and before != state.is_open:
-            frame = Frame({"type": "window", **window_json(state)})
+            frame = Frame(frames.window(state))
             for member in self._sessions(school):
                 member.push(frame)
 
@@ -768,8 +744,8 @@ class Node:
                 self._check_window(school, est)
         for member in self._sessions():
             if now >= member.expires_at:
-                member.push(Frame({"type": "error", "code": "unauthenticated",
-                                   "message": "The token has expired: sign in again."}))
+                member.push(Frame(frames.error(ErrorCode.UNAUTHENTICATED,
+                                         "The token has expired: sign in again.")))
                 member.close(CloseCode.UNAUTHENTICATED, "token expired")
         # After the window events, so that clients hear "open" before the held messages.
         await self.release_due()
@@ -819,7 +795,7 @@ class Node:
                 # rules say now (the window may have closed since the first attempt).
                 earlier = await self.store.find_message(school, d, user, client_id)
                 if earlier is not None:
-                    return _ack(earlier, duplicate=True)
+                    return frames.ack(earlier, duplicate=True)
                 decision.raise_for_refusal()
                 assert decision.hold_until is not None
                 return await self._hold(school, user, client_id, body, decision.hold_until,
@@ -839,7 +815,7 @@ class Node:
         # A retry publishes again: the first attempt's node may have died before its
         # PUBLISH. Feeds drop what they have already seen.
         await self._publish(discussion_channel(school, d), _message_event(school, msg))
-        return _ack(msg, duplicate=not new)
+        return frames.ack(msg, duplicate=not new)
 
     async def start_discussion(self, session: Session, subject: str, to: Sequence[UserId],
                                body: str, client_id: str) -> dict[str, Any]:
@@ -855,13 +831,11 @@ class Node:
                 return await self._hold(school, user, client_id, body, decision.hold_until,
                                         subject=subject, recipients=to)
         else:  # a retry: answer what the first attempt did, whatever the rules say now
-            return {"type": "started",
-                    "discussion": await self.summary(school, user, earlier.discussion_id),
-                    "ack": _ack(earlier, duplicate=True)}
+            return frames.started(await self.summary(school, user, earlier.discussion_id),
+                                  frames.ack(earlier, duplicate=True))
         msg = await self._create(school, user, subject, to, body, client_id, now)
-        return {"type": "started",
-                "discussion": await self.summary(school, user, msg.discussion_id),
-                "ack": _ack(msg, duplicate=False)}
+        return frames.started(await self.summary(school, user, msg.discussion_id),
+                              frames.ack(msg, duplicate=False))
 
     async def _check_start_quota(self, school: SchoolId, est: Establishment, user: UserId,
                                  now: datetime) -> None:
@@ -895,8 +869,7 @@ class Node:
                                           discussion_id=discussion, subject=subject,
                                           recipients=recipients, now=self.clock(),
                                           release_at=until)
-        return {"type": "held", "discussion": discussion, "client_id": client_id,
-                "held_until": iso(held.release_at), "duplicate": not new}
+        return frames.held(discussion, client_id, held.release_at, duplicate=not new)
 
     async def release_due(self) -> None:
         """Deliver held messages (and make held broadcasts due) whose opening has come,
@@ -1041,7 +1014,7 @@ class Node:
         bound = visible + 1 if before is None else min(before, visible + 1)
         rows = await self.store.messages(school, d, before_seq=bound, limit=limit + 1,
                                          reader=user)
-        return [message_frame(m) for m in rows[:limit]], len(rows) > limit
+        return [frames.message(m) for m in rows[:limit]], len(rows) > limit
 
     async def summaries(self, session: Session, before: str | None = None,
                         limit: int = 200) -> tuple[list[dict[str, Any]], str | None]:
@@ -1088,12 +1061,12 @@ class Node:
             participants = self._participants_json(est, s, viewer)
         return {"id": s.discussion.id, "subject": s.discussion.subject,
                 "created_by": s.discussion.created_by,
-                "created_at": iso(s.discussion.created_at),
+                "created_at": frames.iso(s.discussion.created_at),
                 "last_seq": s.visible_seq, "read_seq": s.read_seq,
                 "unread": max(0, s.visible_seq - s.read_seq - s.hidden_unread),
                 "participants": participants,
                 "last_message": None if s.last_message is None
-                else message_frame(s.last_message)}
+                else frames.message(s.last_message)}
 
     async def policy_changed(self, school: SchoolId) -> None:
         """Settings or preferences changed here: apply at once on every node."""
@@ -1140,11 +1113,6 @@ def _with(members: DiscussionMembers, user: UserId, invited_by: UserId,
     if joining not in rows:
         rows.append(joining)
     return DiscussionMembers(members.id, members.version + 1, tuple(rows))
-
-
-def _ack(msg: StoredMessage, *, duplicate: bool) -> dict[str, Any]:
-    return {"type": "ack", "discussion": msg.discussion_id, "seq": msg.seq,
-            "client_id": msg.client_id, "at": iso(msg.created_at), "duplicate": duplicate}
 
 
 def _message_event(school: SchoolId, msg: StoredMessage) -> dict[str, Any]:

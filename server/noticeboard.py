@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from . import frames
 from .broadcasts import (
     DEFAULT_POLL_DURATION,
     REMINDER_INTERVAL,
@@ -57,7 +58,7 @@ MAX_CACHED = 512  # published broadcasts whose header a node keeps
 
 
 def _iso(dt: datetime | None) -> str | None:
-    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
+    return None if dt is None else frames.iso(dt)
 
 
 def stats_json(stats: BroadcastStats) -> dict[str, Any]:
@@ -322,8 +323,7 @@ class Noticeboard:
         est = await self._establishment(school)
         for b, _ in reversed(missed):
             receipt, _ = await self._received(school, b, user, now)
-            member.push(Frame({"type": "broadcast",
-                               "broadcast": self.recipient_view(b, receipt, est, now)}))
+            member.push(Frame(frames.broadcast(self.recipient_view(b, receipt, est, now))))
 
     async def view(self, school: SchoolId, user: UserId, bid: int) -> dict[str, Any]:
         est = await self._establishment(school)
@@ -430,25 +430,23 @@ class Noticeboard:
             self._host.spawn(self._published(school, ev["id"], UserId(ev["a"]),
                                             [UserId(u) for u in ev["us"]]))
         elif kind == "bs":
-            frame = Frame({"type": "broadcast_stats", "id": ev["id"], "stats": ev["st"]})
+            frame = Frame(frames.broadcast_stats(ev["id"], ev["st"]))
             for member in self.hub.of_user(school, UserId(ev["a"])):
                 member.push(frame)
         elif kind == "bm":
-            frame = Frame({"type": "broadcast_mine", "id": ev["id"], "mine": ev["mine"]})
+            frame = Frame(frames.broadcast_mine(ev["id"], ev["mine"]))
             for member in self.hub.of_user(school, UserId(ev["u"])):
                 member.push(frame)
         elif kind == "br":
             est = self.schools.current(school)
             author = (est.person(UserId(ev["a"])) if est is not None
                       else {"id": ev["a"]})
-            frame = Frame({"type": "broadcast_reminder", "id": ev["id"], "title": ev["t"],
-                           "author": author, "at": ev["at"]})
+            frame = Frame(frames.broadcast_reminder(ev["id"], ev["t"], author, ev["at"]))
             for u in ev["us"]:
                 for member in self.hub.of_user(school, UserId(u)):
                     member.push(frame)
         elif kind == "bx":
-            frame = Frame({"type": "broadcast_dropped", "id": ev["id"], "code": ev["code"],
-                           "message": ev["m"]})
+            frame = Frame(frames.broadcast_dropped(ev["id"], ev["code"], ev["m"]))
             for member in self.hub.of_user(school, UserId(ev["a"])):
                 member.push(frame)
 
@@ -467,13 +465,13 @@ class Noticeboard:
             # One frame for all: every recipient's state is the same, just received.
             first = Receipt(bid, UserId(""), now, None, None, None, None, None)
             view = self.recipient_view(b, first, est, now)
-            frame = Frame({"type": "broadcast", "broadcast": view})
+            frame = Frame(frames.broadcast(view))
             for member in here:
                 member.push(frame)
             if stats is not None:
                 await self._figures(school, b, stats)
                 b = await self.store.get_broadcast(school, bid)
         if authors:
-            frame = Frame({"type": "broadcast", "broadcast": self.author_view(b, est, now)})
+            frame = Frame(frames.broadcast(self.author_view(b, est, now)))
             for member in authors:
                 member.push(frame)

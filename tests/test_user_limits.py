@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
+from server.frames import iso
 from server.model import SchoolId, UserId
-from server.node import Limits, iso
+from server.node import Limits
 from server.store import SqliteStore
 from tests.conftest import LiveServer
 from tests.wire import Wire
