@@ -11,12 +11,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from .errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from .node import Limits
+from .limits import Limits
 
 __all__ = ["DEFAULT_DATABASE_URL", "MIN_SECRET_LENGTH", "Config"]
 
@@ -53,8 +50,6 @@ class Config:
 
     def limits(self) -> Limits:
         """The hub's limits from this configuration."""
-        from .node import Limits
-
         return Limits(outbox_bytes=self.outbox_bytes, rate_per_second=self.rate_per_second,
                       rate_burst=max(1, int(self.rate_per_second * 2)),
                       connections_per_user=self.connections_per_user)

@@ -28,7 +28,6 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
@@ -43,13 +42,14 @@ from .feed import FILL_BATCH, Feed
 from .gatekeeper import refuse
 from .gatekeeper.quota import DAY
 from .hub import Frame, Hub, Member
+from .limits import DEFAULT_LIMITS, Limits
 from .model import DiscussionId, DiscussionMembers, Participant, SchoolId, UserId
 from .noticeboard import Noticeboard
 from .protocol import MAX_INT, CloseCode, Encoding
 from .schools import Establishment, Schools
 from .store import DiscussionSummary, HeldMessage, Store, StoredMessage
 
-__all__ = ["Limits", "Node", "Session"]
+__all__ = ["Node", "Session"]
 
 log = logging.getLogger("preau.node")
 
@@ -59,24 +59,6 @@ _TAG_BYTES = 8
 # still those in the store; else it is checked again with the new ones, this many times
 # at most (then ``unavailable``: the client retries with the same request).
 _RECHECKS = 5
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Per-connection, per-user and per-node limits (``Config`` sets them).
-
-    ``rate_per_second`` and ``rate_burst`` are per user across all of that user's
-    connections on this node; ``connections_per_user`` caps those connections.
-    """
-
-    outbox_bytes: int = 1024 * 1024
-    rate_per_second: float = 20.0
-    rate_burst: int = 40
-    connections_per_user: int = 10
-    throttle_max: float = 1.0  # longest pause in reading a connection over the rate
-    hello_timeout: float = 5.0
-    tick_seconds: float = 1.0
-    replay_max: int = 1000
 
 
 class Session(Member, Protocol):
@@ -154,7 +136,7 @@ class Node:
         schools: Schools,
         *,
         clock: Clock,
-        limits: Limits = Limits(),
+        limits: Limits = DEFAULT_LIMITS,
         node_id: str | None = None,
     ) -> None:
         self.store = store

@@ -54,8 +54,9 @@ from .errors import (
 from .gatekeeper import WindowState
 from .headers import SecurityHeaders
 from .hub import TransportClosed
+from .limits import Limits
 from .model import Role, SchoolId, User, UserId
-from .node import Limits, Node
+from .node import Node
 from .protocol import (
     HEARTBEAT_INTERVAL,
     HEARTBEAT_TIMEOUT,

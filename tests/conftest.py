@@ -21,8 +21,8 @@ from server.clock import ManualClock
 from server.config import Config
 from server.directory import parse_directory
 from server.handshake import uvicorn_options
+from server.limits import Limits
 from server.model import SchoolId, UserId
-from server.node import Limits
 from server.store import SqliteStore
 from server.tokens import issue_token
 from server.web import create_app

@@ -20,7 +20,7 @@ import pytest
 from server.clock import ManualClock
 from server.config import Config
 from server.directory import parse_directory
-from server.node import Limits
+from server.limits import Limits
 from server.store.sqlite import SqliteStore
 from tests.conftest import SCHOOL_DAY, SECRET, LiveServer, serve
 from tests.wire import Wire

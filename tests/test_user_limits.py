@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from server.frames import iso
+from server.limits import Limits
 from server.model import SchoolId, UserId
-from server.node import Limits
 from server.store import SqliteStore
 from tests.conftest import LiveServer
 from tests.wire import Wire

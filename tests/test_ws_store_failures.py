@@ -18,7 +18,7 @@ import pytest
 
 from server.clock import ManualClock
 from server.config import Config
-from server.node import Limits
+from server.limits import Limits
 from tests.conftest import SCHOOL_DAY, SECRET, LiveServer, _import_schools, serve
 from tests.test_store_failures import write_lock_held
 from tests.wire import Wire

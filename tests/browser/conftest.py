@@ -22,7 +22,7 @@ import pytest
 
 from server.clock import ManualClock
 from server.config import Config
-from server.node import Limits
+from server.limits import Limits
 from tests.conftest import SCHOOL_DAY, SECRET, LiveServer, _import_schools, serve
 
 try:

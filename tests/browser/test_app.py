@@ -17,7 +17,7 @@ from typing import Any
 from playwright.sync_api import Browser, Locator, Page, WebSocket, expect
 
 from server.client import Client, PreauError
-from server.node import Limits
+from server.limits import Limits
 from tests.browser.conftest import EVENING, NEXT_OPENING, App, check_layout, prepare
 from tests.conftest import LiveServer, serve
 
