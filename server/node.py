@@ -1,11 +1,11 @@
 """The node: request → gatekeeper → store → broker; broker publication → hub.
 
 One :class:`Node` per server process. It owns the hub (this process's
-connections), talks to the store and the broker, and keeps two caches that
-make the per-message path cheap: the members of every discussion someone here
-listens to (invalidated by join/leave notices) and, per discussion, a
-:class:`~server.feed.Feed` that turns publications into a gap-free, duplicate-free
-stream.
+connections), serves their requests, talks to the store and the broker, and
+hands out the rest: :class:`~server.audience.Audience` (who listens to which
+discussion here, their feeds and the cached members that make the per-message
+path cheap), :class:`~server.held.HeldRelease` (messages held for the opening)
+and :class:`~server.noticeboard.Noticeboard` (broadcasts and polls).
 
 How one message travels (see ``docs/design/fan-out.md``):
 
@@ -28,26 +28,26 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, cast
+from datetime import datetime
+from typing import Any, cast
 
 import msgpack
 
-from . import frames
-from .broker import Broker, BrokerUnavailable
+from . import frames, summaries
+from .audience import Audience, Session, quietly
+from .broker import Broker
 from .broker.channels import discussion_channel, school_channel
 from .clock import Clock
 from .errors import ErrorCode, MembersChanged, NotFound, Refused, StoreUnavailable
-from .feed import FILL_BATCH, Feed
-from .gatekeeper import refuse
 from .gatekeeper.quota import DAY
-from .hub import Frame, Hub, Member
+from .held import HeldRelease
+from .hub import Frame, Hub
 from .limits import DEFAULT_LIMITS, Limits
 from .model import DiscussionId, DiscussionMembers, Participant, SchoolId, UserId
 from .noticeboard import Noticeboard
-from .protocol import MAX_INT, CloseCode, Encoding
+from .protocol import CloseCode
 from .schools import Establishment, Schools
-from .store import DiscussionSummary, HeldMessage, Store, StoredMessage
+from .store import HeldMessage, Store, StoredMessage
 
 __all__ = ["Node", "Session"]
 
@@ -59,71 +59,6 @@ _TAG_BYTES = 8
 # still those in the store; else it is checked again with the new ones, this many times
 # at most (then ``unavailable``: the client retries with the same request).
 _RECHECKS = 5
-
-
-class Session(Member, Protocol):
-    """What the node needs of a connection (``server.session.Session`` implements it)."""
-
-    def begin_catchup(self, discussion: DiscussionId) -> None:
-        """Buffer the discussion's live messages until :meth:`end_catchup`."""
-
-    def end_catchup(self, discussion: DiscussionId, position: int,
-                    messages: Sequence[StoredMessage]) -> None:
-        """Deliver ``messages`` then the buffered ones, skipping seqs ≤ ``position``."""
-
-    @property
-    def open(self) -> bool: ...
-
-    def forget(self, discussion: DiscussionId) -> None: ...
-
-    def shutdown(self) -> None:
-        """Close with 4000 once the request in progress (if any) is answered."""
-
-    def close(self, code: int, reason: str) -> None: ...
-
-    @property
-    def subscribed(self) -> Iterable[DiscussionId]: ...
-
-    @property
-    def expires_at(self) -> datetime: ...
-
-    encoding: Encoding
-
-
-class _Replay:
-    """What one connection's resume may still queue: bounded in bytes and messages, so
-    that a resume always fits in the outbox (the newest messages are kept). The
-    ``discussion`` announcements are charged to the same budget: a user added to 800
-    discussions while away still gets a welcome (``complete: false``), never a 4008."""
-
-    __slots__ = ("budget", "limit")
-
-    def __init__(self, budget: int, limit: int) -> None:
-        self.budget = budget
-        self.limit = limit
-
-    def charge(self, size: int) -> bool:
-        """Reserve ``size`` bytes for one frame; False (nothing reserved) if it does not fit."""
-        if size > self.budget:
-            self.budget = 0  # what comes after it would be out of order: stop here
-            return False
-        self.budget -= size
-        return True
-
-    @property
-    def spent(self) -> bool:
-        return self.budget <= 0
-
-    def take(self, rows: list[StoredMessage]) -> list[StoredMessage]:
-        kept: list[StoredMessage] = []
-        for msg in reversed(rows):
-            cost = len(msg.body) + 160  # the frame around the body, roughly
-            if cost > self.budget:
-                break
-            self.budget -= cost
-            kept.append(msg)
-        kept.reverse()
-        return kept
 
 
 class Node:
@@ -147,16 +82,16 @@ class Node:
         self.node_id = node_id or uuid.uuid4().hex[:12]
         self.hub = Hub(limits.rate_per_second, limits.rate_burst)
         self._tag = uuid.uuid4().bytes[:_TAG_BYTES]
-        self._feeds: dict[tuple[SchoolId, DiscussionId], Feed] = {}
-        self._members: dict[tuple[SchoolId, DiscussionId], DiscussionMembers] = {}
         self._school_subs: dict[SchoolId, int] = {}
         self._window_open: dict[SchoolId, bool] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._packer = msgpack.Packer(use_bin_type=True)
         self.draining = False
-        self._membership_changes = 0  # joins and leaves announced, for the members cache
         self._emptied: asyncio.Event | None = None
+        self.audience = Audience(store, broker, self.hub, limits,
+                                 establishment=self.establishment, spawn=self._spawn)
+        self.held = HeldRelease(store, schools, clock, self)
         self.noticeboard = Noticeboard(store, self.hub, schools, clock, self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -254,7 +189,7 @@ class Node:
 
     async def _undo_attach(self, session: Session, *, counted: bool) -> None:
         for d in list(session.subscribed):
-            self._leave_feed(session, d)
+            self.audience.leave(session, d)
         self.hub.remove(session)
         if self._emptied is not None and not len(self.hub):
             self._emptied.set()
@@ -271,20 +206,20 @@ class Node:
             est = await self.establishment(school)
             self._window_open[school] = est.gatekeeper.window_state(self.clock()).is_open
         positions = dict(resume or ())
-        replay = self._replay()
+        replay = self.audience.replay()
         incomplete = 0
         present = await self.store.present_discussions(school, user)
         # What the client knows first: its own discussions are never crowded out by new ones.
         for d in sorted(present, key=lambda d: d not in positions):
             if resume is None:
-                await self._join_feed(session, d, None)
+                await self.audience.join_one(session, d, None)
             elif replay.spent:
-                await self._join_feed(session, d, None)
+                await self.audience.join_one(session, d, None)
                 incomplete += 1
             elif d in positions:
-                incomplete += await self._join_feed(session, d, positions[d], replay)
+                incomplete += await self.audience.join_one(session, d, positions[d], replay)
             else:
-                incomplete += await self._join_feed(session, d, 0, replay, announce=True)
+                incomplete += await self.audience.join_one(session, d, 0, replay, announce=True)
         # A resume position for a discussion the user has left: replay up to where they left.
         for d, seq in positions.items():
             if d not in present:
@@ -306,7 +241,7 @@ class Node:
         school, user = session.school_id, session.user_id
         discussions = list(session.subscribed)
         for d in discussions:
-            self._leave_feed(session, d)
+            self.audience.leave(session, d)
         last = self.hub.remove(session)
         if self._emptied is not None and not len(self.hub):
             self._emptied.set()
@@ -321,143 +256,9 @@ class Node:
         if count <= 0:
             self._school_subs.pop(school, None)
             self._window_open.pop(school, None)
-            await self._broker_call(self.broker.unsubscribe(school_channel(school)))
+            await quietly(self.broker.unsubscribe(school_channel(school)))
         else:
             self._school_subs[school] = count
-
-    async def _join_feed(self, session: Session, d: DiscussionId, from_seq: int | None,
-                         replay: _Replay | None = None, *, announce: bool = False) -> int:
-        """Subscribe a connection to a discussion; replay after ``from_seq`` if given.
-
-        ``None`` means live only: from what is durable now. The session buffers live
-        messages from before it joins the audience until its replay is read, so the
-        stream it sends is in order, without gap or duplicate. A replay is the newest
-        messages after ``from_seq`` that fit in ``replay`` (a fresh allowance if
-        ``None``); returns 1 if older ones were left out (the client pages them with
-        ``history``).
-
-        With ``announce``, a ``discussion`` event goes first, read *after* joining the
-        audience: a join or leave is then either in it or announced after it.
-        """
-        return await self._join(session.school_id, d, [session], from_seq, replay,
-                                announce=announce)
-
-    async def _join(self, school: SchoolId, d: DiscussionId, sessions: Sequence[Session],
-                    from_seq: int | None, replay: _Replay | None = None, *,
-                    announce: bool = False) -> int:
-        """:meth:`_join_feed` for several connections at once, with one read of the
-        discussion for all (a new class discussion adds thirty people together).
-        A shared ``replay`` allowance is for a single session.
-
-        If a step fails, the connections still catching up leave the discussion again
-        (audience, feed, buffer) before the error goes up: none is left subscribed to a
-        feed that never starts."""
-        try:
-            return await self._joining(school, d, sessions, from_seq, replay,
-                                       announce=announce)
-        except BaseException:
-            for session in sessions:
-                if d in set(session.subscribed):
-                    self._leave_feed(session, d)
-            raise
-
-    async def _joining(self, school: SchoolId, d: DiscussionId, sessions: Sequence[Session],
-                       from_seq: int | None, replay: _Replay | None = None, *,
-                       announce: bool = False) -> int:
-        key = (school, d)
-        for session in sessions:
-            session.begin_catchup(d)
-            if self.hub.subscribe(session, d):
-                self._feeds[key] = self._new_feed(key)
-                await self._broker_call(self.broker.subscribe(discussion_channel(*key)))
-        joined = list(sessions)
-        unannounced: list[Session] = []  # no room left in the replay budget: live only
-        if announce:
-            summaries = await self._summaries(school, d, [s.user_id for s in sessions])
-            joined = []
-            for session in sessions:
-                summary = summaries.get(session.user_id)
-                if summary is None:  # not (or no longer) in it
-                    self._leave_feed(session, d)
-                    continue
-                frame = Frame(frames.discussion(summary))
-                if replay is not None and not replay.charge(len(frame.data(session.encoding))):
-                    unannounced.append(session)
-                    continue
-                session.push(frame)
-                joined.append(session)
-            if not joined and not unannounced:
-                return 0
-        last = (await self.store.get_discussion(*key)).last_seq
-        feed_now = self._feeds.get(key)
-        if feed_now is not None:
-            feed_now.start(last)
-        rows: list[StoredMessage] = []
-        if from_seq is not None and from_seq < last:
-            limit = self.limits.replay_max if replay is None else replay.limit
-            rows = await self.store.messages_after(school, d, from_seq, upto=last,
-                                                   limit=limit, newest=True)
-        incomplete = 0
-        for session in unannounced:
-            if session.open:
-                session.end_catchup(d, last, [])
-                incomplete = 1
-            else:
-                self._leave_feed(session, d)
-        for session in joined:
-            if not session.open:  # gone while we awaited: do not leave it in the audience
-                self._leave_feed(session, d)
-            elif from_seq is None or from_seq >= last:
-                # Live only, or a client claiming more than exists: start from what is stored.
-                session.end_catchup(d, last if from_seq is None else min(last, from_seq), [])
-            else:
-                taken = (replay or self._replay()).take(rows)
-                session.end_catchup(d, from_seq, taken)
-                incomplete = max(incomplete, int(not taken or taken[0].seq > from_seq + 1))
-        return incomplete
-
-    def _replay(self) -> _Replay:
-        """A fresh replay allowance: half the outbox, so that live traffic still fits."""
-        return _Replay(self.limits.outbox_bytes // 2, self.limits.replay_max)
-
-    def _leave_feed(self, session: Session, d: DiscussionId) -> None:
-        session.forget(d)
-        if self.hub.unsubscribe(session, d):
-            key = (session.school_id, d)
-            feed = self._feeds.pop(key, None)
-            if feed is not None:
-                feed.close()
-            self._members.pop(key, None)
-            self._spawn(self._unsubscribe(key))
-
-    async def _unsubscribe(self, key: tuple[SchoolId, DiscussionId]) -> None:
-        # Someone here may have joined again since: then the subscription must stay.
-        if key not in self._feeds:
-            await self._broker_call(self.broker.unsubscribe(discussion_channel(*key)))
-
-    # ------------------------------------------------------------------ the feed
-
-    def _new_feed(self, key: tuple[SchoolId, DiscussionId]) -> Feed:
-        school, d = key
-
-        def deliver(msg: StoredMessage) -> None:
-            frame = Frame(frames.message(msg))  # encoded once for every connection here
-            hidden = msg.hidden_from
-            for member in self.hub.in_discussion(school, d):
-                # Nobody here receives what the gatekeeper kept from them (usually nobody).
-                member.deliver(d, msg.seq,
-                               None if hidden and member.user_id in hidden else frame)
-
-        async def read(after: int, upto: int) -> list[StoredMessage]:
-            return await self.store.messages_after(school, d, after, upto=upto,
-                                                   limit=FILL_BATCH)
-
-        return Feed(deliver, read, self._spawn)
-
-    def _offer(self, key: tuple[SchoolId, DiscussionId], msg: StoredMessage) -> None:
-        feed = self._feeds.get(key)
-        if feed is not None:  # else nobody here listens
-            feed.offer(msg)
 
     # ------------------------------------------------------------------ broker side
 
@@ -473,8 +274,8 @@ class Node:
     def handle_resubscribed(self) -> None:
         """Pub/sub may have dropped publications while Redis was away: re-read the store
         (messages, memberships and settings)."""
-        for key in list(self._feeds):
-            self._spawn(self._catch_up_feed(key))
+        for key in self.audience.followed():
+            self._spawn(self.audience.catch_up(key))
         for school in list(self._school_subs):
             self._spawn(self._refresh_school(school))
         for session in self._sessions():
@@ -486,28 +287,16 @@ class Node:
         present = set(await self.store.present_discussions(school, user))
         current = set(session.subscribed)
         for d in current - present:
-            self._leave_feed(session, d)
+            self.audience.leave(session, d)
             session.push(Frame(frames.left(d, user)))
         for d in sorted(present - current):
             if not session.open:
                 return
             try:
-                await self._join_feed(session, d, 0, self._replay(), announce=True)
+                await self.audience.join_one(session, d, 0, self.audience.replay(), announce=True)
             except Exception:
                 _come_back([session])
                 raise
-
-    async def _catch_up_feed(self, key: tuple[SchoolId, DiscussionId]) -> None:
-        feed = self._feeds.get(key)
-        if feed is None or feed.watermark is None:
-            return
-        try:
-            last = (await self.store.get_discussion(*key)).last_seq
-        except NotFound:
-            return
-        self._members.pop(key, None)
-        self._membership_changes += 1
-        await feed.catch_up(last)
 
     def _dispatch(self, ev: dict[str, Any]) -> None:
         kind = ev["k"]
@@ -516,7 +305,7 @@ class Node:
             msg = StoredMessage(DiscussionId(ev["d"]), ev["q"], UserId(ev["f"]), ev["c"],
                                 ev["b"], datetime.fromisoformat(ev["t"]),
                                 frozenset(UserId(u) for u in ev.get("h", ())))
-            self._offer((school, msg.discussion_id), msg)
+            self.audience.offer((school, msg.discussion_id), msg)
         elif kind in ("j", "l"):
             self._membership_changed(school, DiscussionId(ev["d"]), UserId(ev["u"]),
                                      joined=kind == "j", invited_by=ev.get("i"))
@@ -544,7 +333,7 @@ class Node:
                 member.push(frame)
 
     async def _publish(self, channel: str, event: dict[str, Any]) -> None:
-        await self._broker_call(self.broker.publish(channel, self._tag + self._packer.pack(event)))
+        await quietly(self.broker.publish(channel, self._tag + self._packer.pack(event)))
 
     async def announce(self, school: SchoolId, event: dict[str, Any]) -> None:
         """Publish an event about people on the school channel, and handle it here too."""
@@ -554,13 +343,6 @@ class Node:
         """Publish on the school channel and handle it here too (the broker skips our own)."""
         self._dispatch(event)
         await self._publish(school_channel(school), event)
-
-    async def _broker_call(self, call: Any) -> None:
-        try:
-            await call
-        except BrokerUnavailable as exc:
-            # Durable already: other nodes catch up from the store when the broker is back.
-            log.warning("broker unavailable: %s", exc)
 
     # ------------------------------------------------------------------ pushes
 
@@ -576,7 +358,7 @@ class Node:
         ``docs/policy.md`` holds for these too. Filtered here, where frames from any node
         reach local connections."""
         est = self.schools.current(school)
-        members = self._members.get((school, d))
+        members = self.audience.cached_members((school, d))
         if est is None or members is None:  # not cached: read them, off this call
             self._spawn(self._push_activity_later(school, d, author, body, to_self=to_self))
             return
@@ -614,9 +396,7 @@ class Node:
 
     def _membership_changed(self, school: SchoolId, d: DiscussionId, user: UserId, *,
                             joined: bool, invited_by: str | None) -> None:
-        key = (school, d)
-        self._members.pop(key, None)
-        self._membership_changes += 1
+        self.audience.members_changed((school, d))
         current = self.schools.current(school)
         if joined:
             body = frames.joined(d, current.person(user) if current is not None
@@ -628,7 +408,7 @@ class Node:
             for member in self.hub.of_user(school, user):
                 session = cast(Session, member)
                 if d in set(session.subscribed):
-                    self._leave_feed(session, d)
+                    self.audience.leave(session, d)
 
     async def _discussion_added(self, school: SchoolId, d: DiscussionId,
                                 users: list[UserId]) -> None:
@@ -642,33 +422,16 @@ class Node:
         following = [s for s in here if d in set(s.subscribed)]
         if joining:
             try:
-                await self._join(school, d, joining, 0, announce=True)
+                await self.audience.join(school, d, joining, 0, announce=True)
             except Exception:
                 _come_back(joining)  # they would miss the discussion until they reconnect
                 raise
         if following:  # already following it (a second notice): the summary is enough
-            summaries = await self._summaries(school, d, [s.user_id for s in following])
+            summaries = await self.audience.summaries(school, d, [s.user_id for s in following])
             for session in following:
                 summary = summaries.get(session.user_id)
                 if summary is not None:
                     session.push(Frame(frames.discussion(summary)))
-
-    async def _summaries(self, school: SchoolId, d: DiscussionId,
-                         users: list[UserId]) -> dict[UserId, dict[str, Any]]:
-        """The ``discussion`` objects of one discussion for several users."""
-        est = await self.establishment(school)
-        found = await self.store.discussion_summaries(school, d, users)
-        participants = None
-        out = {}
-        for user, s in found.items():
-            me = s.members.get(user)
-            if me is not None and not me.present:  # sees it as it was when they left
-                out[user] = self._summary_json(est, s, user)
-                continue
-            if participants is None:
-                participants = self._participants_json(est, s, user)
-            out[user] = self._summary_json(est, s, user, participants)
-        return out
 
     async def _refresh_school(self, school: SchoolId) -> None:
         """A policy change: rebuild the snapshot, cut those who lost access, tell the window."""
@@ -676,8 +439,7 @@ class Node:
             est = await self.schools.get(school)
         except NotFound:
             return
-        self._members = {k: v for k, v in self._members.items() if k[0] != school}
-        self._membership_changes += 1
+        self.audience.school_changed(school)
         gk = est.gatekeeper
         for member in self._sessions(school):
             decision = gk.check_connect(member.user_id)
@@ -730,26 +492,17 @@ class Node:
                                          "The token has expired: sign in again.")))
                 member.close(CloseCode.UNAUTHENTICATED, "token expired")
         # After the window events, so that clients hear "open" before the held messages.
-        await self.release_due()
+        await self.held.release_due()
         await self.noticeboard.release_due()
 
     # ------------------------------------------------------------------ requests
 
     async def members(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
-        key = (school, d)
-        members = self._members.get(key)
-        if members is None:
-            changes = self._membership_changes
-            members = await self.store.members(school, d)
-            # Cached only while notices about it reach us, and only if no join or leave
-            # was announced while we read (the read may predate it).
-            if key in self._feeds and changes == self._membership_changes:
-                self._members[key] = members
-        return members
+        return await self.audience.members(school, d)
 
     async def _fresh_members(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
         """The members as the store has them now (the cached ones were outdated)."""
-        self._members.pop((school, d), None)
+        self.audience.members_changed((school, d))
         return await self._members_or_nobody(school, d)
 
     async def _members_or_nobody(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
@@ -793,7 +546,7 @@ class Node:
         else:
             raise StoreUnavailable(f"the members of discussion {d} keep changing")
         if new:
-            self._offer((school, d), msg)
+            self.audience.offer((school, d), msg)
         # A retry publishes again: the first attempt's node may have died before its
         # PUBLISH. Feeds drop what they have already seen.
         await self._publish(discussion_channel(school, d), _message_event(school, msg))
@@ -815,7 +568,7 @@ class Node:
         else:  # a retry: answer what the first attempt did, whatever the rules say now
             return frames.started(await self.summary(school, user, earlier.discussion_id),
                                   frames.ack(earlier, duplicate=True))
-        msg = await self._create(school, user, subject, to, body, client_id, now)
+        msg = await self.create_discussion(school, user, subject, to, body, client_id, now)
         return frames.started(await self.summary(school, user, msg.discussion_id),
                               frames.ack(msg, duplicate=False))
 
@@ -829,7 +582,7 @@ class Node:
                                                 limit=gk.start_limits.per_day)
         gk.check_start_quota(recent, now).raise_for_refusal()
 
-    async def _create(self, school: SchoolId, user: UserId, subject: str,
+    async def create_discussion(self, school: SchoolId, user: UserId, subject: str,
                       to: Sequence[UserId], body: str, client_id: str,
                       now: datetime) -> StoredMessage:
         # One transaction: a failure leaves no discussion without its first message.
@@ -842,6 +595,18 @@ class Node:
         await self._publish(discussion_channel(school, d), _message_event(school, msg))
         return msg
 
+    async def posted(self, school: SchoolId, msg: StoredMessage) -> None:
+        """A message just stored (released from hold): deliver here, publish to the others."""
+        self.audience.offer((school, msg.discussion_id), msg)
+        await self._publish(discussion_channel(school, msg.discussion_id),
+                            _message_event(school, msg))
+
+    async def held_dropped(self, school: SchoolId, held: HeldMessage, code: ErrorCode,
+                           message: str) -> None:
+        await self._publish_school(school, {
+            "k": "x", "s": school, "u": held.sender, "c": held.client_id,
+            "d": held.discussion_id, "code": code.value, "m": message})
+
     async def _hold(self, school: SchoolId, user: UserId, client_id: str, body: str,
                     until: datetime, *, discussion: DiscussionId | None = None,
                     subject: str | None = None,
@@ -852,84 +617,6 @@ class Node:
                                           recipients=recipients, now=self.clock(),
                                           release_at=until)
         return frames.held(discussion, client_id, held.release_at, duplicate=not new)
-
-    async def release_due(self) -> None:
-        """Deliver held messages (and make held broadcasts due) whose opening has come,
-        or whose school's window is open now, after a fresh policy check.
-
-        Every node calls this on its tick; the store hands each message to one of them.
-        A message whose author lost the right meanwhile is dropped and the author told.
-        """
-        now = self.clock()
-        await self._release_opened(now)
-        for held in await self.store.claim_due(now):
-            try:
-                await self._release(held, now)
-            except Exception:
-                log.exception("releasing held message %s failed", held.id)
-
-    async def _release_opened(self, now: datetime) -> None:
-        """Make due now what waits for an opening of a window that is open already.
-
-        Items are held until the opening computed when they were held; the window may
-        open sooner (the admin widens the hours, on any node, or switches them off).
-        Every school with held items is looked at, connected here or not; the store's
-        claim still hands each item to a single node.
-        """
-        for school in await self.store.schools_holding(now):
-            try:
-                est = await self.schools.get(school)
-            except NotFound:
-                continue
-            if est.gatekeeper.window_state(now).is_open:
-                await self.store.release_for_opening(school, now)
-
-    async def _release(self, held: HeldMessage, now: datetime) -> None:
-        school, user = held.school_id, held.sender
-        try:
-            gk = (await self.schools.get(school)).gatekeeper
-        except NotFound:
-            await self.store.release_held(held.id)
-            return
-        if held.discussion_id is None:
-            decision = gk.check_start(user, held.recipients, now)
-        else:
-            try:
-                members = await self.store.members(school, held.discussion_id)
-            except NotFound:
-                members = None
-            decision = (gk.check_send(user, members, now) if members is not None
-                        else refuse(ErrorCode.NOT_PARTICIPANT))
-        if decision.allowed and decision.hold_until is not None:
-            await self.store.release_held(held.id, later=decision.hold_until)  # closed again
-            return
-        if decision.allowed:
-            if held.discussion_id is None:
-                assert held.subject is not None
-                if await self.store.find_started(school, user, held.client_id) is None:
-                    await self._create(school, user, held.subject, held.recipients, held.body,
-                                       held.client_id, now)
-            else:
-                d = held.discussion_id
-                assert members is not None  # allowed: the discussion exists
-                # Checked again now: hidden from whoever is switched off at the release.
-                try:
-                    msg, new = await self.store.append_message(
-                        school, d, user, held.client_id, held.body, now=now,
-                        hidden_from=decision.hidden_from, members_version=members.version)
-                except MembersChanged:  # checked against members of the past: next tick
-                    await self.store.release_held(held.id, later=now)
-                    return
-                if new:
-                    self._offer((school, d), msg)
-                    await self._publish(discussion_channel(school, d),
-                                        _message_event(school, msg))
-        else:
-            assert decision.code is not None
-            await self._publish_school(school, {
-                "k": "x", "s": school, "u": user, "c": held.client_id, "d": held.discussion_id,
-                "code": decision.code.value, "m": decision.message})
-        await self.store.release_held(held.id)
 
     async def invite(self, session: Session, d: DiscussionId, invitee: UserId) -> None:
         school, user = session.school_id, session.user_id
@@ -1007,48 +694,20 @@ class Node:
         est = await self.establishment(school)
         rows = await self.store.summaries(school, session.user_id, limit=limit + 1,
                                           before=None if before is None
-                                          else _read_cursor(before))
+                                          else summaries.read_cursor(before))
         page = rows[:limit]
         after = None
         if len(rows) > limit:
             last = page[-1]
             assert last.last_at is not None
-            after = _cursor(last.last_at, last.discussion.id)
-        return [self._summary_json(est, s, session.user_id) for s in page], after
+            after = summaries.cursor(last.last_at, last.discussion.id)
+        return [summaries.summary_json(est, s, session.user_id) for s in page], after
 
     async def summary(self, school: SchoolId, user: UserId, d: DiscussionId) -> dict[str, Any]:
         est = await self.establishment(school)
         for s in await self.store.summaries(school, user, discussion_id=d):
-            return self._summary_json(est, s, user)
+            return summaries.summary_json(est, s, user)
         raise NotFound(f"no discussion {d} for {user}")
-
-    def _participants_json(self, est: Establishment, s: DiscussionSummary,
-                           viewer: UserId) -> list[dict[str, Any]]:
-        """The participants as ``viewer`` may see them: as they were when the viewer left,
-        if they did (nobody invited later, nobody's leaving after)."""
-        participants = []
-        for p in s.members.as_seen_by(viewer):
-            entry = est.person(p.user_id)
-            entry["present"] = p.present
-            entry["invited_by"] = p.invited_by
-            participants.append(entry)
-        return participants
-
-    def _summary_json(self, est: Establishment, s: DiscussionSummary, viewer: UserId,
-                      participants: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """A ``discussion`` object; ``participants`` may be shared by the summaries of one
-        discussion at one membership version for viewers who are present (frames are
-        encoded, never changed)."""
-        if participants is None:
-            participants = self._participants_json(est, s, viewer)
-        return {"id": s.discussion.id, "subject": s.discussion.subject,
-                "created_by": s.discussion.created_by,
-                "created_at": frames.iso(s.discussion.created_at),
-                "last_seq": s.visible_seq, "read_seq": s.read_seq,
-                "unread": max(0, s.visible_seq - s.read_seq - s.hidden_unread),
-                "participants": participants,
-                "last_message": None if s.last_message is None
-                else frames.message(s.last_message)}
 
     async def policy_changed(self, school: SchoolId) -> None:
         """Settings or preferences changed here: apply at once on every node."""
@@ -1061,28 +720,6 @@ def _come_back(sessions: Iterable[Session]) -> None:
     discussion, so they reconnect (4013) and resume, which joins it again."""
     for session in sessions:
         session.close(CloseCode.TRY_AGAIN, "could not follow a discussion: reconnect")
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def _cursor(last_at: datetime, d: DiscussionId) -> str:
-    """A ``list`` page's position, opaque to clients: ``<µs since 1970>-<id>``."""
-    return f"{(last_at - _EPOCH) // _MICROSECOND}-{d}"
-
-
-def _read_cursor(text: str) -> tuple[datetime, DiscussionId]:
-    micros, _, d = text.partition("-")
-    if not (micros.isascii() and micros.isdigit() and d.isascii() and d.isdigit()):
-        raise Refused(ErrorCode.BAD_REQUEST, "'before' must be the 'next' of a previous page")
-    try:
-        if int(d) > MAX_INT:
-            raise OverflowError
-        return _EPOCH + int(micros) * _MICROSECOND, DiscussionId(int(d))
-    except OverflowError:
-        raise Refused(ErrorCode.BAD_REQUEST,
-                      "'before' must be the 'next' of a previous page") from None
 
 
 def _with(members: DiscussionMembers, user: UserId, invited_by: UserId,
