@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from . import events
 from .errors import ConfigurationError
 from .limits import Limits
 
@@ -47,6 +48,9 @@ class Config:
     node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     clock_start: datetime | None = None
     client_dir: str | None = None
+    # The version of the events written to other nodes (server/events.py): the previous
+    # one while nodes of the previous release remain (docs/operating.md, rolling upgrade).
+    events_version: int = events.CURRENT
 
     def limits(self) -> Limits:
         """The hub's limits from this configuration."""
@@ -74,6 +78,8 @@ class Config:
             node_id=env.get("PREAU_NODE_ID") or uuid.uuid4().hex[:12],
             clock_start=_datetime(env, "PREAU_CLOCK_START"),
             client_dir=env.get("PREAU_CLIENT_DIR") or None,
+            events_version=_int(env, "PREAU_EVENTS_VERSION", events.CURRENT, events.OLDEST,
+                                events.CURRENT),
         )
 
     def check(self) -> None:

@@ -26,17 +26,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
 import msgpack
 
-from . import frames, summaries
+from . import events, frames, summaries
 from .audience import Audience, Session, quietly
 from .broker import Broker
-from .broker.channels import discussion_channel, school_channel
+from .broker.channels import discussion_channel, parse_channel, school_channel
 from .clock import Clock
 from .errors import ErrorCode, MembersChanged, NotFound, Refused, StoreUnavailable
 from .gatekeeper.quota import DAY
@@ -54,6 +55,7 @@ __all__ = ["Node", "Session"]
 log = logging.getLogger("preau.node")
 
 _TAG_BYTES = 8
+_UNREADABLE_LOG_EVERY = 10.0  # seconds between warnings about unreadable events
 
 # A post or an invitation is stored only if the members it was checked against are
 # still those in the store; else it is checked again with the new ones, this many times
@@ -73,6 +75,7 @@ class Node:
         clock: Clock,
         limits: Limits = DEFAULT_LIMITS,
         node_id: str | None = None,
+        events_version: int = events.CURRENT,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -93,6 +96,25 @@ class Node:
                                  establishment=self.establishment, spawn=self._spawn)
         self.held = HeldRelease(store, schools, clock, self)
         self.noticeboard = Noticeboard(store, self.hub, schools, clock, self)
+        # The version of the events this node writes (it reads every version up to
+        # events.CURRENT): older while nodes of the previous release remain.
+        self.events_version = events.encode_version(events_version)
+        self.events_unreadable = 0  # events from other nodes this one could not read
+        self._unreadable_logged = -_UNREADABLE_LOG_EVERY  # monotonic time of the last log
+        self._unreadable_unlogged = 0
+        self._resyncs: set[tuple[SchoolId, DiscussionId | None]] = set()
+        self._dispatch = events.Dispatch()
+        self._dispatch.on(events.Message, self._on_message)
+        self._dispatch.on(events.Joined, self._on_joined)
+        self._dispatch.on(events.Left, self._on_left)
+        self._dispatch.on(events.Read, self._on_read)
+        self._dispatch.on(events.Typing, self._on_typing)
+        self._dispatch.on(events.Presence, self._on_presence)
+        self._dispatch.on(events.DiscussionAdded, self._on_discussion_added)
+        self._dispatch.on(events.PolicyChanged, self._on_policy_changed)
+        self._dispatch.on(events.HeldDropped, self._on_held_dropped)
+        self.noticeboard.register(self._dispatch)
+        assert not self._dispatch.missing(), self._dispatch.missing()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -233,8 +255,8 @@ class Node:
                     incomplete += int(not rows or rows[0].seq > seq + 1)
         await self.noticeboard.catch_up(session)
         if first:
-            await self._publish_school(school, {"k": "p", "s": school, "u": user, "on": True,
-                                                "ds": list(present)})
+            await self._publish_school(school, events.Presence(school, user, True,
+                                                               tuple(present)))
         return incomplete
 
     async def detach(self, session: Session) -> None:
@@ -247,8 +269,8 @@ class Node:
             self._emptied.set()
         await self._uncount_school(school)
         if last:
-            await self._publish_school(school, {"k": "p", "s": school, "u": user, "on": False,
-                                                "ds": discussions})
+            await self._publish_school(school, events.Presence(school, user, False,
+                                                               tuple(discussions)))
 
     async def _uncount_school(self, school: SchoolId) -> None:
         """One connection of ``school`` fewer; the last one releases its channel."""
@@ -266,10 +288,71 @@ class Node:
         if data[:_TAG_BYTES] == self._tag:
             return  # our own publication: already delivered locally
         try:
-            event = msgpack.unpackb(data[_TAG_BYTES:], raw=False)
+            event = events.decode(msgpack.unpackb(data[_TAG_BYTES:], raw=False))
+        except events.Unreadable as exc:
+            self.unreadable(channel, exc)
+            return
+        except Exception as exc:  # not even msgpack
+            self.unreadable(channel, events.Unreadable(f"not an event: {exc!r}"))
+            return
+        try:
             self._dispatch(event)
         except Exception:
-            log.exception("bad publication on %s", channel)
+            log.exception("handling %s from %s failed", type(event).__name__, channel)
+
+    def unreadable(self, channel: str, exc: events.Unreadable) -> None:
+        """An event this node cannot read (newer, unknown or malformed): say so, count
+        it, and read again from the store what it may have been about: the discussion's
+        messages and members, then the school's settings, memberships and broadcasts
+        for the connections here. Nothing it announced is lost, only later."""
+        self.events_unreadable += 1
+        now = time.monotonic()
+        if now - self._unreadable_logged >= _UNREADABLE_LOG_EVERY:
+            log.warning("unreadable event on %s (%s; %d more since the last warning): "
+                        "reading the store instead; is a newer node writing a version "
+                        "this one cannot read? (PREAU_EVENTS_VERSION, docs/operating.md)",
+                        channel, exc.reason, self._unreadable_unlogged)
+            self._unreadable_logged, self._unreadable_unlogged = now, 0
+        else:
+            self._unreadable_unlogged += 1
+        school, d = exc.school, exc.discussion
+        if school is None or (d is None and ":d:" in channel):
+            with contextlib.suppress(ValueError):
+                name = parse_channel(channel)
+                school = name.school_id if school is None else school
+                d = name.discussion_id if d is None else d
+        if school is None:
+            self.handle_resubscribed()  # nothing tells where: everything again
+            return
+        if d is not None:
+            self._resync((school, d), self._resync_discussion(school, d))
+        self._resync((school, None), self._resync_school(school))
+
+    def _resync(self, key: tuple[SchoolId, DiscussionId | None],
+                work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` unless the same is waiting to start: a burst of unreadable events
+        costs one read of the store, not one each."""
+        if key in self._resyncs:
+            work.close()
+            return
+        self._resyncs.add(key)
+
+        async def run() -> None:
+            self._resyncs.discard(key)  # events from now on come after what it reads
+            await work
+
+        self._spawn(run())
+
+    async def _resync_discussion(self, school: SchoolId, d: DiscussionId) -> None:
+        self.audience.members_changed((school, d))
+        await self.audience.catch_up((school, d))  # the messages it missed, from the store
+
+    async def _resync_school(self, school: SchoolId) -> None:
+        await self._refresh_school(school)
+        for session in self._sessions(school):
+            if session.open:
+                await self._reconcile(session)  # joins and leaves it missed
+                await self.noticeboard.catch_up(session)  # broadcasts it missed
 
     def handle_resubscribed(self) -> None:
         """Pub/sub may have dropped publications while Redis was away: re-read the store
@@ -298,48 +381,52 @@ class Node:
                 _come_back([session])
                 raise
 
-    def _dispatch(self, ev: dict[str, Any]) -> None:
-        kind = ev["k"]
-        school = SchoolId(ev["s"])
-        if kind == "m":
-            msg = StoredMessage(DiscussionId(ev["d"]), ev["q"], UserId(ev["f"]), ev["c"],
-                                ev["b"], datetime.fromisoformat(ev["t"]),
-                                frozenset(UserId(u) for u in ev.get("h", ())))
-            self.audience.offer((school, msg.discussion_id), msg)
-        elif kind in ("j", "l"):
-            self._membership_changed(school, DiscussionId(ev["d"]), UserId(ev["u"]),
-                                     joined=kind == "j", invited_by=ev.get("i"))
-        elif kind == "r":
-            self._push_activity(school, DiscussionId(ev["d"]), UserId(ev["u"]),
-                                frames.read(DiscussionId(ev["d"]), UserId(ev["u"]), ev["q"]),
-                                to_self=True)
-        elif kind == "y":
-            self._push_activity(school, DiscussionId(ev["d"]), UserId(ev["u"]),
-                                frames.typing(DiscussionId(ev["d"]), UserId(ev["u"])),
-                                to_self=False)
-        elif kind == "p":
-            self._presence(school, UserId(ev["u"]), bool(ev["on"]),
-                           [DiscussionId(d) for d in ev["ds"]])
-        elif kind == "n":
-            self._spawn(self._discussion_added(school, DiscussionId(ev["d"]),
-                                               [UserId(u) for u in ev["us"]]))
-        elif kind == "v":
-            self._spawn(self._refresh_school(school))
-        elif kind[0] == "b":
-            self.noticeboard.dispatch(ev)
-        elif kind == "x":
-            frame = Frame(frames.held_dropped(ev["c"], ev["d"], ev["code"], ev["m"]))
-            for member in self.hub.of_user(school, UserId(ev["u"])):
-                member.push(frame)
+    # The handlers of the events, from this node or another (the dispatch table).
 
-    async def _publish(self, channel: str, event: dict[str, Any]) -> None:
-        await quietly(self.broker.publish(channel, self._tag + self._packer.pack(event)))
+    def _on_message(self, ev: events.Message) -> None:
+        msg = StoredMessage(ev.discussion, ev.seq, ev.sender, ev.client_id, ev.body, ev.at,
+                            ev.hidden_from)
+        self.audience.offer((ev.school, ev.discussion), msg)
 
-    async def announce(self, school: SchoolId, event: dict[str, Any]) -> None:
+    def _on_joined(self, ev: events.Joined) -> None:
+        self._membership_changed(ev.school, ev.discussion, ev.user, joined=True,
+                                 invited_by=ev.invited_by)
+
+    def _on_left(self, ev: events.Left) -> None:
+        self._membership_changed(ev.school, ev.discussion, ev.user, joined=False,
+                                 invited_by=None)
+
+    def _on_read(self, ev: events.Read) -> None:
+        self._push_activity(ev.school, ev.discussion, ev.user,
+                            frames.read(ev.discussion, ev.user, ev.seq), to_self=True)
+
+    def _on_typing(self, ev: events.Typing) -> None:
+        self._push_activity(ev.school, ev.discussion, ev.user,
+                            frames.typing(ev.discussion, ev.user), to_self=False)
+
+    def _on_presence(self, ev: events.Presence) -> None:
+        self._presence(ev.school, ev.user, ev.online, list(ev.discussions))
+
+    def _on_discussion_added(self, ev: events.DiscussionAdded) -> None:
+        self._spawn(self._discussion_added(ev.school, ev.discussion, list(ev.users)))
+
+    def _on_policy_changed(self, ev: events.PolicyChanged) -> None:
+        self._spawn(self._refresh_school(ev.school))
+
+    def _on_held_dropped(self, ev: events.HeldDropped) -> None:
+        frame = Frame(frames.held_dropped(ev.client_id, ev.discussion, ev.code, ev.message))
+        for member in self.hub.of_user(ev.school, ev.user):
+            member.push(frame)
+
+    async def _publish(self, channel: str, event: events.Event) -> None:
+        data = self._packer.pack(events.encode(event, self.events_version))
+        await quietly(self.broker.publish(channel, self._tag + data))
+
+    async def announce(self, school: SchoolId, event: events.Event) -> None:
         """Publish an event about people on the school channel, and handle it here too."""
         await self._publish_school(school, event)
 
-    async def _publish_school(self, school: SchoolId, event: dict[str, Any]) -> None:
+    async def _publish_school(self, school: SchoolId, event: events.Event) -> None:
         """Publish on the school channel and handle it here too (the broker skips our own)."""
         self._dispatch(event)
         await self._publish(school_channel(school), event)
@@ -591,7 +678,7 @@ class Node:
         d = members.id
         msg = StoredMessage(d, 1, user, client_id, body, now)
         everyone = [p.user_id for p in members.participants]
-        await self._publish_school(school, {"k": "n", "s": school, "d": d, "us": everyone})
+        await self._publish_school(school, events.DiscussionAdded(school, d, tuple(everyone)))
         await self._publish(discussion_channel(school, d), _message_event(school, msg))
         return msg
 
@@ -603,9 +690,8 @@ class Node:
 
     async def held_dropped(self, school: SchoolId, held: HeldMessage, code: ErrorCode,
                            message: str) -> None:
-        await self._publish_school(school, {
-            "k": "x", "s": school, "u": held.sender, "c": held.client_id,
-            "d": held.discussion_id, "code": code.value, "m": message})
+        await self._publish_school(school, events.HeldDropped(
+            school, held.sender, held.client_id, held.discussion_id, code.value, message))
 
     async def _hold(self, school: SchoolId, user: UserId, client_id: str, body: str,
                     until: datetime, *, discussion: DiscussionId | None = None,
@@ -639,10 +725,10 @@ class Node:
             break
         else:
             raise StoreUnavailable(f"the members of discussion {d} keep changing")
-        event = {"k": "j", "s": school, "d": d, "u": invitee, "i": user}
+        event: events.Event = events.Joined(school, d, invitee, user)
         self._dispatch(event)
         await self._publish(discussion_channel(school, d), event)
-        await self._publish_school(school, {"k": "n", "s": school, "d": d, "us": [invitee]})
+        await self._publish_school(school, events.DiscussionAdded(school, d, (invitee,)))
 
     async def leave(self, session: Session, d: DiscussionId) -> None:
         school, user = session.school_id, session.user_id
@@ -650,7 +736,7 @@ class Node:
         members = await self._members_or_nobody(school, d)
         est.gatekeeper.check_leave(user, members).raise_for_refusal()
         await self.store.leave(school, d, user, now=self.clock())
-        event = {"k": "l", "s": school, "d": d, "u": user}
+        event = events.Left(school, d, user)
         self._dispatch(event)
         await self._publish(discussion_channel(school, d), event)
 
@@ -660,7 +746,7 @@ class Node:
             position = await self.store.mark_read(school, d, user, seq)
         except NotFound:
             raise Refused(ErrorCode.NOT_PARTICIPANT) from None
-        event = {"k": "r", "s": school, "d": d, "u": user, "q": position}
+        event = events.Read(school, d, user, position)
         self._dispatch(event)
         await self._publish(discussion_channel(school, d), event)
 
@@ -670,7 +756,7 @@ class Node:
         participant = members.get(user)
         if participant is None or not participant.present:
             raise Refused(ErrorCode.NOT_PARTICIPANT)
-        event = {"k": "y", "s": school, "d": d, "u": user}
+        event = events.Typing(school, d, user)
         self._dispatch(event)
         await self._publish(discussion_channel(school, d), event)
 
@@ -712,7 +798,7 @@ class Node:
     async def policy_changed(self, school: SchoolId) -> None:
         """Settings or preferences changed here: apply at once on every node."""
         await self._refresh_school(school)
-        await self._publish(school_channel(school), {"k": "v", "s": school})
+        await self._publish(school_channel(school), events.PolicyChanged(school))
 
 
 def _come_back(sessions: Iterable[Session]) -> None:
@@ -734,11 +820,6 @@ def _with(members: DiscussionMembers, user: UserId, invited_by: UserId,
     return DiscussionMembers(members.id, members.version + 1, tuple(rows))
 
 
-def _message_event(school: SchoolId, msg: StoredMessage) -> dict[str, Any]:
-    event = {"k": "m", "s": school, "d": msg.discussion_id, "q": msg.seq, "f": msg.sender,
-             "c": msg.client_id, "b": msg.body, "t": msg.created_at.isoformat()}
-    if msg.hidden_from:  # rare: only then does the publication carry it
-        event["h"] = sorted(msg.hidden_from)
-    return event
-
-
+def _message_event(school: SchoolId, msg: StoredMessage) -> events.Message:
+    return events.Message(school, msg.discussion_id, msg.seq, msg.sender, msg.client_id,
+                          msg.body, msg.created_at, msg.hidden_from)

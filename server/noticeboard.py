@@ -4,19 +4,22 @@ One :class:`Noticeboard` per self. Its requests follow the path of a message:
 the gatekeeper decides (G1–G3, G8) and computes the recipients, the store keeps
 the broadcast and each recipient's row, and an event on the school channel
 reaches every node, which pushes frames to the connections it holds. Events
-name people, so a node acts only for its own connections:
+(:mod:`server.events`) name people, so a node acts only for its own connections:
 
-====  ===========================================  =============================
-kind  published when                               each node pushes
-====  ===========================================  =============================
-b     a broadcast is created or published          ``broadcast`` to recipients
-                                                   here (and marks them received),
-                                                   the author's view to the author
-bs    a recipient's row changed (new figures)      ``broadcast_stats`` to the author
-bm    a recipient read, acknowledged or answered   ``broadcast_mine`` to them
-br    the author sent a reminder                   ``broadcast_reminder``
-bx    a scheduled broadcast was refused            ``broadcast_dropped`` to the author
-====  ===========================================  =============================
+==================  ==========================================  ==========================
+event               published when                              each node pushes
+==================  ==========================================  ==========================
+BroadcastPublished  a broadcast is created or published         ``broadcast`` to recipients
+                                                                here (and marks them
+                                                                received), the author's
+                                                                view to the author
+BroadcastStats      a recipient's row changed (new figures)     ``broadcast_stats`` to the
+                                                                author
+BroadcastMine       a recipient read, acknowledged or answered  ``broadcast_mine`` to them
+BroadcastReminded   the author sent a reminder                  ``broadcast_reminder``
+BroadcastDropped    a scheduled broadcast was refused           ``broadcast_dropped`` to
+                                                                the author
+==================  ==========================================  ==========================
 
 Anonymous polls: no view, result or event built here names who answered what,
 or who answered at all (see :meth:`Noticeboard.results`). The wire format is
@@ -30,7 +33,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from . import frames
+from . import events, frames
 from .broadcasts import (
     DEFAULT_POLL_DURATION,
     REMINDER_INTERVAL,
@@ -80,7 +83,7 @@ class NoticeboardHost(Protocol):
     the schools and the clock it is given: telling every node of an event, and running
     work in the background."""
 
-    async def announce(self, school: SchoolId, event: dict[str, Any]) -> None:
+    async def announce(self, school: SchoolId, event: events.Event) -> None:
         """Publish ``event`` on the school's channel and handle it on this node too."""
 
     def spawn(self, coro: Any) -> None:
@@ -209,8 +212,8 @@ class Noticeboard:
             recipients=None if scheduled else recipients,
             held_for_hours=draft.publish_at is None and decision.hold_until is not None)
         if new:
-            await self._host.announce(school, {"k": "b", "s": school, "id": b.id, "a": user,
-                                         "us": [] if scheduled else list(recipients)})
+            await self._host.announce(school, events.BroadcastPublished(
+                school, b.id, user, () if scheduled else tuple(recipients)))
         return self.author_view(b, est, now), new
 
     async def _authored(self, school: SchoolId, user: UserId, bid: int) -> Broadcast:
@@ -280,8 +283,8 @@ class Noticeboard:
             else r.acknowledged_at is None if b.ack_requested else r.read_at is None)]
         await self.store.remind_broadcast(school, bid, pending, now=now)
         if pending:
-            await self._host.announce(school, {"k": "br", "s": school, "id": bid, "us": pending,
-                                         "a": user, "t": b.title, "at": _iso(now)})
+            await self._host.announce(school, events.BroadcastReminded(
+                school, bid, tuple(pending), user, b.title, frames.iso(now)))
         return {"reminded": len(pending)}
 
     # ------------------------------------------------------------------ recipients
@@ -379,12 +382,12 @@ class Noticeboard:
     async def _changed(self, school: SchoolId, b: Broadcast, receipt: Receipt,
                        stats: BroadcastStats) -> None:
         await self._figures(school, b, stats)
-        await self._host.announce(school, {"k": "bm", "s": school, "id": b.id,
-                                          "u": receipt.user_id, "mine": mine_json(receipt)})
+        await self._host.announce(school, events.BroadcastMine(school, b.id, receipt.user_id,
+                                                               mine_json(receipt)))
 
     async def _figures(self, school: SchoolId, b: Broadcast, stats: BroadcastStats) -> None:
-        await self._host.announce(school, {"k": "bs", "s": school, "id": b.id, "a": b.author,
-                                          "st": stats_json(stats)})
+        await self._host.announce(school, events.BroadcastStats(school, b.id, b.author,
+                                                                stats_json(stats)))
 
     # ------------------------------------------------------------------ publication
 
@@ -414,41 +417,48 @@ class Noticeboard:
             code = decision.code.value if decision.code is not None else "bad_request"
             message = decision.message or "Nobody is left to receive it."
             await self.store.drop_broadcast(school, b.id, code, message)
-            await self._host.announce(school, {"k": "bx", "s": school, "id": b.id, "a": b.author,
-                                         "code": code, "m": message})
+            await self._host.announce(school, events.BroadcastDropped(school, b.id, b.author,
+                                                                      code, message))
             return
         await self.store.publish_broadcast(school, b.id, recipients, now=now)
-        await self._host.announce(school, {"k": "b", "s": school, "id": b.id, "a": b.author,
-                                     "us": list(recipients)})
+        await self._host.announce(school, events.BroadcastPublished(school, b.id, b.author,
+                                                                    tuple(recipients)))
 
     # ------------------------------------------------------------------ events
 
-    def dispatch(self, ev: dict[str, Any]) -> None:
-        """An event of the table above, from this node or another."""
-        kind, school = ev["k"], SchoolId(ev["s"])
-        if kind == "b":
-            self._host.spawn(self._published(school, ev["id"], UserId(ev["a"]),
-                                            [UserId(u) for u in ev["us"]]))
-        elif kind == "bs":
-            frame = Frame(frames.broadcast_stats(ev["id"], ev["st"]))
-            for member in self.hub.of_user(school, UserId(ev["a"])):
+    def register(self, dispatch: events.Dispatch) -> None:
+        """Handle the events of the table above, from this node or another."""
+        dispatch.on(events.BroadcastPublished, self._on_published)
+        dispatch.on(events.BroadcastStats, self._on_stats)
+        dispatch.on(events.BroadcastMine, self._on_mine)
+        dispatch.on(events.BroadcastReminded, self._on_reminded)
+        dispatch.on(events.BroadcastDropped, self._on_dropped)
+
+    def _to(self, school: SchoolId, users: Sequence[UserId], frame: Frame) -> None:
+        for u in users:
+            for member in self.hub.of_user(school, u):
                 member.push(frame)
-        elif kind == "bm":
-            frame = Frame(frames.broadcast_mine(ev["id"], ev["mine"]))
-            for member in self.hub.of_user(school, UserId(ev["u"])):
-                member.push(frame)
-        elif kind == "br":
-            est = self.schools.current(school)
-            author = (est.person(UserId(ev["a"])) if est is not None
-                      else {"id": ev["a"]})
-            frame = Frame(frames.broadcast_reminder(ev["id"], ev["t"], author, ev["at"]))
-            for u in ev["us"]:
-                for member in self.hub.of_user(school, UserId(u)):
-                    member.push(frame)
-        elif kind == "bx":
-            frame = Frame(frames.broadcast_dropped(ev["id"], ev["code"], ev["m"]))
-            for member in self.hub.of_user(school, UserId(ev["a"])):
-                member.push(frame)
+
+    def _on_published(self, ev: events.BroadcastPublished) -> None:
+        self._host.spawn(self._published(ev.school, ev.broadcast, ev.author,
+                                         list(ev.recipients)))
+
+    def _on_stats(self, ev: events.BroadcastStats) -> None:
+        self._to(ev.school, [ev.author],
+                 Frame(frames.broadcast_stats(ev.broadcast, dict(ev.stats))))
+
+    def _on_mine(self, ev: events.BroadcastMine) -> None:
+        self._to(ev.school, [ev.user], Frame(frames.broadcast_mine(ev.broadcast, dict(ev.mine))))
+
+    def _on_reminded(self, ev: events.BroadcastReminded) -> None:
+        est = self.schools.current(ev.school)
+        author = est.person(ev.author) if est is not None else {"id": ev.author}
+        self._to(ev.school, ev.recipients,
+                 Frame(frames.broadcast_reminder(ev.broadcast, ev.title, author, ev.at)))
+
+    def _on_dropped(self, ev: events.BroadcastDropped) -> None:
+        self._to(ev.school, [ev.author],
+                 Frame(frames.broadcast_dropped(ev.broadcast, ev.code, ev.message)))
 
     async def _published(self, school: SchoolId, bid: int, author: UserId,
                          users: list[UserId]) -> None:
