@@ -184,7 +184,8 @@ WEB = ("starlette", "uvicorn", "server.web")
 RULES = [
     *((m, IO) for m in ("server.gatekeeper", "server.settings", "server.model",
                         "server.directory", "server.demo", "server.errors",
-                        "server.broadcasts", "server.limits", "server.frames")),
+                        "server.broadcasts", "server.limits", "server.frames",
+                        "server.events")),
     ("server.protocol", ("asyncio", "starlette", "uvicorn", "redis", "aiosqlite", "websockets",
                          "asyncpg")),
     ("server.store", (*WEB, "server.schools")),
