@@ -114,7 +114,8 @@ class Node:
         self._dispatch.on(events.PolicyChanged, self._on_policy_changed)
         self._dispatch.on(events.HeldDropped, self._on_held_dropped)
         self.noticeboard.register(self._dispatch)
-        assert not self._dispatch.missing(), self._dispatch.missing()
+        if self._dispatch.missing():  # a kind nobody handles: fail now, not at its first event
+            raise RuntimeError(f"no handler for events {self._dispatch.missing()}")
 
     # ------------------------------------------------------------------ lifecycle
 
