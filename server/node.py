@@ -4,12 +4,17 @@ One :class:`Node` per server process. It owns the hub (this process's
 connections), serves their requests, talks to the store and the broker, and
 hands out the rest: :class:`~server.audience.Audience` (who listens to which
 discussion here, their feeds and the cached members that make the per-message
-path cheap), :class:`~server.held.HeldRelease` (messages held for the opening)
-and :class:`~server.noticeboard.Noticeboard` (broadcasts and polls).
+path cheap), :class:`~server.conversations.Conversations` (the participants'
+requests), :class:`~server.activity.Activity` (read positions, typing, presence),
+:class:`~server.held.HeldRelease` (messages held for the opening) and
+:class:`~server.noticeboard.Noticeboard` (broadcasts and polls). What the node
+keeps: connections coming and going, the events between nodes (published, read
+through a dispatch table, or read again from the store when unreadable), and the
+schools' settings and hours (the tick).
 
 How one message travels (see ``docs/design/fan-out.md``):
 
-1. ``send``: the gatekeeper decides with the cached members (no I/O);
+1. ``Conversations.send``: the gatekeeper decides with the cached members (no I/O);
 2. the store appends it durably and assigns the next sequence number, if the
    members are still those it was decided with (else it is decided again: someone
    invited meanwhile was not part of the decision);
@@ -29,26 +34,26 @@ import logging
 import time
 import uuid
 from collections.abc import Coroutine, Iterable, Sequence
-from datetime import datetime
 from typing import Any, cast
 
 import msgpack
 
-from . import events, frames, summaries
+from . import events, frames
+from .activity import Activity
 from .audience import Audience, Session, quietly
 from .broker import Broker
 from .broker.channels import discussion_channel, parse_channel, school_channel
 from .clock import Clock
-from .errors import ErrorCode, MembersChanged, NotFound, Refused, StoreUnavailable
-from .gatekeeper.quota import DAY
+from .conversations import Conversations
+from .errors import ErrorCode, NotFound
 from .held import HeldRelease
 from .hub import Frame, Hub
 from .limits import DEFAULT_LIMITS, Limits
-from .model import DiscussionId, DiscussionMembers, Participant, SchoolId, UserId
+from .model import DiscussionId, SchoolId, UserId
 from .noticeboard import Noticeboard
 from .protocol import CloseCode
 from .schools import Establishment, Schools
-from .store import HeldMessage, Store, StoredMessage
+from .store import Store, StoredMessage
 
 __all__ = ["Node", "Session"]
 
@@ -57,10 +62,6 @@ log = logging.getLogger("preau.node")
 _TAG_BYTES = 8
 _UNREADABLE_LOG_EVERY = 10.0  # seconds between warnings about unreadable events
 
-# A post or an invitation is stored only if the members it was checked against are
-# still those in the store; else it is checked again with the new ones, this many times
-# at most (then ``unavailable``: the client retries with the same request).
-_RECHECKS = 5
 
 
 class Node:
@@ -94,8 +95,12 @@ class Node:
         self._emptied: asyncio.Event | None = None
         self.audience = Audience(store, broker, self.hub, limits,
                                  establishment=self.establishment, spawn=self._spawn)
-        self.held = HeldRelease(store, schools, clock, self)
+        self.conversations = Conversations(store, clock, self.audience, self,
+                                           establishment=self.establishment)
+        self.held = HeldRelease(store, schools, clock, self.conversations)
         self.noticeboard = Noticeboard(store, self.hub, schools, clock, self)
+        self.activity = Activity(self.hub, schools, self.audience,
+                                 establishment=self.establishment, spawn=self._spawn)
         # The version of the events this node writes (it reads every version up to
         # events.CURRENT): older while nodes of the previous release remain.
         self.events_version = events.encode_version(events_version)
@@ -107,12 +112,10 @@ class Node:
         self._dispatch.on(events.Message, self._on_message)
         self._dispatch.on(events.Joined, self._on_joined)
         self._dispatch.on(events.Left, self._on_left)
-        self._dispatch.on(events.Read, self._on_read)
-        self._dispatch.on(events.Typing, self._on_typing)
-        self._dispatch.on(events.Presence, self._on_presence)
         self._dispatch.on(events.DiscussionAdded, self._on_discussion_added)
         self._dispatch.on(events.PolicyChanged, self._on_policy_changed)
         self._dispatch.on(events.HeldDropped, self._on_held_dropped)
+        self.activity.register(self._dispatch)
         self.noticeboard.register(self._dispatch)
         if self._dispatch.missing():  # a kind nobody handles: fail now, not at its first event
             raise RuntimeError(f"no handler for events {self._dispatch.missing()}")
@@ -397,17 +400,6 @@ class Node:
         self._membership_changed(ev.school, ev.discussion, ev.user, joined=False,
                                  invited_by=None)
 
-    def _on_read(self, ev: events.Read) -> None:
-        self._push_activity(ev.school, ev.discussion, ev.user,
-                            frames.read(ev.discussion, ev.user, ev.seq), to_self=True)
-
-    def _on_typing(self, ev: events.Typing) -> None:
-        self._push_activity(ev.school, ev.discussion, ev.user,
-                            frames.typing(ev.discussion, ev.user), to_self=False)
-
-    def _on_presence(self, ev: events.Presence) -> None:
-        self._presence(ev.school, ev.user, ev.online, list(ev.discussions))
-
     def _on_discussion_added(self, ev: events.DiscussionAdded) -> None:
         self._spawn(self._discussion_added(ev.school, ev.discussion, list(ev.users)))
 
@@ -422,6 +414,17 @@ class Node:
     async def _publish(self, channel: str, event: events.Event) -> None:
         data = self._packer.pack(events.encode(event, self.events_version))
         await quietly(self.broker.publish(channel, self._tag + data))
+
+    async def announce_in(self, school: SchoolId, d: DiscussionId,
+                          event: events.Event) -> None:
+        """Publish on the discussion's channel and handle it here too."""
+        self._dispatch(event)
+        await self._publish(discussion_channel(school, d), event)
+
+    async def publish_in(self, school: SchoolId, d: DiscussionId,
+                         event: events.Event) -> None:
+        """Publish on the discussion's channel (handled here already)."""
+        await self._publish(discussion_channel(school, d), event)
 
     async def announce(self, school: SchoolId, event: events.Event) -> None:
         """Publish an event about people on the school channel, and handle it here too."""
@@ -438,49 +441,6 @@ class Node:
         frame = Frame(body)
         for member in self.hub.in_discussion(school, d):
             member.push(frame)
-
-    def _push_activity(self, school: SchoolId, d: DiscussionId, author: UserId,
-                       body: dict[str, Any], *, to_self: bool) -> None:
-        """A typing or read event, only to the connections whose user and ``author`` may
-        exchange in ``d`` now (the G6 pair rule, either way): the invariant of
-        ``docs/policy.md`` holds for these too. Filtered here, where frames from any node
-        reach local connections."""
-        est = self.schools.current(school)
-        members = self.audience.cached_members((school, d))
-        if est is None or members is None:  # not cached: read them, off this call
-            self._spawn(self._push_activity_later(school, d, author, body, to_self=to_self))
-            return
-        self._push_to_peers(school, est, members, author, body, to_self=to_self)
-
-    async def _push_activity_later(self, school: SchoolId, d: DiscussionId, author: UserId,
-                                   body: dict[str, Any], *, to_self: bool) -> None:
-        try:
-            est = await self.establishment(school)
-            members = await self.members(school, d)
-        except NotFound:
-            return
-        self._push_to_peers(school, est, members, author, body, to_self=to_self)
-
-    def _push_to_peers(self, school: SchoolId, est: Establishment, members: DiscussionMembers,
-                       author: UserId, body: dict[str, Any], *, to_self: bool) -> None:
-        here = self.hub.in_discussion(school, members.id)
-        if not here:
-            return
-        peers = est.gatekeeper.exchanges_with(author, members)
-        frame = Frame(body)
-        for member in here:
-            if member.user_id in peers or (to_self and member.user_id == author):
-                member.push(frame)
-
-    def _presence(self, school: SchoolId, user: UserId, online: bool,
-                  discussions: list[DiscussionId]) -> None:
-        seen: set[int] = set()
-        frame = Frame(frames.presence(user, online))
-        for d in discussions:
-            for member in self.hub.in_discussion(school, d):
-                if member.user_id != user and id(member) not in seen:
-                    seen.add(id(member))
-                    member.push(frame)
 
     def _membership_changed(self, school: SchoolId, d: DiscussionId, user: UserId, *,
                             joined: bool, invited_by: str | None) -> None:
@@ -583,219 +543,6 @@ class Node:
         await self.held.release_due()
         await self.noticeboard.release_due()
 
-    # ------------------------------------------------------------------ requests
-
-    async def members(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
-        return await self.audience.members(school, d)
-
-    async def _fresh_members(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
-        """The members as the store has them now (the cached ones were outdated)."""
-        self.audience.members_changed((school, d))
-        return await self._members_or_nobody(school, d)
-
-    async def _members_or_nobody(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
-        """The discussion's members; for an id that does not exist here, nobody.
-
-        The gatekeeper then answers an unknown discussion exactly as one the user is not
-        in, with the same precedence (G1–G3 first): no oracle on which ids exist.
-        """
-        try:
-            return await self.members(school, d)
-        except NotFound:
-            return DiscussionMembers(d, 0, ())
-
-    async def send(self, session: Session, d: DiscussionId, body: str,
-                   client_id: str) -> dict[str, Any]:
-        """Post a message; returns the ack frame (sent only once the message is durable)."""
-        school, user = session.school_id, session.user_id
-        members = await self._members_or_nobody(school, d)
-        for _ in range(_RECHECKS):
-            est = await self.establishment(school)
-            now = self.clock()
-            decision = est.gatekeeper.check_send(user, members, now)
-            if not decision.allowed or decision.hold_until is not None:
-                # A retry of a message already stored is answered as such, whatever the
-                # rules say now (the window may have closed since the first attempt).
-                earlier = await self.store.find_message(school, d, user, client_id)
-                if earlier is not None:
-                    return frames.ack(earlier, duplicate=True)
-                decision.raise_for_refusal()
-                assert decision.hold_until is not None
-                return await self._hold(school, user, client_id, body, decision.hold_until,
-                                        discussion=d)
-            try:
-                msg, new = await self.store.append_message(
-                    school, d, user, client_id, body, now=now,
-                    hidden_from=decision.hidden_from, members_version=members.version)
-            except MembersChanged:  # someone joined or left since: decide with them
-                members = await self._fresh_members(school, d)
-                continue
-            break
-        else:
-            raise StoreUnavailable(f"the members of discussion {d} keep changing")
-        if new:
-            self.audience.offer((school, d), msg)
-        # A retry publishes again: the first attempt's node may have died before its
-        # PUBLISH. Feeds drop what they have already seen.
-        await self._publish(discussion_channel(school, d), _message_event(school, msg))
-        return frames.ack(msg, duplicate=not new)
-
-    async def start_discussion(self, session: Session, subject: str, to: Sequence[UserId],
-                               body: str, client_id: str) -> dict[str, Any]:
-        school, user = session.school_id, session.user_id
-        est = await self.establishment(school)
-        now = self.clock()
-        decision = est.gatekeeper.check_start(user, to, now)
-        earlier = await self.store.find_started(school, user, client_id)
-        if earlier is None:
-            decision.raise_for_refusal()
-            await self._check_start_quota(school, est, user, now)
-            if decision.hold_until is not None:
-                return await self._hold(school, user, client_id, body, decision.hold_until,
-                                        subject=subject, recipients=to)
-        else:  # a retry: answer what the first attempt did, whatever the rules say now
-            return frames.started(await self.summary(school, user, earlier.discussion_id),
-                                  frames.ack(earlier, duplicate=True))
-        msg = await self.create_discussion(school, user, subject, to, body, client_id, now)
-        return frames.started(await self.summary(school, user, msg.discussion_id),
-                              frames.ack(msg, duplicate=False))
-
-    async def _check_start_quota(self, school: SchoolId, est: Establishment, user: UserId,
-                                 now: datetime) -> None:
-        """Refuse ``rate_limited`` (with ``retry_at``) past the school's start limits.
-        Counted from the store, so it holds across connections and nodes; two starts
-        racing on different connections may both pass (one over, at most per connection)."""
-        gk = est.gatekeeper
-        recent = await self.store.recent_starts(school, user, since=now - DAY,
-                                                limit=gk.start_limits.per_day)
-        gk.check_start_quota(recent, now).raise_for_refusal()
-
-    async def create_discussion(self, school: SchoolId, user: UserId, subject: str,
-                      to: Sequence[UserId], body: str, client_id: str,
-                      now: datetime) -> StoredMessage:
-        # One transaction: a failure leaves no discussion without its first message.
-        members = await self.store.create_discussion(school, user, subject, to, now=now,
-                                                     first=(client_id, body))
-        d = members.id
-        msg = StoredMessage(d, 1, user, client_id, body, now)
-        everyone = [p.user_id for p in members.participants]
-        await self._publish_school(school, events.DiscussionAdded(school, d, tuple(everyone)))
-        await self._publish(discussion_channel(school, d), _message_event(school, msg))
-        return msg
-
-    async def posted(self, school: SchoolId, msg: StoredMessage) -> None:
-        """A message just stored (released from hold): deliver here, publish to the others."""
-        self.audience.offer((school, msg.discussion_id), msg)
-        await self._publish(discussion_channel(school, msg.discussion_id),
-                            _message_event(school, msg))
-
-    async def held_dropped(self, school: SchoolId, held: HeldMessage, code: ErrorCode,
-                           message: str) -> None:
-        await self._publish_school(school, events.HeldDropped(
-            school, held.sender, held.client_id, held.discussion_id, code.value, message))
-
-    async def _hold(self, school: SchoolId, user: UserId, client_id: str, body: str,
-                    until: datetime, *, discussion: DiscussionId | None = None,
-                    subject: str | None = None,
-                    recipients: Sequence[UserId] = ()) -> dict[str, Any]:
-        """Defer mode outside the hours: keep it for the opening (checked again then)."""
-        held, new = await self.store.hold(school, user, client_id, body,
-                                          discussion_id=discussion, subject=subject,
-                                          recipients=recipients, now=self.clock(),
-                                          release_at=until)
-        return frames.held(discussion, client_id, held.release_at, duplicate=not new)
-
-    async def invite(self, session: Session, d: DiscussionId, invitee: UserId) -> None:
-        school, user = session.school_id, session.user_id
-        members = await self._members_or_nobody(school, d)
-        for _ in range(_RECHECKS):
-            gk = (await self.establishment(school)).gatekeeper
-            now = self.clock()
-            gk.check_invite(user, members, invitee, now).raise_for_refusal()
-            # What was posted before they arrive (or while they were away) is theirs only
-            # from authors they may exchange with now, the invitation applied: hidden in
-            # the same transaction, against exactly these members (docs/policy.md).
-            readable = gk.readable_authors(invitee, _with(members, invitee, user, now))
-            try:
-                await self.store.add_participant(school, d, invitee, invited_by=user, now=now,
-                                                 members_version=members.version,
-                                                 readable_authors=readable)
-            except MembersChanged:
-                members = await self._fresh_members(school, d)
-                continue
-            break
-        else:
-            raise StoreUnavailable(f"the members of discussion {d} keep changing")
-        event: events.Event = events.Joined(school, d, invitee, user)
-        self._dispatch(event)
-        await self._publish(discussion_channel(school, d), event)
-        await self._publish_school(school, events.DiscussionAdded(school, d, (invitee,)))
-
-    async def leave(self, session: Session, d: DiscussionId) -> None:
-        school, user = session.school_id, session.user_id
-        est = await self.establishment(school)
-        members = await self._members_or_nobody(school, d)
-        est.gatekeeper.check_leave(user, members).raise_for_refusal()
-        await self.store.leave(school, d, user, now=self.clock())
-        event = events.Left(school, d, user)
-        self._dispatch(event)
-        await self._publish(discussion_channel(school, d), event)
-
-    async def mark_read(self, session: Session, d: DiscussionId, seq: int) -> None:
-        school, user = session.school_id, session.user_id
-        try:
-            position = await self.store.mark_read(school, d, user, seq)
-        except NotFound:
-            raise Refused(ErrorCode.NOT_PARTICIPANT) from None
-        event = events.Read(school, d, user, position)
-        self._dispatch(event)
-        await self._publish(discussion_channel(school, d), event)
-
-    async def typing(self, session: Session, d: DiscussionId) -> None:
-        school, user = session.school_id, session.user_id
-        members = await self._members_or_nobody(school, d)
-        participant = members.get(user)
-        if participant is None or not participant.present:
-            raise Refused(ErrorCode.NOT_PARTICIPANT)
-        event = events.Typing(school, d, user)
-        self._dispatch(event)
-        await self._publish(discussion_channel(school, d), event)
-
-    async def history(self, session: Session, d: DiscussionId, before: int | None,
-                      limit: int) -> tuple[list[dict[str, Any]], bool]:
-        school, user = session.school_id, session.user_id
-        visible = await self.store.visible_seq(school, d, user)
-        if visible is None:
-            raise Refused(ErrorCode.NOT_PARTICIPANT)
-        bound = visible + 1 if before is None else min(before, visible + 1)
-        rows = await self.store.messages(school, d, before_seq=bound, limit=limit + 1,
-                                         reader=user)
-        return [frames.message(m) for m in rows[:limit]], len(rows) > limit
-
-    async def summaries(self, session: Session, before: str | None = None,
-                        limit: int = 200) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of the user's discussions, most recently active first, and the cursor
-        of the next page (``None`` on the last). A flood of new discussions pushes older
-        ones to later pages, never out of reach."""
-        school = session.school_id
-        est = await self.establishment(school)
-        rows = await self.store.summaries(school, session.user_id, limit=limit + 1,
-                                          before=None if before is None
-                                          else summaries.read_cursor(before))
-        page = rows[:limit]
-        after = None
-        if len(rows) > limit:
-            last = page[-1]
-            assert last.last_at is not None
-            after = summaries.cursor(last.last_at, last.discussion.id)
-        return [summaries.summary_json(est, s, session.user_id) for s in page], after
-
-    async def summary(self, school: SchoolId, user: UserId, d: DiscussionId) -> dict[str, Any]:
-        est = await self.establishment(school)
-        for s in await self.store.summaries(school, user, discussion_id=d):
-            return summaries.summary_json(est, s, user)
-        raise NotFound(f"no discussion {d} for {user}")
-
     async def policy_changed(self, school: SchoolId) -> None:
         """Settings or preferences changed here: apply at once on every node."""
         await self._refresh_school(school)
@@ -807,20 +554,3 @@ def _come_back(sessions: Iterable[Session]) -> None:
     discussion, so they reconnect (4013) and resume, which joins it again."""
     for session in sessions:
         session.close(CloseCode.TRY_AGAIN, "could not follow a discussion: reconnect")
-
-
-def _with(members: DiscussionMembers, user: UserId, invited_by: UserId,
-          now: datetime) -> DiscussionMembers:
-    """``members`` with ``user`` brought in (or back) by ``invited_by``, as the store
-    will have them once the invitation is stored (same order: a returning participant
-    keeps their row)."""
-    joining = Participant(user, invited_by, now)
-    rows = [joining if p.user_id == user else p for p in members.participants]
-    if joining not in rows:
-        rows.append(joining)
-    return DiscussionMembers(members.id, members.version + 1, tuple(rows))
-
-
-def _message_event(school: SchoolId, msg: StoredMessage) -> events.Message:
-    return events.Message(school, msg.discussion_id, msg.seq, msg.sender, msg.client_id,
-                          msg.body, msg.created_at, msg.hidden_from)

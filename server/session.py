@@ -365,33 +365,33 @@ class Session:
                           retry_at=self.node.clock() + timedelta(seconds=wait))
 
     async def _serve(self, request: Request) -> dict[str, Any] | None:
-        node = self.node
+        talk = self.node.conversations
         if self.node.clock() >= self.expires_at:
             self.close(CloseCode.UNAUTHENTICATED, "token expired")
             raise Refused(ErrorCode.UNAUTHENTICATED, "The token has expired: sign in again.")
         self._take_tokens(request)
         match request:
             case Send(discussion=d, body=body, client_id=cid):
-                return await node.send(self, d, body, cid)
+                return await talk.send(self, d, body, cid)
             case Typing(discussion=d):
-                await node.typing(self, d)
+                await talk.typing(self, d)
                 return None
             case Read(discussion=d, seq=seq):
-                await node.mark_read(self, d, seq)
+                await talk.mark_read(self, d, seq)
                 return frames.ok()
             case Start(subject=subject, to=to, body=body, client_id=cid):
-                return await node.start_discussion(self, subject, to, body, cid)
+                return await talk.start_discussion(self, subject, to, body, cid)
             case Invite(discussion=d, user=invitee):
-                await node.invite(self, d, invitee)
+                await talk.invite(self, d, invitee)
                 return frames.ok()
             case Leave(discussion=d):
-                await node.leave(self, d)
+                await talk.leave(self, d)
                 return frames.ok()
             case ListDiscussions(before=before, limit=limit):
-                items, after = await node.summaries(self, before, limit)
+                items, after = await talk.summaries(self, before, limit)
                 return frames.discussions(items, after)
             case History(discussion=d, before=before, limit=limit):
-                messages, more = await node.history(self, d, before, limit)
+                messages, more = await talk.history(self, d, before, limit)
                 return frames.history(d, messages, more)
             case Ping():
                 return frames.pong()

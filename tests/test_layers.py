@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("broker", ("server.broker",)),
     ("hub", ("server.hub", "server.feed", "server.schools")),
     ("node parts", ("server.summaries", "server.audience", "server.held",
-                    "server.noticeboard")),
+                    "server.noticeboard", "server.conversations", "server.activity")),
     ("node", ("server.node",)),
     ("session", ("server.session",)),
     ("app", ("server.web", "server.headers", "server.handshake")),
@@ -190,7 +190,8 @@ RULES = [
                          "asyncpg")),
     ("server.store", (*WEB, "server.schools")),
     *((m, WEB) for m in ("server.node", "server.session", "server.hub", "server.noticeboard",
-                         "server.feed", "server.audience", "server.held", "server.summaries")),
+                         "server.feed", "server.audience", "server.held", "server.summaries",
+                         "server.conversations", "server.activity")),
 ]
 
 
