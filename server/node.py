@@ -63,7 +63,6 @@ _TAG_BYTES = 8
 _UNREADABLE_LOG_EVERY = 10.0  # seconds between warnings about unreadable events
 
 
-
 class Node:
     """Node is responsible for serving requests and moving messages between connections."""
 
@@ -354,9 +353,13 @@ class Node:
     async def _resync_school(self, school: SchoolId) -> None:
         await self._refresh_school(school)
         for session in self._sessions(school):
-            if session.open:
+            if not session.open:
+                continue
+            try:
                 await self._reconcile(session)  # joins and leaves it missed
                 await self.noticeboard.catch_up(session)  # broadcasts it missed
+            except Exception:  # that one reconnects (4013); the others still catch up
+                log.exception("catching up a connection of %s failed", school)
 
     def handle_resubscribed(self) -> None:
         """Pub/sub may have dropped publications while Redis was away: re-read the store
