@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ..broadcasts import Kind, Question, QuestionKind, parse_target, questions_from_json
 from ..model import SchoolId, UserId
 from .base import Broadcast, BroadcastStats, Receipt
 
-__all__ = ["COLUMNS", "NCOLS", "RECEIPT", "broadcast_from_row", "counter", "is_poll",
+__all__ = ["COLUMNS", "NCOLS", "RECEIPT", "Row", "broadcast_from_row", "counter", "is_poll",
            "receipt_from_row"]
 
 COLUMNS = ("b.id, b.school_id, b.author, b.client_id, b.kind, b.title, b.body, b.audience, "
@@ -28,6 +28,14 @@ COLUMNS = ("b.id, b.school_id, b.author, b.client_id, b.kind, b.title, b.body, b
 RECEIPT = ("r.broadcast_id, r.user_id, r.received_at, r.read_at, r.acknowledged_at, "
            "r.answered_at, r.answers, r.reminded_at")
 NCOLS = COLUMNS.count(",") + 1
+
+
+
+class Row(Protocol):
+    """A row as a driver returns it: its columns by position."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
 
 Votes = Mapping[tuple[int, int], int]   # (question, choice) -> votes, from poll_counts
 Time = Callable[[Any], datetime | None]
@@ -40,7 +48,7 @@ def counter(column: str) -> str:
     return f"n_{column.removesuffix('_at')}"
 
 
-def is_poll(r: Sequence[Any]) -> bool:
+def is_poll(r: Row) -> bool:
     """Whether the row's figures need its ``poll_counts`` rows."""
     return bool(r[4] == Kind.POLL.value)
 
@@ -51,7 +59,7 @@ def _tallies(questions: Sequence[Question], votes: Votes) -> tuple[tuple[int, ..
                  for i, q in enumerate(questions))
 
 
-def broadcast_from_row(r: Sequence[Any], votes: Votes, *, time: Time, data: Data) -> Broadcast:
+def broadcast_from_row(r: Row, votes: Votes, *, time: Time, data: Data) -> Broadcast:
     """A row of :data:`COLUMNS` and its poll's counts (empty for an information)."""
     def when(value: Any) -> datetime:
         out = time(value)
@@ -71,7 +79,7 @@ def broadcast_from_row(r: Sequence[Any], votes: Votes, *, time: Time, data: Data
         stats=stats)
 
 
-def receipt_from_row(r: Sequence[Any], *, time: Time, data: Data) -> Receipt:
+def receipt_from_row(r: Row, *, time: Time, data: Data) -> Receipt:
     """A row of :data:`RECEIPT`."""
     answers = None if r[6] is None else tuple(data(r[6]))
     return Receipt(int(r[0]), UserId(r[1]), time(r[2]), time(r[3]), time(r[4]), time(r[5]),
