@@ -23,8 +23,6 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
-
 from ..broadcasts import Answer, Draft, questions_to_json, tally_changes, target_to_json
 from ..errors import NotFound
 from ..model import SchoolId, UserId
@@ -43,7 +41,10 @@ from .broadcast_rows import (
 __all__ = ["PostgresBroadcasts"]
 
 if TYPE_CHECKING:
-    Db = asyncpg.Connection[asyncpg.Record]
+    from asyncpg import Record
+    from asyncpg.pool import PoolConnectionProxy
+
+    Db = PoolConnectionProxy[Record]
 _SELECT = f"SELECT {COLUMNS} FROM broadcasts b "
 
 
@@ -51,10 +52,21 @@ class PostgresBroadcasts:
     """Broadcast storage for PostgresStore (see :class:`~server.store.base.BroadcastStore`)."""
 
     if TYPE_CHECKING:
-        def _transaction(self) -> AbstractAsyncContextManager[Db]: ...
-        def _snapshot(self) -> AbstractAsyncContextManager[Db]: ...
-        async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]: ...
-        async def _fetchrow(self, sql: str, *args: object) -> asyncpg.Record | None: ...
+        def _transaction(self) -> AbstractAsyncContextManager[Db]:
+            """A connection inside a read-write transaction (READ COMMITTED), committed
+            when the block ends; any failure rolls it back, and a driver error comes
+            out as the store's own (:mod:`server.store.postgres_failures`). Statements
+            on the connection raise asyncpg's errors; leave them to this helper."""
+
+        def _snapshot(self) -> AbstractAsyncContextManager[Db]:
+            """A connection inside a read-only REPEATABLE READ transaction: several
+            reads that must agree with each other (one snapshot); errors translated."""
+
+        async def _fetch(self, sql: str, *args: Any) -> list[Record]:
+            """One read in autocommit mode on a pooled connection; errors translated."""
+
+        async def _fetchrow(self, sql: str, *args: Any) -> Record | None:
+            """One row (or ``None``) read in autocommit mode; errors translated."""
 
     async def create_broadcast(
         self, school_id: SchoolId, author: UserId, draft: Draft, *, now: datetime,
