@@ -1,4 +1,4 @@
-"""Durable state behind the :class:`~server.store.base.Store` protocol.
+"""Durable state behind the :class:`~server.store.contract.Store` protocol (and its roles).
 
 ``open_store(url)`` picks the implementation from the database URL:
 ``sqlite:///path/to/file.db`` (or ``sqlite:///:memory:``) today; PostgreSQL
@@ -21,8 +21,15 @@ from .base import (
     HeldMessage,
     ImportReport,
     Receipt,
-    Store,
     StoredMessage,
+)
+from .contract import (
+    BroadcastStore,
+    DirectoryStore,
+    DiscussionStore,
+    HeldStore,
+    MessageStore,
+    Store,
 )
 from .sqlite import SqliteStore
 
@@ -30,10 +37,15 @@ __all__ = [
     "AuditEntry",
     "Broadcast",
     "BroadcastStats",
+    "BroadcastStore",
+    "DirectoryStore",
     "Discussion",
+    "DiscussionStore",
     "DiscussionSummary",
     "HeldMessage",
+    "HeldStore",
     "ImportReport",
+    "MessageStore",
     "Receipt",
     "SqliteStore",
     "Store",

@@ -46,7 +46,7 @@ _NCOLS = _COLUMNS.count(",") + 1
 
 
 class SqliteBroadcasts:
-    """Broadcast storage for SqliteStore (see :class:`~server.store.base.BroadcastStore`)."""
+    """Broadcast storage for SqliteStore (see :class:`~server.store.contract.BroadcastStore`)."""
 
     if TYPE_CHECKING:
         def _transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
