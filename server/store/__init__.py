@@ -16,7 +16,7 @@ before failing as ``unavailable``), beside libpq's usual connection options
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
@@ -149,7 +149,7 @@ async def open_store(url: str) -> Store:
         dsn, options = postgres_options(url)
         postgres = PostgresStore(dsn, **options)
         await postgres.open()
-        return cast(Store, postgres)
+        return postgres
     raise ConfigurationError(
         f"unsupported database URL {url!r}: expected sqlite:///path/to/preau.db "
         "or postgresql://user@host:port/dbname"
