@@ -34,6 +34,7 @@ from .postgres_directory import PostgresDirectory
 from .postgres_discussions import PostgresDiscussions
 from .postgres_failures import DRIVER_ERRORS, translate
 from .postgres_held import PostgresHeld
+from .postgres_messages import PostgresMessages
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -67,7 +68,8 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresHeld, PostgresBroadcasts):
+class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresMessages, PostgresBroadcasts,
+                    PostgresHeld):
     """A :class:`~server.store.base.Store` in a PostgreSQL database (``url``: a libpq
     URL without Préau's own options, which come as arguments).
 
