@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
@@ -152,37 +153,47 @@ class TestPoolOptions:
 
 
 class TestGroupCommit:
-    async def test_one_batch_answers_each_message_for_itself(self, store: PostgresStore):
+    async def test_one_batch_answers_each_message_for_itself(
+            self, store: PostgresStore, caplog: pytest.LogCaptureFixture):
+        caplog.set_level(logging.INFO, "preau.store")
         d = await store.create_discussion(HUGO, T1, "S", [E1], now=SCHOOL_DAY)
         other = await store.create_discussion(HUGO, T1, "S2", [E1], now=SCHOOL_DAY)
         await store.append_message(HUGO, d.id, T1, "before", "x", now=SCHOOL_DAY)
 
-        def send(did: DiscussionId, client_id: str, version: int | None = None
-                 ) -> Awaitable[tuple[StoredMessage, bool]]:
+        def send(did: DiscussionId, client_id: str, version: int | None = None,
+                 hidden: tuple[UserId, ...] = ()) -> Awaitable[tuple[StoredMessage, bool]]:
             return store.append_message(HUGO, did, T1, client_id, "b", now=SCHOOL_DAY,
-                                        members_version=version)
+                                        members_version=version, hidden_from=hidden)
 
         # Gathered in one go: they are queued together, and stored by one statement.
         results = await asyncio.gather(
             send(d.id, "a1"), send(other.id, "o1"), send(d.id, "before"),
-            send(d.id, "a2"), send(d.id, "a1"), send(DiscussionId(10**9), "lost"),
+            send(d.id, "a2", d.version, (E1,)), send(d.id, "a1"),
+            send(DiscussionId(10**9), "lost"),
             send(d.id, "stale", d.version + 5), send(other.id, "o2"),
             return_exceptions=True)
+        assert "one by one" not in caplog.text  # all answered by the batch statement
         assert isinstance(results[5], NotFound)
         assert isinstance(results[6], MembersChanged)
         stored = [r for r in results if isinstance(r, tuple)]
         assert [(m.client_id, m.seq, new) for m, new in stored] == [
             ("a1", 2, True), ("o1", 1, True), ("before", 1, False), ("a2", 3, True),
             ("a1", 2, False), ("o2", 2, True)]
+        assert [m.hidden_from for m, _ in stored] == [set(), set(), set(), {E1}, set(), set()]
         assert (await store.get_discussion(HUGO, d.id)).last_seq == 3
         assert [m.client_id for m in await store.messages(HUGO, d.id)] == [
             "a2", "a1", "before"]
+        assert [m.client_id for m in await store.messages(HUGO, d.id, reader=E1)] == [
+            "a1", "before"]
 
-    async def test_a_message_the_database_refuses_fails_alone(self, store: PostgresStore):
+    async def test_a_message_the_database_refuses_fails_alone(
+            self, store: PostgresStore, caplog: pytest.LogCaptureFixture):
+        caplog.set_level(logging.INFO, "preau.store")
         d = await store.create_discussion(HUGO, T1, "S", [E1], now=SCHOOL_DAY)
         results = await asyncio.gather(*(
             store.append_message(HUGO, d.id, T1, f"c{i}", "nul \x00 byte" if i == 1 else "ok",
                                  now=SCHOOL_DAY) for i in range(4)), return_exceptions=True)
+        assert "a batch of 4 messages failed" in caplog.text
         assert isinstance(results[1], UnstorableValue)
         stored = [r for r in results if isinstance(r, tuple)]
         assert sorted(m.seq for m, _ in stored) == [1, 2, 3]
