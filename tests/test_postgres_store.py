@@ -48,6 +48,30 @@ async def main():
 asyncio.run(main())
 """
 
+# Appends rounds of messages to every discussion of argv[2] (JSON ids), one gather per
+# round (so one batch per round), in the order given; prints [[discussion, seq, new]...].
+_APPEND_ROUNDS = """
+import asyncio, json, sys
+from datetime import datetime
+from server.model import DiscussionId, SchoolId, UserId
+from server.store import open_store
+
+async def main():
+    store = await open_store(sys.argv[1])
+    ids, name, rounds = json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    now = datetime.fromisoformat(sys.argv[5])
+    out = []
+    for r in range(rounds):
+        results = await asyncio.gather(*(
+            store.append_message(SchoolId("hugo"), DiscussionId(d), UserId("t1"),
+                                 f"{name}-{r}-{d}", "x", now=now) for d in ids))
+        out += [[d, m.seq, new] for d, (m, new) in zip(ids, results)]
+    await store.close()
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
 
 @pytest.fixture
 async def store(postgres_url: str) -> AsyncIterator[PostgresStore]:
@@ -185,6 +209,36 @@ class TestGroupCommit:
             "a2", "a1", "before"]
         assert [m.client_id for m in await store.messages(HUGO, d.id, reader=E1)] == [
             "a1", "before"]
+
+    async def test_batches_of_several_processes_over_the_same_discussions(
+            self, store: PostgresStore, postgres_url: str):
+        ids = [int((await store.create_discussion(HUGO, T1, f"S{i}", [E1],
+                                                  now=SCHOOL_DAY)).id) for i in range(6)]
+        # The processes queue the discussions in different orders: each batch locks its
+        # rows in key order whatever its own, so no two batches wait on each other.
+        orders = [ids, ids[::-1], ids[::2] + ids[1::2], ids[::-1]]
+        procs = [await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _APPEND_ROUNDS, postgres_url, json.dumps(order), f"p{i}",
+            "20", SCHOOL_DAY.isoformat(), cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            for i, order in enumerate(orders)]
+        try:
+            async with asyncio.timeout(120):
+                outputs = [await p.communicate() for p in procs]
+        finally:
+            for p in procs:
+                if p.returncode is None:
+                    p.kill()
+                    await p.wait()
+        seqs: dict[int, list[int]] = {d: [] for d in ids}
+        for p, (out, err) in zip(procs, outputs, strict=True):
+            assert p.returncode == 0, err.decode()
+            for d, seq, new in json.loads(out):
+                assert new is True
+                seqs[d].append(seq)
+        for d in ids:
+            assert sorted(seqs[d]) == list(range(1, 4 * 20 + 1))
+            assert (await store.get_discussion(HUGO, DiscussionId(d))).last_seq == 80
 
     async def test_a_message_the_database_refuses_fails_alone(
             self, store: PostgresStore, caplog: pytest.LogCaptureFixture):
