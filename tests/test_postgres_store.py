@@ -165,6 +165,16 @@ class TestPoolOptions:
         with pytest.raises(ConfigurationError, match=words):
             postgres_options(f"postgresql://db/preau?{query}")
 
+    async def test_an_application_name_in_the_url_is_kept(self, postgres_url: str):
+        store = await open_store(f"{postgres_url}?application_name=preau-node-2")
+        try:
+            assert isinstance(store, PostgresStore)
+            async with store.pool.acquire() as conn:
+                assert await conn.fetchval("SHOW application_name") == "preau-node-2"
+                assert await conn.fetchval("SHOW lock_timeout") == "10s"
+        finally:
+            await store.close()
+
     async def test_open_store_sizes_the_pool_from_the_url(self, postgres_url: str):
         store = await open_store(f"{postgres_url}?pool_min=2&pool_max=3&acquire_timeout=7")
         try:

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -59,6 +60,13 @@ _SESSION = {"application_name": "preau", "lock_timeout": "10s",
 # network) fails a call after this many seconds (StoreBusy) instead of holding it.
 _COMMAND_TIMEOUT = 60.0
 _MIGRATION_TIMEOUT = 3600.0
+
+
+def _session(url: str) -> dict[str, str]:
+    """The session settings, but an ``application_name`` the URL gives is kept."""
+    if "application_name" in parse_qs(urlsplit(url).query):
+        return {k: v for k, v in _SESSION.items() if k != "application_name"}
+    return dict(_SESSION)
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -102,7 +110,7 @@ class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresMessages, Po
         try:
             self._pool = await asyncpg.create_pool(
                 self.url, min_size=self.pool_min, max_size=self.pool_max,
-                server_settings=_SESSION, command_timeout=_COMMAND_TIMEOUT)
+                server_settings=_session(self.url), command_timeout=_COMMAND_TIMEOUT)
             await self._migrate()
         except Exception as exc:
             if not isinstance(exc, (*DRIVER_ERRORS, StoreError)):
