@@ -404,3 +404,43 @@ class TestRestart:
             assert store.write_failure() is None
         finally:
             await store.close()
+
+    async def test_writes_in_flight_when_the_server_stops(
+            self, private_postgres: PrivatePostgres):
+        """Appends from many connections while the server stops: each is acknowledged
+        and stored, or fails as ``StoreUnavailable``; once the server is back, retrying
+        the failed ones stores every message exactly once, gap-free."""
+        store = await open_store(private_postgres.url + "?pool_max=4&acquire_timeout=2")
+        try:
+            d = await _with_schools(store)
+
+            async def send(i: int) -> tuple[str, int | None]:
+                await asyncio.sleep(i * 0.002)
+                try:
+                    m, _ = await store.append_message(HUGO, d, T1, f"c{i}", "x", now=at(1))
+                except StoreUnavailable:
+                    return f"c{i}", None
+                return f"c{i}", m.seq
+
+            sending = asyncio.gather(*(send(i) for i in range(1, 301)))
+            await asyncio.sleep(0.2)
+            await asyncio.to_thread(private_postgres.stop)
+            told = dict(await asyncio.wait_for(sending, WAIT))
+            await asyncio.to_thread(private_postgres.start)
+            stored = {m.client_id: m.seq for m in
+                      await _eventually(lambda: store.messages_after(HUGO, d, 0))}
+            acknowledged = {c: s for c, s in told.items() if s is not None}
+            assert acknowledged.items() <= stored.items()  # acknowledged means stored
+            assert sorted(stored.values()) == list(range(1, len(stored) + 1))
+
+            def retry(client_id: str) -> Callable[[], Awaitable[object]]:
+                return lambda: store.append_message(HUGO, d, T1, client_id, "x", now=at(2))
+
+            for client_id, seq in told.items():
+                if seq is None:
+                    await _eventually(retry(client_id))
+            final = await store.messages_after(HUGO, d, 0)
+            assert sorted(m.client_id for m in final) == sorted(["c0", *told])
+            assert [m.seq for m in final] == list(range(1, 302))
+        finally:
+            await store.close()
