@@ -161,3 +161,19 @@ class TestOpening:
         assert await schools.schools_holding(opening) == []
         assert [b.id for b in await schools.claim_due_broadcasts(opening)] == [held.id]
         await schools.release_for_opening(SchoolId("moulin"), opening)  # nothing held there
+
+
+class TestAcrossNodes:
+    async def test_one_item_per_client_id_when_several_processes_hold_it(
+            self, schools: Store, store_url: str, tmp_path: Path):
+        ids = [f"h{i}" for i in range(30)]
+        job = {"do": "hold", "url": store_url, "school": HUGO, "now": EVENING.isoformat(),
+               "sender": E1, "client_ids": ids, "release_at": MORNING.isoformat()}
+        answers = await run_workers([job] * 3, tmp_path / "go")
+        for i in range(len(ids)):
+            told = [answer[i] for answer in answers]
+            assert len({h for _, h, _ in told}) == 1
+            assert sum(new for _, _, new in told) == 1
+        claimed = await schools.claim_due(MORNING)
+        assert sorted(h.client_id for h in claimed) == sorted(ids)
+        assert len(await schools.recent_starts(HUGO, E1, since=at(0), limit=100)) == 30
