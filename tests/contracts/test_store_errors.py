@@ -100,6 +100,23 @@ class TestUnstorable:
         m, _ = await store.append_message(HUGO, d, E1, "c9", "après", now=at(2))
         assert m.seq == 6  # and the store goes on
 
+    async def test_a_value_one_store_may_refuse_does_not_spoil_the_others(self, faulty):
+        """A NUL: SQLite keeps it, PostgreSQL's text cannot (22021). Either it is stored
+        as it was sent or it is refused alone; the others are stored, gap-free."""
+        store, _, d = faulty
+        bodies = ["un", "deux", "avec \x00 un NUL", "trois", "quatre"]
+        results = await asyncio.wait_for(asyncio.gather(
+            *(store.append_message(HUGO, d, T1, f"c{i + 1}", body, now=at(1))
+              for i, body in enumerate(bodies)), return_exceptions=True), WAIT)
+        for r in results:
+            assert not isinstance(r, BaseException) or isinstance(r, UnstorableValue), r
+        stored = await store.messages_after(HUGO, d, 0)
+        assert [m.seq for m in stored] == list(range(1, len(stored) + 1))
+        assert {m.body for m in stored} == {"avant", *(
+            b for b, r in zip(bodies, results, strict=True)
+            if not isinstance(r, BaseException))}
+        assert {"un", "deux", "trois", "quatre"} <= {m.body for m in stored}
+
     async def test_every_write_refuses_what_it_cannot_hold(self, faulty):
         store, _, d = faulty
         with pytest.raises(UnstorableValue):
@@ -282,6 +299,39 @@ class TestConnectionLost:
             await _stored_once_on_retry(store, d, "c1")
         finally:
             await locker.close()
+            await store.close()
+
+
+class TestCommitFails:
+    """The transaction fails at its COMMIT, after every statement went through: a
+    deferred constraint trigger on the real server raises then (a serialization failure,
+    as PostgreSQL reports at COMMIT under SERIALIZABLE). Nothing is acknowledged."""
+
+    async def test_nothing_is_acknowledged_when_the_commit_fails(self, postgres_url: str):
+        store = await open_store(postgres_url)
+        admin = await asyncpg.connect(postgres_url, timeout=10)
+        try:
+            d = await _with_schools(store)
+            await admin.execute(
+                "CREATE FUNCTION preau_test_at_commit() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'could not serialize access (raised by a test at "
+                "commit)' USING ERRCODE = '40001'; END $$; "
+                "CREATE CONSTRAINT TRIGGER preau_test_at_commit AFTER INSERT ON messages "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                "EXECUTE FUNCTION preau_test_at_commit()")
+            with pytest.raises(StoreBusy):
+                await asyncio.wait_for(store.append_message(HUGO, d, T1, "c1", "x",
+                                                            now=at(1)), WAIT)
+            with pytest.raises(StoreBusy):
+                await asyncio.wait_for(store.create_discussion(
+                    HUGO, T1, "Cantine", [E1], now=at(1), first=("s1", "x")), WAIT)
+            await _nothing_more_stored(store, d, "c1")
+            assert await store.find_started(HUGO, T1, "s1") is None
+            assert [x.id for x in await store.discussions_of(HUGO, T1)] == [d]
+            await admin.execute("DROP TRIGGER preau_test_at_commit ON messages")
+            await _stored_once_on_retry(store, d, "c1")
+        finally:
+            await admin.close()
             await store.close()
 
 
