@@ -335,6 +335,31 @@ class TestCommitFails:
             await store.close()
 
 
+class TestLockTimeout:
+    async def test_a_row_lock_held_too_long_elsewhere_is_busy(self, postgres_url: str):
+        """A real lock_timeout (55P03): another session holds the discussion's row for
+        longer than the store's sessions wait for a lock (10 s); reads go on meanwhile."""
+        store = await open_store(postgres_url)
+        locker = await asyncpg.connect(postgres_url, timeout=10)
+        try:
+            d = await _with_schools(store)
+            await locker.execute("BEGIN")
+            await locker.execute("SELECT 1 FROM discussions WHERE id = $1 FOR UPDATE", d)
+            write = asyncio.create_task(store.append_message(HUGO, d, T1, "c1", "x",
+                                                             now=at(1)))
+            await _waiting_on_locks(postgres_url, 1)
+            await _nothing_more_stored(store, d, "c1")  # reads are not held up
+            with pytest.raises(StoreBusy) as caught:
+                await asyncio.wait_for(write, 3 * WAIT)
+            assert caught.value.retryable
+            await locker.execute("ROLLBACK")
+            await _nothing_more_stored(store, d, "c1")
+            await _stored_once_on_retry(store, d, "c1")
+        finally:
+            await locker.close()
+            await store.close()
+
+
 class TestPoolExhausted:
     async def test_no_free_connection_in_time_is_busy(self, postgres_url: str):
         store = await open_store(postgres_url + "?pool_min=0&pool_max=2&acquire_timeout=0.3")
