@@ -384,7 +384,8 @@ class HeldStore(Protocol):
 
     async def release_for_opening(self, school_id: SchoolId, now: datetime) -> None:
         """The school's window is open at ``now``: everything held for an opening becomes
-        due now, to be claimed as usual (:meth:`claim_due`, :meth:`claim_due_broadcasts`).
+        due now, to be claimed as usual (:meth:`claim_due`,
+        :meth:`BroadcastStore.claim_due_broadcasts`).
         Broadcasts scheduled by their author keep their time."""
 
 
