@@ -34,6 +34,7 @@ from .postgres_directory import PostgresDirectory
 from .postgres_discussions import PostgresDiscussions
 from .postgres_failures import DRIVER_ERRORS, translate
 from .postgres_held import PostgresHeld
+from .postgres_messages import PostgresMessages
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -54,6 +55,10 @@ _MIGRATION_LOCK = 0x707265_6175_6D67  # "preau" "mg"
 # (no TCP reset) releases its locks after 30 s instead of at the keepalive hours later.
 _SESSION = {"application_name": "preau", "lock_timeout": "10s",
             "idle_in_transaction_session_timeout": "30s"}
+# A server that stops answering without closing the connection (a failover, a cut
+# network) fails a call after this many seconds (StoreBusy) instead of holding it.
+_COMMAND_TIMEOUT = 60.0
+_MIGRATION_TIMEOUT = 3600.0
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -67,7 +72,8 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresHeld, PostgresBroadcasts):
+class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresMessages, PostgresBroadcasts,
+                    PostgresHeld):
     """A :class:`~server.store.base.Store` in a PostgreSQL database (``url``: a libpq
     URL without Préau's own options, which come as arguments).
 
@@ -96,7 +102,7 @@ class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresHeld, Postgr
         try:
             self._pool = await asyncpg.create_pool(
                 self.url, min_size=self.pool_min, max_size=self.pool_max,
-                server_settings=_SESSION)
+                server_settings=_SESSION, command_timeout=_COMMAND_TIMEOUT)
             await self._migrate()
         except Exception as exc:
             if not isinstance(exc, (*DRIVER_ERRORS, StoreError)):
@@ -128,16 +134,19 @@ class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresHeld, Postgr
         """Apply the migrations not yet recorded, in one transaction. The advisory lock
         makes a second node starting at once wait, then find them applied."""
         async with self._transaction() as db:
-            # Another node's migration may take its time: wait for it, however long.
+            # Another node's migration may take its time: wait for it, however long (an
+            # hour at most: the command timeout does not apply to migrations).
             await db.execute("SET LOCAL lock_timeout = 0")
-            await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK,
+                             timeout=_MIGRATION_TIMEOUT)
             await db.execute("CREATE TABLE IF NOT EXISTS schema_version "
                              "(version integer PRIMARY KEY)")
             current = await db.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
             for number, script in _migrations():
                 if number <= int(current):
                     continue
-                await db.execute(script)  # several statements: the simple query protocol
+                # Several statements: the simple query protocol.
+                await db.execute(script, timeout=_MIGRATION_TIMEOUT)
                 await db.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
                 log.info("PostgreSQL schema migrated to version %d", number)
 

@@ -1,4 +1,4 @@
-"""Held messages (defer mode) and start counts of :class:`~server.store.postgres.PostgresStore`.
+"""Held messages (defer mode) of :class:`~server.store.postgres.PostgresStore`.
 
 A mixin over the store's private helpers (see
 :class:`~server.store.postgres_broadcasts.PostgresBroadcasts`), with the behaviour
@@ -28,21 +28,11 @@ _HELD = ("id, school_id, sender, client_id, discussion_id, subject, recipients, 
 
 
 class PostgresHeld:
-    """Held messages and start counts for PostgresStore."""
+    """Held messages for PostgresStore."""
 
     if TYPE_CHECKING:
         async def _fetch(self, sql: str, *args: Any) -> list[Record]: ...
         async def _write(self, sql: str, *args: Any) -> list[Record]: ...
-
-    async def recent_starts(self, school_id: SchoolId, user_id: UserId, *, since: datetime,
-                            limit: int) -> list[datetime]:
-        rows = await self._fetch(
-            "SELECT at FROM (SELECT created_at AS at FROM discussions "
-            "WHERE school_id = $1 AND created_by = $2 AND created_at > $3 "
-            "UNION ALL SELECT created_at FROM held WHERE school_id = $1 AND sender = $2 "
-            "AND discussion_id IS NULL AND created_at > $3) AS starts "
-            "ORDER BY at DESC LIMIT $4", school_id, user_id, since, limit)
-        return [r[0] for r in rows]
 
     async def hold(
         self, school_id: SchoolId, sender: UserId, client_id: str, body: str, *,
