@@ -6,7 +6,7 @@ imports), does one job and prints what the store answered, as JSON, on stdout.
 Jobs (``JOB["do"]``, see :data:`JOBS`): ``append`` messages, ``join`` a discussion
 once it has reached a seq, ``mark_read``, ``claim_held`` and ``claim_broadcasts``,
 create a ``broadcast``, ``hold`` starts, mark a broadcast ``received``, ``answer`` a
-poll; each with the arguments its function reads from ``JOB``.
+poll, list the ``schools``; each with the arguments its function reads from ``JOB``.
 
 :func:`run_workers` starts several, says go once all have opened the store, and
 gathers what they printed.
@@ -150,19 +150,31 @@ JOBS: dict[str, Callable[[Store, dict[str, Any], datetime], Awaitable[Any]]] = {
 }
 
 
+async def _schools(store: Store, job: dict[str, Any], now: datetime) -> Any:
+    return await store.list_schools()
+
+
+JOBS["schools"] = _schools
+
+
 async def _job(job: dict[str, Any]) -> Any:
-    store = await open_store(job["url"])
+    """Open the store, wait for go, do the job; with ``open_late``, open it only once
+    told to go (so that every worker opens, and migrates, at once)."""
+    go = Path(job["go"])
+    store = None if job.get("open_late") else await open_store(job["url"])
     try:
-        go = Path(job["go"])
         _touch(Path(f"{go}.ready.{os.getpid()}"))
         deadline = time.monotonic() + _WAIT
         while not _exists(go):
             if time.monotonic() > deadline:
                 raise TimeoutError("the test never said go")
             await asyncio.sleep(0.005)
+        if store is None:
+            store = await open_store(job["url"])
         return await JOBS[job["do"]](store, job, datetime.fromisoformat(job["now"]))
     finally:
-        await store.close()
+        if store is not None:
+            await store.close()
 
 
 async def run_workers(jobs: list[dict[str, Any]], go: Path,

@@ -335,6 +335,31 @@ class TestCommitFails:
             await store.close()
 
 
+class TestLockTimeout:
+    async def test_a_row_lock_held_too_long_elsewhere_is_busy(self, postgres_url: str):
+        """A real lock_timeout (55P03): another session holds the discussion's row for
+        longer than the store's sessions wait for a lock (10 s); reads go on meanwhile."""
+        store = await open_store(postgres_url)
+        locker = await asyncpg.connect(postgres_url, timeout=10)
+        try:
+            d = await _with_schools(store)
+            await locker.execute("BEGIN")
+            await locker.execute("SELECT 1 FROM discussions WHERE id = $1 FOR UPDATE", d)
+            write = asyncio.create_task(store.append_message(HUGO, d, T1, "c1", "x",
+                                                             now=at(1)))
+            await _waiting_on_locks(postgres_url, 1)
+            await _nothing_more_stored(store, d, "c1")  # reads are not held up
+            with pytest.raises(StoreBusy) as caught:
+                await asyncio.wait_for(write, 3 * WAIT)
+            assert caught.value.retryable
+            await locker.execute("ROLLBACK")
+            await _nothing_more_stored(store, d, "c1")
+            await _stored_once_on_retry(store, d, "c1")
+        finally:
+            await locker.close()
+            await store.close()
+
+
 class TestPoolExhausted:
     async def test_no_free_connection_in_time_is_busy(self, postgres_url: str):
         store = await open_store(postgres_url + "?pool_min=0&pool_max=2&acquire_timeout=0.3")
@@ -402,5 +427,45 @@ class TestRestart:
             assert await store.get_meta("k") is None
             await _stored_once_on_retry(store, d, "c1")
             assert store.write_failure() is None
+        finally:
+            await store.close()
+
+    async def test_writes_in_flight_when_the_server_stops(
+            self, private_postgres: PrivatePostgres):
+        """Appends from many connections while the server stops: each is acknowledged
+        and stored, or fails as ``StoreUnavailable``; once the server is back, retrying
+        the failed ones stores every message exactly once, gap-free."""
+        store = await open_store(private_postgres.url + "?pool_max=4&acquire_timeout=2")
+        try:
+            d = await _with_schools(store)
+
+            async def send(i: int) -> tuple[str, int | None]:
+                await asyncio.sleep(i * 0.002)
+                try:
+                    m, _ = await store.append_message(HUGO, d, T1, f"c{i}", "x", now=at(1))
+                except StoreUnavailable:
+                    return f"c{i}", None
+                return f"c{i}", m.seq
+
+            sending = asyncio.gather(*(send(i) for i in range(1, 301)))
+            await asyncio.sleep(0.2)
+            await asyncio.to_thread(private_postgres.stop)
+            told = dict(await asyncio.wait_for(sending, WAIT))
+            await asyncio.to_thread(private_postgres.start)
+            stored = {m.client_id: m.seq for m in
+                      await _eventually(lambda: store.messages_after(HUGO, d, 0))}
+            acknowledged = {c: s for c, s in told.items() if s is not None}
+            assert acknowledged.items() <= stored.items()  # acknowledged means stored
+            assert sorted(stored.values()) == list(range(1, len(stored) + 1))
+
+            def retry(client_id: str) -> Callable[[], Awaitable[object]]:
+                return lambda: store.append_message(HUGO, d, T1, client_id, "x", now=at(2))
+
+            for client_id, seq in told.items():
+                if seq is None:
+                    await _eventually(retry(client_id))
+            final = await store.messages_after(HUGO, d, 0)
+            assert sorted(m.client_id for m in final) == sorted(["c0", *told])
+            assert [m.seq for m in final] == list(range(1, 302))
         finally:
             await store.close()
