@@ -23,7 +23,7 @@ import pytest
 
 from server.broadcasts import Answer, Draft, parse_draft, tally_changes
 from server.directory import parse_directory
-from server.errors import NotFound
+from server.errors import NotFound, UnstorableValue
 from server.model import SchoolId, UserId
 from server.store import BroadcastStore, PostgresStore, SqliteStore
 from tests.conftest import SCHOOL_DAY
@@ -154,6 +154,38 @@ async def test_a_broadcasts_life_reads_the_same_on_both_stores(pg: PostgresStore
     for i, (mine, theirs) in enumerate(zip(got, expected, strict=True)):
         assert mine == theirs, f"step {i}"
 
+
+
+async def test_a_value_postgresql_refuses_undoes_the_whole_write(pg: PostgresStore):
+    """PostgreSQL's text holds no NUL (SQLite's does): a write that fails at its last
+    statement leaves nothing of its first ones, and the broadcast's lock goes with it."""
+    bad = [PARENTS[0], UserId("p\x00")]
+    with pytest.raises(UnstorableValue):   # the broadcast's row went in, its recipients not
+        await pg.create_broadcast(HUGO, A1, draft("i-1"), now=at(0), publish_at=at(0),
+                                  deadline=None, recipients=bad)
+    assert await pg.find_broadcast(HUGO, A1, "i-1") is None
+    assert (await pg.create_broadcast(HUGO, A1, draft("i-1"), now=at(1), publish_at=at(1),
+                                      deadline=None, recipients=PARENTS))[1]
+
+    scheduled, _ = await pg.create_broadcast(HUGO, A1, draft("s-1"), now=at(0),
+                                             publish_at=at(5), deadline=None, recipients=None)
+    with pytest.raises(UnstorableValue):   # published, then its recipients refused
+        await pg.publish_broadcast(HUGO, scheduled.id, bad, now=at(5))
+    assert await pg.get_broadcast(HUGO, scheduled.id) == scheduled
+    assert await pg.receipts(HUGO, scheduled.id) == []
+
+    poll, _ = await pg.create_broadcast(HUGO, A1, draft("p-1", "poll"), now=at(0),
+                                        publish_at=at(0), deadline=at(600), recipients=PARENTS)
+    first: list[Answer] = [{"choices": [0]}, {"choices": [1]}, {"text": "Oui"}]
+    receipt, stats = await pg.answer_poll(HUGO, poll.id, PARENTS[0], first, now=at(1))
+    with pytest.raises(UnstorableValue):
+        await pg.answer_poll(HUGO, poll.id, PARENTS[0], [{"choices": [1]}, {"choices": [2]},
+                                                         {"text": "\x00"}], now=at(2))
+    assert await pg.receipt(HUGO, poll.id, PARENTS[0]) == receipt
+    assert (await pg.get_broadcast(HUGO, poll.id)).stats == stats
+    _, after = await pg.answer_poll(HUGO, poll.id, PARENTS[1], first, now=at(3))
+    assert (after.version, after.answered, after.counts) == (
+        stats.version + 1, 2, ((2, 0), (0, 2, 0), None))
 
 ROUNDS = 6
 VOTERS = [UserId(f"v{i}") for i in range(24)]

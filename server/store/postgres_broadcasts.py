@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
     Db = PoolConnectionProxy[Record]
+
 _SELECT = f"SELECT {COLUMNS} FROM broadcasts b "
 
 
