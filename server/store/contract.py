@@ -60,11 +60,14 @@ class DirectoryStore(Protocol):
     metadata, each school's directory, settings and users' preferences, and the audit
     of every change to them."""
 
-    async def get_meta(self, key: str) -> str | None: ...
+    async def get_meta(self, key: str) -> str | None:
+        """The deployment's value for ``key`` (the demo's token secret…), if set."""
 
-    async def set_meta(self, key: str, value: str) -> None: ...
+    async def set_meta(self, key: str, value: str) -> None:
+        """Set or replace the deployment's value for ``key``."""
 
-    async def list_schools(self) -> list[SchoolId]: ...
+    async def list_schools(self) -> list[SchoolId]:
+        """Every school of the deployment, by id."""
 
     async def school_version(self, school_id: SchoolId) -> int:
         """The version that :meth:`load_school` would return now (cheap; for cache checks)."""
@@ -384,7 +387,8 @@ class HeldStore(Protocol):
 
     async def release_for_opening(self, school_id: SchoolId, now: datetime) -> None:
         """The school's window is open at ``now``: everything held for an opening becomes
-        due now, to be claimed as usual (:meth:`claim_due`, :meth:`claim_due_broadcasts`).
+        due now, to be claimed as usual (:meth:`claim_due`,
+        :meth:`BroadcastStore.claim_due_broadcasts`).
         Broadcasts scheduled by their author keep their time."""
 
 

@@ -1,6 +1,7 @@
 """Ways to make a store's database fail, one per kind of store, for
-tests/contracts/test_store_errors.py: the tests are the same for both stores, only how
-the failure is caused differs.
+tests/contracts/test_store_errors*.py (the tests are the same for both stores, only how
+the failure is caused differs), and what those tests check after a failure: nothing
+stored, and a retry stored once.
 
 SQLite: what the driver really does when the file is capped at its size (SQLITE_FULL),
 another process holds the write lock (SQLITE_BUSY) or the connection is read-only
@@ -18,16 +19,39 @@ the store's sessions ended so that its new ones get it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
+import pytest
 
+from server.directory import parse_directory
+from server.errors import StoreError, StoreUnavailable
+from server.model import DiscussionId
 from server.store import SqliteStore, Store
+from tests.conftest import SCHOOL_DAY
+from tests.contracts.stores import E1, HUGO, T1, at
+from tests.schools import other_school_doc, school_doc
 from tests.test_store_failures import write_lock_held
 
-__all__ = ["Faults", "PostgresFaults", "SqliteFaults", "faults_for", "terminate_sessions"]
+__all__ = [
+    "WAIT",
+    "Faults",
+    "PostgresFaults",
+    "SqliteFaults",
+    "eventually_available",
+    "faults_for",
+    "nothing_more_stored",
+    "stored_once_after_retry",
+    "stored_once_on_retry",
+    "terminate_sessions",
+    "with_schools",
+]
+
+T = TypeVar("T")
+WAIT = 10.0  # bound on any wait of the error tests; reached only when one fails
 
 # Tables the store writes, which a PostgreSQL fault trigger is put on.
 _TABLES = ("meta", "schools", "users", "audit", "discussions", "participants", "messages",
@@ -183,3 +207,50 @@ async def terminate_sessions(url: str, *, sparing: int | None = None) -> int:
 
 def faults_for(kind: str, store: Store, url: str) -> Faults:
     return SqliteFaults(store, url) if kind == "sqlite" else PostgresFaults(store, url)
+
+
+# ---------------------------------------------------------------------- checks
+
+
+async def with_schools(store: Store) -> DiscussionId:
+    """Import both schools; a discussion t1 -> e1 with one message (seq 1)."""
+    for doc in (school_doc(), other_school_doc()):
+        await store.import_directory(parse_directory(doc), actor="t", now=SCHOOL_DAY)
+    m = await store.create_discussion(HUGO, T1, "Sortie", [E1], now=at(0),
+                                      first=("c0", "avant"))
+    return m.id
+
+
+async def nothing_more_stored(store: Store, d: DiscussionId, client_id: str) -> None:
+    """The discussion of :func:`with_schools` still holds its one message, and nothing of
+    ``client_id`` (t1's), whose write failed."""
+    assert await store.find_message(HUGO, d, T1, client_id) is None
+    assert [m.seq for m in await store.messages_after(HUGO, d, 0)] == [1]
+    assert (await store.get_discussion(HUGO, d)).last_seq == 1
+
+
+async def stored_once_on_retry(store: Store, d: DiscussionId, client_id: str) -> None:
+    """Retrying t1's failed ``client_id`` now stores it once, as seq 2."""
+    m, new = await store.append_message(HUGO, d, T1, client_id, "après", now=at(5))
+    assert (m.seq, new) == (2, True)  # no seq was taken by the failed attempt
+    again, new = await store.append_message(HUGO, d, T1, client_id, "après", now=at(5))
+    assert (again.seq, new) == (2, False)
+
+
+async def stored_once_after_retry(store: Store, d: DiscussionId, client_id: str) -> None:
+    """After :func:`eventually_available` stored the retry: once, with the next seq."""
+    m, new = await store.append_message(HUGO, d, T1, client_id, "après", now=at(5))
+    assert (m.seq, new) == (2, False)
+
+
+async def eventually_available(call: Callable[[], Awaitable[T]], attempts: int = 50) -> T:
+    """Call until it succeeds; every failure meanwhile must be ``StoreUnavailable``
+    (never a driver's error). Fails after ``attempts`` tries, 0.1 s apart."""
+    failures: list[StoreError] = []
+    for _ in range(attempts):
+        try:
+            return await asyncio.wait_for(call(), WAIT)
+        except StoreUnavailable as exc:
+            failures.append(exc)
+        await asyncio.sleep(0.1)
+    pytest.fail(f"still failing after {attempts} tries: {failures[-1]!r}")

@@ -190,6 +190,21 @@ class TestLists:
         assert await schools.broadcasts_received(MOULIN, E1, now=at(10)) == []
         assert await schools.broadcasts_received(HUGO, P1, now=at(10)) == []
 
+    async def test_only_published_ones_are_received_and_every_one_is_sent(
+            self, schools: Store):
+        live = await publish_now(schools, information("b1"), [E1], now=at(1))
+        later, _ = await schools.create_broadcast(HUGO, T1, information("b2"), now=at(2),
+                                                  publish_at=at(50), deadline=None,
+                                                  recipients=None)
+        gone, _ = await schools.create_broadcast(HUGO, T1, information("b3"), now=at(3),
+                                                 publish_at=at(4), deadline=None,
+                                                 recipients=None)
+        await schools.drop_broadcast(HUGO, gone.id, "forbidden", "non")
+        assert [b.id for b, _ in await schools.broadcasts_received(HUGO, E1, now=at(10))] == [
+            live.id]
+        assert [b.id for b in await schools.broadcasts_sent(HUGO, T1)] == [
+            gone.id, later.id, live.id]
+
     async def test_undelivered_only(self, schools: Store):
         a = await publish_now(schools, information("b1"), [E1], now=at(1))
         b = await publish_now(schools, information("b2"), [E1], now=at(2))
@@ -257,6 +272,18 @@ class TestReceipts:
         with pytest.raises(NotFound):
             await schools.answer_poll(HUGO, b.id, P1, changed, now=at(4))
 
+    async def test_answering_after_reading_counts_only_the_answer(self, schools: Store):
+        b = await publish_now(schools, poll(), [E1])
+        _, read = await schools.mark_broadcast_read(HUGO, b.id, E1, now=at(1))
+        assert read is not None
+        receipt, stats = await schools.answer_poll(
+            HUGO, b.id, E1, [{"choices": [0]}, {"choices": []}, {"text": ""}], now=at(2))
+        assert (receipt.received_at, receipt.read_at, receipt.answered_at) == (
+            at(1), at(1), at(2))
+        assert (stats.received, stats.read, stats.answered) == (1, 1, 1)
+        assert stats.version == read.version + 1
+        assert stats.counts == ((1, 0, 0), (0, 0, 0), None)
+
     async def test_counts_are_exact_when_several_processes_answer_at_once(
             self, schools: Store, store_url: str, tmp_path: Path):
         users = [UserId(f"e{i}") for i in range(100, 160)]
@@ -290,6 +317,47 @@ class TestReceipts:
         assert [r.reminded_at for r in await schools.receipts(HUGO, b.id)] == [at(20)] * 2
         assert (await schools.get_broadcast(HUGO, b.id)).reminded_at == at(20)
         await schools.remind_broadcast(MOULIN, b.id, [E1], now=at(30))  # not its broadcast
-        assert (await schools.receipt(HUGO, b.id, E1)) == (
-            await schools.receipts(HUGO, b.id))[0]
+        e1_now = await schools.receipt(HUGO, b.id, E1)
+        assert e1_now is not None
+        assert e1_now.reminded_at == at(20)
         assert (await schools.get_broadcast(HUGO, b.id)).reminded_at == at(20)
+
+
+class TestAcrossNodes:
+    async def test_one_broadcast_per_client_id_when_several_processes_create_it(
+            self, schools: Store, store_url: str, tmp_path: Path):
+        ids = [f"b{i}" for i in range(20)]
+        job = {"do": "broadcast", "url": store_url, "school": HUGO, "now": at(1).isoformat(),
+               "author": T1, "users": [E1, E2], "client_ids": ids}
+        answers = await run_workers([job] * 3, tmp_path / "go")
+        for i in range(len(ids)):
+            told = [answer[i] for answer in answers]
+            assert len({b for _, b, _ in told}) == 1  # the same broadcast for everyone
+            assert sum(new for _, _, new in told) == 1  # new for one of them only
+        sent = await schools.broadcasts_sent(HUGO, T1)
+        assert sorted(b.client_id for b in sent) == sorted(ids)
+        assert all(b.stats.recipients == 2 for b in sent)
+        for b in sent:
+            assert [r.user_id for r in await schools.receipts(HUGO, b.id)] == [E1, E2]
+
+    async def test_received_is_exact_for_many_recipients_marked_by_several_processes(
+            self, schools: Store, store_url: str, tmp_path: Path):
+        users = [f"e{i:04d}" for i in range(1200)]  # more than one statement's worth
+        b = await publish_now(schools, information(), [UserId(u) for u in users])
+        # Three nodes deliver overlapping groups of connections at once.
+        groups = [[users[i:i + 150] for i in range(0, 1200, 150)],
+                  [users[i:i + 300] for i in range(300, 1200, 300)],
+                  [users[::2], users[1::2]]]
+        jobs = [{"do": "received", "url": store_url, "school": HUGO, "now": at(2).isoformat(),
+                 "broadcast": b.id, "groups": g} for g in groups]
+        answers = await run_workers(jobs, tmp_path / "go")
+        figures = [f for answer in answers for f in answer if f is not None]
+        assert max(figures) == 1200
+        assert len(set(figures)) == len(figures)  # each change its own exact figure
+        final = (await schools.get_broadcast(HUGO, b.id)).stats
+        assert (final.recipients, final.received, final.read) == (1200, 1200, 0)
+        receipts = await schools.receipts(HUGO, b.id)
+        assert [r.user_id for r in receipts] == users
+        assert all(r.received_at == at(2) for r in receipts)
+        assert await schools.mark_broadcast_received(HUGO, b.id, [UserId(u) for u in users],
+                                                     now=at(3)) is None

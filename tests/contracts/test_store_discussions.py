@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from server.errors import MembersChanged, NotFound
-from server.model import DiscussionId
+from server.model import DiscussionId, UserId
 from server.store import Store
 from tests.contracts.stores import A1, E1, E2, E3, HUGO, MOULIN, P1, S1, T1, T2, at
 
@@ -222,6 +222,19 @@ class TestLists:
         assert (found[E2].read_seq, found[E1].hidden_unread) == (2, 1)
         assert await schools.discussion_summaries(MOULIN, m.id, [E1]) == {}
         assert await schools.discussion_summaries(HUGO, m.id, []) == {}
+
+
+    async def test_discussion_summaries_for_a_whole_year_group(self, schools: Store):
+        """More users than one statement's worth (SQLite caps its parameters at 999)."""
+        everyone = [UserId(f"e{i:04d}") for i in range(1200)]
+        m = await schools.create_discussion(HUGO, T1, "Rentrée", everyone, now=at(0),
+                                            first=("c0", "Bienvenue"))
+        assert len(m.participants) == 1201
+        found = await schools.discussion_summaries(HUGO, m.id, [*everyone, T1, P1])
+        assert set(found) == {*everyone, T1}
+        assert {s.last_message.body if s.last_message else None
+                for s in found.values()} == {"Bienvenue"}
+        assert {s.visible_seq for s in found.values()} == {1}
 
 
 class TestRecentStarts:

@@ -73,6 +73,17 @@ class TestClaim:
         # Within the minute, only the newly due one.
         assert [h.id for h in await schools.claim_due(at(20.5), limit=5)] == [ids[2]]
 
+    async def test_claims_serve_every_school(self, schools: Store):
+        ours, _ = await schools.hold(HUGO, E1, "h1", "m", discussion_id=None, subject="S",
+                                     recipients=[T1], now=at(0), release_at=at(10))
+        theirs, _ = await schools.hold(MOULIN, E1, "h1", "m", discussion_id=None,
+                                       subject="S", recipients=[T1], now=at(0),
+                                       release_at=at(10))
+        claimed = await schools.claim_due(at(10))
+        assert [(h.id, h.school_id) for h in claimed] == [(ours.id, HUGO),
+                                                           (theirs.id, MOULIN)]
+        assert sorted(await schools.schools_holding(at(0))) == [HUGO, MOULIN]
+
     async def test_a_claim_older_than_a_minute_is_taken_over(self, schools: Store):
         held, _ = await schools.hold(HUGO, E1, "h1", "m", discussion_id=None, subject="S",
                                      recipients=[T1], now=at(0), release_at=at(10))
@@ -161,3 +172,19 @@ class TestOpening:
         assert await schools.schools_holding(opening) == []
         assert [b.id for b in await schools.claim_due_broadcasts(opening)] == [held.id]
         await schools.release_for_opening(SchoolId("moulin"), opening)  # nothing held there
+
+
+class TestAcrossNodes:
+    async def test_one_item_per_client_id_when_several_processes_hold_it(
+            self, schools: Store, store_url: str, tmp_path: Path):
+        ids = [f"h{i}" for i in range(30)]
+        job = {"do": "hold", "url": store_url, "school": HUGO, "now": EVENING.isoformat(),
+               "sender": E1, "client_ids": ids, "release_at": MORNING.isoformat()}
+        answers = await run_workers([job] * 3, tmp_path / "go")
+        for i in range(len(ids)):
+            told = [answer[i] for answer in answers]
+            assert len({h for _, h, _ in told}) == 1
+            assert sum(new for _, _, new in told) == 1
+        claimed = await schools.claim_due(MORNING)
+        assert sorted(h.client_id for h in claimed) == sorted(ids)
+        assert len(await schools.recent_starts(HUGO, E1, since=at(0), limit=100)) == 30

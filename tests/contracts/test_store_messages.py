@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -156,6 +158,18 @@ class TestRead:
         assert [x.body for x in await schools.messages(HUGO, d, before_seq=2)] == ["m0"]
         assert await schools.messages(MOULIN, d) == []
 
+    async def test_messages_for_a_reader_page_backwards_too(self, schools: Store):
+        d = await _discussion(schools)
+        for i in range(6):
+            await schools.append_message(HUGO, d, T1, f"c{i}", f"m{i}", now=at(i),
+                                         hidden_from=[E2] if i % 2 else [])
+        page = await schools.messages(HUGO, d, reader=E2, limit=2)
+        assert [x.seq for x in page] == [5, 3]
+        assert [x.seq for x in await schools.messages(HUGO, d, reader=E2,
+                                                      before_seq=page[-1].seq)] == [1]
+        assert [x.seq for x in await schools.messages(HUGO, d, reader=E1, before_seq=3)] == [
+            2, 1]
+
     async def test_messages_after_replays_in_order(self, schools: Store):
         d = await _discussion(schools)
         for i in range(10):
@@ -210,3 +224,70 @@ class TestResume:
         upto = await schools.visible_seq(HUGO, d, E1)
         assert [m.seq for m in await schools.messages_after(HUGO, d, read, upto=upto)] == [
             4, 5, 6]
+
+
+class TestAcrossNodes:
+    async def test_a_send_decided_before_a_join_never_reaches_the_newcomer(
+            self, schools: Store, store_url: str, tmp_path: Path):
+        """Nodes append messages checked against the members as they were, while another
+        node brings p1 in, who may read none of the earlier messages (docs/policy.md,
+        "People who arrive later"): each message is stored before the join (and hidden
+        from p1) or refused with MembersChanged; none slips in after it, visible to p1."""
+        d = await _discussion(schools)
+        version = (await schools.members(HUGO, d)).version
+
+        def job(sender: str, prefix: str) -> dict[str, object]:
+            return {"do": "append", "url": store_url, "school": HUGO, "now": at(1).isoformat(),
+                    "discussion": d, "sender": sender, "members_version": version,
+                    "one_by_one": True, "client_ids": [f"{prefix}{i}" for i in range(60)]}
+
+        jobs = [job(E1, "a"), job(E2, "b"),
+                {"do": "join", "url": store_url, "school": HUGO, "now": at(1).isoformat(),
+                 "discussion": d, "after_seq": 20, "user": P1, "invited_by": T1,
+                 "readable": []}]
+        first, second, joined = await run_workers(jobs, tmp_path / "go")
+        assert joined == version + 1
+        stored = await schools.messages_after(HUGO, d, 0)
+        assert [m.seq for m in stored] == list(range(1, len(stored) + 1))
+        assert len(stored) >= 20
+        assert all(P1 in m.hidden_from for m in stored)
+        assert await schools.messages(HUGO, d, reader=P1) == []
+        refused = {cid for cid, seq, new in first + second if seq is None}
+        assert refused.isdisjoint(m.client_id for m in stored)
+        assert len(refused) + len(stored) == 120
+
+    async def test_read_positions_from_several_processes_never_move_back(
+            self, schools: Store, store_url: str, tmp_path: Path):
+        d = await _discussion(schools)
+        for i in range(30):
+            await schools.append_message(HUGO, d, T1, f"c{i}", f"m{i}", now=at(i))
+
+        def job(seqs: list[int]) -> dict[str, object]:
+            return {"do": "mark_read", "url": store_url, "school": HUGO,
+                    "now": at(40).isoformat(), "discussion": d, "user": E1, "seqs": seqs}
+
+        answers = await run_workers([job(list(range(1, 31))), job(list(range(30, 0, -1))),
+                                     job([15] * 30)], tmp_path / "go")
+        for positions in answers:
+            assert positions == sorted(positions)  # each answer at least the one before
+        assert max(max(p) for p in answers) == 30
+        assert await schools.mark_read(HUGO, d, E1, 0) == 30
+
+
+class TestTimes:
+    async def test_times_come_back_to_the_microsecond_whatever_their_zone(
+            self, schools: Store):
+        paris = ZoneInfo("Europe/Paris")
+        d = await _discussion(schools)
+        when = (at(1) + timedelta(microseconds=123_456)).astimezone(paris)
+        m, _ = await schools.append_message(HUGO, d, T1, "c1", "x", now=when)
+        assert m.created_at == when
+        [back] = await schools.messages_after(HUGO, d, 0)
+        assert back.created_at == when
+        assert back.created_at.utcoffset() is not None
+        sooner = when - timedelta(microseconds=1)
+        e, _ = await schools.append_message(HUGO, await _discussion(schools, E2), T1, "c1",
+                                            "y", now=sooner)
+        # Order of activity down to the microsecond.
+        assert [s.discussion.id for s in await schools.summaries(HUGO, T1)] == [
+            d, e.discussion_id]
