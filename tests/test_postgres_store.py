@@ -19,12 +19,16 @@ from server.errors import (
     ConfigurationError,
     MembersChanged,
     NotFound,
+    StoreBusy,
     StoreError,
+    StoreFull,
+    StoreUnavailable,
     UnstorableValue,
 )
 from server.model import DiscussionId, SchoolId, UserId
 from server.store import PostgresStore, StoredMessage, open_store, postgres_options
 from server.store.postgres import _MIGRATION_LOCK, _migrations
+from server.store.postgres_failures import translate
 from tests.conftest import SCHOOL_DAY
 from tests.schools import school_doc
 
@@ -262,6 +266,34 @@ class TestGroupCommit:
         stored = [r for r in results if isinstance(r, tuple)]
         assert sorted(m.seq for m, _ in stored) == [1, 2, 3]
         assert (await store.get_discussion(HUGO, d.id)).last_seq == 3
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    (asyncpg.exceptions.DiskFullError, StoreFull),
+    (asyncpg.exceptions.SerializationError, StoreBusy),
+    (asyncpg.exceptions.DeadlockDetectedError, StoreBusy),
+    (asyncpg.exceptions.LockNotAvailableError, StoreBusy),
+    (asyncpg.exceptions.QueryCanceledError, StoreBusy),
+    (asyncpg.exceptions.AdminShutdownError, StoreUnavailable),
+    (asyncpg.exceptions.CrashShutdownError, StoreUnavailable),
+    (asyncpg.exceptions.CannotConnectNowError, StoreUnavailable),
+    (asyncpg.exceptions.TooManyConnectionsError, StoreUnavailable),
+    (asyncpg.exceptions.ReadOnlySQLTransactionError, StoreUnavailable),
+    (asyncpg.exceptions.ConnectionFailureError, StoreUnavailable),
+    (asyncpg.exceptions.CharacterNotInRepertoireError, UnstorableValue),
+    (asyncpg.exceptions.NumericValueOutOfRangeError, UnstorableValue),
+    (asyncpg.exceptions.UntranslatableCharacterError, UnstorableValue),
+    (asyncpg.exceptions.UniqueViolationError, StoreError),
+    (ConnectionResetError, StoreUnavailable),
+    (TimeoutError, StoreBusy),
+])
+def test_each_sqlstate_becomes_the_stores_error(error: type[Exception],
+                                                 expected: type[StoreError]):
+    """The errors the contract suite cannot provoke cheaply, by the server's SQLSTATE."""
+    translated = translate(error("the server's words"), "storing messages")
+    assert type(translated) is expected
+    assert translated.retryable == (expected is not UnstorableValue
+                                    and expected is not StoreError)
 
 
 async def test_hidden_from_is_a_list_sorted_by_code_point(store: PostgresStore,
