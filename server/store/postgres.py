@@ -69,6 +69,13 @@ def _session(url: str) -> dict[str, str]:
     return dict(_SESSION)
 
 
+def _where(url: str) -> str:
+    """``dbname at host:port`` from a URL, for messages: never its password."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    return f"{parts.path.lstrip('/') or '(default)'!r} at {host}:{parts.port or 5432}"
+
+
 def _migrations() -> list[tuple[int, str]]:
     """The numbered ``NNNN_name.sql`` files shipped with the package, in order."""
     folder = resources.files("server.store") / "migrations_postgresql"
@@ -112,12 +119,16 @@ class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresMessages, Po
                 self.url, min_size=self.pool_min, max_size=self.pool_max,
                 server_settings=_session(self.url), command_timeout=_COMMAND_TIMEOUT)
             await self._migrate()
-        except Exception as exc:
+        except BaseException as exc:
+            # Whatever stopped it (cancelled too), no connection is left open.
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                pool.terminate()
             if not isinstance(exc, (*DRIVER_ERRORS, StoreError)):
                 raise
-            await self.close()
             error = translate(exc, "opening the database")
-            raise type(error)(f"cannot open the PostgreSQL database: {error}") from exc
+            raise type(error)(f"cannot open the PostgreSQL database {_where(self.url)}: "
+                              f"{error}") from exc
 
     async def close(self) -> None:
         await self._appender.close()
