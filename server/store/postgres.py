@@ -245,6 +245,9 @@ class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresMessages, Po
                 rows = await db.fetch(sql, *args)
         except DRIVER_ERRORS as exc:
             raise self._failed(exc, "writing") from exc
+        except StoreError as exc:  # no connection free in time
+            self.health.observe(exc)
+            raise
         self.health.succeeded()
         return rows
 
