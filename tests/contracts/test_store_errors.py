@@ -116,7 +116,10 @@ class TestUnstorable:
 
 class TestFull:
     async def test_a_full_disk_stores_nothing_and_says_so(self, faulty: Faulty):
-        """Writes that need more room (on SQLite a capped file refuses only those)."""
+        """Writes that need more room. SQLite: the file capped at its size (a real
+        SQLITE_FULL, for the writes that need a new page). PostgreSQL: filling the
+        machine's disk is impractical, so a trigger on the real server raises what a full
+        disk raises, ``RAISE EXCEPTION ... USING ERRCODE = '53100'`` (disk_full)."""
         store, faults, d = faulty
         async with faults.full():
             with pytest.raises(StoreFull) as caught:
@@ -140,6 +143,11 @@ class TestFull:
 
 class TestBusy:
     async def test_a_busy_database_stores_nothing_and_says_so(self, faulty: Faulty):
+        """SQLite: another connection holds the write lock (a real SQLITE_BUSY after the
+        50 ms busy timeout). PostgreSQL: triggers on the real server raise a
+        serialization failure (40001) and a deadlock (40P01), since which transaction
+        PostgreSQL picks as a victim is not for a test to arrange; a real lock timeout
+        (55P03) is in test_store_errors_postgresql.py."""
         store, faults, d = faulty
         async with faults.busy():
             with pytest.raises(StoreBusy) as caught:
@@ -163,6 +171,10 @@ class TestBusy:
 
 class TestReadOnly:
     async def test_a_read_only_database_serves_reads_and_refuses_writes(self, faulty: Faulty):
+        """What a node finds after a failover to a standby. SQLite: ``query_only`` on the
+        store's writing connections (a real SQLITE_READONLY). PostgreSQL: a real one,
+        ``default_transaction_read_only`` on the database and the store's sessions ended,
+        so that its new ones are read-only (25006)."""
         store, faults, d = faulty
         async with faults.read_only():
             # The first calls may also meet the sessions ended to make it read-only.
