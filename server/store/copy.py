@@ -259,6 +259,8 @@ def _plan_table(src: Table, dst: Table, source: Mapping[str, Table]) -> _Plan:
     for column in dst.columns:
         if src.column(column.name) is not None:
             read.append(column.name)
+        elif column.implicit:
+            continue  # SQLite numbers its rows itself
         elif column.name == SCHOOL_COLUMN:
             school_via = _school_link(src, source)
         else:
