@@ -29,7 +29,10 @@ import asyncpg
 from ..errors import StoreError
 from .failures import WriteHealth
 from .postgres_broadcasts import PostgresBroadcasts
+from .postgres_directory import PostgresDirectory
+from .postgres_discussions import PostgresDiscussions
 from .postgres_failures import DRIVER_ERRORS, translate
+from .postgres_held import PostgresHeld
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -56,7 +59,7 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class PostgresStore(PostgresBroadcasts):
+class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresHeld, PostgresBroadcasts):
     """A :class:`~server.store.base.Store` in a PostgreSQL database (``url``: a libpq
     URL without Préau's own options, which come as arguments).
 
@@ -192,6 +195,17 @@ class PostgresStore(PostgresBroadcasts):
                 return await db.fetchrow(sql, *args)
         except DRIVER_ERRORS as exc:
             raise translate(exc, "reading") from exc
+
+    async def _write(self, sql: str, *args: Any) -> list[Record]:
+        """One statement that writes, in its own transaction (autocommit: one round
+        trip), returning its rows once committed; errors translated and counted."""
+        try:
+            async with self._connection("writing") as db:
+                rows = await db.fetch(sql, *args)
+        except DRIVER_ERRORS as exc:
+            raise self._failed(exc, "writing") from exc
+        self.health.succeeded()
+        return rows
 
     def _failed(self, exc: BaseException, doing: str) -> StoreError:
         error = translate(exc, doing)
