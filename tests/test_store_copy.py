@@ -28,13 +28,14 @@ from server.cli import main
 from server.clock import ManualClock
 from server.config import Config
 from server.directory import parse_directory
-from server.errors import StoreError, UnstorableValue
+from server.errors import StoreError, StoreUnavailable, UnstorableValue
 from server.model import ProfileId, SchoolId, UserId
 from server.node import Limits
 from server.store import Store, open_store
 from server.store.copy import CopyRefused, TableCopied, copy_database
 from server.tokens import issue_token
 from tests.conftest import SCHOOL_DAY, SECRET, serve
+from tests.postgres import _admin
 from tests.schools import other_school_doc, school_doc
 from tests.wire import Wire
 
@@ -439,6 +440,24 @@ class TestTheCommand:
         assert isinstance(raised.value, UnstorableValue)
         assert f"table {table}" in str(raised.value)
         assert progress, "the copy failed before it began"  # tables were copied before it
+        assert set((await _counts(postgres_url, tables)).values()) == {0}
+
+
+    async def test_a_connection_lost_midway_commits_nothing(self, school_db: Path,
+                                                            postgres_url: str):
+        """PostgreSQL drops the copy's connection after a few tables: the copy fails
+        as the database's failure (retryable), and nothing of it stays."""
+        tables = list(_sqlite_counts(school_db))
+        database = postgres_url.rpartition("/")[2]
+
+        def cut(done: TableCopied) -> None:
+            if done.table == "discussions":
+                _admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       f"WHERE datname = '{database}' AND pid <> pg_backend_pid()")
+
+        with pytest.raises(StoreUnavailable) as raised:
+            await copy_database(f"sqlite:///{school_db}", postgres_url, progress=cut)
+        assert raised.value.retryable
         assert set((await _counts(postgres_url, tables)).values()) == {0}
 
 

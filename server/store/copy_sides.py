@@ -9,10 +9,11 @@ store's own (:func:`server.store.failures.translate`,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from urllib.parse import quote
 
@@ -157,7 +158,7 @@ class SqliteSide:
         try:
             yield
         finally:
-            with self._translated(f"reading {self.path!r}"):
+            with contextlib.suppress(sqlite3.Error):  # it only read
                 await self.db.execute("ROLLBACK")
 
     async def count(self, table: str) -> int:
@@ -191,7 +192,8 @@ class SqliteSide:
         try:
             yield
         except BaseException:
-            await self.db.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # the error that stopped the copy counts
+                await self.db.execute("ROLLBACK")
             raise
         with self._translated(f"committing the copy into {self.path!r}"):
             await self.db.execute("COMMIT")
@@ -232,6 +234,14 @@ _PG_KINDS = {
 _PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError,
               UnicodeEncodeError, OverflowError)
 
+
+
+async def _quietly(ending: Callable[[], Awaitable[None]]) -> None:
+    """End a transaction whose outcome no longer matters (see the callers)."""
+    with contextlib.suppress(*_PG_ERRORS):
+        await ending()
+
+
 _COLUMNS = """
 SELECT c.table_name, c.column_name, c.data_type,
        c.is_identity = 'YES' OR coalesce(c.column_default, '') LIKE 'nextval(%' AS identity
@@ -269,8 +279,12 @@ class PostgresSide:
         return cls(conn)
 
     async def close(self) -> None:
-        with self._translated("closing the connection"):
+        # Closing says nothing about the copy (committed or not by now): a connection
+        # that cannot close politely is dropped, and the copy's own outcome stands.
+        try:
             await self.conn.close(timeout=10)
+        except _PG_ERRORS:
+            self.conn.terminate()
 
     @staticmethod
     @contextmanager
@@ -317,8 +331,7 @@ class PostgresSide:
         try:
             yield
         finally:
-            with self._translated("reading the database"):
-                await transaction.rollback()
+            await _quietly(transaction.rollback)  # it only read
 
     async def count(self, table: str) -> int:
         with self._translated(f"counting the rows of {table}"):
@@ -357,8 +370,10 @@ class PostgresSide:
         try:
             yield
         except BaseException:
-            with self._translated("undoing the copy"):
-                await transaction.rollback()
+            # If even this fails, the connection is gone, and PostgreSQL undoes what a
+            # lost connection left uncommitted: the error that stopped the copy is the
+            # one to report.
+            await _quietly(transaction.rollback)
             raise
         with self._translated("committing the copy"):
             await transaction.commit()
