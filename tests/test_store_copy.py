@@ -428,7 +428,7 @@ class TestTheCommand:
     ])
     async def test_a_copy_failing_midway_leaves_the_destination_empty(
             self, school_db: Path, postgres_url: str, table: str, column: str, value: str,
-            error: str):
+            error: str, capsys: pytest.CaptureFixture[str]):
         tables = list(_sqlite_counts(school_db))
         with sqlite3.connect(school_db) as db:
             db.execute(f"UPDATE {table} SET {column} = {value} "
@@ -440,6 +440,14 @@ class TestTheCommand:
         assert isinstance(raised.value, UnstorableValue)
         assert f"table {table}" in str(raised.value)
         assert progress, "the copy failed before it began"  # tables were copied before it
+        assert set((await _counts(postgres_url, tables)).values()) == {0}
+        # The command says so and exits with 1, and the destination is still empty.
+        status = await asyncio.to_thread(
+            main, ["store", "copy", "--from", f"sqlite:///{school_db}", "--to", postgres_url])
+        assert status == 1
+        err = capsys.readouterr().err
+        assert f"table {table}" in err
+        assert "nothing was committed" in err
         assert set((await _counts(postgres_url, tables)).values()) == {0}
 
 
