@@ -28,6 +28,7 @@ import asyncpg
 
 from ..errors import StoreError
 from .failures import WriteHealth
+from .postgres_appender import PostgresAppender
 from .postgres_broadcasts import PostgresBroadcasts
 from .postgres_directory import PostgresDirectory
 from .postgres_discussions import PostgresDiscussions
@@ -79,6 +80,8 @@ class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresHeld, Postgr
         self.acquire_timeout = acquire_timeout
         self._pool: Pool[Record] | None = None
         self.health = WriteHealth()
+        # Messages go through a group-committing appender (one statement per batch).
+        self._appender = PostgresAppender(self._write, self._append_alone)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -96,6 +99,7 @@ class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresHeld, Postgr
             raise type(error)(f"cannot open the PostgreSQL database: {error}") from exc
 
     async def close(self) -> None:
+        await self._appender.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:

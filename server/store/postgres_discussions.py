@@ -8,7 +8,9 @@ on: each message (``last_seq``: gap-free sequence numbers), each join and leave
 (``members_version``). A message checked against the members at one version is
 stored only if they are still at that version when the lock is held.
 
-Appending a message is one statement (one round trip, its own transaction): see
+Appending a message is one statement (one round trip, its own transaction), and the
+messages queued meanwhile go together in the next one
+(:class:`~server.store.postgres_appender.PostgresAppender`): see
 ``docs/design/postgresql.md`` for why and what it costs.
 """
 
@@ -25,6 +27,7 @@ from ..errors import MembersChanged, NotFound, StoreError
 from ..model import DiscussionId, DiscussionMembers, Participant, SchoolId, UserId
 from .appender import hidden_json, hidden_set
 from .base import Discussion, DiscussionSummary, StoredMessage
+from .postgres_appender import Append, PostgresAppender
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -94,6 +97,7 @@ class PostgresDiscussions:
         async def _fetch(self, sql: str, *args: Any) -> list[Record]: ...
         async def _fetchrow(self, sql: str, *args: Any) -> Record | None: ...
         async def _write(self, sql: str, *args: Any) -> list[Record]: ...
+        _appender: PostgresAppender
 
     async def create_discussion(
         self, school_id: SchoolId, creator: UserId, subject: str,
@@ -205,28 +209,36 @@ class PostgresDiscussions:
         client_id: str, body: str, *, now: datetime, hidden_from: Collection[UserId] = (),
         members_version: int | None = None,
     ) -> tuple[StoredMessage, bool]:
-        hidden = frozenset(hidden_from)
+        return await self._appender.append(Append(
+            school_id, discussion_id, sender, client_id, body, now, frozenset(hidden_from),
+            members_version))
+
+    async def _append_alone(self, a: Append) -> tuple[StoredMessage, bool]:
+        """One message in one statement (:data:`_APPEND`)."""
         try:
-            rows = await self._write(_APPEND, school_id, discussion_id, sender, client_id,
-                                     body, now, hidden_json(hidden), members_version)
+            rows = await self._write(_APPEND, a.school_id, a.discussion_id, a.sender,
+                                     a.client_id, a.body, a.now, hidden_json(a.hidden_from),
+                                     a.members_version)
         except StoreError as exc:
             if not isinstance(exc.__cause__, asyncpg.UniqueViolationError):
                 raise
             # A retry of the same message committed first (see _APPEND): it is the one.
-            found = await self.find_message(school_id, discussion_id, sender, client_id)
+            found = await self.find_message(a.school_id, a.discussion_id, a.sender,
+                                            a.client_id)
             if found is None:
                 raise
             return found, False
         row = rows[0]
         if row["new_seq"] is not None:
-            return StoredMessage(discussion_id, int(row["new_seq"]), sender, client_id, body,
-                                 now, hidden), True
+            return StoredMessage(a.discussion_id, int(row["new_seq"]), a.sender, a.client_id,
+                                 a.body, a.now, a.hidden_from), True
         if row["seq"] is not None:
-            return StoredMessage(discussion_id, int(row["seq"]), sender, client_id, row["body"],
-                                 row["created_at"], hidden_set(row["hidden_from"])), False
+            return StoredMessage(a.discussion_id, int(row["seq"]), a.sender, a.client_id,
+                                 row["body"], row["created_at"],
+                                 hidden_set(row["hidden_from"])), False
         if not row["found"]:
-            raise NotFound(f"no discussion {discussion_id}")
-        raise MembersChanged(f"the members of discussion {discussion_id} changed")
+            raise NotFound(f"no discussion {a.discussion_id}")
+        raise MembersChanged(f"the members of discussion {a.discussion_id} changed")
 
     async def messages(
         self, school_id: SchoolId, discussion_id: DiscussionId, *,
