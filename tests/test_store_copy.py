@@ -460,7 +460,8 @@ class TestTheCommand:
 
         def cut(done: TableCopied) -> None:
             if done.table == "discussions":
-                _admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                # With a timeout, it returns once the backend is gone (PostgreSQL 14+).
+                _admin("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
                        f"WHERE datname = '{database}' AND pid <> pg_backend_pid()")
 
         with pytest.raises(StoreUnavailable) as raised:

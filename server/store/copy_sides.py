@@ -231,8 +231,7 @@ _PG_KINDS = {
     "text": "text", "character varying": "text", "boolean": "boolean",
     "timestamp with time zone": "timestamp", "jsonb": "json", "json": "json",
 }
-_PG_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError,
-              UnicodeEncodeError, OverflowError)
+_PG_ERRORS = postgres_failures.DRIVER_ERRORS
 
 
 
