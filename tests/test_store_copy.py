@@ -31,7 +31,7 @@ from server.directory import parse_directory
 from server.errors import StoreError, StoreUnavailable, UnstorableValue
 from server.model import ProfileId, SchoolId, UserId
 from server.node import Limits
-from server.store import Store, open_store
+from server.store import Store, copy_sides, open_store
 from server.store.copy import CopyRefused, TableCopied, copy_database
 from server.tokens import issue_token
 from tests.conftest import SCHOOL_DAY, SECRET, serve
@@ -412,6 +412,25 @@ class TestTheCommand:
         assert status == 2
         assert "already holds data" in capsys.readouterr().err
         assert await _counts(copied, tables) == before
+
+    async def test_a_destination_in_use_is_refused_after_a_bounded_wait(
+            self, school_db: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch):
+        """Someone writing in the destination (a server started too early) holds its
+        tables: the copy waits for them only so long, then gives up having written
+        nothing."""
+        await (await open_store(postgres_url)).close()  # the tables, as a server makes them
+        monkeypatch.setattr(copy_sides, "LOCK_WAIT", 0.2)
+        writer = await asyncpg.connect(postgres_url)
+        writing = writer.transaction()
+        await writing.start()
+        try:
+            await writer.execute("INSERT INTO meta (key, value) VALUES ('k', 'v')")
+            with pytest.raises(CopyRefused, match="in use"):
+                await copy_database(f"sqlite:///{school_db}", postgres_url)
+        finally:
+            await writing.rollback()
+            await writer.close()
+        assert set((await _counts(postgres_url, list(_sqlite_counts(school_db)))).values()) == {0}
 
     async def test_a_missing_source_is_refused_and_not_created(
             self, tmp_path: Path, postgres_url: str):

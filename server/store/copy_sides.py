@@ -20,7 +20,7 @@ from urllib.parse import quote
 import aiosqlite
 import asyncpg
 
-from ..errors import StoreError
+from ..errors import StoreBusy, StoreError
 from . import failures as sqlite_failures
 from . import open_store, postgres_failures, postgres_options, sqlite_path
 from .copy import ROWID, SCHOOL_COLUMN, Column, CopyRefused, Destination, Link, Row, Source, Table
@@ -232,6 +232,8 @@ _PG_KINDS = {
     "timestamp with time zone": "timestamp", "jsonb": "json", "json": "json",
 }
 _PG_ERRORS = postgres_failures.DRIVER_ERRORS
+# How long the copy waits for the destination's tables when someone else is writing.
+LOCK_WAIT = 10.0
 
 
 
@@ -362,11 +364,8 @@ class PostgresSide:
         transaction = self.conn.transaction()
         with self._translated("starting the copy"):
             await transaction.start()
-            # EXCLUSIVE: readers go on, writers (a server started too early) wait.
-            if tables:
-                await self.conn.execute(
-                    f"LOCK TABLE {', '.join(map(_quote, tables))} IN EXCLUSIVE MODE")
         try:
+            await self._lock(tables)
             yield
         except BaseException:
             # If even this fails, the connection is gone, and PostgreSQL undoes what a
@@ -376,6 +375,23 @@ class PostgresSide:
             raise
         with self._translated("committing the copy"):
             await transaction.commit()
+
+    async def _lock(self, tables: Sequence[str]) -> None:
+        """EXCLUSIVE: readers go on, writers (a server started too early) wait until the
+        copy ends. Waiting for one already writing is bounded by :data:`LOCK_WAIT`."""
+        if not tables:
+            return
+        try:
+            with self._translated("locking the destination's tables"):
+                await self.conn.execute(f"SET LOCAL lock_timeout = {int(LOCK_WAIT * 1000)}")
+                await self.conn.execute(
+                    f"LOCK TABLE {', '.join(map(_quote, tables))} IN EXCLUSIVE MODE")
+                await self.conn.execute("SET LOCAL lock_timeout = 0")
+        except StoreBusy as exc:
+            raise CopyRefused(
+                f"the destination's tables stayed in use for {LOCK_WAIT:g} s (is a server "
+                "already running on it?): stop it and run the copy again. Nothing was "
+                "written.") from exc
 
     async def occupied(self, tables: Sequence[str]) -> list[str]:
         with self._translated("reading the destination"):
