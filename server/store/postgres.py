@@ -49,6 +49,13 @@ log = logging.getLogger("preau.store")
 _MIGRATION_LOCK = 0x707265_6175_6D67  # "preau" "mg"
 
 
+# Every session: a statement that waits over 10 s for a row lock gives up (StoreBusy,
+# retryable) and frees its connection; a transaction left open by a node that vanished
+# (no TCP reset) releases its locks after 30 s instead of at the keepalive hours later.
+_SESSION = {"application_name": "preau", "lock_timeout": "10s",
+            "idle_in_transaction_session_timeout": "30s"}
+
+
 def _migrations() -> list[tuple[int, str]]:
     """The numbered ``NNNN_name.sql`` files shipped with the package, in order."""
     folder = resources.files("server.store") / "migrations_postgresql"
@@ -89,7 +96,7 @@ class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresHeld, Postgr
         try:
             self._pool = await asyncpg.create_pool(
                 self.url, min_size=self.pool_min, max_size=self.pool_max,
-                server_settings={"application_name": "preau"})
+                server_settings=_SESSION)
             await self._migrate()
         except Exception as exc:
             if not isinstance(exc, (*DRIVER_ERRORS, StoreError)):
@@ -121,6 +128,8 @@ class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresHeld, Postgr
         """Apply the migrations not yet recorded, in one transaction. The advisory lock
         makes a second node starting at once wait, then find them applied."""
         async with self._transaction() as db:
+            # Another node's migration may take its time: wait for it, however long.
+            await db.execute("SET LOCAL lock_timeout = 0")
             await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             await db.execute("CREATE TABLE IF NOT EXISTS schema_version "
                              "(version integer PRIMARY KEY)")

@@ -102,11 +102,13 @@ class SqliteFaults(Faults):
 class PostgresFaults(Faults):
     """Through an administrator's connection to the store's database."""
 
-    async def _admin(self, sql: str) -> None:
-        """Run ``sql`` (statements separated by ``;``) on a connection of its own."""
+    async def _admin(self, *scripts: str) -> None:
+        """Run ``scripts`` (each one transaction of statements separated by ``;``), in
+        order, on a connection of its own."""
         conn = await asyncpg.connect(self.url, timeout=10)
         try:
-            await conn.execute(sql)
+            for sql in scripts:
+                await conn.execute(sql)
         finally:
             await conn.close()
 
@@ -158,7 +160,9 @@ class PostgresFaults(Faults):
         try:
             yield
         finally:
-            await self._admin(f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
+            # This session is read-only too, until it says otherwise.
+            await self._admin("SET default_transaction_read_only = off",
+                              f'ALTER DATABASE "{name}" RESET default_transaction_read_only')
             await terminate_sessions(self.url)
 
 
