@@ -1,4 +1,5 @@
-"""The ``preau`` command: serve, import a directory, make a demo school, issue tokens.
+"""The ``preau`` command: serve, import a directory, make a demo school, issue tokens,
+copy a database.
 
 Every subcommand reads the same :class:`~server.config.Config` from the
 environment; flags override it. Failures print one ``preau: error: …`` line
@@ -101,6 +102,19 @@ def _parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="create or upgrade the database schema")
     _database_flag(migrate)
     migrate.set_defaults(run=_migrate)
+
+    store = sub.add_parser("store", help="operate on a whole database")
+    ssub = store.add_subparsers(required=True, metavar="ACTION")
+    copy = ssub.add_parser(
+        "copy", help="copy a whole database into an empty one (SQLite to PostgreSQL), in "
+                     "one transaction; see docs/moving-to-postgresql.md")
+    copy.add_argument("--from", dest="source", metavar="URL", required=True,
+                      help="the database to copy (sqlite:///path/to/preau.db)")
+    copy.add_argument("--to", dest="destination", metavar="URL", required=True,
+                      help="the empty database to fill (postgresql://…)")
+    copy.add_argument("--batch", type=_positive, default=5000,
+                      help="rows read and written at a time (default 5000)")
+    copy.set_defaults(run=_store_copy)
 
     from .loadtest.options import add_arguments  # argparse only; the engine loads in _loadtest
 
@@ -327,6 +341,20 @@ def _migrate(args: argparse.Namespace, config: Config) -> int:
         return 0
 
     return asyncio.run(run())
+
+
+def _store_copy(args: argparse.Namespace, config: Config) -> int:
+    from .store.copy import TableCopied, copy_database
+
+    def progress(done: TableCopied) -> None:
+        print(f"{done.table:<22} {done.rows:>10} rows  {done.seconds:8.2f} s", flush=True)
+
+    report = asyncio.run(copy_database(args.source, args.destination, batch=args.batch,
+                                       progress=progress))
+    print(f"copied {report.rows} rows in {len(report.tables)} tables in "
+          f"{report.seconds:.2f} s; every table's count checked in the destination, "
+          "committed")
+    return 0
 
 
 def _loadtest(args: argparse.Namespace, config: Config) -> int:
