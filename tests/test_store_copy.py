@@ -29,13 +29,13 @@ from server.clock import ManualClock
 from server.config import Config
 from server.directory import parse_directory
 from server.errors import StoreError, StoreUnavailable, UnstorableValue
+from server.limits import Limits
 from server.model import ProfileId, SchoolId, UserId
-from server.node import Limits
 from server.store import Store, copy_sides, open_store
 from server.store.copy import CopyRefused, TableCopied, copy_database
 from server.tokens import issue_token
 from tests.conftest import SCHOOL_DAY, SECRET, serve
-from tests.postgres import _admin
+from tests.postgres import admin_execute
 from tests.schools import other_school_doc, school_doc
 from tests.wire import Wire
 
@@ -480,7 +480,7 @@ class TestTheCommand:
         def cut(done: TableCopied) -> None:
             if done.table == "discussions":
                 # With a timeout, it returns once the backend is gone (PostgreSQL 14+).
-                _admin("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
+                admin_execute("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
                        f"WHERE datname = '{database}' AND pid <> pg_backend_pid()")
 
         with pytest.raises(StoreUnavailable) as raised:
