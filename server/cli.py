@@ -344,7 +344,8 @@ def _migrate(args: argparse.Namespace, config: Config) -> int:
 
 
 def _store_copy(args: argparse.Namespace, config: Config) -> int:
-    from .store.copy import TableCopied, copy_database
+    from .store.copy import TableCopied
+    from .store.copy_sides import copy_database
 
     def progress(done: TableCopied) -> None:
         print(f"{done.table:<22} {done.rows:>10} rows  {done.seconds:8.2f} s", flush=True)

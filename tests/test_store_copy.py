@@ -32,7 +32,8 @@ from server.errors import StoreError, StoreUnavailable, UnstorableValue
 from server.limits import Limits
 from server.model import ProfileId, SchoolId, UserId
 from server.store import Store, copy_sides, open_store
-from server.store.copy import CopyRefused, TableCopied, copy_database
+from server.store.copy import CopyRefused, TableCopied
+from server.store.copy_sides import copy_database
 from server.tokens import issue_token
 from tests.conftest import SCHOOL_DAY, SECRET, serve
 from tests.postgres import admin_execute

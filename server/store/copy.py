@@ -20,6 +20,10 @@ was. A destination that holds any row (``schema_version`` aside) is refused with
 its administrator, on purpose. The source is read from one snapshot. Before the
 commit, every table's count in the destination is checked against the source's,
 and identity sequences are moved past the largest copied id.
+
+This module is the engine, on two small protocols (:class:`Source`,
+:class:`Destination`); :mod:`server.store.copy_sides` implements them for SQLite and
+PostgreSQL and holds the entry point, ``copy_database(source_url, destination_url)``.
 """
 
 from __future__ import annotations
@@ -44,7 +48,6 @@ __all__ = [
     "Table",
     "TableCopied",
     "copy_between",
-    "copy_database",
 ]
 
 # Not data: each side's own record of its migrations.
@@ -155,25 +158,6 @@ class Destination(Protocol):
 
 
 Progress = Callable[[TableCopied], None]
-
-
-async def copy_database(source_url: str, destination_url: str, *, batch: int = 5000,
-                        progress: Progress | None = None) -> CopyReport:
-    """Copy everything at ``source_url`` into the empty database at ``destination_url``.
-
-    :class:`CopyRefused` (nothing written) when the destination holds anything, the
-    source does not exist, or the two schemas differ; a :class:`StoreError` when the
-    copy failed (nothing written either).
-    """
-    from .copy_sides import open_destination, open_source, prepare
-
-    if source_url == destination_url:
-        raise CopyRefused("the source and the destination are the same database")
-    await prepare(source_url, must_exist=True)
-    await prepare(destination_url, must_exist=False)
-    async with open_source(source_url) as source, \
-            open_destination(destination_url) as destination:
-        return await copy_between(source, destination, batch=batch, progress=progress)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,23 @@ import asyncpg
 from ..errors import StoreBusy, StoreError
 from . import failures as sqlite_failures
 from . import open_store, postgres_failures, postgres_options, sqlite_path
-from .copy import ROWID, SCHOOL_COLUMN, Column, CopyRefused, Destination, Link, Row, Source, Table
+from .copy import (
+    ROWID,
+    SCHOOL_COLUMN,
+    Column,
+    CopyRefused,
+    CopyReport,
+    Destination,
+    Link,
+    Progress,
+    Row,
+    Source,
+    Table,
+    copy_between,
+)
 
-__all__ = ["PostgresSide", "SqliteSide", "open_destination", "open_source", "prepare"]
+__all__ = ["PostgresSide", "SqliteSide", "copy_database", "open_destination", "open_source",
+           "prepare"]
 
 
 def _quote(name: str) -> str:
@@ -413,3 +427,19 @@ class PostgresSide:
                         f"coalesce(max({_quote(column.name)}), 0) + 1, false) "
                         f"FROM {_quote(table.name)}", _quote(table.name), column.name)
 
+
+async def copy_database(source_url: str, destination_url: str, *, batch: int = 5000,
+                        progress: Progress | None = None) -> CopyReport:
+    """Copy everything at ``source_url`` into the empty database at ``destination_url``.
+
+    :class:`CopyRefused` (nothing written) when the destination holds anything, the
+    source does not exist, or the two schemas differ; a :class:`StoreError` when the
+    copy failed (nothing written either).
+    """
+    if source_url == destination_url:
+        raise CopyRefused("the source and the destination are the same database")
+    await prepare(source_url, must_exist=True)
+    await prepare(destination_url, must_exist=False)
+    async with open_source(source_url) as source, \
+            open_destination(destination_url) as destination:
+        return await copy_between(source, destination, batch=batch, progress=progress)
