@@ -22,7 +22,7 @@ from .errors import ErrorCode, MembersChanged, NotFound, Refused, StoreUnavailab
 from .gatekeeper.quota import DAY
 from .model import DiscussionId, DiscussionMembers, Participant, SchoolId, UserId
 from .schools import Establishment
-from .store import HeldMessage, Store, StoredMessage
+from .store import AlreadyStarted, HeldMessage, Store, StoredMessage
 
 __all__ = ["Announcer", "Conversations", "message_event"]
 
@@ -123,12 +123,18 @@ class Conversations:
             if decision.hold_until is not None:
                 return await self._hold(school, user, client_id, body, decision.hold_until,
                                         subject=subject, recipients=to)
-        else:  # a retry: answer what the first attempt did, whatever the rules say now
-            return frames.started(await self.summary(school, user, earlier.discussion_id),
-                                  frames.ack(earlier, duplicate=True))
-        msg = await self.create_discussion(school, user, subject, to, body, client_id, now)
-        return frames.started(await self.summary(school, user, msg.discussion_id),
-                              frames.ack(msg, duplicate=False))
+            try:
+                msg = await self.create_discussion(school, user, subject, to, body, client_id,
+                                                   now)
+            except AlreadyStarted as race:  # the same start, stored meanwhile elsewhere
+                earlier = race.earlier
+            else:
+                return frames.started(await self.summary(school, user, msg.discussion_id),
+                                      frames.ack(msg, duplicate=False))
+        # A retry (or the loser of a race with the same start on another connection or
+        # node): answer what the first attempt did, whatever the rules say now.
+        return frames.started(await self.summary(school, user, earlier.discussion_id),
+                              frames.ack(earlier, duplicate=True))
 
     async def _check_start_quota(self, school: SchoolId, est: Establishment, user: UserId,
                                  now: datetime) -> None:
@@ -143,6 +149,9 @@ class Conversations:
     async def create_discussion(self, school: SchoolId, user: UserId, subject: str,
                                 to: Sequence[UserId], body: str, client_id: str,
                                 now: datetime) -> StoredMessage:
+        """Store the discussion with its first message and announce it;
+        :class:`~server.store.AlreadyStarted` (nothing stored, nothing announced) if
+        ``user`` started one with ``client_id`` already."""
         # One transaction: a failure leaves no discussion without its first message.
         members = await self.store.create_discussion(school, user, subject, to, now=now,
                                                      first=(client_id, body))

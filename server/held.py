@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import datetime
 from typing import Protocol
 
@@ -18,7 +19,7 @@ from .errors import ErrorCode, MembersChanged, NotFound
 from .gatekeeper import refuse
 from .model import DiscussionMembers, SchoolId, UserId
 from .schools import Schools
-from .store import HeldMessage, Store, StoredMessage
+from .store import AlreadyStarted, HeldMessage, Store, StoredMessage
 
 __all__ = ["HeldHost", "HeldRelease"]
 
@@ -31,7 +32,8 @@ class HeldHost(Protocol):
     async def create_discussion(self, school: SchoolId, user: UserId, subject: str,
                                 to: Sequence[UserId], body: str, client_id: str,
                                 now: datetime) -> StoredMessage:
-        """Start a discussion with its first message, and announce it."""
+        """Start a discussion with its first message, and announce it;
+        :class:`~server.store.AlreadyStarted` if it was started already."""
 
     async def posted(self, school: SchoolId, msg: StoredMessage) -> None:
         """A message just stored: deliver it here and publish it to the other nodes."""
@@ -104,8 +106,11 @@ class HeldRelease:
             if held.discussion_id is None:
                 assert held.subject is not None
                 if await self.store.find_started(school, user, held.client_id) is None:
-                    await self._host.create_discussion(school, user, held.subject, held.recipients,
-                                            held.body, held.client_id, now)
+                    # Started meanwhile (the author's retry on another node): done.
+                    with suppress(AlreadyStarted):
+                        await self._host.create_discussion(
+                            school, user, held.subject, held.recipients, held.body,
+                            held.client_id, now)
             else:
                 d = held.discussion_id
                 assert members is not None  # allowed: the discussion exists

@@ -26,7 +26,7 @@ from server.errors import (
     UnstorableValue,
 )
 from server.model import DiscussionId, SchoolId, UserId
-from server.store import PostgresStore, StoredMessage, open_store, postgres_options
+from server.store import AlreadyStarted, PostgresStore, StoredMessage, open_store, postgres_options
 from server.store.postgres import _MIGRATION_LOCK, _migrations
 from server.store.postgres_failures import translate
 from tests.conftest import SCHOOL_DAY
@@ -138,6 +138,49 @@ class TestMigrations:
                 await open_store(postgres_url)
             assert await conn.fetchval("SELECT to_regclass('schema_version')") is None
             assert await conn.fetchval("SELECT to_regclass('discussions')") is None
+        finally:
+            await conn.close()
+
+
+class TestStartsBefore0003:
+    async def test_0003_finds_the_starts_made_before_it(self, postgres_url: str):
+        """Discussions of before 0003 get their start's client id from their first
+        message where the creator sent it; of two that a race started with the same
+        one, the earliest only (the unique index could not be built otherwise)."""
+        st = await open_store(postgres_url)
+        await st.import_directory(parse_directory(school_doc()), actor="t", now=SCHOOL_DAY)
+        a = await st.create_discussion(HUGO, E1, "A", [T1], now=SCHOOL_DAY, first=("s1", "a"))
+        raced = await st.create_discussion(HUGO, E1, "B", [T1], now=SCHOOL_DAY,
+                                           first=("s1b", "b"))
+        replied = await st.create_discussion(HUGO, T1, "C", [E1], now=SCHOOL_DAY)
+        await st.append_message(HUGO, replied.id, E1, "r1", "c", now=SCHOOL_DAY)
+        own = await st.create_discussion(HUGO, T1, "D", [E1], now=SCHOOL_DAY)
+        await st.append_message(HUGO, own.id, T1, "t1", "d", now=SCHOOL_DAY)
+        await st.close()
+        conn = await asyncpg.connect(postgres_url)
+        try:  # back to 0002, the race's duplicate included
+            await conn.execute(
+                "DROP INDEX discussions_by_start;"
+                "ALTER TABLE discussions DROP COLUMN start_client_id;"
+                "CREATE INDEX messages_by_client ON messages (school_id, sender, client_id);"
+                "UPDATE messages SET client_id = 's1' WHERE client_id = 's1b';"
+                "DELETE FROM schema_version WHERE version = 3;")
+            st = PostgresStore(postgres_url)
+            await st.open()
+            try:
+                assert await st.schema_version() == LATEST
+                starts = {r[0]: r[1] for r in await conn.fetch(
+                    "SELECT id, start_client_id FROM discussions")}
+                assert starts == {a.id: "s1", raced.id: None, replied.id: None, own.id: "t1"}
+                found = await st.find_started(HUGO, E1, "s1")
+                assert found is not None
+                assert found.discussion_id == a.id
+                with pytest.raises(AlreadyStarted) as race:
+                    await st.create_discussion(HUGO, E1, "A", [T1], now=SCHOOL_DAY,
+                                               first=("s1", "a"))
+                assert race.value.earlier == found
+            finally:
+                await st.close()
         finally:
             await conn.close()
 

@@ -31,7 +31,7 @@ from server.directory import parse_directory
 from server.errors import StoreError, StoreUnavailable, UnstorableValue
 from server.limits import Limits
 from server.model import ProfileId, SchoolId, UserId
-from server.store import Store, copy_sides, open_store
+from server.store import AlreadyStarted, Store, copy_sides, open_store
 from server.store.copy import CopyRefused, TableCopied
 from server.store.copy_sides import copy_database
 from server.tokens import issue_token
@@ -296,6 +296,10 @@ async def _after_the_move(st: Store) -> tuple[object, ...]:
     due = await st.claim_due_broadcasts(SCHOOL_DAY + timedelta(days=4))
     started = await st.create_discussion(HUGO, u("t2"), "Nouvelle", [u("e3")], now=morning,
                                          first=("t2-9", "Bonjour"))
+    # A copied start is one still (its client id came along): a retry is refused.
+    with pytest.raises(AlreadyStarted) as retried:
+        await st.create_discussion(HUGO, u("s1"), "Clés du CDI", [u("t1")], now=morning,
+                                   first=("s1-1", "Où sont-elles ?"))
     sent = await st.append_message(HUGO, started.id, u("e3"), "e3-9", "Bonjour !",
                                    now=morning)
     draft = parse_draft({"kind": "information", "client_id": "b-9", "title": "Neuf",
@@ -310,7 +314,7 @@ async def _after_the_move(st: Store) -> tuple[object, ...]:
     audit = await st.update_settings(
         HUGO, replace(state.settings, disabled_profiles=frozenset({ProfileId("parents")})),
         actor="a1", now=morning)
-    return held, due, started, sent, broadcast, kept, audit
+    return held, due, started, sent, broadcast, kept, audit, retried.value.earlier
 
 
 # ---------------------------------------------------------------------- through a server

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from .base import (
+    AlreadyStarted,
     AuditEntry,
     Broadcast,
     BroadcastStats,
@@ -43,6 +44,7 @@ from .postgres import PostgresStore
 from .sqlite import SqliteStore
 
 __all__ = [
+    "AlreadyStarted",
     "AuditEntry",
     "Broadcast",
     "BroadcastStats",

@@ -130,7 +130,14 @@ class DiscussionStore(Protocol):
 
         ``first`` is the creator's ``(client_id, body)``: stored as message 1 in the same
         transaction, so that a discussion never exists without its first message (a
-        failure leaves neither, and the client's retry creates it once)."""
+        failure leaves neither, and the client's retry creates it once).
+
+        A start is unique by ``(school_id, creator, client_id)`` in the database: when
+        the creator started one with that client id already (two nodes or connections
+        handling the same start at once, each having found no earlier one with
+        :meth:`find_started`), nothing is kept and :class:`~server.store.base.AlreadyStarted`
+        is raised, carrying that discussion's first message: one discussion whatever
+        the race, and the loser answers as a retry."""
 
     async def get_discussion(self, school_id: SchoolId, discussion_id: DiscussionId) -> Discussion:
         ...
@@ -138,8 +145,9 @@ class DiscussionStore(Protocol):
     async def find_started(
         self, school_id: SchoolId, creator: UserId, client_id: str
     ) -> StoredMessage | None:
-        """The first message of a discussion ``creator`` started with ``client_id``, if any
-        (so that a retried start returns the original instead of a second discussion)."""
+        """The first message of a discussion ``creator`` started with ``client_id`` (given
+        as ``first`` to :meth:`create_discussion`), if any, so that a retried start returns
+        the original instead of a second discussion."""
 
     async def members(
         self, school_id: SchoolId, discussion_id: DiscussionId

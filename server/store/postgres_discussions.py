@@ -6,7 +6,8 @@ of :class:`~server.store.sqlite.SqliteStore`. Joins and leaves bump the discussi
 ``members_version`` under the lock on its row, the lock each message takes too
 (:mod:`server.store.postgres_messages`): a message is ordered before or after a
 change of members, never beside it. A start is one statement: the discussion, its
-participants and its first message exist together or not at all.
+participants and its first message exist together or not at all, once per
+(school, creator, client id).
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..errors import MembersChanged, NotFound
+from ..errors import MembersChanged, NotFound, StoreBusy
 from ..model import DiscussionId, DiscussionMembers, Participant, SchoolId, UserId
 from .appender import hidden_set
-from .base import Discussion, DiscussionSummary, StoredMessage
+from .base import AlreadyStarted, Discussion, DiscussionSummary, StoredMessage
 from .postgres_messages import MESSAGE_COLUMNS, NOT_HIDDEN
 
 if TYPE_CHECKING:
@@ -71,10 +72,15 @@ class PostgresDiscussions:
         others = [r for r in dict.fromkeys(recipients) if r != creator]
         users = [creator, *others]
         # One statement, so one transaction: the discussion, its participants (the
-        # creator first, then the recipients in order) and its first message.
+        # creator first, then the recipients in order) and its first message. A start
+        # is unique by (school, creator, client id): the same start being stored by
+        # another connection makes this insert wait for it, then insert nothing (and
+        # nothing after it, all selected from its rows).
         row = await self._write(
             "WITH d AS (INSERT INTO discussions (school_id, subject, created_by, created_at, "
-            "last_at, last_seq) VALUES ($1, $2, $3, $4, $4, $5) RETURNING id), "
+            "last_at, last_seq, start_client_id) VALUES ($1, $2, $3, $4, $4, $5, $7) "
+            "ON CONFLICT (school_id, created_by, start_client_id) "
+            "WHERE start_client_id IS NOT NULL DO NOTHING RETURNING id), "
             "p AS (INSERT INTO participants (school_id, discussion_id, user_id, invited_by, "
             "joined_at) SELECT $1, d.id, u.user_id, CASE WHEN u.n > 1 THEN $3 END, $4 "
             "FROM d, unnest($6::text[]) WITH ORDINALITY AS u(user_id, n) ORDER BY u.n), "
@@ -84,6 +90,12 @@ class PostgresDiscussions:
             "SELECT id FROM d",
             school_id, subject, creator, now, 0 if first is None else 1, users,
             None if first is None else first[0], None if first is None else first[1])
+        if not row:
+            assert first is not None
+            earlier = await self.find_started(school_id, creator, first[0])
+            if earlier is None:  # the other start was committed: only if it has gone since
+                raise StoreBusy(f"starting {first[0]!r}: another start of it came and went")
+            raise AlreadyStarted(earlier)
         did = DiscussionId(int(row[0][0]))
         return DiscussionMembers(did, 1, tuple(
             Participant(u, None if u == creator else creator, now) for u in users))
@@ -100,10 +112,10 @@ class PostgresDiscussions:
         self, school_id: SchoolId, creator: UserId, client_id: str
     ) -> StoredMessage | None:
         row = await self._fetchrow(
-            "SELECT m.discussion_id, m.body, m.created_at FROM messages m "
-            "JOIN discussions d ON d.school_id = m.school_id AND d.id = m.discussion_id "
-            "WHERE m.school_id = $1 AND m.sender = $2 AND m.client_id = $3 AND m.seq = 1 "
-            "AND d.created_by = $2", school_id, creator, client_id)
+            "SELECT d.id, m.body, m.created_at FROM discussions d "
+            "JOIN messages m ON m.school_id = d.school_id AND m.discussion_id = d.id "
+            "AND m.seq = 1 WHERE d.school_id = $1 AND d.created_by = $2 "
+            "AND d.start_client_id = $3", school_id, creator, client_id)
         if row is None:
             return None
         return StoredMessage(DiscussionId(int(row[0])), 1, creator, client_id, row[1], row[2])
