@@ -69,7 +69,6 @@ class TestMigrations:
             db.executescript(
                 "DROP INDEX discussions_by_start;"
                 "ALTER TABLE discussions DROP COLUMN start_client_id;"
-                "CREATE INDEX messages_by_client ON messages (school_id, sender, client_id);"
                 "UPDATE messages SET client_id = 's1' WHERE client_id = 's1b';"
                 "DELETE FROM schema_version WHERE version = 6;")
         st = SqliteStore(path)

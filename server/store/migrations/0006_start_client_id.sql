@@ -19,7 +19,3 @@ WHERE start_client_id IS NOT NULL AND EXISTS (
 
 CREATE UNIQUE INDEX discussions_by_start ON discussions (school_id, created_by, start_client_id)
     WHERE start_client_id IS NOT NULL;
-
--- find_started reads the index above now; no query looks messages up by sender and
--- client id without their discussion, so every message stops maintaining this one.
-DROP INDEX messages_by_client;
