@@ -23,7 +23,7 @@ from .clock import system_clock
 from .config import Config
 from .errors import ConfigurationError, DirectoryError, PreauError
 from .model import Role, SchoolId, UserId
-from .store import Store, open_store, sqlite_path
+from .store import Store, displayed_url, open_store, sqlite_path
 from .tokens import issue_token
 
 __all__ = ["MASS_REMOVAL_MIN", "main"]
@@ -193,7 +193,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     clock = system_clock if config.clock_start is None else OffsetClock(config.clock_start)
     app = create_app(config, clock=clock)
     print(f"Préau serving on http://{config.host}:{config.port} "
-          f"(database {config.database_url}{', demo mode' if config.demo else ''})",
+          f"(database {displayed_url(config.database_url)}{', demo mode' if config.demo else ''})",
           file=sys.stderr)
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -337,7 +337,7 @@ def _migrate(args: argparse.Namespace, config: Config) -> int:
     async def run() -> int:
         store = await _open(config)
         await store.close()
-        print(f"database {config.database_url} is up to date")
+        print(f"database {displayed_url(config.database_url)} is up to date")
         return 0
 
     return asyncio.run(run())

@@ -50,7 +50,7 @@ from .errors import ErrorCode, NotFound, Refused
 from .hub import Frame, Hub, Member
 from .model import SchoolId, UserId
 from .schools import Establishment, Schools, fold
-from .store import Broadcast, BroadcastStats, Receipt, Store
+from .store import Broadcast, BroadcastStats, BroadcastStore, Receipt
 
 __all__ = ["MAX_PEOPLE", "Noticeboard", "NoticeboardHost", "stats_json"]
 
@@ -93,7 +93,7 @@ class NoticeboardHost(Protocol):
 class Noticeboard:
     """Noticeboard is responsible for broadcasts and polls: requests, events and releases."""
 
-    def __init__(self, store: Store, hub: Hub, schools: Schools, clock: Clock,
+    def __init__(self, store: BroadcastStore, hub: Hub, schools: Schools, clock: Clock,
                  host: NoticeboardHost) -> None:
         self.store = store
         self.hub = hub

@@ -26,7 +26,14 @@ from server.errors import (
     UnstorableValue,
 )
 from server.model import DiscussionId, SchoolId, UserId
-from server.store import AlreadyStarted, PostgresStore, StoredMessage, open_store, postgres_options
+from server.store import (
+    AlreadyStarted,
+    PostgresStore,
+    StoredMessage,
+    displayed_url,
+    open_store,
+    postgres_options,
+)
 from server.store.postgres import _MIGRATION_LOCK, _migrations
 from server.store.postgres_failures import translate
 from tests.conftest import SCHOOL_DAY
@@ -352,3 +359,10 @@ async def test_hidden_from_is_a_list_sorted_by_code_point(store: PostgresStore,
     finally:
         await conn.close()
     assert json.loads(raw) == sorted(["zz", "Z", "e2"]) == ["Z", "e2", "zz"]
+
+
+def test_a_password_in_the_database_url_is_never_shown():
+    assert displayed_url("postgresql://preau:s3cret@db.example:5432/preau?pool_max=4") == \
+        "postgresql://preau:***@db.example:5432/preau?pool_max=4"
+    assert displayed_url("postgresql://preau@db/preau") == "postgresql://preau@db/preau"
+    assert displayed_url("sqlite:///var/preau.db") == "sqlite:///var/preau.db"

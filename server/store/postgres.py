@@ -1,4 +1,4 @@
-"""PostgresStore: the :class:`~server.store.base.Store` for several machines sharing one
+"""PostgresStore: the :class:`~server.store.contract.Store` for several machines sharing one
 PostgreSQL database, through an asyncpg connection pool.
 
 - Writes run in READ COMMITTED transactions (:meth:`PostgresStore._transaction`); what
@@ -89,7 +89,7 @@ def _migrations() -> list[tuple[int, str]]:
 
 class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresMessages, PostgresBroadcasts,
                     PostgresHeld):
-    """A :class:`~server.store.base.Store` in a PostgreSQL database (``url``: a libpq
+    """A :class:`~server.store.contract.Store` in a PostgreSQL database (``url``: a libpq
     URL without Préau's own options, which come as arguments).
 
     ``pool_min``/``pool_max``: connections kept open / at most; ``acquire_timeout``:
