@@ -23,7 +23,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -58,6 +58,7 @@ from ..settings import (
     preferences_to_json,
     settings_from_json,
     settings_to_json,
+    without_unknown_profiles,
 )
 from .appender import Appender, hidden_json, hidden_set
 from .base import (
@@ -300,7 +301,7 @@ class SqliteStore(SqliteBroadcasts):
                     (school_id,),
                 )
             }
-            settings = _drop_unknown_profiles(settings, known.directory.profiles)
+            settings = without_unknown_profiles(settings, known.directory.profiles)
             directory = known.directory
             if directory.timezone != settings.timezone:
                 directory = replace(directory, timezone=settings.timezone)
@@ -345,7 +346,7 @@ class SqliteStore(SqliteBroadcasts):
             if r[10] is not None:
                 preferences[user.id] = preferences_from_json(json.loads(r[10]), user.role)
         # A profile removed by a re-import cannot stay switched off in the settings.
-        settings = _drop_unknown_profiles(settings, profiles)
+        settings = without_unknown_profiles(settings, profiles)
         directory = Directory(
             school=School(school_id, name),
             timezone=settings.timezone,
@@ -1071,14 +1072,6 @@ def _split_sql(script: str) -> list[str]:
     lines = [ln.split("--", 1)[0] for ln in script.splitlines()]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
-
-def _drop_unknown_profiles(
-    settings: SchoolSettings, profiles: Mapping[ProfileId, Profile]
-) -> SchoolSettings:
-    kept = frozenset(p for p in settings.disabled_profiles if p in profiles)
-    if kept == settings.disabled_profiles:
-        return settings
-    return replace(settings, disabled_profiles=kept)
 
 
 async def _replace_rows(
