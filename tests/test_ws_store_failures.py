@@ -1,41 +1,82 @@
-"""A node whose database fails, end to end: real uvicorn, real WebSockets, a real SQLite
-file whose write lock another connection holds (as another process would).
+"""A node whose database fails, end to end: real uvicorn, real WebSockets, on SQLite and
+on PostgreSQL.
 
 Clients get a retryable ``unavailable`` (WebSocket) or 503 (REST), never a 1011 close or
 a 500; nothing is acknowledged unless stored; reads go on while a write waits; /readyz
 reports failing writes; a connection whose attach failed leaves nothing behind.
+
+How the database fails: on SQLite, another connection holds the file's write lock (as
+another process would); on PostgreSQL, triggers make every write fail with a
+serialization failure or a deadlock (tests/contracts/store_faults.py), or a test's
+session holds a lock the writes wait for. PostgreSQL alone can also go away under a
+live server and come back: a private server (tests/postgres_private.py) is stopped
+while clients are connected and started again, and a pool of one connection is left
+with none free.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
 from server.clock import ManualClock
 from server.config import Config
 from server.limits import Limits
-from tests.conftest import SCHOOL_DAY, SECRET, LiveServer, _import_schools, serve
+from tests.conftest import SCHOOL_DAY, SECRET, LiveServer, serve
+from tests.contracts.store_faults import WRITTEN_TABLES, PostgresFaults, waiting_on_locks
 from tests.test_store_failures import write_lock_held
 from tests.wire import Wire
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires"),
+              pytest.mark.databases("sqlite", "postgresql")]
 
+WAIT = 10.0  # bound on a wait for the database to come back; reached only when it fails
 
 
 @pytest.fixture
-def impatient_server(tmp_path: Path, limits: Limits) -> Iterator[LiveServer]:
-    """A live server whose writes give up after 200 ms waiting for another's lock."""
-    db = tmp_path / "live.db"
-    _import_schools(db)
+def impatient_server(database: str, schools_url: str, limits: Limits) -> Iterator[LiveServer]:
+    """A live server whose writes give up at once while :func:`writes_refused` (SQLite:
+    after 200 ms waiting for another's lock)."""
+    url = f"{schools_url}?busy_timeout_ms=200" if database == "sqlite" else schools_url
     clock = ManualClock(SCHOOL_DAY)
-    config = Config(database_url=f"sqlite:///{db}?busy_timeout_ms=200", jwt_secret=SECRET)
-    with serve(config, clock, limits) as url:
-        yield LiveServer(url, clock, db)
+    config = Config(database_url=url, jwt_secret=SECRET)
+    with serve(config, clock, limits) as served:
+        yield LiveServer(served, clock, schools_url)
+
+
+@asynccontextmanager
+async def writes_refused(server: LiveServer, database: str) -> AsyncIterator[str]:
+    """Every write of ``server``'s store fails, retryably, for the block; yields a word
+    of the cause /readyz then reports."""
+    if database == "sqlite":
+        with write_lock_held(str(server.database)):
+            yield "locked"
+    else:
+        async with PostgresFaults(server.database_url).busy():
+            yield "raised by a test"
+
+
+@asynccontextmanager
+async def writes_wait(server: LiveServer, database: str) -> AsyncIterator[None]:
+    """Writes wait, for the block, for a lock held elsewhere; reads need none. PostgreSQL:
+    EXCLUSIVE mode lets plain reads through and stops every write."""
+    if database == "sqlite":
+        with write_lock_held(str(server.database)):
+            yield
+        return
+    conn = await asyncpg.connect(server.database_url, timeout=10)
+    try:
+        async with conn.transaction():
+            await conn.execute(f"LOCK TABLE {', '.join(WRITTEN_TABLES)} IN EXCLUSIVE MODE")
+            yield
+    finally:
+        await conn.close()
 
 
 async def readyz(server: LiveServer) -> tuple[int, dict[str, Any]]:
@@ -63,12 +104,12 @@ async def started(wire: Wire, to: list[str], client_id: str = "s1") -> int:
 
 
 async def test_writes_that_fail_are_unavailable_then_succeed_on_retry(
-        impatient_server: LiveServer):
+        impatient_server: LiveServer, database: str):
     server = impatient_server
     teacher, _ = await Wire.signed_in(server.ws_url, server.token("t1"))
     d = await started(teacher, ["e1"])
     send = {"type": "send", "discussion": d, "body": "Demain", "client_id": "m1"}
-    with write_lock_held(str(server.database)):
+    async with writes_refused(server, database) as cause:
         refused = await teacher.request(send)
         assert (refused["type"], refused["code"]) == ("error", "unavailable")
         refused = await teacher.request({"type": "start", "subject": "x", "to": ["e2"],
@@ -84,7 +125,7 @@ async def test_writes_that_fail_are_unavailable_then_succeed_on_retry(
         assert status == 503
         assert report["status"] == "unavailable"
         assert "writes failing" in report["store"]
-        assert "locked" in report["store"]
+        assert cause in report["store"]
         # The connection is still served.
         assert (await teacher.request({"type": "ping"}))["type"] == "pong"
     ack = await teacher.request(send)  # the same client_id: stored once, now
@@ -95,14 +136,18 @@ async def test_writes_that_fail_are_unavailable_then_succeed_on_retry(
     assert (status, report["store"]) == (200, "ok")
 
 
-async def test_reads_are_answered_while_a_write_waits_for_the_lock(live_server: LiveServer):
+async def test_reads_are_answered_while_a_write_waits_for_the_lock(live_server: LiveServer,
+                                                                   database: str):
     teacher, _ = await Wire.signed_in(live_server.ws_url, live_server.token("t1"))
     d = await started(teacher, ["e1"])
     student, _ = await Wire.signed_in(live_server.ws_url, live_server.token("e1"))
-    with write_lock_held(str(live_server.database)):
+    async with writes_wait(live_server, database):
         # The student's receipt is a write: it waits for the lock (up to 10 s here).
         await student.send({"type": "read", "discussion": d, "seq": 1, "ref": "r1"})
-        await asyncio.sleep(0.3)  # let it reach the lock; without that this proves nothing
+        if database == "postgresql":  # PostgreSQL says when it waits, and for what
+            await waiting_on_locks(live_server.database_url, 1, doing="read_seq")
+        else:
+            await asyncio.sleep(0.3)  # let it reach the lock; without it this proves nothing
         history = await teacher.request({"type": "history", "discussion": d})
         assert [m["body"] for m in history["messages"]] == ["Bonjour"]
         listed = await teacher.request({"type": "list"})
@@ -111,7 +156,8 @@ async def test_reads_are_answered_while_a_write_waits_for_the_lock(live_server: 
     assert (await student.expect("ok", ref="r1", timeout=10))["type"] == "ok"
 
 
-async def test_a_failed_attach_leaves_nothing_behind(impatient_server: LiveServer):
+async def test_a_failed_attach_leaves_nothing_behind(impatient_server: LiveServer,
+                                                     database: str):
     server = impatient_server
     # Something the student must be handed at connection (a write: marked received), and a
     # discussion the attach joins before that.
@@ -125,7 +171,7 @@ async def test_a_failed_attach_leaves_nothing_behind(impatient_server: LiveServe
     d = await started(teacher, ["e1"])
     await teacher.close()
     assert await settled(server, (0, 0))  # nobody connected, no discussion followed
-    with write_lock_held(str(server.database)):
+    async with writes_refused(server, database):
         student = await Wire.open(server.ws_url)
         await student.send({"type": "hello", "token": server.token("e1"), "resume": []})
         error = await student.expect("error")
