@@ -28,8 +28,9 @@ import pytest
 from server.clock import ManualClock
 from server.config import Config
 from server.limits import Limits
-from tests.conftest import SCHOOL_DAY, SECRET, LiveServer, serve
+from tests.conftest import SCHOOL_DAY, SECRET, LiveServer, _import_schools, serve
 from tests.contracts.store_faults import WRITTEN_TABLES, PostgresFaults, waiting_on_locks
+from tests.postgres_private import PrivatePostgres
 from tests.test_store_failures import write_lock_held
 from tests.wire import Wire
 
@@ -193,3 +194,151 @@ async def test_a_failed_attach_leaves_nothing_behind(impatient_server: LiveServe
     assert (await student.expect("message", discussion=d, seq=2))["body"] == "Re"
     _, report = await readyz(server)
     assert (report["connections"], report["discussions"]) == (2, 1)
+
+
+# ------------------------------------------------------- PostgreSQL gone and back
+
+QUICK = Limits(tick_seconds=0.05, hello_timeout=1.0, rate_per_second=100_000,
+               rate_burst=100_000)
+
+
+@pytest.fixture
+def stoppable_server(private_postgres: PrivatePostgres,
+                     limits: Limits) -> Iterator[tuple[LiveServer, PrivatePostgres]]:
+    """A live server on a private PostgreSQL (both schools imported) that the test may
+    stop and start; a call waits at most 2 s for one of the pool's connections."""
+    _import_schools(private_postgres.url)
+    clock = ManualClock(SCHOOL_DAY)
+    config = Config(database_url=f"{private_postgres.url}?pool_max=4&acquire_timeout=2",
+                    jwt_secret=SECRET)
+    with serve(config, clock, limits) as url:
+        yield LiveServer(url, clock, private_postgres.url), private_postgres
+
+
+async def until_stored(wire: Wire, frame: dict[str, Any]) -> dict[str, Any]:
+    """Send ``frame`` until it is stored (the database is coming back); every refusal
+    meanwhile must be ``unavailable``. The answer that stored it."""
+    for _ in range(int(WAIT / 0.1)):
+        reply = await wire.request(frame, timeout=WAIT)
+        if reply["type"] != "error":
+            return reply
+        assert reply["code"] == "unavailable", reply
+        await asyncio.sleep(0.1)
+    pytest.fail(f"{frame} still unavailable after {WAIT} s")
+
+
+async def told_to_come_back(server: LiveServer, user: str) -> None:
+    """A connection opened now is refused ``unavailable`` and closed 4013 (come back
+    shortly), before any welcome."""
+    late = await Wire.open(server.ws_url)
+    await late.send({"type": "hello", "token": server.token(user), "resume": []})
+    assert (await late.expect("error"))["code"] == "unavailable"
+    assert (await late.closed())[0] == 4013
+    assert not [f for f in late.frames if f.get("type") == "welcome"]
+
+
+async def test_postgresql_stopped_under_connected_clients(
+        stoppable_server: tuple[LiveServer, PrivatePostgres]):
+    server, postgres = stoppable_server
+    teacher, _ = await Wire.signed_in(server.ws_url, server.token("t1"))
+    pupil, _ = await Wire.signed_in(server.ws_url, server.token("e1"), resume=[])
+    d = await started(teacher, ["e1"])
+    for wire in (teacher, pupil):  # both follow it (else they would be told to reconnect)
+        await wire.expect("message", discussion=d, seq=1)
+    await asyncio.to_thread(postgres.stop)
+
+    send = {"type": "send", "discussion": d, "body": "Demain", "client_id": "m1"}
+    start = {"type": "start", "subject": "Cantine", "to": ["e2"], "body": "Menu",
+             "client_id": "s2"}
+    for frame in (send, start):
+        refused = await teacher.request(frame, timeout=WAIT)
+        assert (refused["type"], refused["code"]) == ("error", "unavailable"), refused
+    async with httpx.AsyncClient(base_url=server.url, timeout=WAIT, headers={
+            "Authorization": f"Bearer {server.token('a1')}"}) as admin:
+        r = await admin.patch("/api/settings", json={"hours": {"outside": "defer"}})
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "unavailable"
+        assert "Retry-After" in r.headers
+    status, report = await readyz(server)
+    assert (status, report["status"]) == (503, "unavailable")
+    assert report["store"] != "ok"
+    await told_to_come_back(server, "e2")
+    # The connections are still served.
+    for wire in (teacher, pupil):
+        assert (await wire.request({"type": "ping"}))["type"] == "pong"
+
+    await asyncio.to_thread(postgres.start)
+    # The same clients retry, and each retry is stored once.
+    ack = await until_stored(teacher, send)
+    assert (ack["type"], ack["seq"], ack["duplicate"]) == ("ack", 2, False)
+    again = await teacher.request(send)
+    assert (again["seq"], again["duplicate"]) == (2, True)
+    new = await until_stored(teacher, start)
+    assert (new["type"], new["ack"]["duplicate"]) == ("started", False)
+    assert (await pupil.expect("message", discussion=d, seq=2))["body"] == "Demain"
+    # The one refused while it was down comes back and finds what was started for her.
+    e2, welcome = await Wire.signed_in(server.ws_url, server.token("e2"), resume=[])
+    assert welcome["resume"]["complete"] is True
+    assert (await e2.expect("message", discussion=new["discussion"]["id"], seq=1))[
+        "body"] == "Menu"
+    await pupil.request({"type": "ping"})
+    assert pupil.messages(d) == [1, 2]  # no gap, no second copy
+    status, report = await readyz(server)
+    assert (status, report["store"]) == (200, "ok")
+
+
+@pytest.mark.parametrize("limits", [QUICK])
+async def test_sends_in_flight_when_postgresql_stops(
+        stoppable_server: tuple[LiveServer, PrivatePostgres]):
+    """A teacher sends without waiting for the acks while the server stops: each send is
+    acknowledged and then stored, or refused ``unavailable``; once it is back, retrying
+    the refused ones stores each exactly once, and the pupil's stream is every message
+    once, in order, without a gap."""
+    server, postgres = stoppable_server
+    teacher, _ = await Wire.signed_in(server.ws_url, server.token("t1"))
+    pupil, _ = await Wire.signed_in(server.ws_url, server.token("e1"), resume=[])
+    d = await started(teacher, ["e1"])
+    for wire in (teacher, pupil):  # both follow it (else they would be told to reconnect)
+        await wire.expect("message", discussion=d, seq=1)
+    sent: list[str] = []
+    stopped = asyncio.Event()
+
+    async def sending() -> None:  # from 0.2 s before the stop to a little after it
+        after = 0
+        while after < 10:
+            client_id = f"c{len(sent)}"
+            await teacher.send({"type": "send", "discussion": d, "body": client_id,
+                                "client_id": client_id, "ref": client_id})
+            sent.append(client_id)
+            after += stopped.is_set()
+            await asyncio.sleep(0.002)
+
+    sender = asyncio.ensure_future(sending())
+    await asyncio.sleep(0.2)
+    await asyncio.to_thread(postgres.stop)
+    stopped.set()
+    await sender
+    told: dict[str, int | None] = {}
+    while len(told) < len(sent):
+        reply = await teacher.recv(timeout=WAIT)
+        if reply.get("ref") in sent:
+            if reply["type"] == "ack":
+                told[reply["ref"]] = reply["seq"]
+            else:
+                assert (reply["type"], reply["code"]) == ("error", "unavailable"), reply
+                told[reply["ref"]] = None
+    refused = [c for c, seq in told.items() if seq is None]
+    assert refused  # those sent once it was down, at least
+
+    await asyncio.to_thread(postgres.start)
+    for client_id in refused:
+        ack = await until_stored(teacher, {"type": "send", "discussion": d,
+                                           "body": client_id, "client_id": client_id})
+        told[client_id] = ack["seq"]
+    last = len(sent) + 1
+    await pupil.expect("message", discussion=d, seq=last, timeout=WAIT)
+    await pupil.request({"type": "ping"})
+    assert pupil.messages(d) == list(range(1, last + 1))  # each once, in order, no gap
+    streamed = {f["client_id"]: f["seq"] for f in pupil.frames
+                if f.get("type") == "message" and f["seq"] > 1}
+    assert streamed == told  # what was acknowledged is what was stored, under that seq
