@@ -342,3 +342,57 @@ async def test_sends_in_flight_when_postgresql_stops(
     streamed = {f["client_id"]: f["seq"] for f in pupil.frames
                 if f.get("type") == "message" and f["seq"] > 1}
     assert streamed == told  # what was acknowledged is what was stored, under that seq
+
+
+@pytest.fixture
+def one_connection_server(postgres_url: str, limits: Limits) -> Iterator[LiveServer]:
+    """A live server whose pool has a single connection, waited for at most 0.3 s."""
+    _import_schools(postgres_url)
+    clock = ManualClock(SCHOOL_DAY)
+    config = Config(database_url=f"{postgres_url}?pool_min=1&pool_max=1&acquire_timeout=0.3",
+                    jwt_secret=SECRET)
+    with serve(config, clock, limits) as url:
+        yield LiveServer(url, clock, postgres_url)
+
+
+async def test_no_free_database_connection_is_unavailable_then_stored_on_retry(
+        one_connection_server: LiveServer, caplog: pytest.LogCaptureFixture):
+    """The pool's one connection is held by a read waiting for a lock a test's session
+    holds on ``schools`` (/readyz reads it): writes find no free connection in time and
+    are refused ``unavailable`` (503 over REST); the lock gone, a retry is stored once."""
+    server = one_connection_server
+    postgres_url = server.database_url
+    teacher, _ = await Wire.signed_in(server.ws_url, server.token("t1"))
+    pupil, _ = await Wire.signed_in(server.ws_url, server.token("e1"), resume=[])
+    d = await started(teacher, ["e1"])
+    for wire in (teacher, pupil):
+        await wire.expect("message", discussion=d, seq=1)
+    send = {"type": "send", "discussion": d, "body": "Demain", "client_id": "m1"}
+    locker = await asyncpg.connect(postgres_url, timeout=10)
+    try:
+        async with locker.transaction():
+            await locker.execute("LOCK TABLE schools IN ACCESS EXCLUSIVE MODE")
+            holding = asyncio.ensure_future(readyz(server))
+            await waiting_on_locks(postgres_url, 1, doing="schools")
+            refused = await teacher.request(send)
+            assert (refused["type"], refused["code"]) == ("error", "unavailable")
+            async with httpx.AsyncClient(base_url=server.url, timeout=WAIT, headers={
+                    "Authorization": f"Bearer {server.token('a1')}"}) as admin:
+                r = await admin.patch("/api/settings",
+                                      json={"hours": {"outside": "defer"}})
+                assert r.status_code == 503, r.text
+                assert r.json()["error"]["code"] == "unavailable"
+                assert "Retry-After" in r.headers
+            assert (await teacher.request({"type": "ping"}))["type"] == "pong"
+    finally:
+        await locker.close()
+    # Refused for the reason this test gives, not another.
+    why = [r.getMessage() for r in caplog.records if "store unavailable" in r.getMessage()]
+    assert why
+    assert all("waiting for a database connection" in w for w in why), why
+    await holding
+    ack = await until_stored(teacher, send)
+    assert (ack["type"], ack["seq"], ack["duplicate"]) == ("ack", 2, False)
+    assert (await pupil.expect("message", discussion=d, seq=2))["body"] == "Demain"
+    await pupil.request({"type": "ping"})
+    assert pupil.messages(d) == [1, 2]
