@@ -287,7 +287,7 @@ async def test_postgresql_stopped_under_connected_clients(
     assert (status, report["store"]) == (200, "ok")
 
 
-@pytest.mark.parametrize("limits", [QUICK])
+@pytest.mark.parametrize("limits", [QUICK], ids=["no-rate-limit"])
 async def test_sends_in_flight_when_postgresql_stops(
         stoppable_server: tuple[LiveServer, PrivatePostgres]):
     """A teacher sends without waiting for the acks while the server stops: each send is
