@@ -38,6 +38,7 @@ from tests.test_store_failures import write_lock_held
 
 __all__ = [
     "WAIT",
+    "WRITTEN_TABLES",
     "Faults",
     "PostgresFaults",
     "SqliteFaults",
@@ -47,22 +48,22 @@ __all__ = [
     "stored_once_after_retry",
     "stored_once_on_retry",
     "terminate_sessions",
+    "waiting_on_locks",
     "with_schools",
 ]
 
 T = TypeVar("T")
 WAIT = 10.0  # bound on any wait of the error tests; reached only when one fails
 
-# Tables the store writes, which a PostgreSQL fault trigger is put on.
-_TABLES = ("meta", "schools", "users", "audit", "discussions", "participants", "messages",
-           "held", "broadcasts", "broadcast_recipients")
+# Tables the store writes, which a PostgreSQL fault trigger (or a test's lock) is put on.
+WRITTEN_TABLES = ("meta", "schools", "users", "audit", "discussions", "participants",
+                  "messages", "held", "broadcasts", "broadcast_recipients")
 
 
 class Faults:
-    """Cause and undo a failure of ``store``'s database."""
+    """Cause and undo a failure of the database at ``url``."""
 
-    def __init__(self, store: Store, url: str) -> None:
-        self.store = store
+    def __init__(self, url: str) -> None:
         self.url = url
 
     @asynccontextmanager
@@ -89,7 +90,7 @@ class SqliteFaults(Faults):
 
     def __init__(self, store: Store, url: str) -> None:
         assert isinstance(store, SqliteStore)
-        super().__init__(store, url)
+        super().__init__(url)
         self.sqlite = store
 
     async def _on_every_writer(self, pragma: str) -> None:
@@ -124,7 +125,8 @@ class SqliteFaults(Faults):
 
 
 class PostgresFaults(Faults):
-    """Through an administrator's connection to the store's database."""
+    """Through an administrator's connection to the store's database (any store on it,
+    of this process or of a live server's)."""
 
     async def _admin(self, *scripts: str) -> None:
         """Run ``scripts`` (each one transaction of statements separated by ``;``), in
@@ -136,17 +138,19 @@ class PostgresFaults(Faults):
         finally:
             await conn.close()
 
-    async def _raise_on_writes(self, code: str, message: str) -> None:
+    async def _raise_on_writes(self, code: str, message: str, each: str = "ROW") -> None:
+        """Writes raise ``code``: each row written (``ROW``), or each statement that
+        writes, even one that matches no row (``STATEMENT``)."""
         await self._admin(
             "CREATE OR REPLACE FUNCTION preau_test_fault() RETURNS trigger LANGUAGE plpgsql "
             f"AS $$ BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = '{code}'; END $$; "
             + "".join(f"CREATE TRIGGER preau_test_fault BEFORE INSERT OR UPDATE OR DELETE "
-                      f"ON {table} FOR EACH ROW EXECUTE FUNCTION preau_test_fault(); "
-                      for table in _TABLES))
+                      f"ON {table} FOR EACH {each} EXECUTE FUNCTION preau_test_fault(); "
+                      for table in WRITTEN_TABLES))
 
     async def _stop_raising(self) -> None:
         await self._admin("".join(f"DROP TRIGGER IF EXISTS preau_test_fault ON {table}; "
-                                  for table in _TABLES)
+                                  for table in WRITTEN_TABLES)
                           + "DROP FUNCTION IF EXISTS preau_test_fault()")
 
     @asynccontextmanager
@@ -160,15 +164,18 @@ class PostgresFaults(Faults):
 
     @asynccontextmanager
     async def busy(self) -> AsyncIterator[None]:
-        # Half the tables say "serialization failure", the other half "deadlock".
-        await self._raise_on_writes("40001", "could not serialize access (raised by a test)")
+        # Half the tables say "serialization failure", the other half "deadlock". Every
+        # statement that writes fails, as every write does while SQLite's lock is held
+        # (an UPDATE that matches no row too: a hub's tick must not look like a success).
+        await self._raise_on_writes("40001", "could not serialize access (raised by a test)",
+                                    each="STATEMENT")
         await self._admin(
             "CREATE OR REPLACE FUNCTION preau_test_deadlock() RETURNS trigger "
             "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'deadlock detected (raised by a "
             "test)' USING ERRCODE = '40P01'; END $$; "
             + "".join(f"DROP TRIGGER preau_test_fault ON {table}; CREATE TRIGGER "
                       f"preau_test_fault BEFORE INSERT OR UPDATE OR DELETE ON {table} FOR "
-                      "EACH ROW EXECUTE FUNCTION preau_test_deadlock(); "
+                      "EACH STATEMENT EXECUTE FUNCTION preau_test_deadlock(); "
                       for table in ("messages", "discussions", "participants")))
         try:
             yield
@@ -205,8 +212,25 @@ async def terminate_sessions(url: str, *, sparing: int | None = None) -> int:
         await conn.close()
 
 
+async def waiting_on_locks(url: str, count: int, *, doing: str = "") -> None:
+    """Return once ``count`` sessions of ``url``'s database wait for a lock (running a
+    statement whose text holds ``doing``)."""
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        async with asyncio.timeout(WAIT):
+            while True:
+                waiting = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND strpos(query, $1) > 0", doing)
+                if waiting >= count:
+                    return
+                await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
+
+
 def faults_for(kind: str, store: Store, url: str) -> Faults:
-    return SqliteFaults(store, url) if kind == "sqlite" else PostgresFaults(store, url)
+    return SqliteFaults(store, url) if kind == "sqlite" else PostgresFaults(url)
 
 
 # ---------------------------------------------------------------------- checks

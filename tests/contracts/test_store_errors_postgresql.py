@@ -9,7 +9,7 @@ without being reopened. What both stores share is in test_store_errors.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -22,28 +22,13 @@ from tests.contracts.store_faults import (
     nothing_more_stored,
     stored_once_on_retry,
     terminate_sessions,
+    waiting_on_locks,
     with_schools,
 )
 from tests.contracts.stores import E1, HUGO, T1, at
-from tests.postgres_private import PrivatePostgres, PrivatePostgresUnavailable
+from tests.postgres_private import PrivatePostgres
 
 pytestmark = pytest.mark.anyio
-
-
-async def _waiting_on_locks(url: str, count: int) -> None:
-    """Return once ``count`` sessions of ``url``'s database wait for a lock."""
-    conn = await asyncpg.connect(url, timeout=10)
-    try:
-        async with asyncio.timeout(WAIT):
-            while True:
-                waiting = await conn.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock'")
-                if waiting >= count:
-                    return
-                await asyncio.sleep(0.02)
-    finally:
-        await conn.close()
 
 
 class TestConnectionLost:
@@ -84,7 +69,7 @@ class TestConnectionLost:
             await locker.execute("SELECT 1 FROM discussions WHERE id = $1 FOR UPDATE", d)
             write = asyncio.create_task(store.append_message(HUGO, d, T1, "c1", "x",
                                                              now=at(1)))
-            await _waiting_on_locks(postgres_url, 1)
+            await waiting_on_locks(postgres_url, 1)
             await terminate_sessions(postgres_url, sparing=await locker.fetchval(
                 "SELECT pg_backend_pid()"))
             with pytest.raises(StoreUnavailable):
@@ -143,7 +128,7 @@ class TestLockTimeout:
             await locker.execute("SELECT 1 FROM discussions WHERE id = $1 FOR UPDATE", d)
             write = asyncio.create_task(store.append_message(HUGO, d, T1, "c1", "x",
                                                              now=at(1)))
-            await _waiting_on_locks(postgres_url, 1)
+            await waiting_on_locks(postgres_url, 1)
             await nothing_more_stored(store, d, "c1")  # reads are not held up
             with pytest.raises(StoreBusy) as caught:
                 await asyncio.wait_for(write, 3 * WAIT)
@@ -167,7 +152,7 @@ class TestPoolExhausted:
             # Two reads of meta wait behind the lock, each holding one of the two
             # connections of the pool.
             held = [asyncio.create_task(store.get_meta("k")) for _ in range(2)]
-            await _waiting_on_locks(postgres_url, 2)
+            await waiting_on_locks(postgres_url, 2)
             with pytest.raises(StoreBusy) as caught:
                 await asyncio.wait_for(store.get_meta("other"), WAIT)
             assert caught.value.retryable
@@ -181,17 +166,6 @@ class TestPoolExhausted:
         finally:
             await locker.close()
             await store.close()
-
-
-@pytest.fixture
-def private_postgres() -> Iterator[PrivatePostgres]:
-    """A private PostgreSQL server for this test alone, which it may stop and start."""
-    try:
-        server = PrivatePostgres()
-    except PrivatePostgresUnavailable as exc:
-        raise pytest.fail.Exception(str(exc), pytrace=False) from None  # the hint, alone
-    with server:
-        yield server
 
 
 class TestRestart:
