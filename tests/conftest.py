@@ -79,6 +79,17 @@ def postgres_url(postgres_databases: TestDatabases) -> Iterator[str]:
         postgres_databases.drop(url)
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of the database several ``preau serve`` processes share, once per store: a
+    SQLite file on this machine, then a new PostgreSQL database (dropped after the test).
+    The cluster tests run unchanged on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
