@@ -20,10 +20,6 @@ import aiosqlite
 from ..broadcasts import (
     Answer,
     Draft,
-    Kind,
-    QuestionKind,
-    parse_target,
-    questions_from_json,
     questions_to_json,
     tally_changes,
     target_to_json,
@@ -31,18 +27,18 @@ from ..broadcasts import (
 from ..errors import NotFound
 from ..model import SchoolId, UserId
 from .base import Broadcast, BroadcastStats, Receipt
-from .times import dt, opt_dt, ts
+from .broadcast_rows import (
+    COLUMNS,
+    NCOLS,
+    RECEIPT,
+    broadcast_from_row,
+    counter,
+    is_poll,
+    receipt_from_row,
+)
+from .times import opt_dt, ts
 
 __all__ = ["SqliteBroadcasts"]
-
-_COLUMNS = ("b.id, b.school_id, b.author, b.client_id, b.kind, b.title, b.body, b.audience, "
-            "b.ack_requested, b.questions, b.anonymous, b.deadline, b.created_at, "
-            "b.publish_at, b.expires_at, b.status, b.published_at, b.dropped_code, "
-            "b.dropped_message, b.reminded_at, b.version, b.n_recipients, b.n_received, "
-            "b.n_read, b.n_acknowledged, b.n_answered")
-_RECEIPT = ("r.broadcast_id, r.user_id, r.received_at, r.read_at, r.acknowledged_at, "
-            "r.answered_at, r.answers, r.reminded_at")
-_NCOLS = _COLUMNS.count(",") + 1
 
 
 class SqliteBroadcasts:
@@ -75,7 +71,7 @@ class SqliteBroadcasts:
                  0 if recipients is None else len(recipients), int(held_for_hours)),
             )
             new = cursor.rowcount == 1
-            row = await _fetch_one(db, f"SELECT {_COLUMNS} FROM broadcasts b WHERE "
+            row = await _fetch_one(db, f"SELECT {COLUMNS} FROM broadcasts b WHERE "
                                    "b.school_id = ? AND b.author = ? AND b.client_id = ?",
                                    (school_id, author, draft.client_id))
             assert row is not None
@@ -87,7 +83,7 @@ class SqliteBroadcasts:
         self, school_id: SchoolId, author: UserId, client_id: str
     ) -> Broadcast | None:
         async with self._snapshot() as db:
-            row = await _fetch_one(db, f"SELECT {_COLUMNS} FROM broadcasts b WHERE "
+            row = await _fetch_one(db, f"SELECT {COLUMNS} FROM broadcasts b WHERE "
                                    "b.school_id = ? AND b.author = ? AND b.client_id = ?",
                                    (school_id, author, client_id))
             return None if row is None else await _broadcast(db, row)
@@ -157,20 +153,20 @@ class SqliteBroadcasts:
             return []
         async with self._snapshot() as db:
             rows = await (await db.execute(
-                f"SELECT {_COLUMNS}, {_RECEIPT} FROM broadcast_recipients r "
+                f"SELECT {COLUMNS}, {RECEIPT} FROM broadcast_recipients r "
                 "JOIN broadcasts b ON b.id = r.broadcast_id "
                 "WHERE r.school_id = ? AND r.user_id = ? AND b.status = 'published' "
                 f"AND (b.expires_at IS NULL OR b.expires_at > ?) {only}"
                 "ORDER BY b.published_at DESC, b.id DESC LIMIT ?",
                 (school_id, user_id, ts(now), limit))).fetchall()
-            return [(await _broadcast(db, r[:_NCOLS]), _receipt(r[_NCOLS:])) for r in rows]
+            return [(await _broadcast(db, r[:NCOLS]), _receipt(r[NCOLS:])) for r in rows]
 
     async def broadcasts_sent(
         self, school_id: SchoolId, author: UserId, *, limit: int = 100
     ) -> list[Broadcast]:
         async with self._snapshot() as db:
             rows = await (await db.execute(
-                f"SELECT {_COLUMNS} FROM broadcasts b WHERE b.school_id = ? AND b.author = ? "
+                f"SELECT {COLUMNS} FROM broadcasts b WHERE b.school_id = ? AND b.author = ? "
                 "ORDER BY b.id DESC LIMIT ?", (school_id, author, limit))).fetchall()
             return [await _broadcast(db, r) for r in rows]
 
@@ -178,14 +174,14 @@ class SqliteBroadcasts:
         self, school_id: SchoolId, broadcast_id: int, user_id: UserId
     ) -> Receipt | None:
         rows = list(await self._all(
-            f"SELECT {_RECEIPT} FROM broadcast_recipients r "
+            f"SELECT {RECEIPT} FROM broadcast_recipients r "
             "WHERE r.school_id = ? AND r.broadcast_id = ? AND r.user_id = ?",
             (school_id, broadcast_id, user_id)))
         return _receipt(rows[0]) if rows else None
 
     async def receipts(self, school_id: SchoolId, broadcast_id: int) -> list[Receipt]:
         rows = await self._all(
-            f"SELECT {_RECEIPT} FROM broadcast_recipients r "
+            f"SELECT {RECEIPT} FROM broadcast_recipients r "
             "WHERE r.school_id = ? AND r.broadcast_id = ? ORDER BY r.user_id",
             (school_id, broadcast_id))
         return [_receipt(r) for r in rows]
@@ -283,7 +279,7 @@ async def _insert_recipients(db: aiosqlite.Connection, broadcast_id: int, school
 
 
 async def _get(db: aiosqlite.Connection, school_id: SchoolId, broadcast_id: int) -> Broadcast:
-    row = await _fetch_one(db, f"SELECT {_COLUMNS} FROM broadcasts b "
+    row = await _fetch_one(db, f"SELECT {COLUMNS} FROM broadcasts b "
                            "WHERE b.school_id = ? AND b.id = ?", (school_id, broadcast_id))
     if row is None:
         raise NotFound(f"no broadcast {broadcast_id} for you")  # same words as a stranger gets
@@ -292,7 +288,7 @@ async def _get(db: aiosqlite.Connection, school_id: SchoolId, broadcast_id: int)
 
 async def _receipt_in(db: aiosqlite.Connection, school_id: SchoolId, broadcast_id: int,
                       user_id: UserId) -> Receipt:
-    row = await _fetch_one(db, f"SELECT {_RECEIPT} FROM broadcast_recipients r WHERE "
+    row = await _fetch_one(db, f"SELECT {RECEIPT} FROM broadcast_recipients r WHERE "
                            "r.school_id = ? AND r.broadcast_id = ? AND r.user_id = ?",
                            (school_id, broadcast_id, user_id))
     if row is None:
@@ -304,8 +300,7 @@ async def _counted(db: aiosqlite.Connection, school_id: SchoolId, broadcast_id: 
                    user_id: UserId, firsts: Sequence[str]) -> tuple[Receipt, BroadcastStats]:
     """Count the recipient's columns just set for the first time (``read_at`` moves
     ``n_read``…), bump the version, and return the row and the figures."""
-    counters = "".join(f"n_{c.removesuffix('_at')} = n_{c.removesuffix('_at')} + 1, "
-                       for c in firsts)
+    counters = "".join(f"{counter(c)} = {counter(c)} + 1, " for c in firsts)
     await db.execute(f"UPDATE broadcasts SET {counters}version = version + 1 WHERE id = ?",
                      (broadcast_id,))
     return (await _receipt_in(db, school_id, broadcast_id, user_id),
@@ -313,38 +308,24 @@ async def _counted(db: aiosqlite.Connection, school_id: SchoolId, broadcast_id: 
 
 
 async def _stats_of(db: aiosqlite.Connection, broadcast_id: int) -> BroadcastStats:
-    row = await _fetch_one(db, f"SELECT {_COLUMNS} FROM broadcasts b WHERE b.id = ?",
+    row = await _fetch_one(db, f"SELECT {COLUMNS} FROM broadcasts b WHERE b.id = ?",
                            (broadcast_id,))
     return (await _broadcast(db, row)).stats
 
 
 async def _broadcast(db: aiosqlite.Connection, r: Sequence[Any]) -> Broadcast:
-    questions = questions_from_json(json.loads(r[9])) if r[4] == Kind.POLL.value else ()
-    counts: tuple[tuple[int, ...] | None, ...] = ()
-    if questions:
-        votes: dict[tuple[int, int], int] = {}
+    votes: dict[tuple[int, int], int] = {}
+    if is_poll(r):
         rows = await (await db.execute(
             "SELECT question, choice, votes FROM poll_counts WHERE broadcast_id = ?",
             (r[0],))).fetchall()
-        for q, c, n in rows:
-            votes[(int(q), int(c))] = int(n)
-        counts = tuple(
-            None if q.kind is QuestionKind.TEXT
-            else tuple(votes.get((i, c), 0) for c in range(len(q.choices)))
-            for i, q in enumerate(questions))
-    stats = BroadcastStats(int(r[20]), int(r[21]), int(r[22]), int(r[23]), int(r[24]),
-                           int(r[25]), counts)
-    return Broadcast(
-        id=int(r[0]), school_id=SchoolId(r[1]), author=UserId(r[2]), client_id=r[3],
-        kind=Kind(r[4]), title=r[5], body=r[6], target=parse_target(json.loads(r[7])),
-        ack_requested=bool(r[8]), questions=questions, anonymous=bool(r[10]),
-        deadline=opt_dt(r[11]), created_at=dt(r[12]), publish_at=dt(r[13]),
-        expires_at=opt_dt(r[14]), status=r[15], published_at=opt_dt(r[16]),
-        dropped=None if r[17] is None else (r[17], r[18] or ""), reminded_at=opt_dt(r[19]),
-        stats=stats)
+        votes = {(int(q), int(c)): int(n) for q, c, n in rows}
+    return broadcast_from_row(r, votes, time=opt_dt, data=_json)
 
 
 def _receipt(r: Sequence[Any]) -> Receipt:
-    answers = None if r[6] is None else tuple(json.loads(r[6]))
-    return Receipt(int(r[0]), UserId(r[1]), opt_dt(r[2]), opt_dt(r[3]), opt_dt(r[4]),
-                   opt_dt(r[5]), answers, opt_dt(r[7]))
+    return receipt_from_row(r, time=opt_dt, data=_json)
+
+
+def _json(text: str) -> Any:
+    return json.loads(text)
