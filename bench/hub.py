@@ -1115,7 +1115,9 @@ def _ignore(frame: dict[str, Any]) -> None:
 PROFILE_HZ = int(os.environ.get("BENCH_PROFILE_HZ", "250"))
 
 
-async def scenario_profile(opts: Options, rates: Sequence[float]) -> dict[str, Any]:
+async def scenario_profile(opts: Options, rates: Sequence[float],
+                           database_url: str | None = None,
+                           database_cpu: CpuSampler | None = None) -> dict[str, Any]:
     """``--profile DIR``: one node, each rate for ``duration`` s under py-spy (no RESULTS.md).
 
     py-spy (``pip install py-spy``) samples the node at PROFILE_HZ, all threads,
@@ -1181,7 +1183,8 @@ async def scenario_profile(opts: Options, rates: Sequence[float]) -> dict[str, A
             out[f"{rate:g}"] = res
         return out
 
-    result: dict[str, Any] = await _classroom(opts, 1, False, body)
+    result: dict[str, Any] = await _classroom(opts, 1, False, body, database_url=database_url,
+                                              database_cpu=database_cpu)
     return result
 
 

@@ -129,6 +129,17 @@ async def run(opts: hub.Options, ladder: Sequence[float]) -> dict[str, Any]:
     return results
 
 
+async def profile(opts: hub.Options) -> None:
+    """``--profile DIR``: the node on PostgreSQL under py-spy (bench/hub.py's profiler),
+    plus the CPU of the database's backends per step."""
+    databases = await asyncio.to_thread(TestDatabases)
+    try:
+        await on_postgres(databases, lambda url, cpu: hub.scenario_profile(
+            opts, opts.profile_rates, database_url=url, database_cpu=cpu))
+    finally:
+        await asyncio.to_thread(databases.drop_all)
+
+
 # ---------------------------------------------------------------------- report
 
 
@@ -260,12 +271,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short steps, a short ladder")
     p.add_argument("--skip", default="", help="comma-separated: p1, p2, p3, b (the ladders)")
+    p.add_argument("--profile", type=Path,
+                   help="only profile: one node on PostgreSQL under py-spy at "
+                        "--profile-rates, into DIR (see bench/hub.py's scenario_profile)")
+    p.add_argument("--profile-rates", default="10,40", help="msgs/s per room (default 10,40)")
     p.add_argument("--no-write", action="store_true", help="do not rewrite bench/RESULTS.md")
     p.add_argument("--json", type=Path, help="also write the raw results here")
     p.add_argument("--rooms", type=int, default=20, help=argparse.SUPPRESS)  # smoke tests
     p.add_argument("--size", type=int, default=26, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     opts = hub.Options(quick=args.quick, rooms=args.rooms, size=args.size,
+                       profile=args.profile,
+                       profile_rates=tuple(float(x) for x in args.profile_rates.split(",")),
                        skip={s.strip() for s in args.skip.split(",") if s.strip()})
     if args.quick:
         opts.warmup, opts.duration, opts.step_duration = 2.0, 8.0, 4.0
@@ -284,6 +301,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (f" --skip {args.skip}" if args.skip else "")
     code = hub.code_version()
     t0 = hub.perf()
+    if opts.profile is not None:
+        uvloop.run(asyncio.wait_for(profile(opts), 900))
+        return 0
     results = uvloop.run(asyncio.wait_for(run(opts, ladder), 1500))
     wall = hub.perf() - t0
     code_after = hub.code_version()
