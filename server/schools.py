@@ -18,7 +18,7 @@ from typing import Any
 
 from .gatekeeper import Gatekeeper
 from .model import Role, SchoolId, User, UserId
-from .store import Store
+from .store import DirectoryStore
 
 __all__ = ["Establishment", "Schools", "fold", "person"]
 
@@ -70,7 +70,7 @@ class Establishment:
 class Schools:
     """Schools is responsible for the current :class:`Establishment` of each school."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: DirectoryStore) -> None:
         self._store = store
         self._current: dict[SchoolId, Establishment] = {}
         self._locks: dict[SchoolId, asyncio.Lock] = {}

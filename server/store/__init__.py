@@ -1,4 +1,4 @@
-"""Durable state behind the :class:`~server.store.base.Store` protocol.
+"""Durable state behind the :class:`~server.store.contract.Store` protocol (and its roles).
 
 ``open_store(url)`` picks the implementation from the database URL:
 ``sqlite:///path/to/file.db`` (or ``sqlite:///:memory:``), or
@@ -16,7 +16,7 @@ before failing as ``unavailable``), beside libpq's usual connection options
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
@@ -29,8 +29,15 @@ from .base import (
     HeldMessage,
     ImportReport,
     Receipt,
-    Store,
     StoredMessage,
+)
+from .contract import (
+    BroadcastStore,
+    DirectoryStore,
+    DiscussionStore,
+    HeldStore,
+    MessageStore,
+    Store,
 )
 from .postgres import PostgresStore
 from .sqlite import SqliteStore
@@ -39,10 +46,15 @@ __all__ = [
     "AuditEntry",
     "Broadcast",
     "BroadcastStats",
+    "BroadcastStore",
+    "DirectoryStore",
     "Discussion",
+    "DiscussionStore",
     "DiscussionSummary",
     "HeldMessage",
+    "HeldStore",
     "ImportReport",
+    "MessageStore",
     "PostgresStore",
     "Receipt",
     "SqliteStore",
@@ -137,7 +149,7 @@ async def open_store(url: str) -> Store:
         dsn, options = postgres_options(url)
         postgres = PostgresStore(dsn, **options)
         await postgres.open()
-        return cast(Store, postgres)
+        return postgres
     raise ConfigurationError(
         f"unsupported database URL {url!r}: expected sqlite:///path/to/preau.db "
         "or postgresql://user@host:port/dbname"

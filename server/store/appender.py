@@ -112,7 +112,7 @@ class Appender:
                     results = await loop.run_in_executor(
                         self._executor, self._write, [item for item, _ in batch])
                 except Exception as exc:  # whatever it is, every future gets an answer
-                    error = translate(exc, _DOING)
+                    error = _caused(translate(exc, _DOING), exc)
                     if not isinstance(error, StoreUnavailable):
                         log.error("storing a batch of messages failed", exc_info=exc)
                     self._health.observe(error)
@@ -158,7 +158,7 @@ class Appender:
         try:
             result = self._one(conn, item)
         except Exception as exc:  # judged below: this item's failure or the batch's
-            error = translate(exc, _DOING)
+            error = _caused(translate(exc, _DOING), exc)
             if isinstance(error, StoreUnavailable) or not conn.in_transaction:
                 raise  # the database failed, not this item: the whole batch fails
             log.warning("message %r of %s refused by the store: %s", item.client_id,
@@ -216,6 +216,14 @@ class Appender:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _caused(error: StoreError, cause: BaseException) -> StoreError:
+    """``error`` with the driver's ``cause`` kept, as ``raise error from cause`` would:
+    the error is raised later, in the coroutine that waits for the batch."""
+    if error is not cause:
+        error.__cause__ = cause
+    return error
 
 
 def _fail(batch: list[tuple[_Append, asyncio.Future[_Result]]], error: StoreError) -> None:

@@ -28,8 +28,12 @@ import asyncpg
 
 from ..errors import StoreError
 from .failures import WriteHealth
+from .postgres_appender import PostgresAppender
 from .postgres_broadcasts import PostgresBroadcasts
+from .postgres_directory import PostgresDirectory
+from .postgres_discussions import PostgresDiscussions
 from .postgres_failures import DRIVER_ERRORS, translate
+from .postgres_held import PostgresHeld
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -45,6 +49,13 @@ log = logging.getLogger("preau.store")
 _MIGRATION_LOCK = 0x707265_6175_6D67  # "preau" "mg"
 
 
+# Every session: a statement that waits over 10 s for a row lock gives up (StoreBusy,
+# retryable) and frees its connection; a transaction left open by a node that vanished
+# (no TCP reset) releases its locks after 30 s instead of at the keepalive hours later.
+_SESSION = {"application_name": "preau", "lock_timeout": "10s",
+            "idle_in_transaction_session_timeout": "30s"}
+
+
 def _migrations() -> list[tuple[int, str]]:
     """The numbered ``NNNN_name.sql`` files shipped with the package, in order."""
     folder = resources.files("server.store") / "migrations_postgresql"
@@ -56,7 +67,7 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class PostgresStore(PostgresBroadcasts):
+class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresHeld, PostgresBroadcasts):
     """A :class:`~server.store.base.Store` in a PostgreSQL database (``url``: a libpq
     URL without Préau's own options, which come as arguments).
 
@@ -76,6 +87,8 @@ class PostgresStore(PostgresBroadcasts):
         self.acquire_timeout = acquire_timeout
         self._pool: Pool[Record] | None = None
         self.health = WriteHealth()
+        # Messages go through a group-committing appender (one statement per batch).
+        self._appender = PostgresAppender(self._write, self._append_alone)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -83,7 +96,7 @@ class PostgresStore(PostgresBroadcasts):
         try:
             self._pool = await asyncpg.create_pool(
                 self.url, min_size=self.pool_min, max_size=self.pool_max,
-                server_settings={"application_name": "preau"})
+                server_settings=_SESSION)
             await self._migrate()
         except Exception as exc:
             if not isinstance(exc, (*DRIVER_ERRORS, StoreError)):
@@ -93,6 +106,7 @@ class PostgresStore(PostgresBroadcasts):
             raise type(error)(f"cannot open the PostgreSQL database: {error}") from exc
 
     async def close(self) -> None:
+        await self._appender.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
@@ -114,6 +128,8 @@ class PostgresStore(PostgresBroadcasts):
         """Apply the migrations not yet recorded, in one transaction. The advisory lock
         makes a second node starting at once wait, then find them applied."""
         async with self._transaction() as db:
+            # Another node's migration may take its time: wait for it, however long.
+            await db.execute("SET LOCAL lock_timeout = 0")
             await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
             await db.execute("CREATE TABLE IF NOT EXISTS schema_version "
                              "(version integer PRIMARY KEY)")
@@ -192,6 +208,17 @@ class PostgresStore(PostgresBroadcasts):
                 return await db.fetchrow(sql, *args)
         except DRIVER_ERRORS as exc:
             raise translate(exc, "reading") from exc
+
+    async def _write(self, sql: str, *args: Any) -> list[Record]:
+        """One statement that writes, in its own transaction (autocommit: one round
+        trip), returning its rows once committed; errors translated and counted."""
+        try:
+            async with self._connection("writing") as db:
+                rows = await db.fetch(sql, *args)
+        except DRIVER_ERRORS as exc:
+            raise self._failed(exc, "writing") from exc
+        self.health.succeeded()
+        return rows
 
     def _failed(self, exc: BaseException, doing: str) -> StoreError:
         error = translate(exc, doing)

@@ -1,4 +1,4 @@
-"""SqliteStore: the embedded :class:`~server.store.base.Store`, one file in WAL mode.
+"""SqliteStore: the embedded :class:`~server.store.contract.Store`, one file in WAL mode.
 
 Two connections per process, each driven by ``aiosqlite`` (a thread that owns the
 ``sqlite3`` connection), plus the :class:`~server.store.appender.Appender`'s own for
@@ -91,7 +91,7 @@ def _migrations() -> list[tuple[int, str]]:
 
 
 class SqliteStore(SqliteBroadcasts):
-    """A :class:`~server.store.base.Store` in one SQLite file (``":memory:"`` for tests)."""
+    """A :class:`~server.store.contract.Store` in one SQLite file (``":memory:"`` for tests)."""
 
     def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
         self.path = path

@@ -42,7 +42,7 @@ __all__ = ["SqliteBroadcasts"]
 
 
 class SqliteBroadcasts:
-    """Broadcast storage for SqliteStore (see :class:`~server.store.base.BroadcastStore`)."""
+    """Broadcast storage for SqliteStore (see :class:`~server.store.contract.BroadcastStore`)."""
 
     if TYPE_CHECKING:
         def _transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...

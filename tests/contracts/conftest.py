@@ -1,4 +1,5 @@
-"""Fixtures for the broker contract suite: a private Redis, brokers of each kind.
+"""Fixtures for the contract suites: brokers of each kind (with a private Redis), and
+stores of each kind (SQLite and PostgreSQL), below.
 
 ``make_node`` is parametrised over ``memory`` and ``redis``: every test that uses
 it runs once per implementation. The Redis variant starts a private
@@ -11,13 +12,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from server.broker import Broker, MemoryBroker, RedisBroker
+from server.directory import parse_directory
+from server.store import Store, open_store
+from tests.conftest import SCHOOL_DAY
+from tests.postgres import PostgresUnavailable
 from tests.redis_server import RedisServer, RedisServerNotInstalled
+from tests.schools import other_school_doc, school_doc
 
-__all__ = ["MakeNode", "Node", "RecordingHandler", "eventually"]
+__all__ = ["STORE_KINDS", "MakeNode", "Node", "OpenStore", "RecordingHandler", "eventually"]
 
 WAIT = 10.0  # upper bound for anything a test waits for; reached only when it fails
 
@@ -147,3 +154,65 @@ async def make_redis_node(redis_server: RedisServer) -> AsyncIterator[MakeNode]:
 async def node(make_node: MakeNode) -> Node:
     """One started node of the parametrised kind."""
     return await make_node("n1")
+
+
+# ---------------------------------------------------------------------- stores
+#
+# The store contract suite (tests/contracts/test_store_*.py) runs every test once per
+# implementation: ``store`` is parametrised over ``sqlite`` (a file in the test's
+# tmp dir) and ``postgresql`` (a fresh database of the machine's server, from
+# ``postgres_url``). An unreachable PostgreSQL fails the test with the command that
+# starts it (tests/postgres.py); it never skips.
+
+STORE_KINDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def store_url(store_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database URL of this test's empty store, of the parametrised kind."""
+    if store_kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'contract.db'}"
+    try:
+        return str(request.getfixturevalue("postgres_url"))
+    except PostgresUnavailable as exc:
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None  # the hint, alone
+
+
+OpenStore = Callable[[], Awaitable[Store]]
+
+
+@pytest.fixture
+async def open_more(store_url: str) -> AsyncIterator[OpenStore]:
+    """Open further stores on the test's database (another node, as far as the store
+    can tell); all closed after the test."""
+    opened: list[Store] = []
+
+    async def more() -> Store:
+        st = await open_store(store_url)
+        opened.append(st)
+        return st
+
+    try:
+        yield more
+    finally:
+        for st in reversed(opened):
+            await st.close()
+
+
+@pytest.fixture
+async def store(open_more: OpenStore) -> Store:  # overrides tests/conftest.py's SQLite one
+    """An opened, migrated, empty store of the parametrised kind."""
+    return await open_more()
+
+
+@pytest.fixture
+async def schools(store: Store) -> Store:
+    """The store with ``hugo`` and ``moulin`` imported (tests/schools.py)."""
+    for doc in (school_doc(), other_school_doc()):
+        await store.import_directory(parse_directory(doc), actor="t", now=SCHOOL_DAY)
+    return store
