@@ -546,6 +546,7 @@ class Recorder:
         self.win_start = math.inf
         self.win_end = -math.inf
         self.in_window = 0
+        self.acks_in_window = 0  # `ack`s received inside the window: messages stored
         self.misrouted = 0
         self.stray = 0
         self.sent_at: dict[str, float] = {}
@@ -593,6 +594,8 @@ def make_on_frame(member: Member, rec: Recorder) -> Callable[[dict[str, Any]], N
             got.add(s)
             rec.lat.append(now - m["t"])
         elif kind == "ack":
+            if rec.win_start <= now <= rec.win_end:
+                rec.acks_in_window += 1
             t0 = rec.sent_at.pop(f.get("client_id", ""), None)
             if t0 is not None:
                 rec.ack_lat.append(now - t0)
@@ -692,7 +695,7 @@ class Load:
             send_lag.append(t - due)
             body = json.dumps({"k": step, "s": k, "t": t, "r": r, "m": measured, "p": PAD},
                               separators=(",", ":"))
-            cid = f"{step}-{k}"
+            cid = f"{step}-{r}-{k}"  # unique across rooms: each ack finds its send time
             if measured:
                 rec.sent_at[cid] = t
             try:
@@ -800,12 +803,13 @@ class Load:
             "max": ms(lat[-1] if lat else None),
             "ack_p50": ms(pct(acks, 0.5)), "ack_p99": ms(pct(acks, 0.99)),
             "send_lag_p99": ms(pct(sorted(send_lag), 0.99)),
-            # Messages acknowledged (so stored) of those sent inside the window, and the
-            # database server's CPU over that window, per stored message.
-            "stored": len(acks),
+            # Messages acknowledged (so stored) inside the window, and the database
+            # server's CPU over that window, per stored message.
+            "stored": rec.acks_in_window,
             "database_cpu_s": round(database_s, 4) if self.database_cpu else None,
-            "database_us_per_message": (round(1e6 * database_s / len(acks), 1)
-                                        if self.database_cpu and acks else None),
+            "database_us_per_message": (round(1e6 * database_s / rec.acks_in_window, 1)
+                                        if self.database_cpu and rec.acks_in_window
+                                        else None),
             "other_before": quiet,
             "cpu": cpu,
         }
