@@ -844,6 +844,7 @@ class Options:
     profile_rates: tuple[float, ...] = (10.0, 40.0)
     profile_native: bool = False
     skip: set[str] = field(default_factory=set)
+    ladder_budget: float = 260.0  # s of ladder steps, at most (70 with quick)
 
 
 class Scenario:
@@ -951,7 +952,7 @@ async def scenario_one_node(opts: Options, database_url: str | None = None,
         fail: dict[str, Any] | None = None
         rates = ladder or ((20, 40, 60, 80) if opts.quick else LADDER)
         started = perf()
-        budget = 70.0 if opts.quick else 260.0
+        budget = 70.0 if opts.quick else opts.ladder_budget
 
         async def step(rate: float) -> dict[str, Any] | None:
             if perf() - started > budget:
