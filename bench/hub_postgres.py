@@ -11,7 +11,9 @@ message, latency on the load generator's clock, loss after a drain, steps rerun 
 the machine is busy); only the database differs:
 
 (p1) one node on a SQLite file: 10 msgs/s per room, then the max-rate ladder;
-(p2) one node on PostgreSQL: the same steps, in the same run;
+(p2) one node on PostgreSQL: the same steps. Both nodes run at once, each with its
+     520 clients connected, and every step is run on one then on the other
+     (alternately first): the machine is shared, and its noise comes and goes;
 (p3) two nodes on PostgreSQL behind a private Redis, each room split half and half
      across them: 10 msgs/s per room.
 
@@ -108,18 +110,89 @@ async def on_postgres(databases: TestDatabases, run: Any) -> dict[str, Any]:
         await asyncio.to_thread(databases.drop, url)
 
 
+async def side_by_side(opts: hub.Options, ladder: Sequence[float],
+                       loads: dict[str, hub.Load]) -> dict[str, dict[str, Any]]:
+    """(p1) and (p2): the fixed step, then the ladder, each step run on one store then on
+    the other (alternately first), so that both meet the same moments of a shared
+    machine; then two bisections each, in turn."""
+    out: dict[str, dict[str, Any]] = {name: {} for name in loads}
+    for name, load in loads.items():
+        print(f"({name}) one node, 10 msgs/s per room", flush=True)
+        out[name]["fixed"] = await load.step(10.0, opts.warmup, opts.duration, 5.0)
+        hub.show(f"a {name}", out[name]["fixed"])
+    if "b" in opts.skip:
+        return out
+    steps: dict[str, list[dict[str, Any]]] = {name: [] for name in loads}
+    best: dict[str, dict[str, Any] | None] = dict.fromkeys(loads)
+    fail: dict[str, dict[str, Any] | None] = dict.fromkeys(loads)
+    started = hub.perf()
+    budget = 150.0 if opts.quick else 2 * opts.ladder_budget
+
+    async def step(name: str, rate: float) -> dict[str, Any]:
+        res = await loads[name].step(rate, 2.0, opts.step_duration, 3.0)
+        res["pass"] = hub.passes(res)
+        steps[name].append(res)
+        hub.show(f"b {name}", res)
+        return res
+
+    print("(b) one node each, max-rate ladder, the two stores in turn", flush=True)
+    for i, rate in enumerate(ladder):
+        climbing = [name for name in loads if fail[name] is None]
+        if not climbing or hub.perf() - started > budget:
+            break
+        for name in climbing if i % 2 == 0 else climbing[::-1]:
+            res = await step(name, rate)
+            if res["pass"]:
+                best[name] = res
+            else:
+                fail[name] = res
+    bounds = {name: (b["rate_per_room"], f["rate_per_room"]) for name in loads
+              if (b := best[name]) is not None and (f := fail[name]) is not None}
+    for _ in range(0 if opts.quick else 2):
+        for name, (lo, hi) in list(bounds.items()):
+            mid = round((lo + hi) / 2, 2)
+            if mid - lo < 0.25 or mid >= hi or hub.perf() - started > budget:
+                continue
+            res = await step(name, mid)
+            if res["pass"]:
+                bounds[name], best[name] = (mid, hi), res
+            else:
+                bounds[name] = (lo, mid)
+    for name in loads:
+        out[name].update(ladder=steps[name], best=best[name], first_fail=fail[name])
+    return out
+
+
+async def one_node_each(opts: hub.Options, ladder: Sequence[float], url: str,
+                        cpu: BackendCpu) -> dict[str, Any]:
+    """A node on a fresh SQLite file and a node on PostgreSQL, both loaded with their
+    clients at once, for :func:`side_by_side`."""
+    extras = ("setup", "rss_mib_loaded", "errors", "error_samples", "commands")
+
+    async def on_sqlite(lite: hub.Load, _: hub.Scenario) -> dict[str, Any]:
+        async def on_pg(pg: hub.Load, _: hub.Scenario) -> dict[str, Any]:
+            return dict(await side_by_side(opts, ladder, {"sqlite": lite, "postgres": pg}))
+
+        both: dict[str, Any] = await hub._classroom(opts, 1, False, on_pg, database_url=url,
+                                                    database_cpu=cpu)
+        both["postgres"].update({k: both.pop(k) for k in extras if k in both})
+        return both
+
+    both: dict[str, Any] = await hub._classroom(opts, 1, False, on_sqlite)
+    both["sqlite"].update({k: both.pop(k) for k in extras if k in both})
+    both["postgres"]["database"] = url
+    return both
+
+
 async def run(opts: hub.Options, ladder: Sequence[float]) -> dict[str, Any]:
     databases = await asyncio.to_thread(TestDatabases)
     results: dict[str, Any] = {"settings": await server_settings()}
     try:
         if "p1" not in opts.skip:
-            print("(p1) one node on a SQLite file", flush=True)
-            results["sqlite"] = await hub.scenario_one_node(opts, ladder=ladder)
-        if "p2" not in opts.skip:
-            print("(p2) one node on PostgreSQL", flush=True)
-            results["postgres"] = await on_postgres(
-                databases, lambda url, cpu: hub.scenario_one_node(
-                    opts, database_url=url, database_cpu=cpu, ladder=ladder))
+            print("(p1, p2) one node on a SQLite file, one node on PostgreSQL", flush=True)
+            results.update(await on_postgres(
+                databases, lambda url, cpu: one_node_each(opts, ladder, url, cpu)))
+            results.pop("database", None)
         if "p3" not in opts.skip:
             print("(p3) two nodes on PostgreSQL + Redis, rooms split", flush=True)
             results["postgres2"] = await on_postgres(
@@ -175,8 +248,9 @@ def report(opts: hub.Options, results: dict[str, Any], command: str, wall: float
         f"message; warm-up {opts.warmup:g} s then {opts.duration:g} s measured (ladder: 2 s "
         f"+ {opts.step_duration:g} s); a ladder step passes with p99 ≤ 200 ms, no loss and "
         f"no error frame; then {'no' if opts.quick else 'two'} bisections. Gatekeeper on, "
-        "`PREAU_RATE_LIMIT=10000`. "
-        "Same steps, same run, for both stores.",
+        "`PREAU_RATE_LIMIT=10000`. The SQLite node and the PostgreSQL node run at once, "
+        "each with its own clients connected, and every step is run on one then on the other "
+        "(alternately first), so that both meet the same moments of the shared machine.",
         "",
         "| run | msgs/s per room | offered deliveries/s | delivered/s | latency p50 / p95 / "
         "p99 / max (ms) | ack p50 / p99 (ms) | lost | dup | error frames | CPU | "
@@ -299,7 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short steps, a short ladder")
-    p.add_argument("--skip", default="", help="comma-separated: p1, p2, p3, b (the ladders)")
+    p.add_argument("--skip", default="", help="comma-separated: p1 (with p2), p3, b (ladders)")
     p.add_argument("--profile", type=Path,
                    help="only profile: one node on PostgreSQL under py-spy at "
                         "--profile-rates, into DIR (see bench/hub.py's scenario_profile)")
