@@ -1,4 +1,5 @@
-"""The ``preau`` command: serve, import a directory, make a demo school, issue tokens.
+"""The ``preau`` command: serve, import a directory, make a demo school, issue tokens,
+copy a database.
 
 Every subcommand reads the same :class:`~server.config.Config` from the
 environment; flags override it. Failures print one ``preau: error: …`` line
@@ -22,7 +23,7 @@ from .clock import system_clock
 from .config import Config
 from .errors import ConfigurationError, DirectoryError, PreauError
 from .model import Role, SchoolId, UserId
-from .store import Store, open_store, sqlite_path
+from .store import Store, displayed_url, open_store, sqlite_path
 from .tokens import issue_token
 
 __all__ = ["MASS_REMOVAL_MIN", "main"]
@@ -102,6 +103,19 @@ def _parser() -> argparse.ArgumentParser:
     _database_flag(migrate)
     migrate.set_defaults(run=_migrate)
 
+    store = sub.add_parser("store", help="operate on a whole database")
+    ssub = store.add_subparsers(required=True, metavar="ACTION")
+    copy = ssub.add_parser(
+        "copy", help="copy a whole database into an empty one (SQLite to PostgreSQL), in "
+                     "one transaction; see docs/moving-to-postgresql.md")
+    copy.add_argument("--from", dest="source", metavar="URL", required=True,
+                      help="the database to copy (sqlite:///path/to/preau.db)")
+    copy.add_argument("--to", dest="destination", metavar="URL", required=True,
+                      help="the empty database to fill (postgresql://…)")
+    copy.add_argument("--batch", type=_positive, default=5000,
+                      help="rows read and written at a time (default 5000)")
+    copy.set_defaults(run=_store_copy)
+
     from .loadtest.options import add_arguments  # argparse only; the engine loads in _loadtest
 
     loadtest = sub.add_parser("loadtest", help="simulate classrooms against running servers")
@@ -179,7 +193,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     clock = system_clock if config.clock_start is None else OffsetClock(config.clock_start)
     app = create_app(config, clock=clock)
     print(f"Préau serving on http://{config.host}:{config.port} "
-          f"(database {config.database_url}{', demo mode' if config.demo else ''})",
+          f"(database {displayed_url(config.database_url)}{', demo mode' if config.demo else ''})",
           file=sys.stderr)
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -323,10 +337,25 @@ def _migrate(args: argparse.Namespace, config: Config) -> int:
     async def run() -> int:
         store = await _open(config)
         await store.close()
-        print(f"database {config.database_url} is up to date")
+        print(f"database {displayed_url(config.database_url)} is up to date")
         return 0
 
     return asyncio.run(run())
+
+
+def _store_copy(args: argparse.Namespace, config: Config) -> int:
+    from .store.copy import TableCopied
+    from .store.copy_sides import copy_database
+
+    def progress(done: TableCopied) -> None:
+        print(f"{done.table:<22} {done.rows:>10} rows  {done.seconds:8.2f} s", flush=True)
+
+    report = asyncio.run(copy_database(args.source, args.destination, batch=args.batch,
+                                       progress=progress))
+    print(f"copied {report.rows} rows in {len(report.tables)} tables in "
+          f"{report.seconds:.2f} s; every table's count checked in the destination, "
+          "committed")
+    return 0
 
 
 def _loadtest(args: argparse.Namespace, config: Config) -> int:

@@ -11,12 +11,10 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
+from . import events
 from .errors import ConfigurationError
-
-if TYPE_CHECKING:
-    from .node import Limits
+from .limits import Limits
 
 __all__ = ["DEFAULT_DATABASE_URL", "MIN_SECRET_LENGTH", "Config"]
 
@@ -50,11 +48,12 @@ class Config:
     node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     clock_start: datetime | None = None
     client_dir: str | None = None
+    # The version of the events written to other nodes (server/events.py): the previous
+    # one while nodes of the previous release remain (docs/operating.md, rolling upgrade).
+    events_version: int = events.CURRENT
 
     def limits(self) -> Limits:
         """The hub's limits from this configuration."""
-        from .node import Limits
-
         return Limits(outbox_bytes=self.outbox_bytes, rate_per_second=self.rate_per_second,
                       rate_burst=max(1, int(self.rate_per_second * 2)),
                       connections_per_user=self.connections_per_user)
@@ -79,6 +78,8 @@ class Config:
             node_id=env.get("PREAU_NODE_ID") or uuid.uuid4().hex[:12],
             clock_start=_datetime(env, "PREAU_CLOCK_START"),
             client_dir=env.get("PREAU_CLIENT_DIR") or None,
+            events_version=_int(env, "PREAU_EVENTS_VERSION", events.CURRENT, events.OLDEST,
+                                events.CURRENT),
         )
 
     def check(self) -> None:

@@ -1,15 +1,20 @@
 """The node: request → gatekeeper → store → broker; broker publication → hub.
 
 One :class:`Node` per server process. It owns the hub (this process's
-connections), talks to the store and the broker, and keeps two caches that
-make the per-message path cheap: the members of every discussion someone here
-listens to (invalidated by join/leave notices) and, per discussion, a
-:class:`~server.feed.Feed` that turns publications into a gap-free, duplicate-free
-stream.
+connections), serves their requests, talks to the store and the broker, and
+hands out the rest: :class:`~server.audience.Audience` (who listens to which
+discussion here, their feeds and the cached members that make the per-message
+path cheap), :class:`~server.conversations.Conversations` (the participants'
+requests), :class:`~server.activity.Activity` (read positions, typing, presence),
+:class:`~server.held.HeldRelease` (messages held for the opening) and
+:class:`~server.noticeboard.Noticeboard` (broadcasts and polls). What the node
+keeps: connections coming and going, the events between nodes (published, read
+through a dispatch table, or read again from the store when unreadable), and the
+schools' settings and hours (the tick).
 
 How one message travels (see ``docs/design/fan-out.md``):
 
-1. ``send``: the gatekeeper decides with the cached members (no I/O);
+1. ``Conversations.send``: the gatekeeper decides with the cached members (no I/O);
 2. the store appends it durably and assigns the next sequence number, if the
    members are still those it was decided with (else it is decided again: someone
    invited meanwhile was not part of the decision);
@@ -26,143 +31,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, cast
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any, cast
 
 import msgpack
 
-from .broker import Broker, BrokerUnavailable
-from .broker.channels import discussion_channel, school_channel
+from . import events, frames
+from .activity import Activity
+from .audience import Audience, Session, quietly
+from .broker import Broker
+from .broker.channels import discussion_channel, parse_channel, school_channel
 from .clock import Clock
-from .errors import ErrorCode, MembersChanged, NotFound, Refused, StoreUnavailable
-from .feed import FILL_BATCH, Feed
-from .gatekeeper import WindowState, refuse
-from .gatekeeper.quota import DAY
-from .hub import Frame, Hub, Member
-from .model import DiscussionId, DiscussionMembers, Participant, SchoolId, UserId
+from .conversations import Conversations
+from .errors import ErrorCode, NotFound
+from .held import HeldRelease
+from .hub import Frame, Hub
+from .limits import DEFAULT_LIMITS, Limits
+from .model import DiscussionId, SchoolId, UserId
 from .noticeboard import Noticeboard
-from .protocol import MAX_INT, CloseCode, Encoding
+from .protocol import CloseCode
 from .schools import Establishment, Schools
-from .store import DiscussionSummary, HeldMessage, Store, StoredMessage
+from .store import Store, StoredMessage
 
-__all__ = ["Limits", "Node", "Session", "iso", "message_frame", "skipped_frame"]
+__all__ = ["Node", "Session"]
 
 log = logging.getLogger("preau.node")
 
 _TAG_BYTES = 8
-
-# A post or an invitation is stored only if the members it was checked against are
-# still those in the store; else it is checked again with the new ones, this many times
-# at most (then ``unavailable``: the client retries with the same request).
-_RECHECKS = 5
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Per-connection, per-user and per-node limits (``Config`` sets them).
-
-    ``rate_per_second`` and ``rate_burst`` are per user across all of that user's
-    connections on this node; ``connections_per_user`` caps those connections.
-    """
-
-    outbox_bytes: int = 1024 * 1024
-    rate_per_second: float = 20.0
-    rate_burst: int = 40
-    connections_per_user: int = 10
-    throttle_max: float = 1.0  # longest pause in reading a connection over the rate
-    hello_timeout: float = 5.0
-    tick_seconds: float = 1.0
-    replay_max: int = 1000
-
-
-def iso(dt: datetime) -> str:
-    """UTC ISO 8601 with a ``Z``, the protocol's time format."""
-    return dt.isoformat().replace("+00:00", "Z")
-
-
-def window_json(state: WindowState) -> dict[str, Any]:
-    return {"open": state.is_open,
-            "opens_at": None if state.opens_at is None else iso(state.opens_at),
-            "closes_at": None if state.closes_at is None else iso(state.closes_at)}
-
-
-def message_frame(msg: StoredMessage) -> dict[str, Any]:
-    return {"type": "message", "discussion": msg.discussion_id, "seq": msg.seq,
-            "sender": msg.sender, "body": msg.body, "at": iso(msg.created_at),
-            "client_id": msg.client_id}
-
-
-def skipped_frame(discussion: DiscussionId, seq: int) -> Frame:
-    """In place of a message hidden from the reader: its seq, and nothing of it."""
-    return Frame({"type": "skipped", "discussion": discussion, "seq": seq})
-
-
-class Session(Member, Protocol):
-    """What the node needs of a connection (``server.session.Session`` implements it)."""
-
-    def begin_catchup(self, discussion: DiscussionId) -> None:
-        """Buffer the discussion's live messages until :meth:`end_catchup`."""
-
-    def end_catchup(self, discussion: DiscussionId, position: int,
-                    messages: Sequence[StoredMessage]) -> None:
-        """Deliver ``messages`` then the buffered ones, skipping seqs ≤ ``position``."""
-
-    @property
-    def open(self) -> bool: ...
-
-    def forget(self, discussion: DiscussionId) -> None: ...
-
-    def shutdown(self) -> None:
-        """Close with 4000 once the request in progress (if any) is answered."""
-
-    def close(self, code: int, reason: str) -> None: ...
-
-    @property
-    def subscribed(self) -> Iterable[DiscussionId]: ...
-
-    @property
-    def expires_at(self) -> datetime: ...
-
-    encoding: Encoding
-
-
-class _Replay:
-    """What one connection's resume may still queue: bounded in bytes and messages, so
-    that a resume always fits in the outbox (the newest messages are kept). The
-    ``discussion`` announcements are charged to the same budget: a user added to 800
-    discussions while away still gets a welcome (``complete: false``), never a 4008."""
-
-    __slots__ = ("budget", "limit")
-
-    def __init__(self, budget: int, limit: int) -> None:
-        self.budget = budget
-        self.limit = limit
-
-    def charge(self, size: int) -> bool:
-        """Reserve ``size`` bytes for one frame; False (nothing reserved) if it does not fit."""
-        if size > self.budget:
-            self.budget = 0  # what comes after it would be out of order: stop here
-            return False
-        self.budget -= size
-        return True
-
-    @property
-    def spent(self) -> bool:
-        return self.budget <= 0
-
-    def take(self, rows: list[StoredMessage]) -> list[StoredMessage]:
-        kept: list[StoredMessage] = []
-        for msg in reversed(rows):
-            cost = len(msg.body) + 160  # the frame around the body, roughly
-            if cost > self.budget:
-                break
-            self.budget -= cost
-            kept.append(msg)
-        kept.reverse()
-        return kept
+_UNREADABLE_LOG_EVERY = 10.0  # seconds between warnings about unreadable events
 
 
 class Node:
@@ -175,8 +73,9 @@ class Node:
         schools: Schools,
         *,
         clock: Clock,
-        limits: Limits = Limits(),
+        limits: Limits = DEFAULT_LIMITS,
         node_id: str | None = None,
+        events_version: int = events.CURRENT,
     ) -> None:
         self.store = store
         self.broker = broker
@@ -186,17 +85,39 @@ class Node:
         self.node_id = node_id or uuid.uuid4().hex[:12]
         self.hub = Hub(limits.rate_per_second, limits.rate_burst)
         self._tag = uuid.uuid4().bytes[:_TAG_BYTES]
-        self._feeds: dict[tuple[SchoolId, DiscussionId], Feed] = {}
-        self._members: dict[tuple[SchoolId, DiscussionId], DiscussionMembers] = {}
         self._school_subs: dict[SchoolId, int] = {}
         self._window_open: dict[SchoolId, bool] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ticker: asyncio.Task[None] | None = None
         self._packer = msgpack.Packer(use_bin_type=True)
         self.draining = False
-        self._membership_changes = 0  # joins and leaves announced, for the members cache
         self._emptied: asyncio.Event | None = None
-        self.noticeboard = Noticeboard(self)
+        self.audience = Audience(store, broker, self.hub, limits,
+                                 establishment=self.establishment, spawn=self._spawn)
+        self.conversations = Conversations(store, clock, self.audience, self,
+                                           establishment=self.establishment)
+        self.held = HeldRelease(store, schools, clock, self.conversations)
+        self.noticeboard = Noticeboard(store, self.hub, schools, clock, self)
+        self.activity = Activity(self.hub, schools, self.audience,
+                                 establishment=self.establishment, spawn=self._spawn)
+        # The version of the events this node writes (it reads every version up to
+        # events.CURRENT): older while nodes of the previous release remain.
+        self.events_version = events.encode_version(events_version)
+        self.events_unreadable = 0  # events from other nodes this one could not read
+        self._unreadable_logged = -_UNREADABLE_LOG_EVERY  # monotonic time of the last log
+        self._unreadable_unlogged = 0
+        self._resyncs: set[tuple[SchoolId, DiscussionId | None]] = set()
+        self._dispatch = events.Dispatch()
+        self._dispatch.on(events.Message, self._on_message)
+        self._dispatch.on(events.Joined, self._on_joined)
+        self._dispatch.on(events.Left, self._on_left)
+        self._dispatch.on(events.DiscussionAdded, self._on_discussion_added)
+        self._dispatch.on(events.PolicyChanged, self._on_policy_changed)
+        self._dispatch.on(events.HeldDropped, self._on_held_dropped)
+        self.activity.register(self._dispatch)
+        self.noticeboard.register(self._dispatch)
+        if self._dispatch.missing():  # a kind nobody handles: fail now, not at its first event
+            raise RuntimeError(f"no handler for events {self._dispatch.missing()}")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -221,7 +142,7 @@ class Node:
         if self._ticker is not None:
             self._ticker.cancel()
         for member in self._sessions():
-            member.push(Frame({"type": "reconnect", "reason": "server shutting down"}))
+            member.push(Frame(frames.reconnect("server shutting down")))
             member.close(CloseCode.SHUTDOWN, "server shutting down: reconnect")
         for task in list(self._tasks):
             task.cancel()
@@ -293,7 +214,7 @@ class Node:
 
     async def _undo_attach(self, session: Session, *, counted: bool) -> None:
         for d in list(session.subscribed):
-            self._leave_feed(session, d)
+            self.audience.leave(session, d)
         self.hub.remove(session)
         if self._emptied is not None and not len(self.hub):
             self._emptied.set()
@@ -310,20 +231,20 @@ class Node:
             est = await self.establishment(school)
             self._window_open[school] = est.gatekeeper.window_state(self.clock()).is_open
         positions = dict(resume or ())
-        replay = self._replay()
+        replay = self.audience.replay()
         incomplete = 0
         present = await self.store.present_discussions(school, user)
         # What the client knows first: its own discussions are never crowded out by new ones.
         for d in sorted(present, key=lambda d: d not in positions):
             if resume is None:
-                await self._join_feed(session, d, None)
+                await self.audience.join_one(session, d, None)
             elif replay.spent:
-                await self._join_feed(session, d, None)
+                await self.audience.join_one(session, d, None)
                 incomplete += 1
             elif d in positions:
-                incomplete += await self._join_feed(session, d, positions[d], replay)
+                incomplete += await self.audience.join_one(session, d, positions[d], replay)
             else:
-                incomplete += await self._join_feed(session, d, 0, replay, announce=True)
+                incomplete += await self.audience.join_one(session, d, 0, replay, announce=True)
         # A resume position for a discussion the user has left: replay up to where they left.
         for d, seq in positions.items():
             if d not in present:
@@ -332,27 +253,27 @@ class Node:
                     rows = replay.take(await self.store.messages_after(
                         school, d, seq, upto=visible, limit=replay.limit, newest=True))
                     for m in rows:
-                        session.push(skipped_frame(d, m.seq) if user in m.hidden_from
-                                     else Frame(message_frame(m)))
+                        session.push(Frame(frames.skipped(d, m.seq) if user in m.hidden_from
+                                           else frames.message(m)))
                     incomplete += int(not rows or rows[0].seq > seq + 1)
         await self.noticeboard.catch_up(session)
         if first:
-            await self._publish_school(school, {"k": "p", "s": school, "u": user, "on": True,
-                                                "ds": list(present)})
+            await self._publish_school(school, events.Presence(school, user, True,
+                                                               tuple(present)))
         return incomplete
 
     async def detach(self, session: Session) -> None:
         school, user = session.school_id, session.user_id
         discussions = list(session.subscribed)
         for d in discussions:
-            self._leave_feed(session, d)
+            self.audience.leave(session, d)
         last = self.hub.remove(session)
         if self._emptied is not None and not len(self.hub):
             self._emptied.set()
         await self._uncount_school(school)
         if last:
-            await self._publish_school(school, {"k": "p", "s": school, "u": user, "on": False,
-                                                "ds": discussions})
+            await self._publish_school(school, events.Presence(school, user, False,
+                                                               tuple(discussions)))
 
     async def _uncount_school(self, school: SchoolId) -> None:
         """One connection of ``school`` fewer; the last one releases its channel."""
@@ -360,143 +281,9 @@ class Node:
         if count <= 0:
             self._school_subs.pop(school, None)
             self._window_open.pop(school, None)
-            await self._broker_call(self.broker.unsubscribe(school_channel(school)))
+            await quietly(self.broker.unsubscribe(school_channel(school)))
         else:
             self._school_subs[school] = count
-
-    async def _join_feed(self, session: Session, d: DiscussionId, from_seq: int | None,
-                         replay: _Replay | None = None, *, announce: bool = False) -> int:
-        """Subscribe a connection to a discussion; replay after ``from_seq`` if given.
-
-        ``None`` means live only: from what is durable now. The session buffers live
-        messages from before it joins the audience until its replay is read, so the
-        stream it sends is in order, without gap or duplicate. A replay is the newest
-        messages after ``from_seq`` that fit in ``replay`` (a fresh allowance if
-        ``None``); returns 1 if older ones were left out (the client pages them with
-        ``history``).
-
-        With ``announce``, a ``discussion`` event goes first, read *after* joining the
-        audience: a join or leave is then either in it or announced after it.
-        """
-        return await self._join(session.school_id, d, [session], from_seq, replay,
-                                announce=announce)
-
-    async def _join(self, school: SchoolId, d: DiscussionId, sessions: Sequence[Session],
-                    from_seq: int | None, replay: _Replay | None = None, *,
-                    announce: bool = False) -> int:
-        """:meth:`_join_feed` for several connections at once, with one read of the
-        discussion for all (a new class discussion adds thirty people together).
-        A shared ``replay`` allowance is for a single session.
-
-        If a step fails, the connections still catching up leave the discussion again
-        (audience, feed, buffer) before the error goes up: none is left subscribed to a
-        feed that never starts."""
-        try:
-            return await self._joining(school, d, sessions, from_seq, replay,
-                                       announce=announce)
-        except BaseException:
-            for session in sessions:
-                if d in set(session.subscribed):
-                    self._leave_feed(session, d)
-            raise
-
-    async def _joining(self, school: SchoolId, d: DiscussionId, sessions: Sequence[Session],
-                       from_seq: int | None, replay: _Replay | None = None, *,
-                       announce: bool = False) -> int:
-        key = (school, d)
-        for session in sessions:
-            session.begin_catchup(d)
-            if self.hub.subscribe(session, d):
-                self._feeds[key] = self._new_feed(key)
-                await self._broker_call(self.broker.subscribe(discussion_channel(*key)))
-        joined = list(sessions)
-        unannounced: list[Session] = []  # no room left in the replay budget: live only
-        if announce:
-            summaries = await self._summaries(school, d, [s.user_id for s in sessions])
-            joined = []
-            for session in sessions:
-                summary = summaries.get(session.user_id)
-                if summary is None:  # not (or no longer) in it
-                    self._leave_feed(session, d)
-                    continue
-                frame = Frame({"type": "discussion", "discussion": summary})
-                if replay is not None and not replay.charge(len(frame.data(session.encoding))):
-                    unannounced.append(session)
-                    continue
-                session.push(frame)
-                joined.append(session)
-            if not joined and not unannounced:
-                return 0
-        last = (await self.store.get_discussion(*key)).last_seq
-        feed_now = self._feeds.get(key)
-        if feed_now is not None:
-            feed_now.start(last)
-        rows: list[StoredMessage] = []
-        if from_seq is not None and from_seq < last:
-            limit = self.limits.replay_max if replay is None else replay.limit
-            rows = await self.store.messages_after(school, d, from_seq, upto=last,
-                                                   limit=limit, newest=True)
-        incomplete = 0
-        for session in unannounced:
-            if session.open:
-                session.end_catchup(d, last, [])
-                incomplete = 1
-            else:
-                self._leave_feed(session, d)
-        for session in joined:
-            if not session.open:  # gone while we awaited: do not leave it in the audience
-                self._leave_feed(session, d)
-            elif from_seq is None or from_seq >= last:
-                # Live only, or a client claiming more than exists: start from what is stored.
-                session.end_catchup(d, last if from_seq is None else min(last, from_seq), [])
-            else:
-                taken = (replay or self._replay()).take(rows)
-                session.end_catchup(d, from_seq, taken)
-                incomplete = max(incomplete, int(not taken or taken[0].seq > from_seq + 1))
-        return incomplete
-
-    def _replay(self) -> _Replay:
-        """A fresh replay allowance: half the outbox, so that live traffic still fits."""
-        return _Replay(self.limits.outbox_bytes // 2, self.limits.replay_max)
-
-    def _leave_feed(self, session: Session, d: DiscussionId) -> None:
-        session.forget(d)
-        if self.hub.unsubscribe(session, d):
-            key = (session.school_id, d)
-            feed = self._feeds.pop(key, None)
-            if feed is not None:
-                feed.close()
-            self._members.pop(key, None)
-            self._spawn(self._unsubscribe(key))
-
-    async def _unsubscribe(self, key: tuple[SchoolId, DiscussionId]) -> None:
-        # Someone here may have joined again since: then the subscription must stay.
-        if key not in self._feeds:
-            await self._broker_call(self.broker.unsubscribe(discussion_channel(*key)))
-
-    # ------------------------------------------------------------------ the feed
-
-    def _new_feed(self, key: tuple[SchoolId, DiscussionId]) -> Feed:
-        school, d = key
-
-        def deliver(msg: StoredMessage) -> None:
-            frame = Frame(message_frame(msg))  # encoded once for every connection here
-            hidden = msg.hidden_from
-            for member in self.hub.in_discussion(school, d):
-                # Nobody here receives what the gatekeeper kept from them (usually nobody).
-                member.deliver(d, msg.seq,
-                               None if hidden and member.user_id in hidden else frame)
-
-        async def read(after: int, upto: int) -> list[StoredMessage]:
-            return await self.store.messages_after(school, d, after, upto=upto,
-                                                   limit=FILL_BATCH)
-
-        return Feed(deliver, read, self._spawn)
-
-    def _offer(self, key: tuple[SchoolId, DiscussionId], msg: StoredMessage) -> None:
-        feed = self._feeds.get(key)
-        if feed is not None:  # else nobody here listens
-            feed.offer(msg)
 
     # ------------------------------------------------------------------ broker side
 
@@ -504,16 +291,81 @@ class Node:
         if data[:_TAG_BYTES] == self._tag:
             return  # our own publication: already delivered locally
         try:
-            event = msgpack.unpackb(data[_TAG_BYTES:], raw=False)
+            event = events.decode(msgpack.unpackb(data[_TAG_BYTES:], raw=False))
+        except events.Unreadable as exc:
+            self.unreadable(channel, exc)
+            return
+        except Exception as exc:  # not even msgpack
+            self.unreadable(channel, events.Unreadable(f"not an event: {exc!r}"))
+            return
+        try:
             self._dispatch(event)
         except Exception:
-            log.exception("bad publication on %s", channel)
+            log.exception("handling %s from %s failed", type(event).__name__, channel)
+
+    def unreadable(self, channel: str, exc: events.Unreadable) -> None:
+        """An event this node cannot read (newer, unknown or malformed): say so, count
+        it, and read again from the store what it may have been about: the discussion's
+        messages and members, then the school's settings, memberships and broadcasts
+        for the connections here. Nothing it announced is lost, only later."""
+        self.events_unreadable += 1
+        now = time.monotonic()
+        if now - self._unreadable_logged >= _UNREADABLE_LOG_EVERY:
+            log.warning("unreadable event on %s (%s; %d more since the last warning): "
+                        "reading the store instead; is a newer node writing a version "
+                        "this one cannot read? (PREAU_EVENTS_VERSION, docs/operating.md)",
+                        channel, exc.reason, self._unreadable_unlogged)
+            self._unreadable_logged, self._unreadable_unlogged = now, 0
+        else:
+            self._unreadable_unlogged += 1
+        school, d = exc.school, exc.discussion
+        if school is None or (d is None and ":d:" in channel):
+            with contextlib.suppress(ValueError):
+                name = parse_channel(channel)
+                school = name.school_id if school is None else school
+                d = name.discussion_id if d is None else d
+        if school is None:
+            self.handle_resubscribed()  # nothing tells where: everything again
+            return
+        if d is not None:
+            self._resync((school, d), self._resync_discussion(school, d))
+        self._resync((school, None), self._resync_school(school))
+
+    def _resync(self, key: tuple[SchoolId, DiscussionId | None],
+                work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` unless the same is waiting to start: a burst of unreadable events
+        costs one read of the store, not one each."""
+        if key in self._resyncs:
+            work.close()
+            return
+        self._resyncs.add(key)
+
+        async def run() -> None:
+            self._resyncs.discard(key)  # events from now on come after what it reads
+            await work
+
+        self._spawn(run())
+
+    async def _resync_discussion(self, school: SchoolId, d: DiscussionId) -> None:
+        self.audience.members_changed((school, d))
+        await self.audience.catch_up((school, d))  # the messages it missed, from the store
+
+    async def _resync_school(self, school: SchoolId) -> None:
+        await self._refresh_school(school)
+        for session in self._sessions(school):
+            if not session.open:
+                continue
+            try:
+                await self._reconcile(session)  # joins and leaves it missed
+                await self.noticeboard.catch_up(session)  # broadcasts it missed
+            except Exception:  # that one reconnects (4013); the others still catch up
+                log.exception("catching up a connection of %s failed", school)
 
     def handle_resubscribed(self) -> None:
         """Pub/sub may have dropped publications while Redis was away: re-read the store
         (messages, memberships and settings)."""
-        for key in list(self._feeds):
-            self._spawn(self._catch_up_feed(key))
+        for key in self.audience.followed():
+            self._spawn(self.audience.catch_up(key))
         for school in list(self._school_subs):
             self._spawn(self._refresh_school(school))
         for session in self._sessions():
@@ -525,82 +377,66 @@ class Node:
         present = set(await self.store.present_discussions(school, user))
         current = set(session.subscribed)
         for d in current - present:
-            self._leave_feed(session, d)
-            session.push(Frame({"type": "left", "discussion": d, "user": user}))
+            self.audience.leave(session, d)
+            session.push(Frame(frames.left(d, user)))
         for d in sorted(present - current):
             if not session.open:
                 return
             try:
-                await self._join_feed(session, d, 0, self._replay(), announce=True)
+                await self.audience.join_one(session, d, 0, self.audience.replay(), announce=True)
             except Exception:
                 _come_back([session])
                 raise
 
-    async def _catch_up_feed(self, key: tuple[SchoolId, DiscussionId]) -> None:
-        feed = self._feeds.get(key)
-        if feed is None or feed.watermark is None:
-            return
-        try:
-            last = (await self.store.get_discussion(*key)).last_seq
-        except NotFound:
-            return
-        self._members.pop(key, None)
-        self._membership_changes += 1
-        await feed.catch_up(last)
+    # The handlers of the events, from this node or another (the dispatch table).
 
-    def _dispatch(self, ev: dict[str, Any]) -> None:
-        kind = ev["k"]
-        school = SchoolId(ev["s"])
-        if kind == "m":
-            msg = StoredMessage(DiscussionId(ev["d"]), ev["q"], UserId(ev["f"]), ev["c"],
-                                ev["b"], datetime.fromisoformat(ev["t"]),
-                                frozenset(UserId(u) for u in ev.get("h", ())))
-            self._offer((school, msg.discussion_id), msg)
-        elif kind in ("j", "l"):
-            self._membership_changed(school, DiscussionId(ev["d"]), UserId(ev["u"]),
-                                     joined=kind == "j", invited_by=ev.get("i"))
-        elif kind == "r":
-            self._push_activity(school, DiscussionId(ev["d"]), UserId(ev["u"]),
-                                {"type": "read", "discussion": ev["d"], "user": ev["u"],
-                                 "seq": ev["q"]}, to_self=True)
-        elif kind == "y":
-            self._push_activity(school, DiscussionId(ev["d"]), UserId(ev["u"]),
-                                {"type": "typing", "discussion": ev["d"], "user": ev["u"]},
-                                to_self=False)
-        elif kind == "p":
-            self._presence(school, UserId(ev["u"]), bool(ev["on"]),
-                           [DiscussionId(d) for d in ev["ds"]])
-        elif kind == "n":
-            self._spawn(self._discussion_added(school, DiscussionId(ev["d"]),
-                                               [UserId(u) for u in ev["us"]]))
-        elif kind == "v":
-            self._spawn(self._refresh_school(school))
-        elif kind[0] == "b":
-            self.noticeboard.dispatch(ev)
-        elif kind == "x":
-            frame = Frame({"type": "held_dropped", "client_id": ev["c"], "discussion": ev["d"],
-                           "code": ev["code"], "message": ev["m"]})
-            for member in self.hub.of_user(school, UserId(ev["u"])):
-                member.push(frame)
+    def _on_message(self, ev: events.Message) -> None:
+        msg = StoredMessage(ev.discussion, ev.seq, ev.sender, ev.client_id, ev.body, ev.at,
+                            ev.hidden_from)
+        self.audience.offer((ev.school, ev.discussion), msg)
 
-    async def _publish(self, channel: str, event: dict[str, Any]) -> None:
-        await self._broker_call(self.broker.publish(channel, self._tag + self._packer.pack(event)))
+    def _on_joined(self, ev: events.Joined) -> None:
+        self._membership_changed(ev.school, ev.discussion, ev.user, joined=True,
+                                 invited_by=ev.invited_by)
 
-    async def announce(self, school: SchoolId, event: dict[str, Any]) -> None:
+    def _on_left(self, ev: events.Left) -> None:
+        self._membership_changed(ev.school, ev.discussion, ev.user, joined=False,
+                                 invited_by=None)
+
+    def _on_discussion_added(self, ev: events.DiscussionAdded) -> None:
+        self._spawn(self._discussion_added(ev.school, ev.discussion, list(ev.users)))
+
+    def _on_policy_changed(self, ev: events.PolicyChanged) -> None:
+        self._spawn(self._refresh_school(ev.school))
+
+    def _on_held_dropped(self, ev: events.HeldDropped) -> None:
+        frame = Frame(frames.held_dropped(ev.client_id, ev.discussion, ev.code, ev.message))
+        for member in self.hub.of_user(ev.school, ev.user):
+            member.push(frame)
+
+    async def _publish(self, channel: str, event: events.Event) -> None:
+        data = self._packer.pack(events.encode(event, self.events_version))
+        await quietly(self.broker.publish(channel, self._tag + data))
+
+    async def announce_in(self, school: SchoolId, d: DiscussionId,
+                          event: events.Event) -> None:
+        """Publish on the discussion's channel and handle it here too."""
+        self._dispatch(event)
+        await self._publish(discussion_channel(school, d), event)
+
+    async def publish_in(self, school: SchoolId, d: DiscussionId,
+                         event: events.Event) -> None:
+        """Publish on the discussion's channel (handled here already)."""
+        await self._publish(discussion_channel(school, d), event)
+
+    async def announce(self, school: SchoolId, event: events.Event) -> None:
         """Publish an event about people on the school channel, and handle it here too."""
         await self._publish_school(school, event)
 
-    async def _publish_school(self, school: SchoolId, event: dict[str, Any]) -> None:
+    async def _publish_school(self, school: SchoolId, event: events.Event) -> None:
         """Publish on the school channel and handle it here too (the broker skips our own)."""
         self._dispatch(event)
         await self._publish(school_channel(school), event)
-
-    async def _broker_call(self, call: Any) -> None:
-        try:
-            await call
-        except BrokerUnavailable as exc:
-            # Durable already: other nodes catch up from the store when the broker is back.
-            log.warning("broker unavailable: %s", exc)
 
     # ------------------------------------------------------------------ pushes
 
@@ -609,67 +445,21 @@ class Node:
         for member in self.hub.in_discussion(school, d):
             member.push(frame)
 
-    def _push_activity(self, school: SchoolId, d: DiscussionId, author: UserId,
-                       body: dict[str, Any], *, to_self: bool) -> None:
-        """A typing or read event, only to the connections whose user and ``author`` may
-        exchange in ``d`` now (the G6 pair rule, either way): the invariant of
-        ``docs/policy.md`` holds for these too. Filtered here, where frames from any node
-        reach local connections."""
-        est = self.schools.current(school)
-        members = self._members.get((school, d))
-        if est is None or members is None:  # not cached: read them, off this call
-            self._spawn(self._push_activity_later(school, d, author, body, to_self=to_self))
-            return
-        self._push_to_peers(school, est, members, author, body, to_self=to_self)
-
-    async def _push_activity_later(self, school: SchoolId, d: DiscussionId, author: UserId,
-                                   body: dict[str, Any], *, to_self: bool) -> None:
-        try:
-            est = await self.establishment(school)
-            members = await self.members(school, d)
-        except NotFound:
-            return
-        self._push_to_peers(school, est, members, author, body, to_self=to_self)
-
-    def _push_to_peers(self, school: SchoolId, est: Establishment, members: DiscussionMembers,
-                       author: UserId, body: dict[str, Any], *, to_self: bool) -> None:
-        here = self.hub.in_discussion(school, members.id)
-        if not here:
-            return
-        peers = est.gatekeeper.exchanges_with(author, members)
-        frame = Frame(body)
-        for member in here:
-            if member.user_id in peers or (to_self and member.user_id == author):
-                member.push(frame)
-
-    def _presence(self, school: SchoolId, user: UserId, online: bool,
-                  discussions: list[DiscussionId]) -> None:
-        seen: set[int] = set()
-        frame = Frame({"type": "presence", "user": user, "online": online})
-        for d in discussions:
-            for member in self.hub.in_discussion(school, d):
-                if member.user_id != user and id(member) not in seen:
-                    seen.add(id(member))
-                    member.push(frame)
-
     def _membership_changed(self, school: SchoolId, d: DiscussionId, user: UserId, *,
                             joined: bool, invited_by: str | None) -> None:
-        key = (school, d)
-        self._members.pop(key, None)
-        self._membership_changes += 1
+        self.audience.members_changed((school, d))
         current = self.schools.current(school)
         if joined:
-            body: dict[str, Any] = {"type": "joined", "discussion": d, "invited_by": invited_by,
-                                    "user": current.person(user) if current is not None
-                                    else {"id": user}}
+            body = frames.joined(d, current.person(user) if current is not None
+                                 else {"id": user}, invited_by)
         else:
-            body = {"type": "left", "discussion": d, "user": user}
+            body = frames.left(d, user)
         self._push_discussion(school, d, body)
         if not joined:
             for member in self.hub.of_user(school, user):
                 session = cast(Session, member)
                 if d in set(session.subscribed):
-                    self._leave_feed(session, d)
+                    self.audience.leave(session, d)
 
     async def _discussion_added(self, school: SchoolId, d: DiscussionId,
                                 users: list[UserId]) -> None:
@@ -683,33 +473,16 @@ class Node:
         following = [s for s in here if d in set(s.subscribed)]
         if joining:
             try:
-                await self._join(school, d, joining, 0, announce=True)
+                await self.audience.join(school, d, joining, 0, announce=True)
             except Exception:
                 _come_back(joining)  # they would miss the discussion until they reconnect
                 raise
         if following:  # already following it (a second notice): the summary is enough
-            summaries = await self._summaries(school, d, [s.user_id for s in following])
+            summaries = await self.audience.summaries(school, d, [s.user_id for s in following])
             for session in following:
                 summary = summaries.get(session.user_id)
                 if summary is not None:
-                    session.push(Frame({"type": "discussion", "discussion": summary}))
-
-    async def _summaries(self, school: SchoolId, d: DiscussionId,
-                         users: list[UserId]) -> dict[UserId, dict[str, Any]]:
-        """The ``discussion`` objects of one discussion for several users."""
-        est = await self.establishment(school)
-        found = await self.store.discussion_summaries(school, d, users)
-        participants = None
-        out = {}
-        for user, s in found.items():
-            me = s.members.get(user)
-            if me is not None and not me.present:  # sees it as it was when they left
-                out[user] = self._summary_json(est, s, user)
-                continue
-            if participants is None:
-                participants = self._participants_json(est, s, user)
-            out[user] = self._summary_json(est, s, user, participants)
-        return out
+                    session.push(Frame(frames.discussion(summary)))
 
     async def _refresh_school(self, school: SchoolId) -> None:
         """A policy change: rebuild the snapshot, cut those who lost access, tell the window."""
@@ -717,15 +490,13 @@ class Node:
             est = await self.schools.get(school)
         except NotFound:
             return
-        self._members = {k: v for k, v in self._members.items() if k[0] != school}
-        self._membership_changes += 1
+        self.audience.school_changed(school)
         gk = est.gatekeeper
         for member in self._sessions(school):
             decision = gk.check_connect(member.user_id)
             if not decision.allowed:
                 assert decision.code is not None
-                member.push(Frame({"type": "access", "code": decision.code.value,
-                                   "message": decision.message}))
+                member.push(Frame(frames.access(decision.code, decision.message)))
                 code = (CloseCode.UNAUTHENTICATED if decision.code is ErrorCode.UNAUTHENTICATED
                         else CloseCode.ACCESS_REVOKED)
                 member.close(code, decision.code.value)
@@ -741,7 +512,7 @@ class Node:
         before = self._window_open.get(school)
         self._window_open[school] = state.is_open
         if before is not None and before != state.is_open:
-            frame = Frame({"type": "window", **window_json(state)})
+            frame = Frame(frames.window(state))
             for member in self._sessions(school):
                 member.push(frame)
 
@@ -768,337 +539,17 @@ class Node:
                 self._check_window(school, est)
         for member in self._sessions():
             if now >= member.expires_at:
-                member.push(Frame({"type": "error", "code": "unauthenticated",
-                                   "message": "The token has expired: sign in again."}))
+                member.push(Frame(frames.error(ErrorCode.UNAUTHENTICATED,
+                                         "The token has expired: sign in again.")))
                 member.close(CloseCode.UNAUTHENTICATED, "token expired")
         # After the window events, so that clients hear "open" before the held messages.
-        await self.release_due()
+        await self.held.release_due()
         await self.noticeboard.release_due()
-
-    # ------------------------------------------------------------------ requests
-
-    async def members(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
-        key = (school, d)
-        members = self._members.get(key)
-        if members is None:
-            changes = self._membership_changes
-            members = await self.store.members(school, d)
-            # Cached only while notices about it reach us, and only if no join or leave
-            # was announced while we read (the read may predate it).
-            if key in self._feeds and changes == self._membership_changes:
-                self._members[key] = members
-        return members
-
-    async def _fresh_members(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
-        """The members as the store has them now (the cached ones were outdated)."""
-        self._members.pop((school, d), None)
-        return await self._members_or_nobody(school, d)
-
-    async def _members_or_nobody(self, school: SchoolId, d: DiscussionId) -> DiscussionMembers:
-        """The discussion's members; for an id that does not exist here, nobody.
-
-        The gatekeeper then answers an unknown discussion exactly as one the user is not
-        in, with the same precedence (G1–G3 first): no oracle on which ids exist.
-        """
-        try:
-            return await self.members(school, d)
-        except NotFound:
-            return DiscussionMembers(d, 0, ())
-
-    async def send(self, session: Session, d: DiscussionId, body: str,
-                   client_id: str) -> dict[str, Any]:
-        """Post a message; returns the ack frame (sent only once the message is durable)."""
-        school, user = session.school_id, session.user_id
-        members = await self._members_or_nobody(school, d)
-        for _ in range(_RECHECKS):
-            est = await self.establishment(school)
-            now = self.clock()
-            decision = est.gatekeeper.check_send(user, members, now)
-            if not decision.allowed or decision.hold_until is not None:
-                # A retry of a message already stored is answered as such, whatever the
-                # rules say now (the window may have closed since the first attempt).
-                earlier = await self.store.find_message(school, d, user, client_id)
-                if earlier is not None:
-                    return _ack(earlier, duplicate=True)
-                decision.raise_for_refusal()
-                assert decision.hold_until is not None
-                return await self._hold(school, user, client_id, body, decision.hold_until,
-                                        discussion=d)
-            try:
-                msg, new = await self.store.append_message(
-                    school, d, user, client_id, body, now=now,
-                    hidden_from=decision.hidden_from, members_version=members.version)
-            except MembersChanged:  # someone joined or left since: decide with them
-                members = await self._fresh_members(school, d)
-                continue
-            break
-        else:
-            raise StoreUnavailable(f"the members of discussion {d} keep changing")
-        if new:
-            self._offer((school, d), msg)
-        # A retry publishes again: the first attempt's node may have died before its
-        # PUBLISH. Feeds drop what they have already seen.
-        await self._publish(discussion_channel(school, d), _message_event(school, msg))
-        return _ack(msg, duplicate=not new)
-
-    async def start_discussion(self, session: Session, subject: str, to: Sequence[UserId],
-                               body: str, client_id: str) -> dict[str, Any]:
-        school, user = session.school_id, session.user_id
-        est = await self.establishment(school)
-        now = self.clock()
-        decision = est.gatekeeper.check_start(user, to, now)
-        earlier = await self.store.find_started(school, user, client_id)
-        if earlier is None:
-            decision.raise_for_refusal()
-            await self._check_start_quota(school, est, user, now)
-            if decision.hold_until is not None:
-                return await self._hold(school, user, client_id, body, decision.hold_until,
-                                        subject=subject, recipients=to)
-        else:  # a retry: answer what the first attempt did, whatever the rules say now
-            return {"type": "started",
-                    "discussion": await self.summary(school, user, earlier.discussion_id),
-                    "ack": _ack(earlier, duplicate=True)}
-        msg = await self._create(school, user, subject, to, body, client_id, now)
-        return {"type": "started",
-                "discussion": await self.summary(school, user, msg.discussion_id),
-                "ack": _ack(msg, duplicate=False)}
-
-    async def _check_start_quota(self, school: SchoolId, est: Establishment, user: UserId,
-                                 now: datetime) -> None:
-        """Refuse ``rate_limited`` (with ``retry_at``) past the school's start limits.
-        Counted from the store, so it holds across connections and nodes; two starts
-        racing on different connections may both pass (one over, at most per connection)."""
-        gk = est.gatekeeper
-        recent = await self.store.recent_starts(school, user, since=now - DAY,
-                                                limit=gk.start_limits.per_day)
-        gk.check_start_quota(recent, now).raise_for_refusal()
-
-    async def _create(self, school: SchoolId, user: UserId, subject: str,
-                      to: Sequence[UserId], body: str, client_id: str,
-                      now: datetime) -> StoredMessage:
-        # One transaction: a failure leaves no discussion without its first message.
-        members = await self.store.create_discussion(school, user, subject, to, now=now,
-                                                     first=(client_id, body))
-        d = members.id
-        msg = StoredMessage(d, 1, user, client_id, body, now)
-        everyone = [p.user_id for p in members.participants]
-        await self._publish_school(school, {"k": "n", "s": school, "d": d, "us": everyone})
-        await self._publish(discussion_channel(school, d), _message_event(school, msg))
-        return msg
-
-    async def _hold(self, school: SchoolId, user: UserId, client_id: str, body: str,
-                    until: datetime, *, discussion: DiscussionId | None = None,
-                    subject: str | None = None,
-                    recipients: Sequence[UserId] = ()) -> dict[str, Any]:
-        """Defer mode outside the hours: keep it for the opening (checked again then)."""
-        held, new = await self.store.hold(school, user, client_id, body,
-                                          discussion_id=discussion, subject=subject,
-                                          recipients=recipients, now=self.clock(),
-                                          release_at=until)
-        return {"type": "held", "discussion": discussion, "client_id": client_id,
-                "held_until": iso(held.release_at), "duplicate": not new}
-
-    async def release_due(self) -> None:
-        """Deliver held messages (and make held broadcasts due) whose opening has come,
-        or whose school's window is open now, after a fresh policy check.
-
-        Every node calls this on its tick; the store hands each message to one of them.
-        A message whose author lost the right meanwhile is dropped and the author told.
-        """
-        now = self.clock()
-        await self._release_opened(now)
-        for held in await self.store.claim_due(now):
-            try:
-                await self._release(held, now)
-            except Exception:
-                log.exception("releasing held message %s failed", held.id)
-
-    async def _release_opened(self, now: datetime) -> None:
-        """Make due now what waits for an opening of a window that is open already.
-
-        Items are held until the opening computed when they were held; the window may
-        open sooner (the admin widens the hours, on any node, or switches them off).
-        Every school with held items is looked at, connected here or not; the store's
-        claim still hands each item to a single node.
-        """
-        for school in await self.store.schools_holding(now):
-            try:
-                est = await self.schools.get(school)
-            except NotFound:
-                continue
-            if est.gatekeeper.window_state(now).is_open:
-                await self.store.release_for_opening(school, now)
-
-    async def _release(self, held: HeldMessage, now: datetime) -> None:
-        school, user = held.school_id, held.sender
-        try:
-            gk = (await self.schools.get(school)).gatekeeper
-        except NotFound:
-            await self.store.release_held(held.id)
-            return
-        if held.discussion_id is None:
-            decision = gk.check_start(user, held.recipients, now)
-        else:
-            try:
-                members = await self.store.members(school, held.discussion_id)
-            except NotFound:
-                members = None
-            decision = (gk.check_send(user, members, now) if members is not None
-                        else refuse(ErrorCode.NOT_PARTICIPANT))
-        if decision.allowed and decision.hold_until is not None:
-            await self.store.release_held(held.id, later=decision.hold_until)  # closed again
-            return
-        if decision.allowed:
-            if held.discussion_id is None:
-                assert held.subject is not None
-                if await self.store.find_started(school, user, held.client_id) is None:
-                    await self._create(school, user, held.subject, held.recipients, held.body,
-                                       held.client_id, now)
-            else:
-                d = held.discussion_id
-                assert members is not None  # allowed: the discussion exists
-                # Checked again now: hidden from whoever is switched off at the release.
-                try:
-                    msg, new = await self.store.append_message(
-                        school, d, user, held.client_id, held.body, now=now,
-                        hidden_from=decision.hidden_from, members_version=members.version)
-                except MembersChanged:  # checked against members of the past: next tick
-                    await self.store.release_held(held.id, later=now)
-                    return
-                if new:
-                    self._offer((school, d), msg)
-                    await self._publish(discussion_channel(school, d),
-                                        _message_event(school, msg))
-        else:
-            assert decision.code is not None
-            await self._publish_school(school, {
-                "k": "x", "s": school, "u": user, "c": held.client_id, "d": held.discussion_id,
-                "code": decision.code.value, "m": decision.message})
-        await self.store.release_held(held.id)
-
-    async def invite(self, session: Session, d: DiscussionId, invitee: UserId) -> None:
-        school, user = session.school_id, session.user_id
-        members = await self._members_or_nobody(school, d)
-        for _ in range(_RECHECKS):
-            gk = (await self.establishment(school)).gatekeeper
-            now = self.clock()
-            gk.check_invite(user, members, invitee, now).raise_for_refusal()
-            # What was posted before they arrive (or while they were away) is theirs only
-            # from authors they may exchange with now, the invitation applied: hidden in
-            # the same transaction, against exactly these members (docs/policy.md).
-            readable = gk.readable_authors(invitee, _with(members, invitee, user, now))
-            try:
-                await self.store.add_participant(school, d, invitee, invited_by=user, now=now,
-                                                 members_version=members.version,
-                                                 readable_authors=readable)
-            except MembersChanged:
-                members = await self._fresh_members(school, d)
-                continue
-            break
-        else:
-            raise StoreUnavailable(f"the members of discussion {d} keep changing")
-        event = {"k": "j", "s": school, "d": d, "u": invitee, "i": user}
-        self._dispatch(event)
-        await self._publish(discussion_channel(school, d), event)
-        await self._publish_school(school, {"k": "n", "s": school, "d": d, "us": [invitee]})
-
-    async def leave(self, session: Session, d: DiscussionId) -> None:
-        school, user = session.school_id, session.user_id
-        est = await self.establishment(school)
-        members = await self._members_or_nobody(school, d)
-        est.gatekeeper.check_leave(user, members).raise_for_refusal()
-        await self.store.leave(school, d, user, now=self.clock())
-        event = {"k": "l", "s": school, "d": d, "u": user}
-        self._dispatch(event)
-        await self._publish(discussion_channel(school, d), event)
-
-    async def mark_read(self, session: Session, d: DiscussionId, seq: int) -> None:
-        school, user = session.school_id, session.user_id
-        try:
-            position = await self.store.mark_read(school, d, user, seq)
-        except NotFound:
-            raise Refused(ErrorCode.NOT_PARTICIPANT) from None
-        event = {"k": "r", "s": school, "d": d, "u": user, "q": position}
-        self._dispatch(event)
-        await self._publish(discussion_channel(school, d), event)
-
-    async def typing(self, session: Session, d: DiscussionId) -> None:
-        school, user = session.school_id, session.user_id
-        members = await self._members_or_nobody(school, d)
-        participant = members.get(user)
-        if participant is None or not participant.present:
-            raise Refused(ErrorCode.NOT_PARTICIPANT)
-        event = {"k": "y", "s": school, "d": d, "u": user}
-        self._dispatch(event)
-        await self._publish(discussion_channel(school, d), event)
-
-    async def history(self, session: Session, d: DiscussionId, before: int | None,
-                      limit: int) -> tuple[list[dict[str, Any]], bool]:
-        school, user = session.school_id, session.user_id
-        visible = await self.store.visible_seq(school, d, user)
-        if visible is None:
-            raise Refused(ErrorCode.NOT_PARTICIPANT)
-        bound = visible + 1 if before is None else min(before, visible + 1)
-        rows = await self.store.messages(school, d, before_seq=bound, limit=limit + 1,
-                                         reader=user)
-        return [message_frame(m) for m in rows[:limit]], len(rows) > limit
-
-    async def summaries(self, session: Session, before: str | None = None,
-                        limit: int = 200) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of the user's discussions, most recently active first, and the cursor
-        of the next page (``None`` on the last). A flood of new discussions pushes older
-        ones to later pages, never out of reach."""
-        school = session.school_id
-        est = await self.establishment(school)
-        rows = await self.store.summaries(school, session.user_id, limit=limit + 1,
-                                          before=None if before is None
-                                          else _read_cursor(before))
-        page = rows[:limit]
-        after = None
-        if len(rows) > limit:
-            last = page[-1]
-            assert last.last_at is not None
-            after = _cursor(last.last_at, last.discussion.id)
-        return [self._summary_json(est, s, session.user_id) for s in page], after
-
-    async def summary(self, school: SchoolId, user: UserId, d: DiscussionId) -> dict[str, Any]:
-        est = await self.establishment(school)
-        for s in await self.store.summaries(school, user, discussion_id=d):
-            return self._summary_json(est, s, user)
-        raise NotFound(f"no discussion {d} for {user}")
-
-    def _participants_json(self, est: Establishment, s: DiscussionSummary,
-                           viewer: UserId) -> list[dict[str, Any]]:
-        """The participants as ``viewer`` may see them: as they were when the viewer left,
-        if they did (nobody invited later, nobody's leaving after)."""
-        participants = []
-        for p in s.members.as_seen_by(viewer):
-            entry = est.person(p.user_id)
-            entry["present"] = p.present
-            entry["invited_by"] = p.invited_by
-            participants.append(entry)
-        return participants
-
-    def _summary_json(self, est: Establishment, s: DiscussionSummary, viewer: UserId,
-                      participants: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """A ``discussion`` object; ``participants`` may be shared by the summaries of one
-        discussion at one membership version for viewers who are present (frames are
-        encoded, never changed)."""
-        if participants is None:
-            participants = self._participants_json(est, s, viewer)
-        return {"id": s.discussion.id, "subject": s.discussion.subject,
-                "created_by": s.discussion.created_by,
-                "created_at": iso(s.discussion.created_at),
-                "last_seq": s.visible_seq, "read_seq": s.read_seq,
-                "unread": max(0, s.visible_seq - s.read_seq - s.hidden_unread),
-                "participants": participants,
-                "last_message": None if s.last_message is None
-                else message_frame(s.last_message)}
 
     async def policy_changed(self, school: SchoolId) -> None:
         """Settings or preferences changed here: apply at once on every node."""
         await self._refresh_school(school)
-        await self._publish(school_channel(school), {"k": "v", "s": school})
+        await self._publish(school_channel(school), events.PolicyChanged(school))
 
 
 def _come_back(sessions: Iterable[Session]) -> None:
@@ -1106,52 +557,3 @@ def _come_back(sessions: Iterable[Session]) -> None:
     discussion, so they reconnect (4013) and resume, which joins it again."""
     for session in sessions:
         session.close(CloseCode.TRY_AGAIN, "could not follow a discussion: reconnect")
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def _cursor(last_at: datetime, d: DiscussionId) -> str:
-    """A ``list`` page's position, opaque to clients: ``<µs since 1970>-<id>``."""
-    return f"{(last_at - _EPOCH) // _MICROSECOND}-{d}"
-
-
-def _read_cursor(text: str) -> tuple[datetime, DiscussionId]:
-    micros, _, d = text.partition("-")
-    if not (micros.isascii() and micros.isdigit() and d.isascii() and d.isdigit()):
-        raise Refused(ErrorCode.BAD_REQUEST, "'before' must be the 'next' of a previous page")
-    try:
-        if int(d) > MAX_INT:
-            raise OverflowError
-        return _EPOCH + int(micros) * _MICROSECOND, DiscussionId(int(d))
-    except OverflowError:
-        raise Refused(ErrorCode.BAD_REQUEST,
-                      "'before' must be the 'next' of a previous page") from None
-
-
-def _with(members: DiscussionMembers, user: UserId, invited_by: UserId,
-          now: datetime) -> DiscussionMembers:
-    """``members`` with ``user`` brought in (or back) by ``invited_by``, as the store
-    will have them once the invitation is stored (same order: a returning participant
-    keeps their row)."""
-    joining = Participant(user, invited_by, now)
-    rows = [joining if p.user_id == user else p for p in members.participants]
-    if joining not in rows:
-        rows.append(joining)
-    return DiscussionMembers(members.id, members.version + 1, tuple(rows))
-
-
-def _ack(msg: StoredMessage, *, duplicate: bool) -> dict[str, Any]:
-    return {"type": "ack", "discussion": msg.discussion_id, "seq": msg.seq,
-            "client_id": msg.client_id, "at": iso(msg.created_at), "duplicate": duplicate}
-
-
-def _message_event(school: SchoolId, msg: StoredMessage) -> dict[str, Any]:
-    event = {"k": "m", "s": school, "d": msg.discussion_id, "q": msg.seq, "f": msg.sender,
-             "c": msg.client_id, "b": msg.body, "t": msg.created_at.isoformat()}
-    if msg.hidden_from:  # rare: only then does the publication carry it
-        event["h"] = sorted(msg.hidden_from)
-    return event
-
-

@@ -1,22 +1,25 @@
 """The noticeboard: information broadcasts and polls, from the author to the hub.
 
-One :class:`Noticeboard` per node. Its requests follow the path of a message:
+One :class:`Noticeboard` per self. Its requests follow the path of a message:
 the gatekeeper decides (G1–G3, G8) and computes the recipients, the store keeps
 the broadcast and each recipient's row, and an event on the school channel
 reaches every node, which pushes frames to the connections it holds. Events
-name people, so a node acts only for its own connections:
+(:mod:`server.events`) name people, so a node acts only for its own connections:
 
-====  ===========================================  =============================
-kind  published when                               each node pushes
-====  ===========================================  =============================
-b     a broadcast is created or published          ``broadcast`` to recipients
-                                                   here (and marks them received),
-                                                   the author's view to the author
-bs    a recipient's row changed (new figures)      ``broadcast_stats`` to the author
-bm    a recipient read, acknowledged or answered   ``broadcast_mine`` to them
-br    the author sent a reminder                   ``broadcast_reminder``
-bx    a scheduled broadcast was refused            ``broadcast_dropped`` to the author
-====  ===========================================  =============================
+==================  ==========================================  ==========================
+event               published when                              each node pushes
+==================  ==========================================  ==========================
+BroadcastPublished  a broadcast is created or published         ``broadcast`` to recipients
+                                                                here (and marks them
+                                                                received), the author's
+                                                                view to the author
+BroadcastStats      a recipient's row changed (new figures)     ``broadcast_stats`` to the
+                                                                author
+BroadcastMine       a recipient read, acknowledged or answered  ``broadcast_mine`` to them
+BroadcastReminded   the author sent a reminder                  ``broadcast_reminder``
+BroadcastDropped    a scheduled broadcast was refused           ``broadcast_dropped`` to
+                                                                the author
+==================  ==========================================  ==========================
 
 Anonymous polls: no view, result or event built here names who answered what,
 or who answered at all (see :meth:`Noticeboard.results`). The wire format is
@@ -28,8 +31,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from . import events, frames
 from .broadcasts import (
     DEFAULT_POLL_DURATION,
     REMINDER_INTERVAL,
@@ -41,16 +45,14 @@ from .broadcasts import (
     questions_to_json,
     target_to_json,
 )
+from .clock import Clock
 from .errors import ErrorCode, NotFound, Refused
-from .hub import Frame, Member
+from .hub import Frame, Hub, Member
 from .model import SchoolId, UserId
-from .schools import Establishment, fold
-from .store import Broadcast, BroadcastStats, Receipt
+from .schools import Establishment, Schools, fold
+from .store import Broadcast, BroadcastStats, BroadcastStore, Receipt
 
-if TYPE_CHECKING:
-    from .node import Node
-
-__all__ = ["MAX_PEOPLE", "Noticeboard", "stats_json"]
+__all__ = ["MAX_PEOPLE", "Noticeboard", "NoticeboardHost", "stats_json"]
 
 log = logging.getLogger("preau.noticeboard")
 
@@ -59,7 +61,7 @@ MAX_CACHED = 512  # published broadcasts whose header a node keeps
 
 
 def _iso(dt: datetime | None) -> str | None:
-    return None if dt is None else dt.isoformat().replace("+00:00", "Z")
+    return None if dt is None else frames.iso(dt)
 
 
 def stats_json(stats: BroadcastStats) -> dict[str, Any]:
@@ -76,21 +78,43 @@ def mine_json(r: Receipt) -> dict[str, Any]:
             "reminded_at": _iso(r.reminded_at)}
 
 
+class NoticeboardHost(Protocol):
+    """What the noticeboard needs of the node that holds it, beyond the store, the hub,
+    the schools and the clock it is given: telling every node of an event, and running
+    work in the background."""
+
+    async def announce(self, school: SchoolId, event: events.Event) -> None:
+        """Publish ``event`` on the school's channel and handle it on this node too."""
+
+    def spawn(self, coro: Any) -> None:
+        """Run ``coro`` in the background; its failure is logged, never lost."""
+
+
 class Noticeboard:
     """Noticeboard is responsible for broadcasts and polls: requests, events and releases."""
 
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, store: BroadcastStore, hub: Hub, schools: Schools, clock: Clock,
+                 host: NoticeboardHost) -> None:
+        self.store = store
+        self.hub = hub
+        self.schools = schools
+        self.clock = clock
+        self._host = host
         # Published broadcasts by (school, id), for the recipients' requests: what they
         # read of it (questions, deadline, author…) never changes once published. The
         # figures in it are stale and never used from here.
         self._headers: dict[tuple[SchoolId, int], Broadcast] = {}
 
+    async def _establishment(self, school: SchoolId) -> Establishment:
+        """The school's current snapshot: cached, refreshed by notices and the tick."""
+        current = self.schools.current(school)
+        return current if current is not None else await self.schools.get(school)
+
     async def _header(self, school: SchoolId, bid: int) -> Broadcast:
         key = (school, bid)
         b = self._headers.get(key)
         if b is None:
-            b = await self.node.store.get_broadcast(school, bid)
+            b = await self.store.get_broadcast(school, bid)
             if b.status == "published":
                 if len(self._headers) >= MAX_CACHED:
                     del self._headers[next(iter(self._headers))]
@@ -125,7 +149,7 @@ class Noticeboard:
 
     async def scope(self, school: SchoolId, user: UserId, q: str | None) -> dict[str, Any]:
         """What ``user`` may address, for a picker (and people matching ``q``)."""
-        est = await self.node.establishment(school)
+        est = await self._establishment(school)
         gk = est.gatekeeper
         decision, scope = gk.broadcast_scope(user)
         classes = gk.state.directory.classes
@@ -155,8 +179,8 @@ class Noticeboard:
     async def preview(self, school: SchoolId, user: UserId, to: object) -> dict[str, Any]:
         """How many would receive a broadcast to ``to`` now, or the refusal."""
         target = parse_target(to)
-        est = await self.node.establishment(school)
-        decision, recipients = est.gatekeeper.check_broadcast(user, target, self.node.clock())
+        est = await self._establishment(school)
+        decision, recipients = est.gatekeeper.check_broadcast(user, target, self.clock())
         decision.raise_for_refusal()
         return {"recipients": len(recipients)}
 
@@ -167,12 +191,11 @@ class Noticeboard:
         A retry with a ``client_id`` already used answers the original, whatever
         the rules say now (the window may have closed since the first attempt).
         """
-        node = self.node
-        now = node.clock()
+        now = self.clock()
         draft = parse_draft(request, now)
-        est = await node.establishment(school)
+        est = await self._establishment(school)
         decision, recipients = est.gatekeeper.check_broadcast(user, draft.target, now)
-        earlier = await node.store.find_broadcast(school, user, draft.client_id)
+        earlier = await self.store.find_broadcast(school, user, draft.client_id)
         if earlier is not None:
             return self.author_view(earlier, est, now), False
         decision.raise_for_refusal()
@@ -184,30 +207,30 @@ class Noticeboard:
         deadline = draft.deadline
         if draft.kind is Kind.POLL and deadline is None:
             deadline = publish_at + DEFAULT_POLL_DURATION
-        b, new = await node.store.create_broadcast(
+        b, new = await self.store.create_broadcast(
             school, user, draft, now=now, publish_at=publish_at, deadline=deadline,
             recipients=None if scheduled else recipients,
             held_for_hours=draft.publish_at is None and decision.hold_until is not None)
         if new:
-            await node.announce(school, {"k": "b", "s": school, "id": b.id, "a": user,
-                                         "us": [] if scheduled else list(recipients)})
+            await self._host.announce(school, events.BroadcastPublished(
+                school, b.id, user, () if scheduled else tuple(recipients)))
         return self.author_view(b, est, now), new
 
     async def _authored(self, school: SchoolId, user: UserId, bid: int) -> Broadcast:
         """The broadcast if ``user`` wrote it: ``forbidden`` for a recipient, else not_found."""
-        b = await self.node.store.get_broadcast(school, bid)
+        b = await self.store.get_broadcast(school, bid)
         if b.author == user:
             return b
-        if await self.node.store.receipt(school, bid, user) is not None:
+        if await self.store.receipt(school, bid, user) is not None:
             raise Refused(ErrorCode.FORBIDDEN, "Only its author sees the results.")
         raise NotFound(f"no broadcast {bid} for you")
 
     async def results(self, school: SchoolId, user: UserId, bid: int) -> dict[str, Any]:
         """The author's results. Anonymous polls: counts and texts only, no identities."""
         b = await self._authored(school, user, bid)
-        est = await self.node.establishment(school)
+        est = await self._establishment(school)
         est.gatekeeper.check_read(user).raise_for_refusal()
-        receipts = await self.node.store.receipts(school, bid)
+        receipts = await self.store.receipts(school, bid)
         texts: list[list[str] | None] = [
             sorted(str(r.answers[i]["text"]) for r in receipts if r.answers is not None)
             if q.kind is QuestionKind.TEXT else None
@@ -238,12 +261,11 @@ class Noticeboard:
 
     async def remind(self, school: SchoolId, user: UserId, bid: int) -> dict[str, Any]:
         """Nudge the recipients who have not done what the broadcast asks."""
-        node = self.node
         b = await self._authored(school, user, bid)
         if b.status != "published":
             raise Refused(ErrorCode.CONFLICT, "It has not been published: nobody to remind.")
-        now = node.clock()
-        est = await node.establishment(school)
+        now = self.clock()
+        est = await self._establishment(school)
         gk = est.gatekeeper
         decision, _ = gk.check_broadcast(user, b.target, now)
         decision.raise_for_refusal()
@@ -255,39 +277,38 @@ class Noticeboard:
         if b.reminded_at is not None and now < b.reminded_at + REMINDER_INTERVAL:
             raise Refused(ErrorCode.RATE_LIMITED, "One reminder every 10 minutes.",
                           retry_at=b.reminded_at + REMINDER_INTERVAL)
-        receipts = await node.store.receipts(school, bid)
+        receipts = await self.store.receipts(school, bid)
         pending = [r.user_id for r in receipts if gk.may_broadcast_to(user, r.user_id) and (
             r.answered_at is None if b.kind is Kind.POLL
             else r.acknowledged_at is None if b.ack_requested else r.read_at is None)]
-        await node.store.remind_broadcast(school, bid, pending, now=now)
+        await self.store.remind_broadcast(school, bid, pending, now=now)
         if pending:
-            await node.announce(school, {"k": "br", "s": school, "id": bid, "us": pending,
-                                         "a": user, "t": b.title, "at": _iso(now)})
+            await self._host.announce(school, events.BroadcastReminded(
+                school, bid, tuple(pending), user, b.title, frames.iso(now)))
         return {"reminded": len(pending)}
 
     # ------------------------------------------------------------------ recipients
 
     async def listing(self, school: SchoolId, user: UserId) -> dict[str, Any]:
         """What the user received (and marks it received) and what they wrote."""
-        node = self.node
-        est = await node.establishment(school)
+        est = await self._establishment(school)
         est.gatekeeper.check_read(user).raise_for_refusal()
-        now = node.clock()
-        received = await node.store.broadcasts_received(school, user, now=now)
+        now = self.clock()
+        received = await self.store.broadcasts_received(school, user, now=now)
         items = []
         for b, r in received:
             if r.received_at is None:
                 r, _ = await self._received(school, b, user, now)
             items.append(self.recipient_view(b, r, est, now))
-        sent = await node.store.broadcasts_sent(school, user)
+        sent = await self.store.broadcasts_sent(school, user)
         return {"received": items, "sent": [self.author_view(b, est, now) for b in sent]}
 
     async def _received(self, school: SchoolId, b: Broadcast, user: UserId,
                         now: datetime) -> tuple[Receipt, BroadcastStats | None]:
-        stats = await self.node.store.mark_broadcast_received(school, b.id, [user], now=now)
+        stats = await self.store.mark_broadcast_received(school, b.id, [user], now=now)
         if stats is not None:
             await self._figures(school, b, stats)
-        receipt = await self.node.store.receipt(school, b.id, user)
+        receipt = await self.store.receipt(school, b.id, user)
         assert receipt is not None
         return receipt, stats
 
@@ -297,23 +318,20 @@ class Noticeboard:
         Those are exactly the broadcasts the user has not received yet; each is
         delivered once (then marked received), oldest first.
         """
-        node = self.node
         school, user = member.school_id, member.user_id
-        now = node.clock()
-        missed = await node.store.broadcasts_received(school, user, now=now, undelivered=True)
+        now = self.clock()
+        missed = await self.store.broadcasts_received(school, user, now=now, undelivered=True)
         if not missed:
             return
-        est = await node.establishment(school)
+        est = await self._establishment(school)
         for b, _ in reversed(missed):
             receipt, _ = await self._received(school, b, user, now)
-            member.push(Frame({"type": "broadcast",
-                               "broadcast": self.recipient_view(b, receipt, est, now)}))
+            member.push(Frame(frames.broadcast(self.recipient_view(b, receipt, est, now))))
 
     async def view(self, school: SchoolId, user: UserId, bid: int) -> dict[str, Any]:
-        node = self.node
-        est = await node.establishment(school)
-        now = node.clock()
-        b = await node.store.get_broadcast(school, bid)
+        est = await self._establishment(school)
+        now = self.clock()
+        b = await self.store.get_broadcast(school, bid)
         if b.author == user:
             est.gatekeeper.check_read(user).raise_for_refusal()
             return self.author_view(b, est, now)
@@ -324,7 +342,7 @@ class Noticeboard:
 
     async def _receipt(self, school: SchoolId, b: Broadcast, user: UserId,
                        est: Establishment) -> Receipt:
-        receipt = await self.node.store.receipt(school, b.id, user)
+        receipt = await self.store.receipt(school, b.id, user)
         if receipt is None:
             raise NotFound(f"no broadcast {b.id} for you")
         est.gatekeeper.check_read(user).raise_for_refusal()
@@ -332,15 +350,14 @@ class Noticeboard:
 
     async def mark_read(self, school: SchoolId, user: UserId, bid: int, *,
                         acknowledge: bool) -> dict[str, Any]:
-        node = self.node
-        est = await node.establishment(school)
+        est = await self._establishment(school)
         est.gatekeeper.check_read(user).raise_for_refusal()
         b = await self._header(school, bid)
         if acknowledge and not b.ack_requested:
             await self._receipt(school, b, user, est)  # a stranger learns nothing of it
             raise Refused(ErrorCode.BAD_REQUEST, "No acknowledgement was asked for.")
-        now = node.clock()
-        receipt, stats = await node.store.mark_broadcast_read(school, bid, user, now=now,
+        now = self.clock()
+        receipt, stats = await self.store.mark_broadcast_read(school, bid, user, now=now,
                                                               acknowledge=acknowledge)
         if stats is not None:
             await self._changed(school, b, receipt, stats)
@@ -348,30 +365,29 @@ class Noticeboard:
 
     async def answer(self, school: SchoolId, user: UserId, bid: int,
                      raw: object) -> dict[str, Any]:
-        node = self.node
-        est = await node.establishment(school)
+        est = await self._establishment(school)
         b = await self._header(school, bid)
         # Recipients first: a stranger learns nothing of it, not even its questions
         # (parse_answers would describe them in its refusals).
         await self._receipt(school, b, user, est)
         if b.kind is not Kind.POLL or b.deadline is None:
             raise Refused(ErrorCode.BAD_REQUEST, "This is information, not a poll.")
-        now = node.clock()
+        now = self.clock()
         est.gatekeeper.check_vote(user, b.deadline, now).raise_for_refusal()
         answers = parse_answers(b.questions, raw)
-        receipt, stats = await node.store.answer_poll(school, bid, user, answers, now=now)
+        receipt, stats = await self.store.answer_poll(school, bid, user, answers, now=now)
         await self._changed(school, b, receipt, stats)
         return self.recipient_view(b, receipt, est, now)
 
     async def _changed(self, school: SchoolId, b: Broadcast, receipt: Receipt,
                        stats: BroadcastStats) -> None:
         await self._figures(school, b, stats)
-        await self.node.announce(school, {"k": "bm", "s": school, "id": b.id,
-                                          "u": receipt.user_id, "mine": mine_json(receipt)})
+        await self._host.announce(school, events.BroadcastMine(school, b.id, receipt.user_id,
+                                                               mine_json(receipt)))
 
     async def _figures(self, school: SchoolId, b: Broadcast, stats: BroadcastStats) -> None:
-        await self.node.announce(school, {"k": "bs", "s": school, "id": b.id, "a": b.author,
-                                          "st": stats_json(stats)})
+        await self._host.announce(school, events.BroadcastStats(school, b.id, b.author,
+                                                                stats_json(stats)))
 
     # ------------------------------------------------------------------ publication
 
@@ -380,89 +396,92 @@ class Noticeboard:
 
         Every node calls this on its tick; the store hands each broadcast to one of them.
         """
-        now = self.node.clock()
-        for b in await self.node.store.claim_due_broadcasts(now):
+        now = self.clock()
+        for b in await self.store.claim_due_broadcasts(now):
             try:
                 await self._release(b, now)
             except Exception:
                 log.exception("publishing broadcast %s failed", b.id)
 
     async def _release(self, b: Broadcast, now: datetime) -> None:
-        node, school = self.node, b.school_id
+        school = b.school_id
         try:
-            gk = (await node.schools.get(school)).gatekeeper
+            gk = (await self.schools.get(school)).gatekeeper
         except NotFound:
             return
         decision, recipients = gk.check_broadcast(b.author, b.target, now)
         if decision.allowed and decision.hold_until is not None:
-            await node.store.reschedule_broadcast(school, b.id, decision.hold_until)
+            await self.store.reschedule_broadcast(school, b.id, decision.hold_until)
             return
         if not decision.allowed or not recipients:
             code = decision.code.value if decision.code is not None else "bad_request"
             message = decision.message or "Nobody is left to receive it."
-            await node.store.drop_broadcast(school, b.id, code, message)
-            await node.announce(school, {"k": "bx", "s": school, "id": b.id, "a": b.author,
-                                         "code": code, "m": message})
+            await self.store.drop_broadcast(school, b.id, code, message)
+            await self._host.announce(school, events.BroadcastDropped(school, b.id, b.author,
+                                                                      code, message))
             return
-        await node.store.publish_broadcast(school, b.id, recipients, now=now)
-        await node.announce(school, {"k": "b", "s": school, "id": b.id, "a": b.author,
-                                     "us": list(recipients)})
+        await self.store.publish_broadcast(school, b.id, recipients, now=now)
+        await self._host.announce(school, events.BroadcastPublished(school, b.id, b.author,
+                                                                    tuple(recipients)))
 
     # ------------------------------------------------------------------ events
 
-    def dispatch(self, ev: dict[str, Any]) -> None:
-        """An event of the table above, from this node or another."""
-        kind, school = ev["k"], SchoolId(ev["s"])
-        hub = self.node.hub
-        if kind == "b":
-            self.node.spawn(self._published(school, ev["id"], UserId(ev["a"]),
-                                            [UserId(u) for u in ev["us"]]))
-        elif kind == "bs":
-            frame = Frame({"type": "broadcast_stats", "id": ev["id"], "stats": ev["st"]})
-            for member in hub.of_user(school, UserId(ev["a"])):
+    def register(self, dispatch: events.Dispatch) -> None:
+        """Handle the events of the table above, from this node or another."""
+        dispatch.on(events.BroadcastPublished, self._on_published)
+        dispatch.on(events.BroadcastStats, self._on_stats)
+        dispatch.on(events.BroadcastMine, self._on_mine)
+        dispatch.on(events.BroadcastReminded, self._on_reminded)
+        dispatch.on(events.BroadcastDropped, self._on_dropped)
+
+    def _to(self, school: SchoolId, users: Sequence[UserId], frame: Frame) -> None:
+        for u in users:
+            for member in self.hub.of_user(school, u):
                 member.push(frame)
-        elif kind == "bm":
-            frame = Frame({"type": "broadcast_mine", "id": ev["id"], "mine": ev["mine"]})
-            for member in hub.of_user(school, UserId(ev["u"])):
-                member.push(frame)
-        elif kind == "br":
-            est = self.node.schools.current(school)
-            author = (est.person(UserId(ev["a"])) if est is not None
-                      else {"id": ev["a"]})
-            frame = Frame({"type": "broadcast_reminder", "id": ev["id"], "title": ev["t"],
-                           "author": author, "at": ev["at"]})
-            for u in ev["us"]:
-                for member in hub.of_user(school, UserId(u)):
-                    member.push(frame)
-        elif kind == "bx":
-            frame = Frame({"type": "broadcast_dropped", "id": ev["id"], "code": ev["code"],
-                           "message": ev["m"]})
-            for member in hub.of_user(school, UserId(ev["a"])):
-                member.push(frame)
+
+    def _on_published(self, ev: events.BroadcastPublished) -> None:
+        self._host.spawn(self._published(ev.school, ev.broadcast, ev.author,
+                                         list(ev.recipients)))
+
+    def _on_stats(self, ev: events.BroadcastStats) -> None:
+        self._to(ev.school, [ev.author],
+                 Frame(frames.broadcast_stats(ev.broadcast, dict(ev.stats))))
+
+    def _on_mine(self, ev: events.BroadcastMine) -> None:
+        self._to(ev.school, [ev.user], Frame(frames.broadcast_mine(ev.broadcast, dict(ev.mine))))
+
+    def _on_reminded(self, ev: events.BroadcastReminded) -> None:
+        est = self.schools.current(ev.school)
+        author = est.person(ev.author) if est is not None else {"id": ev.author}
+        self._to(ev.school, ev.recipients,
+                 Frame(frames.broadcast_reminder(ev.broadcast, ev.title, author, ev.at)))
+
+    def _on_dropped(self, ev: events.BroadcastDropped) -> None:
+        self._to(ev.school, [ev.author],
+                 Frame(frames.broadcast_dropped(ev.broadcast, ev.code, ev.message)))
 
     async def _published(self, school: SchoolId, bid: int, author: UserId,
                          users: list[UserId]) -> None:
-        node = self.node
-        here = [m for u in users for m in node.hub.of_user(school, u)]
-        authors = node.hub.of_user(school, author)
+        here = [m for u in users for m in self.hub.of_user(school, u)]
+        authors = self.hub.of_user(school, author)
         if not here and not authors:
             return
-        b = await node.store.get_broadcast(school, bid)
-        est = await node.establishment(school)
-        now = node.clock()
+        b = await self.store.get_broadcast(school, bid)
+        est = await self._establishment(school)
+        now = self.clock()
         if here:
             present = sorted({m.user_id for m in here})
-            stats = await node.store.mark_broadcast_received(school, bid, present, now=now)
+            stats = await self.store.mark_broadcast_received(school, bid, present, now=now)
             # One frame for all: every recipient's state is the same, just received.
             first = Receipt(bid, UserId(""), now, None, None, None, None, None)
             view = self.recipient_view(b, first, est, now)
-            frame = Frame({"type": "broadcast", "broadcast": view})
+            frame = Frame(frames.broadcast(view))
             for member in here:
                 member.push(frame)
             if stats is not None:
                 await self._figures(school, b, stats)
-                b = await node.store.get_broadcast(school, bid)
+                b = await self.store.get_broadcast(school, bid)
         if authors:
-            frame = Frame({"type": "broadcast", "broadcast": self.author_view(b, est, now)})
+            frame = Frame(frames.broadcast(self.author_view(b, est, now)))
             for member in authors:
                 member.push(frame)

@@ -20,11 +20,12 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import frames
 from .broker import BrokerUnavailable
 from .errors import ErrorCode, NotFound, Refused, StoreError, UnstorableValue
 from .hub import Allowance, Frame, Outbox, Transport, TransportClosed
 from .model import DiscussionId, SchoolId, UserId
-from .node import Node, iso, message_frame, skipped_frame, window_json
+from .node import Node
 from .protocol import (
     HEARTBEAT_INTERVAL,
     PROTOCOL_VERSION,
@@ -113,7 +114,7 @@ class Session:
             self._positions[discussion] = seq
             # A message hidden from this user (docs/policy.md, the invariant): the seq
             # is passed over, and said so, so that the stream stays gap-free.
-            self.push(frame if frame is not None else skipped_frame(discussion, seq))
+            self.push(frame if frame is not None else Frame(frames.skipped(discussion, seq)))
 
     def push(self, frame: Frame) -> None:
         if self._held is not None:
@@ -132,7 +133,7 @@ class Session:
         self._positions[discussion] = position
         for msg in messages:
             hidden = self.user_id in msg.hidden_from
-            self.deliver(discussion, msg.seq, None if hidden else Frame(message_frame(msg)))
+            self.deliver(discussion, msg.seq, None if hidden else Frame(frames.message(msg)))
         for seq, frame in buffered:
             self.deliver(discussion, seq, frame)
 
@@ -155,7 +156,7 @@ class Session:
             self._go_elsewhere()
 
     def _go_elsewhere(self) -> None:
-        self.push(Frame({"type": "reconnect", "reason": "server shutting down"}))
+        self.push(Frame(frames.reconnect("server shutting down")))
         self.close(CloseCode.SHUTDOWN, "server shutting down: reconnect")
 
     def close(self, code: int, reason: str) -> None:
@@ -257,22 +258,19 @@ class Session:
         window = gk.window_state(now)
         held, self._held = self._held or [], None
         replayed = sum(1 for f in held if f.body.get("type") == "message")
-        self.push(Frame({
-            "type": "welcome", "protocol": PROTOCOL_VERSION, "node": self.node.node_id,
-            "user": person(user, gk),
-            "school": {"id": self.school_id, "name": gk.state.directory.school.name,
-                       "timezone": gk.state.settings.timezone},
-            "read_only": not window.is_open, "window": window_json(window),
-            "heartbeat": int(HEARTBEAT_INTERVAL),
-            "resume": {"replayed": replayed, "complete": incomplete == 0},
-        }))
+        self.push(Frame(frames.welcome(
+            node=self.node.node_id, protocol=PROTOCOL_VERSION, user=person(user, gk),
+            school={"id": self.school_id, "name": gk.state.directory.school.name,
+                    "timezone": gk.state.settings.timezone},
+            window_state=window, heartbeat=int(HEARTBEAT_INTERVAL), replayed=replayed,
+            complete=incomplete == 0)))
         for frame in held:
             self.push(frame)
         return True
 
     async def _refuse(self, code: ErrorCode, message: str, close: CloseCode) -> None:
         self._held = None
-        self.push(Frame({"type": "error", "code": code.value, "message": message}))
+        self.push(Frame(frames.error(code, message)))
         self.state = SessionState.CLOSED
         await self.outbox.close(close, close_reason(message))
 
@@ -345,12 +343,7 @@ class Session:
 
     def _error(self, ref: str | None, code: ErrorCode, message: str,
                retry_at: datetime | None = None) -> None:
-        body: dict[str, Any] = {"type": "error", "code": code.value, "message": message}
-        if ref is not None:
-            body["ref"] = ref
-        if retry_at is not None:
-            body["retry_at"] = iso(retry_at)
-        self.push(Frame(body))
+        self.push(Frame(frames.error(code, message, ref=ref, retry_at=retry_at)))
 
     def _charge(self, cost: float) -> float:
         """Spend ``cost`` from the user's allowance; the seconds to wait if it is short."""
@@ -372,36 +365,34 @@ class Session:
                           retry_at=self.node.clock() + timedelta(seconds=wait))
 
     async def _serve(self, request: Request) -> dict[str, Any] | None:
-        node = self.node
+        talk = self.node.conversations
         if self.node.clock() >= self.expires_at:
             self.close(CloseCode.UNAUTHENTICATED, "token expired")
             raise Refused(ErrorCode.UNAUTHENTICATED, "The token has expired: sign in again.")
         self._take_tokens(request)
         match request:
             case Send(discussion=d, body=body, client_id=cid):
-                return await node.send(self, d, body, cid)
+                return await talk.send(self, d, body, cid)
             case Typing(discussion=d):
-                await node.typing(self, d)
+                await talk.typing(self, d)
                 return None
             case Read(discussion=d, seq=seq):
-                await node.mark_read(self, d, seq)
-                return {"type": "ok"}
+                await talk.mark_read(self, d, seq)
+                return frames.ok()
             case Start(subject=subject, to=to, body=body, client_id=cid):
-                return await node.start_discussion(self, subject, to, body, cid)
+                return await talk.start_discussion(self, subject, to, body, cid)
             case Invite(discussion=d, user=invitee):
-                await node.invite(self, d, invitee)
-                return {"type": "ok"}
+                await talk.invite(self, d, invitee)
+                return frames.ok()
             case Leave(discussion=d):
-                await node.leave(self, d)
-                return {"type": "ok"}
+                await talk.leave(self, d)
+                return frames.ok()
             case ListDiscussions(before=before, limit=limit):
-                items, after = await node.summaries(self, before, limit)
-                return {"type": "discussions", "items": items, "more": after is not None,
-                        "next": after}
+                items, after = await talk.summaries(self, before, limit)
+                return frames.discussions(items, after)
             case History(discussion=d, before=before, limit=limit):
-                messages, more = await node.history(self, d, before, limit)
-                return {"type": "history", "discussion": d, "messages": messages,
-                        "more": more}
+                messages, more = await talk.history(self, d, before, limit)
+                return frames.history(d, messages, more)
             case Ping():
-                return {"type": "pong"}
+                return frames.pong()
         raise AssertionError(f"unhandled request {request!r}")

@@ -49,6 +49,7 @@ __all__ = [
     "preferences_to_json",
     "settings_from_json",
     "settings_to_json",
+    "without_unknown_profiles",
 ]
 
 Json = Any  # a decoded JSON value
@@ -323,3 +324,14 @@ def _parse_time(value: Json, where: str) -> time:
 
 def _format_time(t: time) -> str:
     return f"{t.hour:02d}:{t.minute:02d}"
+
+
+def without_unknown_profiles(
+    settings: SchoolSettings, profiles: Collection[ProfileId]
+) -> SchoolSettings:
+    """``settings`` with the disabled profiles the directory no longer has left out: a
+    directory import may drop a profile that a setting still names."""
+    kept = frozenset(p for p in settings.disabled_profiles if p in profiles)
+    if kept == settings.disabled_profiles:
+        return settings
+    return replace(settings, disabled_profiles=kept)

@@ -54,8 +54,9 @@ from .errors import (
 from .gatekeeper import WindowState
 from .headers import SecurityHeaders
 from .hub import TransportClosed
+from .limits import Limits
 from .model import Role, SchoolId, User, UserId
-from .node import Limits, Node
+from .node import Node
 from .protocol import (
     HEARTBEAT_INTERVAL,
     HEARTBEAT_TIMEOUT,
@@ -197,7 +198,8 @@ def create_app(
             secret = await resolve_secret(config, st)
             schools = Schools(st)
             node = Node(st, _broker(config), schools, clock=clock,
-                        limits=limits or config.limits(), node_id=config.node_id)
+                        limits=limits or config.limits(), node_id=config.node_id,
+                        events_version=config.events_version)
             await node.start()
             services["s"] = _Services(st, schools, secret, clock, node)
             yield
@@ -233,7 +235,8 @@ def create_app(
         s = services["s"]
         report = {"status": "ready", "store": "ok", "broker": "ok",
                   "connections": len(s.node.hub),
-                  "discussions": sum(1 for _ in s.node.hub.discussions())}
+                  "discussions": sum(1 for _ in s.node.hub.discussions()),
+                  "events_unreadable": s.node.events_unreadable}
         try:
             await s.store.list_schools()
         except StoreError as exc:

@@ -1,8 +1,9 @@
 """Several real server processes sharing one private Redis and one database.
 
 The database is a SQLite file in the test's folder, or a PostgreSQL database (the
-``postgres_url`` fixture): the same tests run on both through the ``shared_database``
-fixture of tests/conftest.py. Each node is ``python -m server serve`` on its own port,
+``postgres_url`` fixture): a test marked ``@pytest.mark.databases("sqlite",
+"postgresql")`` that builds its cluster on the ``shared_database`` fixture of
+tests/conftest.py runs unchanged on both. Each node is ``python -m server serve`` on its own port,
 exactly as an operator runs it, with ``PREAU_DATABASE_URL``; the directory is imported
 with ``python -m server directory import`` as an operator does. The clock starts at a
 school morning (``PREAU_CLOCK_START``) so that the tests pass at any hour. Nodes can be

@@ -1,5 +1,12 @@
 """Shared fixtures: a migrated SQLite store, PostgreSQL databases, and a real uvicorn
-server on a free port."""
+server on a free port.
+
+``live_server`` runs on SQLite unless a test (or its module, or class) is marked
+``@pytest.mark.databases("sqlite", "postgresql")``: it then runs once per database,
+the PostgreSQL one a fresh database of the machine's server (``postgres_url``). A
+test that reads the SQLite file itself (``LiveServer.database``) says so with
+``@pytest.mark.databases("sqlite")``.
+"""
 
 from __future__ import annotations
 
@@ -21,12 +28,13 @@ from server.clock import ManualClock
 from server.config import Config
 from server.directory import parse_directory
 from server.handshake import uvicorn_options
+from server.limits import Limits
 from server.model import SchoolId, UserId
-from server.node import Limits
-from server.store import SqliteStore
+from server.store import SqliteStore, open_store, sqlite_path
 from server.tokens import issue_token
 from server.web import create_app
-from tests.postgres import TestDatabases
+from tests.postgres import PostgresUnavailable, TestDatabases
+from tests.postgres_private import PrivatePostgres, PrivatePostgresUnavailable
 from tests.schools import other_school_doc, school_doc
 from tests.wire import Wire
 
@@ -79,15 +87,16 @@ def postgres_url(postgres_databases: TestDatabases) -> Iterator[str]:
         postgres_databases.drop(url)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def shared_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of the database several ``preau serve`` processes share, once per store: a
-    SQLite file on this machine, then a new PostgreSQL database (dropped after the test).
-    The cluster tests run unchanged on both."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shared.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL server for this test alone, which it may stop and start
+    (tests/postgres_private.py); never the machine's server."""
+    try:
+        server = PrivatePostgres()
+    except PrivatePostgresUnavailable as exc:
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None  # the hint, alone
+    with server:
+        yield server
 
 
 def free_port() -> int:
@@ -98,11 +107,21 @@ def free_port() -> int:
 
 @dataclass
 class LiveServer:
-    """A running server: its URL, its injected clock, and a token maker."""
+    """A running server: its URL, its injected clock, its database, and a token maker."""
 
     url: str
     clock: ManualClock
-    database: Path
+    database_url: str
+
+    @property
+    def database(self) -> Path:
+        """The SQLite file, for a test that reads or locks it itself."""
+        path = sqlite_path(self.database_url)
+        if path is None:
+            raise AssertionError(
+                "this test uses the SQLite file itself: mark it "
+                '@pytest.mark.databases("sqlite")')
+        return Path(path)
 
     def token(self, user: str, school: str = "hugo", ttl: timedelta = timedelta(hours=1)) -> str:
         return issue_token(SECRET, SchoolId(school), UserId(user), ttl=ttl, now=self.clock())
@@ -116,10 +135,10 @@ class LiveServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=10)
 
 
-def _import_schools(path: Path) -> None:
+def _import_schools(url: str) -> None:
+    """Create (migrate) the store at ``url`` and import both test schools into it."""
     async def run() -> None:
-        st = SqliteStore(str(path))
-        await st.open()
+        st = await open_store(url)
         try:
             for doc in (school_doc(), other_school_doc()):
                 await st.import_directory(parse_directory(doc), actor="test", now=SCHOOL_DAY)
@@ -158,12 +177,60 @@ def serve(config: Config, clock: ManualClock, limits: Limits,
         thread.join(timeout=10)
 
 
+DATABASES = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a test that uses ``database`` once per database its ``databases`` marker names
+    (SQLite alone when unmarked: the test ids stay as they were)."""
+    marker = metafunc.definition.get_closest_marker("databases")
+    if marker is None or "database" not in metafunc.fixturenames:
+        return
+    unknown = set(marker.args) - set(DATABASES)
+    if unknown or not marker.args:
+        raise pytest.UsageError(f"@pytest.mark.databases takes some of {DATABASES}, "
+                                f"not {marker.args!r}")
+    metafunc.parametrize("database", marker.args, indirect=True)
+
+
 @pytest.fixture
-def live_server(tmp_path: Path, limits: Limits) -> Iterator[LiveServer]:
-    """uvicorn serving the app over a real socket, with two schools imported."""
-    db = tmp_path / "live.db"
-    _import_schools(db)
+def database(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``postgresql``: what ``live_server`` stores in (see the module doc)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def schools_url(database: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The URL of a new database of the kind ``database`` names, with both schools."""
+    if database == "sqlite":
+        url = f"sqlite:///{tmp_path / 'live.db'}"
+    else:
+        try:
+            url = str(request.getfixturevalue("postgres_url"))
+        except PostgresUnavailable as exc:
+            raise pytest.fail.Exception(str(exc), pytrace=False) from None  # the hint, alone
+    _import_schools(url)
+    return url
+
+
+@pytest.fixture
+def shared_database(database: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The URL of a new, empty database of the kind ``database`` names, for several
+    ``preau serve`` processes to share (tests/cluster.py): a SQLite file here, or a
+    PostgreSQL database of the machine's server, dropped after the test."""
+    if database == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    try:
+        return str(request.getfixturevalue("postgres_url"))
+    except PostgresUnavailable as exc:
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None  # the hint, alone
+
+
+@pytest.fixture
+def live_server(schools_url: str, limits: Limits) -> Iterator[LiveServer]:
+    """uvicorn serving the app over a real socket, with two schools imported (on SQLite,
+    or on each database the test's ``databases`` marker names)."""
     clock = ManualClock(SCHOOL_DAY)
-    config = Config(database_url=f"sqlite:///{db}", jwt_secret=SECRET)
+    config = Config(database_url=schools_url, jwt_secret=SECRET)
     with serve(config, clock, limits) as url:
-        yield LiveServer(url, clock, db)
+        yield LiveServer(url, clock, schools_url)

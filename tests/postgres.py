@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-__all__ = ["PostgresUnavailable", "TestDatabases", "admin_url", "ensure_running"]
+__all__ = ["PostgresUnavailable", "TestDatabases", "admin_execute", "admin_url", "ensure_running"]
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 START_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
@@ -81,7 +81,7 @@ def ensure_running() -> None:
         "as root, or point PREAU_TEST_POSTGRES at another server.")
 
 
-def _admin(sql: str) -> None:
+def admin_execute(sql: str) -> None:
     """Run one statement on the admin database, from any thread or event loop."""
     error: list[BaseException] = []
 
@@ -121,7 +121,7 @@ class TestDatabases:
 
     def create(self) -> str:
         name = f"{self.prefix}_{next(self._numbers)}"
-        _admin(f'CREATE DATABASE "{name}"')
+        admin_execute(f'CREATE DATABASE "{name}"')
         self._names.append(name)
         parts = urlsplit(admin_url())
         return urlunsplit(parts._replace(path=f"/{name}"))
@@ -129,10 +129,10 @@ class TestDatabases:
     def drop(self, url: str) -> None:
         name = urlsplit(url).path.lstrip("/")
         if name in self._names:
-            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             self._names.remove(name)
 
     def drop_all(self) -> None:
         for name in list(self._names):
-            _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             self._names.remove(name)

@@ -189,6 +189,7 @@ class TestWhoMaySendToWhom:
         assert [f["broadcast"]["id"] for f in p2.frames if f["type"] == "broadcast"] == [
             teacher["id"]]
 
+    @pytest.mark.databases("sqlite", "postgresql")
     async def test_outside_hours_refused_then_held_in_defer_mode(self, live_server: LiveServer):
         live_server.clock.advance(timedelta(hours=12))  # 22:00 in Paris
         to = {"roles": ["student"], "classes": ["2A"]}
@@ -209,6 +210,7 @@ class TestWhoMaySendToWhom:
             assert b["stats"]["recipients"] == 2
 
 
+    @pytest.mark.databases("sqlite", "postgresql")
     async def test_a_held_broadcast_is_checked_again_at_the_opening(
             self, live_server: LiveServer):
         """Defer mode: the delegate's broadcast waits for 07:00; parent messaging is
@@ -237,6 +239,7 @@ class TestWhoMaySendToWhom:
 
 
 class TestInformation:
+    @pytest.mark.databases("sqlite", "postgresql")
     async def test_acknowledgements_counted_live_and_a_reminder(self, live_server: LiveServer):
         url = live_server.ws_url
         author, _ = await Wire.signed_in(url, live_server.token("t1"))
@@ -284,6 +287,7 @@ class TestInformation:
             refused(await c.get(f"/api/broadcasts/{b['id']}"), 404, "not_found")
             refused(await c.post(f"/api/broadcasts/{b['id']}/read"), 404, "not_found")
 
+    @pytest.mark.databases("sqlite", "postgresql")
     async def test_published_while_offline_arrives_at_the_next_connection(
             self, live_server: LiveServer):
         async with client(live_server, "t1") as t1:
@@ -303,6 +307,7 @@ class TestInformation:
             view = (await t1.get(f"/api/broadcasts/{b['id']}")).json()["broadcast"]
             assert view["stats"]["received"] == 1
 
+    @pytest.mark.databases("sqlite", "postgresql")
     async def test_ids_and_bodies_no_row_could_match(self, live_server: LiveServer):
         async with client(live_server, "t1") as c:
             refused(await c.get("/api/broadcasts/99999999999999999999"), 404, "not_found")
@@ -313,6 +318,7 @@ class TestInformation:
                              headers={"Content-Type": "application/json"})
             refused(r, 400, "bad_request")
 
+    @pytest.mark.databases("sqlite", "postgresql")
     async def test_a_retry_returns_the_original(self, live_server: LiveServer):
         body = information({"roles": ["student"], "classes": ["2A"]})
         async with client(live_server, "t1") as c:
@@ -322,6 +328,7 @@ class TestInformation:
             assert again.json()["broadcast"]["id"] == first["id"]
             assert len((await c.get("/api/broadcasts")).json()["sent"]) == 1
 
+    @pytest.mark.databases("sqlite", "postgresql")
     async def test_publication_period(self, live_server: LiveServer):
         now = SCHOOL_DAY
         body = information({"roles": ["student"], "classes": ["2A"]},
@@ -361,6 +368,7 @@ class TestInformation:
 
 
 class TestPolls:
+    @pytest.mark.databases("sqlite", "postgresql")
     async def test_named_poll_results_live(self, live_server: LiveServer):
         author, _ = await Wire.signed_in(live_server.ws_url, live_server.token("t1"))
         async with client(live_server, "t1") as t1:
@@ -417,6 +425,7 @@ class TestPolls:
             said = refused(r, 404, "not_found").replace(str(b["id"]), "N")
             assert said == refused(missing, 404, "not_found").replace("999999", "N")
 
+    @pytest.mark.databases("sqlite", "postgresql")
     async def test_deadline_enforced_with_the_injected_clock(self, live_server: LiveServer):
         deadline = SCHOOL_DAY + timedelta(hours=2)
         async with client(live_server, "t1") as t1, client(live_server, "p2") as p2:
@@ -434,6 +443,7 @@ class TestPolls:
             results = (await t1.get(f"/api/broadcasts/{b['id']}/results")).json()
             assert results["stats"]["answered"] == 1
 
+    @pytest.mark.databases("sqlite", "postgresql")
     async def test_anonymous_results_never_name_anyone(self, live_server: LiveServer):
         """Whatever the author (an admin) calls, no recipient's id comes back."""
         recipients = {"e1", "e2", "e3", "p1", "p2", "p3"}
@@ -500,6 +510,7 @@ def big_cluster(tmp_path: Path, shared_database: str) -> Iterator[Cluster]:
             c.close()
 
 
+@pytest.mark.databases("sqlite", "postgresql")
 async def test_counts_stay_exact_under_concurrent_answers_on_two_nodes(big_cluster: Cluster):
     c = big_cluster
 

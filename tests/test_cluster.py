@@ -16,9 +16,11 @@ import pytest
 from server.model import DiscussionId, SchoolId
 from tests.cluster import Cluster
 from tests.redis_server import RedisServer
+from tests.test_ws import start_on_both
 from tests.wire import Wire
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires"),
+              pytest.mark.databases("sqlite", "postgresql")]
 
 
 @pytest.fixture
@@ -54,6 +56,18 @@ async def test_users_on_different_nodes_converse(cluster: Cluster):
     assert welcome["resume"]["replayed"] == 2
     assert [(await e2.expect("message", discussion=d))["seq"] for _ in range(2)] == [1, 2]
     for w in (teacher, e1, e2):
+        await w.close()
+
+
+async def test_the_same_start_on_two_nodes_at_once_is_one_discussion(cluster: Cluster):
+    """A start retried on another node while the first is still under way: both nodes
+    find no earlier start; the database keeps one, the other node answers as a retry."""
+    here, _ = await Wire.signed_in(cluster.ws(0), cluster.token("t1"))
+    there, _ = await Wire.signed_in(cluster.ws(1), cluster.token("t1"), encoding="msgpack")
+    started = await start_on_both(here, there, [f"c{i}" for i in range(4)])
+    for cid, d in started.items():  # each with its first message, once
+        assert await transcript(cluster, d) == [(1, f"Bonjour {cid}")]
+    for w in (here, there):
         await w.close()
 
 

@@ -41,10 +41,16 @@ class TestConfig:
         with pytest.raises(ConfigurationError, match="PREAU_USER_CONNECTIONS"):
             Config.from_env({"PREAU_USER_CONNECTIONS": "0"})
 
+    def test_events_version(self):
+        """The newest by default; the previous one during a rolling upgrade."""
+        assert Config.from_env({}).events_version == 2
+        assert Config.from_env({"PREAU_EVENTS_VERSION": "1"}).events_version == 1
+
     @pytest.mark.parametrize(("env", "words"), [
         ({"PREAU_PORT": "x"}, "PREAU_PORT must be an integer"),
         ({"PREAU_PORT": "70000"}, "between 0 and 65535"),
         ({"PREAU_DEMO": "perhaps"}, "PREAU_DEMO"),
+        ({"PREAU_EVENTS_VERSION": "3"}, "PREAU_EVENTS_VERSION must be between 1 and 2"),
     ])
     def test_bad_values_are_named(self, env: dict[str, str], words: str):
         with pytest.raises(ConfigurationError, match=words):

@@ -13,7 +13,7 @@ import asyncio
 import pytest
 
 from bench.flood import Client, flood, honest
-from server.node import Limits
+from server.limits import Limits
 from tests.conftest import LiveServer
 
 pytestmark = pytest.mark.anyio

@@ -15,7 +15,8 @@ from tests.conftest import LiveServer
 from tests.test_broadcasts import admin_patch, client, created, information
 from tests.wire import Wire
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires"),
+              pytest.mark.databases("sqlite", "postgresql")]
 
 EVENING = datetime(2026, 11, 24, 21, 30, tzinfo=UTC)  # 22:30 in Paris: closed
 DAY = timedelta(days=1)

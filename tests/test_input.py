@@ -78,6 +78,7 @@ def signed(claims: dict[str, Any]) -> str:
 
 
 @pytest.mark.parametrize("text", UNSTORABLE)
+@pytest.mark.databases("sqlite", "postgresql")  # the good sends share the writer's batches
 async def test_unstorable_send_is_refused_and_others_sends_are_acked(
         live_server: LiveServer, text: str):
     teacher, _ = await Wire.signed_in(live_server.ws_url, live_server.token("t1"))
@@ -272,6 +273,7 @@ async def test_integers_python_cannot_read_are_bad_requests(
 # ---------------------------------------------------------------------- stored values
 
 
+@pytest.mark.databases("sqlite")  # writes the file itself: PostgreSQL refuses such text
 async def test_a_stored_surrogate_never_breaks_a_read(live_server: LiveServer):
     """Values stored before the boundary refused them (here written straight into the
     database) are read back through REST and both WebSocket encodings with U+FFFD."""

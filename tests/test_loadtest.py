@@ -149,6 +149,7 @@ def test_one_node_two_classes(cluster: Cluster, tmp_path: Path):
     assert "href=" not in page
 
 
+@pytest.mark.databases("sqlite", "postgresql")
 def test_two_nodes_with_a_storm_lose_nothing(shared_cluster: Cluster):
     cluster = shared_cluster
     cluster.start(0)

@@ -14,7 +14,8 @@ import pytest
 from tests.conftest import LiveServer
 from tests.wire import Wire
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires"),
+              pytest.mark.databases("sqlite", "postgresql")]
 
 
 

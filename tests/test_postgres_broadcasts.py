@@ -1,9 +1,12 @@
-"""Broadcasts on PostgreSQL: what SQLite answers, step by step, and what only several
-writers at once can break (claims and counts under concurrent nodes and processes).
+"""Broadcasts on PostgreSQL: what SQLite answers, step by step, and the race that only
+several writers at once can run.
 
-The contract suite (tests/contracts/) checks each method on both stores; here a whole
-broadcast life is replayed on both and every answer compared, and several pools or
-processes write to one PostgreSQL database at once.
+The contract suite (tests/contracts/test_store_broadcasts.py) checks each method on
+both stores, and processes answering for different recipients at once. Here a whole
+broadcast life is replayed on both stores and every answer compared, and two
+processes change the same recipients' answers at once, over and over: each change
+reads the answer it replaces, so without the broadcast's row lock two of them would
+both take back the same vote.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from typing import Any
 import pytest
 
 from server.broadcasts import Answer, Draft, parse_draft, tally_changes
-from server.errors import NotFound
+from server.directory import parse_directory
+from server.errors import NotFound, UnstorableValue
 from server.model import SchoolId, UserId
-from server.store import PostgresStore, SqliteStore
-from server.store.base import BroadcastStore
+from server.store import BroadcastStore, PostgresStore, SqliteStore
 from tests.conftest import SCHOOL_DAY
+from tests.schools import other_school_doc, school_doc
 
 pytestmark = pytest.mark.anyio
 
@@ -48,15 +52,8 @@ def draft(client_id: str, kind: str = "information", **extra: Any) -> Draft:
 
 
 async def add_schools(store: PostgresStore | SqliteStore) -> None:
-    """The two schools the broadcasts belong to (their directories do not matter here)."""
-    for school in (HUGO, MOULIN):
-        async with store._transaction() as db:
-            await db.execute(
-                "INSERT INTO schools (id, name, settings, version, created_at) "
-                + ("VALUES ($1, $1, '{}', 1, $2)" if isinstance(store, PostgresStore)
-                   else "VALUES (?, ?, '{}', 1, ?)"),
-                *((school, SCHOOL_DAY) if isinstance(store, PostgresStore)
-                  else ((school, school, SCHOOL_DAY.isoformat()),)))
+    for doc in (school_doc(), other_school_doc()):
+        await store.import_directory(parse_directory(doc), actor="t", now=SCHOOL_DAY)
 
 
 @pytest.fixture
@@ -158,32 +155,37 @@ async def test_a_broadcasts_life_reads_the_same_on_both_stores(pg: PostgresStore
         assert mine == theirs, f"step {i}"
 
 
-async def test_due_broadcasts_are_claimed_by_exactly_one_of_several_nodes(
-        pg: PostgresStore, postgres_url: str):
-    ids = [(await pg.create_broadcast(HUGO if i % 2 else MOULIN, A1, draft(f"s-{i}"),
-                                      now=at(0), publish_at=at(10 + i % 7), deadline=None,
-                                      recipients=None))[0].id for i in range(60)]
-    nodes = [PostgresStore(postgres_url, pool_max=3) for _ in range(3)]
-    for node in nodes:
-        await node.open()
 
-    async def claim_all(node: PostgresStore) -> list[int]:
-        claimed: list[int] = []
-        while batch := await node.claim_due_broadcasts(at(30), limit=4):
-            claimed += [b.id for b in batch]
-        return claimed
+async def test_a_value_postgresql_refuses_undoes_the_whole_write(pg: PostgresStore):
+    """PostgreSQL's text holds no NUL (SQLite's does): a write that fails at its last
+    statement leaves nothing of its first ones, and the broadcast's lock goes with it."""
+    bad = [PARENTS[0], UserId("p\x00")]
+    with pytest.raises(UnstorableValue):   # the broadcast's row went in, its recipients not
+        await pg.create_broadcast(HUGO, A1, draft("i-1"), now=at(0), publish_at=at(0),
+                                  deadline=None, recipients=bad)
+    assert await pg.find_broadcast(HUGO, A1, "i-1") is None
+    assert (await pg.create_broadcast(HUGO, A1, draft("i-1"), now=at(1), publish_at=at(1),
+                                      deadline=None, recipients=PARENTS))[1]
 
-    try:
-        # Three connections per node asking at once: nine claimers on one table.
-        claims = await asyncio.gather(*(claim_all(n) for n in nodes for _ in range(3)))
-    finally:
-        for node in nodes:
-            await node.close()
-    everything = [i for claimed in claims for i in claimed]
-    assert sorted(everything) == sorted(ids)          # each claimed once, none forgotten
-    assert await pg.claim_due_broadcasts(at(30.5)) == []   # claims held for a minute
-    assert sorted(b.id for b in await pg.claim_due_broadcasts(at(32))) == sorted(ids)
+    scheduled, _ = await pg.create_broadcast(HUGO, A1, draft("s-1"), now=at(0),
+                                             publish_at=at(5), deadline=None, recipients=None)
+    with pytest.raises(UnstorableValue):   # published, then its recipients refused
+        await pg.publish_broadcast(HUGO, scheduled.id, bad, now=at(5))
+    assert await pg.get_broadcast(HUGO, scheduled.id) == scheduled
+    assert await pg.receipts(HUGO, scheduled.id) == []
 
+    poll, _ = await pg.create_broadcast(HUGO, A1, draft("p-1", "poll"), now=at(0),
+                                        publish_at=at(0), deadline=at(600), recipients=PARENTS)
+    first: list[Answer] = [{"choices": [0]}, {"choices": [1]}, {"text": "Oui"}]
+    receipt, stats = await pg.answer_poll(HUGO, poll.id, PARENTS[0], first, now=at(1))
+    with pytest.raises(UnstorableValue):
+        await pg.answer_poll(HUGO, poll.id, PARENTS[0], [{"choices": [1]}, {"choices": [2]},
+                                                         {"text": "\x00"}], now=at(2))
+    assert await pg.receipt(HUGO, poll.id, PARENTS[0]) == receipt
+    assert (await pg.get_broadcast(HUGO, poll.id)).stats == stats
+    _, after = await pg.answer_poll(HUGO, poll.id, PARENTS[1], first, now=at(3))
+    assert (after.version, after.answered, after.counts) == (
+        stats.version + 1, 2, ((2, 0), (0, 2, 0), None))
 
 ROUNDS = 6
 VOTERS = [UserId(f"v{i}") for i in range(24)]
@@ -216,7 +218,7 @@ async def answer_as_worker(url: str, broadcast_id: int, worker: int) -> None:
         await store.close()
 
 
-async def test_counts_stay_exact_under_concurrent_answers_from_two_processes(
+async def test_counts_stay_exact_when_two_processes_change_the_same_answers_at_once(
         pg: PostgresStore, postgres_url: str):
     poll, _ = await pg.create_broadcast(HUGO, A1, draft("p-1", "poll"), now=at(0),
                                         publish_at=at(0), deadline=at(600), recipients=VOTERS)

@@ -4,7 +4,9 @@ suite's, in tests/contracts/test_store_*.py, run on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from server.model import (
     SchoolId,
     UserId,
 )
-from server.store import SqliteStore
+from server.store import AlreadyStarted, SqliteStore
 from tests.conftest import SCHOOL_DAY
 from tests.schools import other_school_doc, school_doc
 
@@ -44,6 +46,46 @@ class TestMigrations:
             st = SqliteStore(path)
             await st.open()
             assert await st.schema_version() == LATEST_MIGRATION
+            await st.close()
+
+    async def test_0006_finds_the_starts_made_before_it(self, tmp_path: Path):
+        """Discussions of before 0006 get their start's client id from their first
+        message where the creator sent it; of two that a race started with the same
+        one, the earliest only (the unique index could not be built otherwise)."""
+        path = str(tmp_path / "m.db")
+        st = SqliteStore(path)
+        await st.open()
+        await _two_schools(st)
+        e1, t1 = UserId("e1"), UserId("t1")
+        a = await st.create_discussion(HUGO, e1, "A", [t1], now=SCHOOL_DAY, first=("s1", "a"))
+        raced = await st.create_discussion(HUGO, e1, "B", [t1], now=SCHOOL_DAY,
+                                           first=("s1b", "b"))
+        replied = await st.create_discussion(HUGO, t1, "C", [e1], now=SCHOOL_DAY)
+        await st.append_message(HUGO, replied.id, e1, "r1", "c", now=SCHOOL_DAY)
+        own = await st.create_discussion(HUGO, t1, "D", [e1], now=SCHOOL_DAY)
+        await st.append_message(HUGO, own.id, t1, "t1", "d", now=SCHOOL_DAY)
+        await st.close()
+        with closing(sqlite3.connect(path)) as db:  # back to 0005, the race's duplicate too
+            db.executescript(
+                "DROP INDEX discussions_by_start;"
+                "ALTER TABLE discussions DROP COLUMN start_client_id;"
+                "UPDATE messages SET client_id = 's1' WHERE client_id = 's1b';"
+                "DELETE FROM schema_version WHERE version = 6;")
+        st = SqliteStore(path)
+        await st.open()
+        try:
+            assert await st.schema_version() == LATEST_MIGRATION
+            starts = {r[0]: r[1] for r in await st.db.execute_fetchall(
+                "SELECT id, start_client_id FROM discussions")}
+            assert starts == {a.id: "s1", raced.id: None, replied.id: None, own.id: "t1"}
+            found = await st.find_started(HUGO, e1, "s1")
+            assert found is not None
+            assert found.discussion_id == a.id
+            with pytest.raises(AlreadyStarted) as race:
+                await st.create_discussion(HUGO, e1, "A", [t1], now=SCHOOL_DAY,
+                                           first=("s1", "a"))
+            assert race.value.earlier == found
+        finally:
             await st.close()
 
     async def test_wal_mode(self, store: SqliteStore):

@@ -20,7 +20,7 @@ import pytest
 from server.clock import ManualClock
 from server.config import Config
 from server.directory import parse_directory
-from server.node import Limits
+from server.limits import Limits
 from server.store.sqlite import SqliteStore
 from tests.conftest import SCHOOL_DAY, SECRET, LiveServer, serve
 from tests.wire import Wire
@@ -72,7 +72,7 @@ def cite(tmp_path: Path) -> Iterator[LiveServer]:
     clock = ManualClock(SCHOOL_DAY)
     config = Config(database_url=f"sqlite:///{db}", jwt_secret=SECRET)
     with serve(config, clock, Limits(tick_seconds=0.05, hello_timeout=1.0)) as url:
-        yield LiveServer(url, clock, db)
+        yield LiveServer(url, clock, config.database_url)
 
 
 async def _sign_in(server: LiveServer, user: str,

@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
+from server.frames import iso
+from server.limits import Limits
 from server.model import SchoolId, UserId
-from server.node import Limits, iso
 from server.store import SqliteStore
 from tests.conftest import LiveServer
 from tests.wire import Wire
@@ -140,6 +141,7 @@ async def _flood_of_discussions(live_server: LiveServer, count: int) -> list[int
 
 
 @pytest.mark.parametrize("limits", [SMALL_OUTBOX])
+@pytest.mark.databases("sqlite")  # writes the flood straight into the file
 async def test_a_welcome_always_fits_and_list_pages_through_a_flood(live_server: LiveServer):
     url = live_server.ws_url
     a1, welcome = await Wire.signed_in(url, live_server.token("a1"), resume=[])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -12,7 +13,8 @@ from tests.conftest import LiveServer
 from tests.test_broadcasts import opt_in
 from tests.wire import Wire
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires"),
+              pytest.mark.databases("sqlite", "postgresql")]
 
 
 
@@ -45,6 +47,43 @@ async def test_teacher_and_students_converse(live_server: LiveServer):
     assert [i["id"] for i in listed["items"]] == [d]
     await teacher.close()
     await e1.close()
+
+
+async def start_on_both(first: Wire, second: Wire, client_ids: list[str]) -> dict[str, int]:
+    """Each client id's start sent on both connections (the same user's) at once: one
+    discussion per start, created by one of them and answered to the other as a retry.
+    Returns the discussion of each start."""
+    async def starts(wire: Wire) -> list[dict[str, Any]]:
+        return [await wire.request({"type": "start", "subject": f"Sujet {cid}",
+                                    "to": ["e1"], "body": f"Bonjour {cid}",
+                                    "client_id": cid}, timeout=20) for cid in client_ids]
+    discussions = {}
+    for cid, *told in zip(client_ids, *await asyncio.gather(starts(first), starts(second)),
+                          strict=True):
+        assert [r["type"] for r in told] == ["started", "started"], told
+        assert sorted(r["ack"]["duplicate"] for r in told) == [False, True], told
+        # The same discussion and first message for both, the creation's time included.
+        d = told[0]["discussion"]["id"]
+        assert {(r["discussion"]["id"], r["ack"]["discussion"], r["ack"]["seq"],
+                 r["ack"]["client_id"], r["ack"]["at"]) for r in told} == {
+            (d, d, 1, cid, told[0]["ack"]["at"])}, told
+        discussions[cid] = d
+    assert len(set(discussions.values())) == len(client_ids)
+    return discussions
+
+
+async def test_the_same_start_on_two_connections_at_once_is_one_discussion(
+        live_server: LiveServer):
+    """The same user, two connections (two tabs, or a retry on a new connection while the
+    first attempt is still under way): both find no earlier start, both create it; the
+    store keeps one, and the other is answered as a retry."""
+    url = live_server.ws_url
+    tab1, _ = await Wire.signed_in(url, live_server.token("t1"))
+    tab2, _ = await Wire.signed_in(url, live_server.token("t1"), encoding="msgpack")
+    # A few (a start costs 4 of the user's 40 requests of burst): one is enough to race.
+    started = await start_on_both(tab1, tab2, [f"c{i}" for i in range(4)])
+    listed = await tab1.request({"type": "list"})
+    assert sorted(i["id"] for i in listed["items"]) == sorted(started.values())
 
 
 async def test_refusals_arrive_as_error_frames(live_server: LiveServer):

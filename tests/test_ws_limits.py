@@ -8,7 +8,7 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from server.node import Limits
+from server.limits import Limits
 from tests.conftest import LiveServer
 from tests.wire import Silent, Wire
 

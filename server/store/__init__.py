@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import ConfigurationError
 from .base import (
+    AlreadyStarted,
     AuditEntry,
     Broadcast,
     BroadcastStats,
@@ -43,6 +44,7 @@ from .postgres import PostgresStore
 from .sqlite import SqliteStore
 
 __all__ = [
+    "AlreadyStarted",
     "AuditEntry",
     "Broadcast",
     "BroadcastStats",
@@ -60,10 +62,21 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoredMessage",
+    "displayed_url",
     "open_store",
     "postgres_options",
     "sqlite_path",
 ]
+
+
+def displayed_url(url: str) -> str:
+    """``url`` as logs and messages may show it: any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def sqlite_path(url: str) -> str | None:

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..broadcasts import Answer, Kind, Question
+from ..errors import StoreError
 from ..gatekeeper import BroadcastTarget
 from ..model import DiscussionId, DiscussionMembers, SchoolId, UserId
 
 __all__ = [
+    "AlreadyStarted",
     "AuditEntry",
     "Broadcast",
     "BroadcastStats",
@@ -107,6 +109,19 @@ class StoredMessage:
     body: str
     created_at: datetime
     hidden_from: frozenset[UserId] = frozenset()
+
+
+class AlreadyStarted(StoreError):
+    """The creator started a discussion with this client id already (another node or
+    connection handling the same start, the same moment): nothing of this attempt was
+    kept, and ``earlier`` is the first message of the discussion that was. The caller
+    answers the start as a retry of that one (see
+    :meth:`~server.store.contract.DiscussionStore.create_discussion`)."""
+
+    def __init__(self, earlier: StoredMessage) -> None:
+        super().__init__(f"discussion {earlier.discussion_id} was started with "
+                         f"client id {earlier.client_id!r} already")
+        self.earlier = earlier
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,11 +60,14 @@ class DirectoryStore(Protocol):
     metadata, each school's directory, settings and users' preferences, and the audit
     of every change to them."""
 
-    async def get_meta(self, key: str) -> str | None: ...
+    async def get_meta(self, key: str) -> str | None:
+        """The deployment's value for ``key`` (the demo's token secret…), if set."""
 
-    async def set_meta(self, key: str, value: str) -> None: ...
+    async def set_meta(self, key: str, value: str) -> None:
+        """Set or replace the deployment's value for ``key``."""
 
-    async def list_schools(self) -> list[SchoolId]: ...
+    async def list_schools(self) -> list[SchoolId]:
+        """Every school of the deployment, by id."""
 
     async def school_version(self, school_id: SchoolId) -> int:
         """The version that :meth:`load_school` would return now (cheap; for cache checks)."""
@@ -127,7 +130,14 @@ class DiscussionStore(Protocol):
 
         ``first`` is the creator's ``(client_id, body)``: stored as message 1 in the same
         transaction, so that a discussion never exists without its first message (a
-        failure leaves neither, and the client's retry creates it once)."""
+        failure leaves neither, and the client's retry creates it once).
+
+        A start is unique by ``(school_id, creator, client_id)`` in the database: when
+        the creator started one with that client id already (two nodes or connections
+        handling the same start at once, each having found no earlier one with
+        :meth:`find_started`), nothing is kept and :class:`~server.store.base.AlreadyStarted`
+        is raised, carrying that discussion's first message: one discussion whatever
+        the race, and the loser answers as a retry."""
 
     async def get_discussion(self, school_id: SchoolId, discussion_id: DiscussionId) -> Discussion:
         ...
@@ -135,8 +145,9 @@ class DiscussionStore(Protocol):
     async def find_started(
         self, school_id: SchoolId, creator: UserId, client_id: str
     ) -> StoredMessage | None:
-        """The first message of a discussion ``creator`` started with ``client_id``, if any
-        (so that a retried start returns the original instead of a second discussion)."""
+        """The first message of a discussion ``creator`` started with ``client_id`` (given
+        as ``first`` to :meth:`create_discussion`), if any, so that a retried start returns
+        the original instead of a second discussion."""
 
     async def members(
         self, school_id: SchoolId, discussion_id: DiscussionId
@@ -384,7 +395,8 @@ class HeldStore(Protocol):
 
     async def release_for_opening(self, school_id: SchoolId, now: datetime) -> None:
         """The school's window is open at ``now``: everything held for an opening becomes
-        due now, to be claimed as usual (:meth:`claim_due`, :meth:`claim_due_broadcasts`).
+        due now, to be claimed as usual (:meth:`claim_due`,
+        :meth:`BroadcastStore.claim_due_broadcasts`).
         Broadcasts scheduled by their author keep their time."""
 
 

@@ -1,4 +1,4 @@
-"""PostgresStore: the :class:`~server.store.base.Store` for several machines sharing one
+"""PostgresStore: the :class:`~server.store.contract.Store` for several machines sharing one
 PostgreSQL database, through an asyncpg connection pool.
 
 - Writes run in READ COMMITTED transactions (:meth:`PostgresStore._transaction`); what
@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -34,6 +35,7 @@ from .postgres_directory import PostgresDirectory
 from .postgres_discussions import PostgresDiscussions
 from .postgres_failures import DRIVER_ERRORS, translate
 from .postgres_held import PostgresHeld
+from .postgres_messages import PostgresMessages
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -54,6 +56,24 @@ _MIGRATION_LOCK = 0x707265_6175_6D67  # "preau" "mg"
 # (no TCP reset) releases its locks after 30 s instead of at the keepalive hours later.
 _SESSION = {"application_name": "preau", "lock_timeout": "10s",
             "idle_in_transaction_session_timeout": "30s"}
+# A server that stops answering without closing the connection (a failover, a cut
+# network) fails a call after this many seconds (StoreBusy) instead of holding it.
+_COMMAND_TIMEOUT = 60.0
+_MIGRATION_TIMEOUT = 3600.0
+
+
+def _session(url: str) -> dict[str, str]:
+    """The session settings, but an ``application_name`` the URL gives is kept."""
+    if "application_name" in parse_qs(urlsplit(url).query):
+        return {k: v for k, v in _SESSION.items() if k != "application_name"}
+    return dict(_SESSION)
+
+
+def _where(url: str) -> str:
+    """``dbname at host:port`` from a URL, for messages: never its password."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    return f"{parts.path.lstrip('/') or '(default)'!r} at {host}:{parts.port or 5432}"
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -67,8 +87,9 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresHeld, PostgresBroadcasts):
-    """A :class:`~server.store.base.Store` in a PostgreSQL database (``url``: a libpq
+class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresMessages, PostgresBroadcasts,
+                    PostgresHeld):
+    """A :class:`~server.store.contract.Store` in a PostgreSQL database (``url``: a libpq
     URL without Préau's own options, which come as arguments).
 
     ``pool_min``/``pool_max``: connections kept open / at most; ``acquire_timeout``:
@@ -96,14 +117,18 @@ class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresHeld, Postgr
         try:
             self._pool = await asyncpg.create_pool(
                 self.url, min_size=self.pool_min, max_size=self.pool_max,
-                server_settings=_SESSION)
+                server_settings=_session(self.url), command_timeout=_COMMAND_TIMEOUT)
             await self._migrate()
-        except Exception as exc:
+        except BaseException as exc:
+            # Whatever stopped it (cancelled too), no connection is left open.
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                pool.terminate()
             if not isinstance(exc, (*DRIVER_ERRORS, StoreError)):
                 raise
-            await self.close()
             error = translate(exc, "opening the database")
-            raise type(error)(f"cannot open the PostgreSQL database: {error}") from exc
+            raise type(error)(f"cannot open the PostgreSQL database {_where(self.url)}: "
+                              f"{error}") from exc
 
     async def close(self) -> None:
         await self._appender.close()
@@ -128,16 +153,19 @@ class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresHeld, Postgr
         """Apply the migrations not yet recorded, in one transaction. The advisory lock
         makes a second node starting at once wait, then find them applied."""
         async with self._transaction() as db:
-            # Another node's migration may take its time: wait for it, however long.
+            # Another node's migration may take its time: wait for it, however long (an
+            # hour at most: the command timeout does not apply to migrations).
             await db.execute("SET LOCAL lock_timeout = 0")
-            await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await db.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK,
+                             timeout=_MIGRATION_TIMEOUT)
             await db.execute("CREATE TABLE IF NOT EXISTS schema_version "
                              "(version integer PRIMARY KEY)")
             current = await db.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
             for number, script in _migrations():
                 if number <= int(current):
                     continue
-                await db.execute(script)  # several statements: the simple query protocol
+                # Several statements: the simple query protocol.
+                await db.execute(script, timeout=_MIGRATION_TIMEOUT)
                 await db.execute("INSERT INTO schema_version (version) VALUES ($1)", number)
                 log.info("PostgreSQL schema migrated to version %d", number)
 
@@ -217,6 +245,9 @@ class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresHeld, Postgr
                 rows = await db.fetch(sql, *args)
         except DRIVER_ERRORS as exc:
             raise self._failed(exc, "writing") from exc
+        except StoreError as exc:  # no connection free in time
+            self.health.observe(exc)
+            raise
         self.health.succeeded()
         return rows
 

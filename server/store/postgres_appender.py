@@ -3,7 +3,7 @@ together in the next, as ONE statement (one round trip, one transaction, one WAL
 flush), whatever the number of messages and discussions in it.
 
 The batch statement (:data:`_BATCH`) does what the one-message statement of
-:mod:`server.store.postgres_discussions` does, for every item at once: it locks
+:mod:`server.store.postgres_messages` does, for every item at once: it locks
 each discussion's row once, in key order (two batches never wait on each other in
 a circle), leaves out what is already stored (idempotency by client id), numbers
 the new messages of each discussion after its ``last_seq`` in queue order (gap-free),

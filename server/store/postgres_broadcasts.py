@@ -45,11 +45,12 @@ if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
     Db = PoolConnectionProxy[Record]
+
 _SELECT = f"SELECT {COLUMNS} FROM broadcasts b "
 
 
 class PostgresBroadcasts:
-    """Broadcast storage for PostgresStore (see :class:`~server.store.base.BroadcastStore`)."""
+    """Broadcast storage for PostgresStore (see :class:`~server.store.contract.BroadcastStore`)."""
 
     if TYPE_CHECKING:
         def _transaction(self) -> AbstractAsyncContextManager[Db]:

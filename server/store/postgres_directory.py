@@ -12,7 +12,7 @@ by the lock on its ``schools`` row.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from datetime import datetime
@@ -41,6 +41,7 @@ from ..settings import (
     preferences_to_json,
     settings_from_json,
     settings_to_json,
+    without_unknown_profiles,
 )
 from .base import AuditEntry, ImportReport
 
@@ -106,7 +107,7 @@ class PostgresDirectory:
                         "SELECT id, role, preferences FROM users WHERE school_id = $1 "
                         "AND active AND preferences IS NOT NULL", school_id)
                 }
-                settings = _drop_unknown_profiles(settings, known.directory.profiles)
+                settings = without_unknown_profiles(settings, known.directory.profiles)
                 directory = known.directory
                 if directory.timezone != settings.timezone:
                     directory = replace(directory, timezone=settings.timezone)
@@ -146,7 +147,7 @@ class PostgresDirectory:
             if r[10] is not None:
                 preferences[user.id] = preferences_from_json(json.loads(r[10]), user.role)
         # A profile removed by a re-import cannot stay switched off in the settings.
-        settings = _drop_unknown_profiles(settings, profiles)
+        settings = without_unknown_profiles(settings, profiles)
         directory = Directory(school=School(school_id, name), timezone=settings.timezone,
                               profiles=profiles, classes=classes, users=users)
         return SchoolState(directory, settings, preferences, int(version),
@@ -285,14 +286,6 @@ async def _write_settings(
                      json.dumps(new_doc), school_id)
     return await _audit(db, school_id, actor, now, changes)
 
-
-def _drop_unknown_profiles(
-    settings: SchoolSettings, profiles: Mapping[ProfileId, Profile]
-) -> SchoolSettings:
-    kept = frozenset(p for p in settings.disabled_profiles if p in profiles)
-    if kept == settings.disabled_profiles:
-        return settings
-    return replace(settings, disabled_profiles=kept)
 
 
 async def _replace_rows(db: Connection, table: str, school_id: SchoolId, columns: list[str],

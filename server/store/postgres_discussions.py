@@ -1,17 +1,13 @@
-"""Discussions and messages of :class:`~server.store.postgres.PostgresStore`.
+"""Discussions of :class:`~server.store.postgres.PostgresStore`: starts, members, lists.
 
 A mixin over the store's private helpers (see
 :class:`~server.store.postgres_broadcasts.PostgresBroadcasts`), with the behaviour
-of :class:`~server.store.sqlite.SqliteStore`. What several nodes must agree on is
-ordered by the lock on the discussion's row, taken by the ``UPDATE`` that moves it
-on: each message (``last_seq``: gap-free sequence numbers), each join and leave
-(``members_version``). A message checked against the members at one version is
-stored only if they are still at that version when the lock is held.
-
-Appending a message is one statement (one round trip, its own transaction), and the
-messages queued meanwhile go together in the next one
-(:class:`~server.store.postgres_appender.PostgresAppender`): see
-``docs/design/postgresql.md`` for why and what it costs.
+of :class:`~server.store.sqlite.SqliteStore`. Joins and leaves bump the discussion's
+``members_version`` under the lock on its row, the lock each message takes too
+(:mod:`server.store.postgres_messages`): a message is ordered before or after a
+change of members, never beside it. A start is one statement: the discussion, its
+participants and its first message exist together or not at all, once per
+(school, creator, client id).
 """
 
 from __future__ import annotations
@@ -21,13 +17,11 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import asyncpg
-
-from ..errors import MembersChanged, NotFound, StoreError
+from ..errors import MembersChanged, NotFound, StoreBusy
 from ..model import DiscussionId, DiscussionMembers, Participant, SchoolId, UserId
-from .appender import hidden_json, hidden_set
-from .base import Discussion, DiscussionSummary, StoredMessage
-from .postgres_appender import Append, PostgresAppender
+from .appender import hidden_set
+from .base import AlreadyStarted, Discussion, DiscussionSummary, StoredMessage
+from .postgres_messages import MESSAGE_COLUMNS, NOT_HIDDEN
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -37,34 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresDiscussions"]
 
-_MESSAGE = "seq, sender, client_id, body, created_at, hidden_from"
-# "Not hidden from the reader $n": NULL (nobody hidden, the usual case) short-circuits.
-_NOT_HIDDEN = "(m.hidden_from IS NULL OR NOT m.hidden_from ? {reader})"
-
-# One message in one statement: the idempotency check, the discussion's row lock and
-# seq (only on the members version the post was checked against), the insert. When
-# the client's id is already stored, nothing is bumped. Two retries racing each other
-# both pass the check; the second's INSERT then violates the unique key, and the whole
-# statement, its seq with it, is undone (the caller then reads the first).
-_APPEND = """
-WITH existing AS (
-    SELECT seq, body, created_at, hidden_from FROM messages
-    WHERE school_id = $1 AND discussion_id = $2 AND sender = $3 AND client_id = $4
-), bumped AS (
-    UPDATE discussions SET last_seq = last_seq + 1, last_at = $6
-    WHERE school_id = $1 AND id = $2 AND ($8::integer IS NULL OR members_version = $8)
-      AND NOT EXISTS (SELECT 1 FROM existing)
-    RETURNING last_seq
-), inserted AS (
-    INSERT INTO messages (school_id, discussion_id, seq, sender, client_id, body,
-                          created_at, hidden_from)
-    SELECT $1, $2, last_seq, $3, $4, $5, $6, $7::jsonb FROM bumped
-    RETURNING seq
-)
-SELECT (SELECT seq FROM inserted) AS new_seq, e.seq, e.body, e.created_at, e.hidden_from,
-       EXISTS (SELECT 1 FROM discussions WHERE school_id = $1 AND id = $2) AS found
-FROM (SELECT 1) AS one LEFT JOIN existing e ON true
-"""
 
 # The columns of a summary: the discussion, the reader's position, the last message
 # they may see and how many after their read position are hidden from them.
@@ -79,17 +45,17 @@ SELECT d.id, d.subject, d.created_by, d.created_at, d.last_seq, p.read_seq,
 FROM participants p
 JOIN discussions d ON d.school_id = p.school_id AND d.id = p.discussion_id
 LEFT JOIN LATERAL (
-    SELECT {_MESSAGE} FROM messages m
+    SELECT {MESSAGE_COLUMNS} FROM messages m
     WHERE m.school_id = d.school_id AND m.discussion_id = d.id
       AND m.seq <= COALESCE(p.left_seq, d.last_seq)
-      AND {_NOT_HIDDEN.format(reader="p.user_id")}
+      AND {NOT_HIDDEN.format(reader="p.user_id")}
     ORDER BY m.seq DESC LIMIT 1
 ) m ON true
 """
 
 
 class PostgresDiscussions:
-    """Discussions, participants and messages for PostgresStore."""
+    """Discussions, participants and discussion lists for PostgresStore."""
 
     if TYPE_CHECKING:
         def _transaction(self) -> AbstractAsyncContextManager[Connection]: ...
@@ -97,7 +63,6 @@ class PostgresDiscussions:
         async def _fetch(self, sql: str, *args: Any) -> list[Record]: ...
         async def _fetchrow(self, sql: str, *args: Any) -> Record | None: ...
         async def _write(self, sql: str, *args: Any) -> list[Record]: ...
-        _appender: PostgresAppender
 
     async def create_discussion(
         self, school_id: SchoolId, creator: UserId, subject: str,
@@ -107,10 +72,15 @@ class PostgresDiscussions:
         others = [r for r in dict.fromkeys(recipients) if r != creator]
         users = [creator, *others]
         # One statement, so one transaction: the discussion, its participants (the
-        # creator first, then the recipients in order) and its first message.
+        # creator first, then the recipients in order) and its first message. A start
+        # is unique by (school, creator, client id): the same start being stored by
+        # another connection makes this insert wait for it, then insert nothing (and
+        # nothing after it, all selected from its rows).
         row = await self._write(
             "WITH d AS (INSERT INTO discussions (school_id, subject, created_by, created_at, "
-            "last_at, last_seq) VALUES ($1, $2, $3, $4, $4, $5) RETURNING id), "
+            "last_at, last_seq, start_client_id) VALUES ($1, $2, $3, $4, $4, $5, $7) "
+            "ON CONFLICT (school_id, created_by, start_client_id) "
+            "WHERE start_client_id IS NOT NULL DO NOTHING RETURNING id), "
             "p AS (INSERT INTO participants (school_id, discussion_id, user_id, invited_by, "
             "joined_at) SELECT $1, d.id, u.user_id, CASE WHEN u.n > 1 THEN $3 END, $4 "
             "FROM d, unnest($6::text[]) WITH ORDINALITY AS u(user_id, n) ORDER BY u.n), "
@@ -120,6 +90,12 @@ class PostgresDiscussions:
             "SELECT id FROM d",
             school_id, subject, creator, now, 0 if first is None else 1, users,
             None if first is None else first[0], None if first is None else first[1])
+        if not row:
+            assert first is not None
+            earlier = await self.find_started(school_id, creator, first[0])
+            if earlier is None:  # the other start was committed: only if it has gone since
+                raise StoreBusy(f"starting {first[0]!r}: another start of it came and went")
+            raise AlreadyStarted(earlier)
         did = DiscussionId(int(row[0][0]))
         return DiscussionMembers(did, 1, tuple(
             Participant(u, None if u == creator else creator, now) for u in users))
@@ -132,22 +108,14 @@ class PostgresDiscussions:
             raise NotFound(f"no discussion {discussion_id}")
         return Discussion(discussion_id, school_id, row[0], UserId(row[1]), row[2], int(row[3]))
 
-    async def find_message(
-        self, school_id: SchoolId, discussion_id: DiscussionId, sender: UserId, client_id: str
-    ) -> StoredMessage | None:
-        row = await self._fetchrow(
-            f"SELECT {_MESSAGE} FROM messages WHERE school_id = $1 AND discussion_id = $2 "
-            "AND sender = $3 AND client_id = $4", school_id, discussion_id, sender, client_id)
-        return None if row is None else _message(discussion_id, row)
-
     async def find_started(
         self, school_id: SchoolId, creator: UserId, client_id: str
     ) -> StoredMessage | None:
         row = await self._fetchrow(
-            "SELECT m.discussion_id, m.body, m.created_at FROM messages m "
-            "JOIN discussions d ON d.school_id = m.school_id AND d.id = m.discussion_id "
-            "WHERE m.school_id = $1 AND m.sender = $2 AND m.client_id = $3 AND m.seq = 1 "
-            "AND d.created_by = $2", school_id, creator, client_id)
+            "SELECT d.id, m.body, m.created_at FROM discussions d "
+            "JOIN messages m ON m.school_id = d.school_id AND m.discussion_id = d.id "
+            "AND m.seq = 1 WHERE d.school_id = $1 AND d.created_by = $2 "
+            "AND d.start_client_id = $3", school_id, creator, client_id)
         if row is None:
             return None
         return StoredMessage(DiscussionId(int(row[0])), 1, creator, client_id, row[1], row[2])
@@ -204,54 +172,6 @@ class PostgresDiscussions:
                 raise NotFound(f"{user_id!r} is not in discussion {discussion_id}")
             return _members(discussion_id, await db.fetch(_MEMBERS, school_id, discussion_id))
 
-    async def append_message(
-        self, school_id: SchoolId, discussion_id: DiscussionId, sender: UserId,
-        client_id: str, body: str, *, now: datetime, hidden_from: Collection[UserId] = (),
-        members_version: int | None = None,
-    ) -> tuple[StoredMessage, bool]:
-        return await self._appender.append(Append(
-            school_id, discussion_id, sender, client_id, body, now, frozenset(hidden_from),
-            members_version))
-
-    async def _append_alone(self, a: Append) -> tuple[StoredMessage, bool]:
-        """One message in one statement (:data:`_APPEND`)."""
-        try:
-            rows = await self._write(_APPEND, a.school_id, a.discussion_id, a.sender,
-                                     a.client_id, a.body, a.now, hidden_json(a.hidden_from),
-                                     a.members_version)
-        except StoreError as exc:
-            if not isinstance(exc.__cause__, asyncpg.UniqueViolationError):
-                raise
-            # A retry of the same message committed first (see _APPEND): it is the one.
-            found = await self.find_message(a.school_id, a.discussion_id, a.sender,
-                                            a.client_id)
-            if found is None:
-                raise
-            return found, False
-        row = rows[0]
-        if row["new_seq"] is not None:
-            return StoredMessage(a.discussion_id, int(row["new_seq"]), a.sender, a.client_id,
-                                 a.body, a.now, a.hidden_from), True
-        if row["seq"] is not None:
-            return StoredMessage(a.discussion_id, int(row["seq"]), a.sender, a.client_id,
-                                 row["body"], row["created_at"],
-                                 hidden_set(row["hidden_from"])), False
-        if not row["found"]:
-            raise NotFound(f"no discussion {a.discussion_id}")
-        raise MembersChanged(f"the members of discussion {a.discussion_id} changed")
-
-    async def messages(
-        self, school_id: SchoolId, discussion_id: DiscussionId, *,
-        before_seq: int | None = None, limit: int = 50, reader: UserId | None = None,
-    ) -> list[StoredMessage]:
-        hidden = "" if reader is None else f"AND {_NOT_HIDDEN.format(reader='$5')} "
-        rows = await self._fetch(
-            f"SELECT {_MESSAGE} FROM messages m WHERE school_id = $1 AND discussion_id = $2 "
-            f"AND seq < $3 {hidden}ORDER BY seq DESC LIMIT $4",
-            school_id, discussion_id, before_seq if before_seq is not None else 2**62, limit,
-            *(() if reader is None else (reader,)))
-        return [_message(discussion_id, r) for r in rows]
-
     async def discussions_of(self, school_id: SchoolId, user_id: UserId) -> list[Discussion]:
         rows = await self._fetch(
             "SELECT d.id, d.subject, d.created_by, d.created_at, d.last_seq FROM discussions d "
@@ -297,42 +217,15 @@ class PostgresDiscussions:
         return {UserId(r[8]): _summary(school_id, r, members[discussion_id], with_last_at=False)
                 for r in rows}
 
-    async def mark_read(
-        self, school_id: SchoolId, discussion_id: DiscussionId, user_id: UserId, seq: int
-    ) -> int:
-        rows = await self._write(
-            "UPDATE participants p SET read_seq = GREATEST(p.read_seq, "
-            "LEAST($4, COALESCE(p.left_seq, d.last_seq))) FROM discussions d "
-            "WHERE d.school_id = p.school_id AND d.id = p.discussion_id "
-            "AND p.school_id = $1 AND p.discussion_id = $2 AND p.user_id = $3 "
-            "RETURNING p.read_seq", school_id, discussion_id, user_id, seq)
-        if not rows:
-            raise NotFound(f"{user_id!r} is not in discussion {discussion_id}")
-        return int(rows[0][0])
-
-    async def visible_seq(
-        self, school_id: SchoolId, discussion_id: DiscussionId, user_id: UserId
-    ) -> int | None:
-        row = await self._fetchrow(
-            "SELECT COALESCE(p.left_seq, d.last_seq) FROM participants p "
-            "JOIN discussions d ON d.school_id = p.school_id AND d.id = p.discussion_id "
-            "WHERE p.school_id = $1 AND p.discussion_id = $2 AND p.user_id = $3",
-            school_id, discussion_id, user_id)
-        return None if row is None else int(row[0])
-
-    async def messages_after(
-        self, school_id: SchoolId, discussion_id: DiscussionId, after_seq: int, *,
-        upto: int | None = None, limit: int = 1000, newest: bool = False
-    ) -> list[StoredMessage]:
-        order = "DESC" if newest else "ASC"
+    async def recent_starts(self, school_id: SchoolId, user_id: UserId, *, since: datetime,
+                            limit: int) -> list[datetime]:
         rows = await self._fetch(
-            f"SELECT {_MESSAGE} FROM messages WHERE school_id = $1 AND discussion_id = $2 "
-            f"AND seq > $3 AND seq <= $4 ORDER BY seq {order} LIMIT $5",
-            school_id, discussion_id, after_seq, upto if upto is not None else 2**62, limit)
-        out = [_message(discussion_id, r) for r in rows]
-        if newest:
-            out.reverse()
-        return out
+            "SELECT at FROM (SELECT created_at AS at FROM discussions "
+            "WHERE school_id = $1 AND created_by = $2 AND created_at > $3 "
+            "UNION ALL SELECT created_at FROM held WHERE school_id = $1 AND sender = $2 "
+            "AND discussion_id IS NULL AND created_at > $3) AS starts "
+            "ORDER BY at DESC LIMIT $4", school_id, user_id, since, limit)
+        return [r[0] for r in rows]
 
 
 # ---------------------------------------------------------------------- helpers
@@ -403,9 +296,3 @@ async def _changed_or_missing(db: Connection, school_id: SchoolId,
                          school_id, discussion_id) is None:
         raise NotFound(f"no discussion {discussion_id}")
     raise MembersChanged(f"the members of discussion {discussion_id} changed")
-
-
-def _message(discussion_id: DiscussionId, r: Record) -> StoredMessage:
-    """A :class:`StoredMessage` from a row of the ``_MESSAGE`` columns."""
-    return StoredMessage(discussion_id, int(r[0]), UserId(r[1]), r[2], r[3], r[4],
-                         hidden_set(r[5]))

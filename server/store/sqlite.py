@@ -23,7 +23,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -58,9 +58,11 @@ from ..settings import (
     preferences_to_json,
     settings_from_json,
     settings_to_json,
+    without_unknown_profiles,
 )
 from .appender import Appender, hidden_json, hidden_set
 from .base import (
+    AlreadyStarted,
     AuditEntry,
     Discussion,
     DiscussionSummary,
@@ -299,7 +301,7 @@ class SqliteStore(SqliteBroadcasts):
                     (school_id,),
                 )
             }
-            settings = _drop_unknown_profiles(settings, known.directory.profiles)
+            settings = without_unknown_profiles(settings, known.directory.profiles)
             directory = known.directory
             if directory.timezone != settings.timezone:
                 directory = replace(directory, timezone=settings.timezone)
@@ -344,7 +346,7 @@ class SqliteStore(SqliteBroadcasts):
             if r[10] is not None:
                 preferences[user.id] = preferences_from_json(json.loads(r[10]), user.role)
         # A profile removed by a re-import cannot stay switched off in the settings.
-        settings = _drop_unknown_profiles(settings, profiles)
+        settings = without_unknown_profiles(settings, profiles)
         directory = Directory(
             school=School(school_id, name),
             timezone=settings.timezone,
@@ -550,14 +552,24 @@ class SqliteStore(SqliteBroadcasts):
         first: tuple[str, str] | None = None,
     ) -> DiscussionMembers:
         at = ts(now)
+        start = None if first is None else first[0]
         async with self._transaction() as db:
-            cursor = await db.execute(
+            # Unique by (school, creator, start client id): a start stored meanwhile by
+            # another connection leaves this insert without a row, and this transaction
+            # is undone with nothing written.
+            inserted = await (await db.execute(
                 "INSERT INTO discussions (school_id, subject, created_by, created_at, last_at, "
-                "last_seq) VALUES (?, ?, ?, ?, ?, ?)",
-                (school_id, subject, creator, at, at, 0 if first is None else 1),
-            )
-            did = cursor.lastrowid
-            assert did is not None
+                "last_seq, start_client_id) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (school_id, created_by, start_client_id) "
+                "WHERE start_client_id IS NOT NULL DO NOTHING RETURNING id",
+                (school_id, subject, creator, at, at, 0 if first is None else 1, start),
+            )).fetchone()
+            if inserted is None:
+                assert start is not None
+                row = await (await db.execute(_STARTED, (school_id, creator, start))).fetchone()
+                assert row is not None  # the conflicting row, seen by this write transaction
+                raise AlreadyStarted(_started(row, creator, start))
+            did = int(inserted[0])
             rows: list[tuple[SchoolId, int, UserId, UserId | None, str]] = [
                 (school_id, did, creator, None, at)]
             rows += [(school_id, did, r, creator, at) for r in dict.fromkeys(recipients)
@@ -602,16 +614,8 @@ class SqliteStore(SqliteBroadcasts):
     async def find_started(
         self, school_id: SchoolId, creator: UserId, client_id: str
     ) -> StoredMessage | None:
-        row = await self._one(
-            "SELECT m.discussion_id, m.body, m.created_at FROM messages m "
-            "JOIN discussions d ON d.id = m.discussion_id "
-            "WHERE m.school_id = ? AND m.sender = ? AND m.client_id = ? AND m.seq = 1 "
-            "AND d.created_by = ?",
-            (school_id, creator, client_id, creator),
-        )
-        if row is None:
-            return None
-        return StoredMessage(DiscussionId(row[0]), 1, creator, client_id, row[1], dt(row[2]))
+        row = await self._one(_STARTED, (school_id, creator, client_id))
+        return None if row is None else _started(row, creator, client_id)
 
     async def members(
         self, school_id: SchoolId, discussion_id: DiscussionId
@@ -1032,6 +1036,17 @@ async def _hide_earlier(db: aiosqlite.Connection, discussion_id: DiscussionId, u
         [(hidden_json(hidden_set(r[1]) | {user}), discussion_id, int(r[0])) for r in rows])
 
 
+# The first message of the discussion a creator started with a client id (by the
+# discussions_by_start index): retries and racing starts are answered with it.
+_STARTED = ("SELECT d.id, m.body, m.created_at FROM discussions d "
+            "JOIN messages m ON m.discussion_id = d.id AND m.seq = 1 "
+            "WHERE d.school_id = ? AND d.created_by = ? AND d.start_client_id = ?")
+
+
+def _started(r: Any, creator: UserId, client_id: str) -> StoredMessage:
+    return StoredMessage(DiscussionId(r[0]), 1, creator, client_id, r[1], dt(r[2]))
+
+
 def _message(d: DiscussionId, r: Any) -> StoredMessage:
     """A :class:`StoredMessage` from a row of the ``_MESSAGE`` columns."""
     return StoredMessage(d, int(r[0]), UserId(r[1]), r[2], r[3], dt(r[4]), hidden_set(r[5]))
@@ -1057,14 +1072,6 @@ def _split_sql(script: str) -> list[str]:
     lines = [ln.split("--", 1)[0] for ln in script.splitlines()]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
-
-def _drop_unknown_profiles(
-    settings: SchoolSettings, profiles: Mapping[ProfileId, Profile]
-) -> SchoolSettings:
-    kept = frozenset(p for p in settings.disabled_profiles if p in profiles)
-    if kept == settings.disabled_profiles:
-        return settings
-    return replace(settings, disabled_profiles=kept)
 
 
 async def _replace_rows(

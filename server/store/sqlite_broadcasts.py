@@ -254,8 +254,9 @@ class SqliteBroadcasts:
             for chunk in _chunks(users):
                 marks = ",".join("?" * len(chunk))
                 await db.execute(
-                    "UPDATE broadcast_recipients SET reminded_at = ? WHERE broadcast_id = ? "
-                    f"AND user_id IN ({marks})", (ts(now), broadcast_id, *chunk))
+                    "UPDATE broadcast_recipients SET reminded_at = ? WHERE school_id = ? AND "
+                    f"broadcast_id = ? AND user_id IN ({marks})",
+                    (ts(now), school_id, broadcast_id, *chunk))
 
 
 # ---------------------------------------------------------------------- rows

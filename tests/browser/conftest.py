@@ -22,7 +22,7 @@ import pytest
 
 from server.clock import ManualClock
 from server.config import Config
-from server.node import Limits
+from server.limits import Limits
 from tests.conftest import SCHOOL_DAY, SECRET, LiveServer, _import_schools, serve
 
 try:
@@ -59,7 +59,7 @@ def prepare(tmp_path: Path, *, demo: bool) -> tuple[Config, ManualClock, Path]:
     db = tmp_path / "browser.db"
     # In a thread: Playwright's sync API keeps an event loop running in this one,
     # where asyncio.run() (used by _import_schools) refuses to start.
-    importer = threading.Thread(target=_import_schools, args=(db,))
+    importer = threading.Thread(target=_import_schools, args=(f"sqlite:///{db}",))
     importer.start()
     importer.join(timeout=30)
     # Tokens outlive the tests' clock jumps to the evening and the next morning.
@@ -70,9 +70,9 @@ def prepare(tmp_path: Path, *, demo: bool) -> tuple[Config, ManualClock, Path]:
 
 @contextmanager
 def school_server(tmp_path: Path, limits: Limits, *, demo: bool) -> Iterator[LiveServer]:
-    config, clock, db = prepare(tmp_path, demo=demo)
+    config, clock, _ = prepare(tmp_path, demo=demo)
     with serve(config, clock, limits) as url:
-        yield LiveServer(url, clock, db)
+        yield LiveServer(url, clock, config.database_url)
 
 
 @pytest.fixture

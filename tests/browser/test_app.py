@@ -17,7 +17,7 @@ from typing import Any
 from playwright.sync_api import Browser, Locator, Page, WebSocket, expect
 
 from server.client import Client, PreauError
-from server.node import Limits
+from server.limits import Limits
 from tests.browser.conftest import EVENING, NEXT_OPENING, App, check_layout, prepare
 from tests.conftest import LiveServer, serve
 
@@ -431,9 +431,9 @@ def test_held_messages_in_defer_mode(app: App, demo_server: LiveServer):
 
 def test_server_restart_reconnects_and_resends(browser: Browser, tmp_path: Path,
                                                limits: Limits):
-    config, clock, db = prepare(tmp_path, demo=True)
+    config, clock, _ = prepare(tmp_path, demo=True)
     with serve(config, clock, limits) as url:
-        app = App(LiveServer(url, clock, db), browser)
+        app = App(LiveServer(url, clock, config.database_url), browser)
         teacher = app.open("t1")
         student = app.open("e1")
         discussion = start_discussion(teacher, "Coupure", "e1", "Léa", "avant")

@@ -1,6 +1,7 @@
 """Ways to make a store's database fail, one per kind of store, for
-tests/contracts/test_store_errors.py: the tests are the same for both stores, only how
-the failure is caused differs.
+tests/contracts/test_store_errors*.py (the tests are the same for both stores, only how
+the failure is caused differs), and what those tests check after a failure: nothing
+stored, and a retry stored once.
 
 SQLite: what the driver really does when the file is capped at its size (SQLITE_FULL),
 another process holds the write lock (SQLITE_BUSY) or the connection is read-only
@@ -18,27 +19,51 @@ the store's sessions ended so that its new ones get it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
+import pytest
 
+from server.directory import parse_directory
+from server.errors import StoreError, StoreUnavailable
+from server.model import DiscussionId
 from server.store import SqliteStore, Store
+from tests.conftest import SCHOOL_DAY
+from tests.contracts.stores import E1, HUGO, T1, at
+from tests.schools import other_school_doc, school_doc
 from tests.test_store_failures import write_lock_held
 
-__all__ = ["Faults", "PostgresFaults", "SqliteFaults", "faults_for", "terminate_sessions"]
+__all__ = [
+    "WAIT",
+    "WRITTEN_TABLES",
+    "Faults",
+    "PostgresFaults",
+    "SqliteFaults",
+    "eventually_available",
+    "faults_for",
+    "nothing_more_stored",
+    "stored_once_after_retry",
+    "stored_once_on_retry",
+    "terminate_sessions",
+    "waiting_on_locks",
+    "with_schools",
+]
 
-# Tables the store writes, which a PostgreSQL fault trigger is put on.
-_TABLES = ("meta", "schools", "users", "audit", "discussions", "participants", "messages",
-           "held", "broadcasts", "broadcast_recipients")
+T = TypeVar("T")
+WAIT = 10.0  # bound on any wait of the error tests; reached only when one fails
+
+# Tables the store writes, which a PostgreSQL fault trigger (or a test's lock) is put on.
+WRITTEN_TABLES = ("meta", "schools", "users", "audit", "discussions", "participants",
+                  "messages", "held", "broadcasts", "broadcast_recipients")
 
 
 class Faults:
-    """Cause and undo a failure of ``store``'s database."""
+    """Cause and undo a failure of the database at ``url``."""
 
-    def __init__(self, store: Store, url: str) -> None:
-        self.store = store
+    def __init__(self, url: str) -> None:
         self.url = url
 
     @asynccontextmanager
@@ -65,7 +90,7 @@ class SqliteFaults(Faults):
 
     def __init__(self, store: Store, url: str) -> None:
         assert isinstance(store, SqliteStore)
-        super().__init__(store, url)
+        super().__init__(url)
         self.sqlite = store
 
     async def _on_every_writer(self, pragma: str) -> None:
@@ -100,7 +125,8 @@ class SqliteFaults(Faults):
 
 
 class PostgresFaults(Faults):
-    """Through an administrator's connection to the store's database."""
+    """Through an administrator's connection to the store's database (any store on it,
+    of this process or of a live server's)."""
 
     async def _admin(self, *scripts: str) -> None:
         """Run ``scripts`` (each one transaction of statements separated by ``;``), in
@@ -112,17 +138,19 @@ class PostgresFaults(Faults):
         finally:
             await conn.close()
 
-    async def _raise_on_writes(self, code: str, message: str) -> None:
+    async def _raise_on_writes(self, code: str, message: str, each: str = "ROW") -> None:
+        """Writes raise ``code``: each row written (``ROW``), or each statement that
+        writes, even one that matches no row (``STATEMENT``)."""
         await self._admin(
             "CREATE OR REPLACE FUNCTION preau_test_fault() RETURNS trigger LANGUAGE plpgsql "
             f"AS $$ BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = '{code}'; END $$; "
             + "".join(f"CREATE TRIGGER preau_test_fault BEFORE INSERT OR UPDATE OR DELETE "
-                      f"ON {table} FOR EACH ROW EXECUTE FUNCTION preau_test_fault(); "
-                      for table in _TABLES))
+                      f"ON {table} FOR EACH {each} EXECUTE FUNCTION preau_test_fault(); "
+                      for table in WRITTEN_TABLES))
 
     async def _stop_raising(self) -> None:
         await self._admin("".join(f"DROP TRIGGER IF EXISTS preau_test_fault ON {table}; "
-                                  for table in _TABLES)
+                                  for table in WRITTEN_TABLES)
                           + "DROP FUNCTION IF EXISTS preau_test_fault()")
 
     @asynccontextmanager
@@ -136,15 +164,18 @@ class PostgresFaults(Faults):
 
     @asynccontextmanager
     async def busy(self) -> AsyncIterator[None]:
-        # Half the tables say "serialization failure", the other half "deadlock".
-        await self._raise_on_writes("40001", "could not serialize access (raised by a test)")
+        # Half the tables say "serialization failure", the other half "deadlock". Every
+        # statement that writes fails, as every write does while SQLite's lock is held
+        # (an UPDATE that matches no row too: a hub's tick must not look like a success).
+        await self._raise_on_writes("40001", "could not serialize access (raised by a test)",
+                                    each="STATEMENT")
         await self._admin(
             "CREATE OR REPLACE FUNCTION preau_test_deadlock() RETURNS trigger "
             "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'deadlock detected (raised by a "
             "test)' USING ERRCODE = '40P01'; END $$; "
             + "".join(f"DROP TRIGGER preau_test_fault ON {table}; CREATE TRIGGER "
                       f"preau_test_fault BEFORE INSERT OR UPDATE OR DELETE ON {table} FOR "
-                      "EACH ROW EXECUTE FUNCTION preau_test_deadlock(); "
+                      "EACH STATEMENT EXECUTE FUNCTION preau_test_deadlock(); "
                       for table in ("messages", "discussions", "participants")))
         try:
             yield
@@ -181,5 +212,69 @@ async def terminate_sessions(url: str, *, sparing: int | None = None) -> int:
         await conn.close()
 
 
+async def waiting_on_locks(url: str, count: int, *, doing: str = "") -> None:
+    """Return once ``count`` sessions of ``url``'s database wait for a lock (running a
+    statement whose text holds ``doing``)."""
+    conn = await asyncpg.connect(url, timeout=10)
+    try:
+        async with asyncio.timeout(WAIT):
+            while True:
+                waiting = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND strpos(query, $1) > 0", doing)
+                if waiting >= count:
+                    return
+                await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
+
+
 def faults_for(kind: str, store: Store, url: str) -> Faults:
-    return SqliteFaults(store, url) if kind == "sqlite" else PostgresFaults(store, url)
+    return SqliteFaults(store, url) if kind == "sqlite" else PostgresFaults(url)
+
+
+# ---------------------------------------------------------------------- checks
+
+
+async def with_schools(store: Store) -> DiscussionId:
+    """Import both schools; a discussion t1 -> e1 with one message (seq 1)."""
+    for doc in (school_doc(), other_school_doc()):
+        await store.import_directory(parse_directory(doc), actor="t", now=SCHOOL_DAY)
+    m = await store.create_discussion(HUGO, T1, "Sortie", [E1], now=at(0),
+                                      first=("c0", "avant"))
+    return m.id
+
+
+async def nothing_more_stored(store: Store, d: DiscussionId, client_id: str) -> None:
+    """The discussion of :func:`with_schools` still holds its one message, and nothing of
+    ``client_id`` (t1's), whose write failed."""
+    assert await store.find_message(HUGO, d, T1, client_id) is None
+    assert [m.seq for m in await store.messages_after(HUGO, d, 0)] == [1]
+    assert (await store.get_discussion(HUGO, d)).last_seq == 1
+
+
+async def stored_once_on_retry(store: Store, d: DiscussionId, client_id: str) -> None:
+    """Retrying t1's failed ``client_id`` now stores it once, as seq 2."""
+    m, new = await store.append_message(HUGO, d, T1, client_id, "après", now=at(5))
+    assert (m.seq, new) == (2, True)  # no seq was taken by the failed attempt
+    again, new = await store.append_message(HUGO, d, T1, client_id, "après", now=at(5))
+    assert (again.seq, new) == (2, False)
+
+
+async def stored_once_after_retry(store: Store, d: DiscussionId, client_id: str) -> None:
+    """After :func:`eventually_available` stored the retry: once, with the next seq."""
+    m, new = await store.append_message(HUGO, d, T1, client_id, "après", now=at(5))
+    assert (m.seq, new) == (2, False)
+
+
+async def eventually_available(call: Callable[[], Awaitable[T]], attempts: int = 50) -> T:
+    """Call until it succeeds; every failure meanwhile must be ``StoreUnavailable``
+    (never a driver's error). Fails after ``attempts`` tries, 0.1 s apart."""
+    failures: list[StoreError] = []
+    for _ in range(attempts):
+        try:
+            return await asyncio.wait_for(call(), WAIT)
+        except StoreUnavailable as exc:
+            failures.append(exc)
+        await asyncio.sleep(0.1)
+    pytest.fail(f"still failing after {attempts} tries: {failures[-1]!r}")

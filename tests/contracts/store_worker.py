@@ -3,10 +3,11 @@ tests.contracts.store_worker JOB`` opens the store at ``JOB["url"]``, waits unti
 file ``JOB["go"]`` exists (so that every worker of a test starts at once, after its
 imports), does one job and prints what the store answered, as JSON, on stdout.
 
-Jobs (``JOB["do"]``, see :data:`JOBS`): ``append`` messages, ``join`` a discussion
-once it has reached a seq, ``mark_read``, ``claim_held`` and ``claim_broadcasts``,
-create a ``broadcast``, ``hold`` starts, mark a broadcast ``received``, ``answer`` a
-poll; each with the arguments its function reads from ``JOB``.
+Jobs (``JOB["do"]``, see :data:`JOBS`): ``append`` messages, ``start`` discussions,
+``join`` a discussion once it has reached a seq, ``mark_read``, ``claim_held`` and
+``claim_broadcasts``, create a ``broadcast``, ``hold`` starts, mark a broadcast
+``received``, ``answer`` a poll, list the ``schools``; each with the arguments its
+function reads from ``JOB``.
 
 :func:`run_workers` starts several, says go once all have opened the store, and
 gathers what they printed.
@@ -28,7 +29,7 @@ from server.broadcasts import Draft, Kind
 from server.errors import MembersChanged
 from server.gatekeeper import BroadcastTarget
 from server.model import DiscussionId, Role, SchoolId, UserId
-from server.store import Store, open_store
+from server.store import AlreadyStarted, Store, open_store
 
 __all__ = ["run_workers"]
 
@@ -123,6 +124,22 @@ async def _hold(store: Store, job: dict[str, Any], now: datetime) -> Any:
     return list(await asyncio.gather(*(one(cid) for cid in job["client_ids"])))
 
 
+async def _start(store: Store, job: dict[str, Any], now: datetime) -> Any:
+    """Start a discussion per client id (all at once), each with its first message;
+    ``[cid, discussion id, seq, body, new]`` (``new`` false: AlreadyStarted)."""
+    async def one(cid: str) -> list[Any]:
+        school, creator = SchoolId(job["school"]), UserId(job["creator"])
+        try:
+            m = await store.create_discussion(school, creator, f"Sujet {cid}",
+                                              [UserId(u) for u in job["to"]], now=now,
+                                              first=(cid, f"body of {cid}"))
+        except AlreadyStarted as race:
+            e = race.earlier
+            return [cid, e.discussion_id, e.seq, e.body, False]
+        return [cid, m.id, 1, f"body of {cid}", True]
+    return list(await asyncio.gather(*(one(cid) for cid in job["client_ids"])))
+
+
 async def _received(store: Store, job: dict[str, Any], now: datetime) -> Any:
     """Mark each group of users as having received the broadcast; the figure each time
     (``None``: nothing changed)."""
@@ -146,23 +163,35 @@ async def _answer(store: Store, job: dict[str, Any], now: datetime) -> Any:
 JOBS: dict[str, Callable[[Store, dict[str, Any], datetime], Awaitable[Any]]] = {
     "append": _append, "join": _join, "mark_read": _mark_read, "claim_held": _claim_held,
     "claim_broadcasts": _claim_broadcasts, "broadcast": _broadcast, "hold": _hold,
-    "received": _received, "answer": _answer,
+    "received": _received, "answer": _answer, "start": _start,
 }
 
 
+async def _schools(store: Store, job: dict[str, Any], now: datetime) -> Any:
+    return await store.list_schools()
+
+
+JOBS["schools"] = _schools
+
+
 async def _job(job: dict[str, Any]) -> Any:
-    store = await open_store(job["url"])
+    """Open the store, wait for go, do the job; with ``open_late``, open it only once
+    told to go (so that every worker opens, and migrates, at once)."""
+    go = Path(job["go"])
+    store = None if job.get("open_late") else await open_store(job["url"])
     try:
-        go = Path(job["go"])
         _touch(Path(f"{go}.ready.{os.getpid()}"))
         deadline = time.monotonic() + _WAIT
         while not _exists(go):
             if time.monotonic() > deadline:
                 raise TimeoutError("the test never said go")
             await asyncio.sleep(0.005)
+        if store is None:
+            store = await open_store(job["url"])
         return await JOBS[job["do"]](store, job, datetime.fromisoformat(job["now"]))
     finally:
-        await store.close()
+        if store is not None:
+            await store.close()
 
 
 async def run_workers(jobs: list[dict[str, Any]], go: Path,

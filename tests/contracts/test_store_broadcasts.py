@@ -190,6 +190,21 @@ class TestLists:
         assert await schools.broadcasts_received(MOULIN, E1, now=at(10)) == []
         assert await schools.broadcasts_received(HUGO, P1, now=at(10)) == []
 
+    async def test_only_published_ones_are_received_and_every_one_is_sent(
+            self, schools: Store):
+        live = await publish_now(schools, information("b1"), [E1], now=at(1))
+        later, _ = await schools.create_broadcast(HUGO, T1, information("b2"), now=at(2),
+                                                  publish_at=at(50), deadline=None,
+                                                  recipients=None)
+        gone, _ = await schools.create_broadcast(HUGO, T1, information("b3"), now=at(3),
+                                                 publish_at=at(4), deadline=None,
+                                                 recipients=None)
+        await schools.drop_broadcast(HUGO, gone.id, "forbidden", "non")
+        assert [b.id for b, _ in await schools.broadcasts_received(HUGO, E1, now=at(10))] == [
+            live.id]
+        assert [b.id for b in await schools.broadcasts_sent(HUGO, T1)] == [
+            gone.id, later.id, live.id]
+
     async def test_undelivered_only(self, schools: Store):
         a = await publish_now(schools, information("b1"), [E1], now=at(1))
         b = await publish_now(schools, information("b2"), [E1], now=at(2))
@@ -257,6 +272,18 @@ class TestReceipts:
         with pytest.raises(NotFound):
             await schools.answer_poll(HUGO, b.id, P1, changed, now=at(4))
 
+    async def test_answering_after_reading_counts_only_the_answer(self, schools: Store):
+        b = await publish_now(schools, poll(), [E1])
+        _, read = await schools.mark_broadcast_read(HUGO, b.id, E1, now=at(1))
+        assert read is not None
+        receipt, stats = await schools.answer_poll(
+            HUGO, b.id, E1, [{"choices": [0]}, {"choices": []}, {"text": ""}], now=at(2))
+        assert (receipt.received_at, receipt.read_at, receipt.answered_at) == (
+            at(1), at(1), at(2))
+        assert (stats.received, stats.read, stats.answered) == (1, 1, 1)
+        assert stats.version == read.version + 1
+        assert stats.counts == ((1, 0, 0), (0, 0, 0), None)
+
     async def test_counts_are_exact_when_several_processes_answer_at_once(
             self, schools: Store, store_url: str, tmp_path: Path):
         users = [UserId(f"e{i}") for i in range(100, 160)]
@@ -290,8 +317,9 @@ class TestReceipts:
         assert [r.reminded_at for r in await schools.receipts(HUGO, b.id)] == [at(20)] * 2
         assert (await schools.get_broadcast(HUGO, b.id)).reminded_at == at(20)
         await schools.remind_broadcast(MOULIN, b.id, [E1], now=at(30))  # not its broadcast
-        assert (await schools.receipt(HUGO, b.id, E1)) == (
-            await schools.receipts(HUGO, b.id))[0]
+        e1_now = await schools.receipt(HUGO, b.id, E1)
+        assert e1_now is not None
+        assert e1_now.reminded_at == at(20)
         assert (await schools.get_broadcast(HUGO, b.id)).reminded_at == at(20)
 
 

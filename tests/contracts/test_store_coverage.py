@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from server.store import contract
+from server.store import PostgresStore, SqliteStore, contract
 from server.store.contract import (
     BroadcastStore,
     DirectoryStore,
@@ -71,3 +71,42 @@ def test_every_method_has_a_contract_test(protocol: type) -> None:
     path = HERE / ROLE_FILES[protocol]
     missing = sorted(own_methods(protocol) - called_methods(path))
     assert not missing, f"{path.name} has no test calling {', '.join(missing)}"
+
+
+# Fixtures parametrised over both stores (tests/contracts/conftest.py, and the error
+# tests' ``faulty``): a contract test asks for one of them, so it runs on both.
+BOTH_STORES = {"store", "schools", "store_url", "store_kind", "open_more", "faulty"}
+
+
+@pytest.mark.parametrize("name", sorted({*ROLE_FILES.values(), "test_store_errors.py"}))
+def test_every_contract_test_runs_on_both_stores(name: str) -> None:
+    tree = ast.parse((HERE / name).read_text(encoding="utf-8"))
+    one_store_only = [
+        node.name for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.name.startswith("test_")
+        and not BOTH_STORES & {a.arg for a in node.args.args}]
+    assert not one_store_only, f"{name}: {', '.join(one_store_only)} run on one store only"
+
+
+def test_no_store_test_skips() -> None:
+    """A store that cannot be reached fails the suite, with the command that starts it."""
+    for path in sorted(HERE.glob("*store*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skips = [node.lineno for node in ast.walk(tree)
+                 if isinstance(node, ast.Attribute) and node.attr in {"skip", "skipif",
+                                                                      "importorskip", "xfail"}]
+        assert not skips, f"{path.name} skips at lines {skips}"
+
+
+def both_are_stores(sqlite: SqliteStore, postgres: PostgresStore) -> tuple[Store, Store]:
+    """mypy checks here that both implementations have every method of every role, with
+    the contract's signatures (``open_store`` may cast; this does not)."""
+    return sqlite, postgres
+
+
+def test_both_implementations_have_every_method() -> None:
+    for implementation in (SqliteStore, PostgresStore):
+        missing = sorted(name for name in dir(Store) if not name.startswith("_")
+                         and not callable(getattr(implementation, name, None)))
+        assert not missing, f"{implementation.__name__} lacks {', '.join(missing)}"

@@ -105,6 +105,37 @@ class TestImport:
         assert state.settings.disabled_profiles == frozenset()
 
 
+    async def test_a_user_whose_role_changed_starts_from_its_defaults(self, schools: Store):
+        await schools.update_preferences(HUGO, E1, UserPreferences(can_initiate=False),
+                                         actor="a1", now=at(0))
+        await schools.update_preferences(HUGO, P2, UserPreferences(parent_messaging_opt_in=True),
+                                         actor="p2", now=at(0))
+        doc = school_doc()
+        for u in doc["users"]:
+            if u["id"] == "e1":  # e1 is now a member of staff
+                u.update(role="staff", profile="staff")
+                del u["class"]
+        doc["users"] = [u for u in doc["users"] if u["id"] != "p1"]  # p1's child left
+        await schools.import_directory(parse_directory(doc), actor="t", now=at(1))
+        state = await schools.load_school(HUGO)
+        assert state.preferences_of(E1) == UserPreferences()
+        assert state.preferences_of(P2).parent_messaging_opt_in  # same role: kept
+
+    async def test_classes_and_profiles_left_out_are_gone(self, schools: Store):
+        doc = school_doc()
+        doc["classes"] = [c for c in doc["classes"] if c["id"] != "2B"]
+        doc["users"] = [u for u in doc["users"]
+                        if u.get("class") != "2B" and u["id"] not in ("t2", "p3")]
+        await schools.import_directory(parse_directory(doc), actor="t", now=at(1))
+        state = await schools.load_school(HUGO)
+        assert list(state.directory.classes) == ["2A"]
+        assert list(state.directory.profiles) == ["teachers", "staff", "students", "parents"]
+        assert (await schools.load_school(MOULIN)).directory.classes.keys() == {"2A", "2B"}
+        # And back again.
+        await schools.import_directory(parse_directory(school_doc()), actor="t", now=at(2))
+        assert list((await schools.load_school(HUGO)).directory.classes) == ["2A", "2B"]
+
+
 class TestSettingsAndAudit:
     async def test_each_changed_field_is_audited(self, schools: Store):
         state = await schools.load_school(HUGO)
@@ -188,6 +219,12 @@ class TestReload:
         assert again.directory_version == first.directory_version + 1
         assert again.directory.users[T1].first_name == "Claire-Marie"
         assert again == await schools.load_school(HUGO)
+
+    async def test_a_state_of_another_school_is_not_reused(self, schools: Store):
+        moulin = await schools.load_school(MOULIN)
+        hugo = await schools.load_school(HUGO, known=moulin)
+        assert hugo == await schools.load_school(HUGO)
+        assert hugo.directory.school.id == HUGO
 
     async def test_another_node_sees_the_change(self, schools: Store, open_more: OpenStore):
         other = await open_more()

@@ -7,11 +7,14 @@ see, in the order of last activity.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from server.errors import MembersChanged, NotFound
-from server.model import DiscussionId
-from server.store import Store
+from server.model import DiscussionId, UserId
+from server.store import AlreadyStarted, Store
+from tests.contracts.store_worker import run_workers
 from tests.contracts.stores import A1, E1, E2, E3, HUGO, MOULIN, P1, S1, T1, T2, at
 
 pytestmark = pytest.mark.anyio
@@ -56,6 +59,32 @@ class TestCreate:
         await schools.append_message(HUGO, m.id, T1, "r1", "Oui ?", now=at(4))
         assert await schools.find_started(HUGO, T1, "r1") is None
         assert await schools.find_started(MOULIN, E1, "s1") is None
+
+    async def test_a_start_stored_already_is_refused_with_the_original(self, schools: Store):
+        """What a node that found no earlier start meets when another stored it meanwhile."""
+        m = await schools.create_discussion(HUGO, E1, "Cantine", [T1], now=at(2),
+                                            first=("s1", "Bonjour"))
+        with pytest.raises(AlreadyStarted) as race:
+            await schools.create_discussion(HUGO, E1, "Autre", [T2], now=at(3),
+                                            first=("s1", "Autre chose"))
+        e = race.value.earlier
+        assert (e.discussion_id, e.seq, e.sender, e.client_id, e.body, e.created_at) == (
+            m.id, 1, E1, "s1", "Bonjour", at(2))
+        # Nothing of the refused attempt was kept: no discussion, no participant.
+        assert [d.id for d in await schools.discussions_of(HUGO, E1)] == [m.id]
+        assert await schools.discussions_of(HUGO, T2) == []
+        # The same client id stays free for another creator, another school, and for
+        # discussions created without a first message.
+        other = await schools.create_discussion(HUGO, T1, "S", [E1], now=at(4),
+                                                first=("s1", "Oui"))
+        elsewhere = await schools.create_discussion(MOULIN, E1, "S", [], now=at(4),
+                                                    first=("s1", "Ailleurs"))
+        bare = [await schools.create_discussion(HUGO, E1, "S", [T1], now=at(5))
+                for _ in range(2)]
+        assert len({m.id, other.id, elsewhere.id, *(b.id for b in bare)}) == 5
+        found = await schools.find_started(HUGO, E1, "s1")
+        assert found is not None
+        assert found.discussion_id == m.id
 
     async def test_unknown_or_elsewhere_is_not_found(self, schools: Store):
         m = await schools.create_discussion(HUGO, T1, "S", [E1], now=at(0))
@@ -224,6 +253,19 @@ class TestLists:
         assert await schools.discussion_summaries(HUGO, m.id, []) == {}
 
 
+    async def test_discussion_summaries_for_a_whole_year_group(self, schools: Store):
+        """More users than one statement's worth (SQLite caps its parameters at 999)."""
+        everyone = [UserId(f"e{i:04d}") for i in range(1200)]
+        m = await schools.create_discussion(HUGO, T1, "Rentrée", everyone, now=at(0),
+                                            first=("c0", "Bienvenue"))
+        assert len(m.participants) == 1201
+        found = await schools.discussion_summaries(HUGO, m.id, [*everyone, T1, P1])
+        assert set(found) == {*everyone, T1}
+        assert {s.last_message.body if s.last_message else None
+                for s in found.values()} == {"Bienvenue"}
+        assert {s.visible_seq for s in found.values()} == {1}
+
+
 class TestRecentStarts:
     async def test_starts_held_ones_included_newest_first(self, schools: Store):
         for i in range(3):
@@ -239,3 +281,29 @@ class TestRecentStarts:
         assert await schools.recent_starts(HUGO, E1, since=at(-1), limit=2) == [
             at(25), at(20)]
         assert await schools.recent_starts(MOULIN, E1, since=at(-1), limit=10) == []
+
+
+class TestAcrossNodes:
+    async def test_one_discussion_when_several_processes_start_it_at_once(
+            self, schools: Store, store_url: str, tmp_path: Path):
+        ids = [f"s{i}" for i in range(20)]
+        job = {"do": "start", "url": store_url, "school": HUGO, "now": at(1).isoformat(),
+               "creator": E1, "to": [T1], "client_ids": ids}
+        answers = await run_workers([job] * 4, tmp_path / "go")
+        started = {}
+        for i, cid in enumerate(ids):
+            told = [answer[i] for answer in answers]
+            assert sum(new for *_, new in told) == 1  # exactly one attempt created it
+            # ...and every other attempt was given that discussion and its first message.
+            assert {(d, seq, body) for _, d, seq, body, _ in told} == {
+                (told[0][1], 1, f"body of {cid}")}
+            started[cid] = told[0][1]
+        assert sorted(d.id for d in await schools.discussions_of(HUGO, E1)) == sorted(
+            started.values())
+        for cid, d in started.items():
+            found = await schools.find_started(HUGO, E1, cid)
+            assert found is not None
+            assert found.discussion_id == d
+            assert [(m.seq, m.client_id) for m in await schools.messages_after(HUGO, d, 0)] == [
+                (1, cid)]
+            assert [p.user_id for p in (await schools.members(HUGO, d)).participants] == [E1, T1]

@@ -73,6 +73,17 @@ class TestClaim:
         # Within the minute, only the newly due one.
         assert [h.id for h in await schools.claim_due(at(20.5), limit=5)] == [ids[2]]
 
+    async def test_claims_serve_every_school(self, schools: Store):
+        ours, _ = await schools.hold(HUGO, E1, "h1", "m", discussion_id=None, subject="S",
+                                     recipients=[T1], now=at(0), release_at=at(10))
+        theirs, _ = await schools.hold(MOULIN, E1, "h1", "m", discussion_id=None,
+                                       subject="S", recipients=[T1], now=at(0),
+                                       release_at=at(10))
+        claimed = await schools.claim_due(at(10))
+        assert [(h.id, h.school_id) for h in claimed] == [(ours.id, HUGO),
+                                                           (theirs.id, MOULIN)]
+        assert sorted(await schools.schools_holding(at(0))) == [HUGO, MOULIN]
+
     async def test_a_claim_older_than_a_minute_is_taken_over(self, schools: Store):
         held, _ = await schools.hold(HUGO, E1, "h1", "m", discussion_id=None, subject="S",
                                      recipients=[T1], now=at(0), release_at=at(10))

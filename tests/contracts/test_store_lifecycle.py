@@ -4,12 +4,15 @@ database, and a healthy store reports no write failure."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from server.directory import parse_directory
 from server.store import Store, open_store
 from tests.conftest import SCHOOL_DAY
 from tests.contracts.conftest import OpenStore
+from tests.contracts.store_worker import run_workers
 from tests.contracts.stores import E1, HUGO, T1, at
 from tests.schools import school_doc
 
@@ -30,6 +33,19 @@ async def test_reopening_keeps_everything_and_migrates_nothing_twice(store_url: 
             assert [x.body for x in await again.messages_after(HUGO, m.id, 0)] == ["m1"]
         finally:
             await again.close()
+
+
+async def test_nodes_starting_at_once_on_a_new_database_migrate_it_once(
+        store_url: str, tmp_path: Path):
+    job = {"do": "schools", "url": store_url, "school": HUGO, "now": at(0).isoformat(),
+           "open_late": True}
+    assert await run_workers([job] * 4, tmp_path / "go") == [[]] * 4
+    st = await open_store(store_url)
+    try:
+        await st.import_directory(parse_directory(school_doc()), actor="t", now=SCHOOL_DAY)
+        assert await st.list_schools() == [HUGO]
+    finally:
+        await st.close()
 
 
 async def test_two_nodes_share_one_database_at_once(schools: Store, open_more: OpenStore):

@@ -158,6 +158,18 @@ class TestRead:
         assert [x.body for x in await schools.messages(HUGO, d, before_seq=2)] == ["m0"]
         assert await schools.messages(MOULIN, d) == []
 
+    async def test_messages_for_a_reader_page_backwards_too(self, schools: Store):
+        d = await _discussion(schools)
+        for i in range(6):
+            await schools.append_message(HUGO, d, T1, f"c{i}", f"m{i}", now=at(i),
+                                         hidden_from=[E2] if i % 2 else [])
+        page = await schools.messages(HUGO, d, reader=E2, limit=2)
+        assert [x.seq for x in page] == [5, 3]
+        assert [x.seq for x in await schools.messages(HUGO, d, reader=E2,
+                                                      before_seq=page[-1].seq)] == [1]
+        assert [x.seq for x in await schools.messages(HUGO, d, reader=E1, before_seq=3)] == [
+            2, 1]
+
     async def test_messages_after_replays_in_order(self, schools: Store):
         d = await _discussion(schools)
         for i in range(10):
