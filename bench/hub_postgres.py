@@ -38,7 +38,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -97,7 +97,9 @@ async def server_settings() -> dict[str, str]:
         await conn.close()
 
 
-async def on_postgres(databases: TestDatabases, run: Any) -> dict[str, Any]:
+async def on_postgres(databases: TestDatabases,
+                      run: Callable[[str, BackendCpu], Awaitable[dict[str, Any]]]
+                      ) -> dict[str, Any]:
     """``run(url, sampler)`` on a new PostgreSQL database, dropped afterwards."""
     url = await asyncio.to_thread(databases.create)
     sampler = BackendCpu(urlsplit(url).path.lstrip("/"))
