@@ -64,7 +64,7 @@ import time
 import zlib
 from array import array
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -79,7 +79,7 @@ from websockets.speedups import apply_mask
 from bench.report import machine_lines, write_section
 from server.directory import parse_directory
 from server.model import SchoolId, UserId
-from server.store import SqliteStore
+from server.store import open_store
 from server.tokens import issue_token
 from tests.redis_server import RedisServer
 
@@ -96,6 +96,9 @@ perf = time.perf_counter
 CLK = os.sysconf("SC_CLK_TCK")
 DISTURBED = 15.0  # % of a core used by other processes during a step: run it again
 LADDER = (10, 20, 30, 40, 50, 60, 70, 80, 100, 120, 150)
+# Cumulative CPU seconds of a database server's processes serving the benchmark, by
+# process (bench/hub_postgres.py: the PostgreSQL backends of its database).
+CpuSampler = Callable[[], Awaitable[dict[str, float]]]
 
 
 # ---------------------------------------------------------------------- the school
@@ -142,10 +145,9 @@ def token(user: str) -> str:
     return issue_token(SECRET, SCHOOL, UserId(user), ttl=timedelta(days=1), now=DAY)
 
 
-def prepare_db(path: Path, doc: dict[str, Any]) -> None:
+def prepare_db(database_url: str, doc: dict[str, Any]) -> None:
     async def run() -> None:
-        st = SqliteStore(str(path))
-        await st.open()
+        st = await open_store(database_url)
         try:
             await st.import_directory(parse_directory(doc), actor="bench", now=DAY)
         finally:
@@ -173,7 +175,7 @@ def _raise_nofile() -> None:
 class Node:
     """One ``python -m server serve`` process, pinned to SERVER_CPU."""
 
-    def __init__(self, index: int, tmp: Path, db: Path, redis_url: str | None,
+    def __init__(self, index: int, tmp: Path, database_url: str, redis_url: str | None,
                  rate_limit: int, entry: Sequence[str] = ("-m", "server")) -> None:
         self.index = index
         self.port = _free_port()
@@ -181,7 +183,7 @@ class Node:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREAU_")}
         env.pop("REDIS_URL", None)
         env.update({
-            "PREAU_DATABASE_URL": f"sqlite:///{db}",
+            "PREAU_DATABASE_URL": database_url,
             "PREAU_JWT_SECRET": SECRET,
             "PREAU_CLOCK_START": DAY.isoformat().replace("+00:00", "Z"),
             "PREAU_RATE_LIMIT": str(rate_limit),
@@ -544,6 +546,7 @@ class Recorder:
         self.win_start = math.inf
         self.win_end = -math.inf
         self.in_window = 0
+        self.acks_in_window = 0  # `ack`s received inside the window: messages stored
         self.misrouted = 0
         self.stray = 0
         self.sent_at: dict[str, float] = {}
@@ -591,6 +594,8 @@ def make_on_frame(member: Member, rec: Recorder) -> Callable[[dict[str, Any]], N
             got.add(s)
             rec.lat.append(now - m["t"])
         elif kind == "ack":
+            if rec.win_start <= now <= rec.win_end:
+                rec.acks_in_window += 1
             t0 = rec.sent_at.pop(f.get("client_id", ""), None)
             if t0 is not None:
                 rec.ack_lat.append(now - t0)
@@ -608,11 +613,12 @@ class Load:
 
     def __init__(self, rooms: int, size: int, ports: list[int],
                  discussions: dict[int, tuple[int, int]], pids: dict[str, int],
-                 deflate: bool = False) -> None:
+                 deflate: bool = False, database_cpu: CpuSampler | None = None) -> None:
         self.rooms_n, self.size, self.ports = rooms, size, ports
         self.deflate = deflate
         self.discussions = discussions
         self.pids = pids
+        self.database_cpu = database_cpu
         self.rec = Recorder()
         self.quiet_wait = 15.0  # s, at most, before each step
         self.steps_run = 0
@@ -689,7 +695,7 @@ class Load:
             send_lag.append(t - due)
             body = json.dumps({"k": step, "s": k, "t": t, "r": r, "m": measured, "p": PAD},
                               separators=(",", ":"))
-            cid = f"{step}-{k}"
+            cid = f"{step}-{r}-{k}"  # unique across rooms: each ack finds its send time
             if measured:
                 rec.sent_at[cid] = t
             try:
@@ -737,6 +743,7 @@ class Load:
             self._sender(r, step, rate, t_first + (r / self.rooms_n) / rate, warm_end,
                          win_end, sent, send_lag)) for r in range(self.rooms_n)]
         await asyncio.sleep(max(0.0, warm_end - perf()))
+        d0 = await self.database_cpu() if self.database_cpu else {}
         c0 = {k: cpu_seconds(p) for k, p in self.pids.items()}
         m0 = machine_busy_seconds()
         w0 = perf()
@@ -744,6 +751,7 @@ class Load:
         c1 = {k: cpu_seconds(p) for k, p in self.pids.items()}
         m1 = machine_busy_seconds()
         w1 = perf()
+        d1 = await self.database_cpu() if self.database_cpu else {}
         await asyncio.gather(*senders)
         expected = sum((s[1] - s[0] + 1) * self.size for s in sent if s is not None)
         deadline = perf() + drain
@@ -770,6 +778,11 @@ class Load:
         win = w1 - w0
         cpu = {k: round(100.0 * (c1[k] - c0[k]) / win, 1)  # type: ignore[operator]
                for k in self.pids if c0.get(k) is not None and c1.get(k) is not None}
+        # The database server's processes serving this benchmark (PostgreSQL backends):
+        # a backend that appeared during the window counts from zero.
+        database_s = sum(v - d0.get(k, 0.0) for k, v in d1.items())
+        if self.database_cpu:
+            cpu["postgres"] = round(100.0 * database_s / win, 1)
         # Everything else on the machine (other processes): the noise indicator; and the
         # kernel's softirq time (loopback TCP), charged to no process.
         # (This kernel also charges softirq time to the interrupted process, so "other" is
@@ -790,6 +803,13 @@ class Load:
             "max": ms(lat[-1] if lat else None),
             "ack_p50": ms(pct(acks, 0.5)), "ack_p99": ms(pct(acks, 0.99)),
             "send_lag_p99": ms(pct(sorted(send_lag), 0.99)),
+            # Messages acknowledged (so stored) inside the window, and the database
+            # server's CPU over that window, per stored message.
+            "stored": rec.acks_in_window,
+            "database_cpu_s": round(database_s, 4) if self.database_cpu else None,
+            "database_us_per_message": (round(1e6 * database_s / rec.acks_in_window, 1)
+                                        if self.database_cpu and rec.acks_in_window
+                                        else None),
             "other_before": quiet,
             "cpu": cpu,
         }
@@ -824,20 +844,23 @@ class Options:
     profile_rates: tuple[float, ...] = (10.0, 40.0)
     profile_native: bool = False
     skip: set[str] = field(default_factory=set)
+    ladder_budget: float = 260.0  # s of ladder steps, at most (70 with quick)
 
 
 class Scenario:
     """A fresh temporary folder and database, nodes, optionally Redis; closed at the end."""
 
     def __init__(self, opts: Options, nodes: int, redis: bool, rooms: int,
-                 size: int, entry: Sequence[str] = ("-m", "server")) -> None:
+                 size: int, entry: Sequence[str] = ("-m", "server"),
+                 database_url: str | None = None) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="preau-bench-hub-"))
-        self.db = self.tmp / "hub.db"
+        # A fresh SQLite file here, unless the caller made another (empty) database.
+        self.database_url = database_url or f"sqlite:///{self.tmp / 'hub.db'}"
         self.rooms, self.size = rooms, size
         self.redis: RedisServer | None = None
         self.nodes: list[Node] = []
         t = perf()
-        prepare_db(self.db, classroom_school(rooms, size))
+        prepare_db(self.database_url, classroom_school(rooms, size))
         self.import_s = perf() - t
         try:
             if redis:
@@ -845,8 +868,8 @@ class Scenario:
                 self.redis.start()
             url = self.redis.url if self.redis else None
             for i in range(nodes):
-                self.nodes.append(Node(i, self.tmp, self.db, url, rate_limit=10_000,
-                                       entry=entry))
+                self.nodes.append(Node(i, self.tmp, self.database_url, url,
+                                       rate_limit=10_000, entry=entry))
         except BaseException:
             self.close()
             raise
@@ -874,14 +897,16 @@ class Scenario:
 
 
 async def _classroom(opts: Options, nodes: int, redis: bool,
-                     body: Callable[[Load, Scenario], Any], deflate: bool = False) -> Any:
-    sc = Scenario(opts, nodes, redis, opts.rooms, opts.size)
+                     body: Callable[[Load, Scenario], Any], deflate: bool = False,
+                     database_url: str | None = None,
+                     database_cpu: CpuSampler | None = None) -> Any:
+    sc = Scenario(opts, nodes, redis, opts.rooms, opts.size, database_url=database_url)
     try:
         t = perf()
         discussions = await create_discussions(sc.nodes[0].port, opts.rooms, opts.size)
         create_s = perf() - t
         load = Load(opts.rooms, opts.size, [n.port for n in sc.nodes], discussions, sc.pids(),
-                    deflate=deflate)
+                    deflate=deflate, database_cpu=database_cpu)
         setup = await load.connect_all()
         setup["import_s"] = round(sc.import_s, 2)
         setup["create_discussions_s"] = round(create_s, 2)
@@ -908,8 +933,11 @@ async def _classroom(opts: Options, nodes: int, redis: bool,
         sc.close()
 
 
-async def scenario_one_node(opts: Options) -> dict[str, Any]:
-    """(a) the fixed load, then (b) the ladder, on one node with the in-memory broker."""
+async def scenario_one_node(opts: Options, database_url: str | None = None,
+                            database_cpu: CpuSampler | None = None,
+                            ladder: Sequence[float] | None = None) -> dict[str, Any]:
+    """(a) the fixed load, then (b) the ladder, on one node with the in-memory broker
+    (on a fresh SQLite file, or on the empty database of ``database_url``)."""
 
     async def body(load: Load, sc: Scenario) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -922,9 +950,9 @@ async def scenario_one_node(opts: Options) -> dict[str, Any]:
         steps: list[dict[str, Any]] = []
         best: dict[str, Any] | None = None
         fail: dict[str, Any] | None = None
-        ladder = (20, 40, 60, 80) if opts.quick else LADDER
+        rates = ladder or ((20, 40, 60, 80) if opts.quick else LADDER)
         started = perf()
-        budget = 70.0 if opts.quick else 260.0
+        budget = 70.0 if opts.quick else opts.ladder_budget
 
         async def step(rate: float) -> dict[str, Any] | None:
             if perf() - started > budget:
@@ -936,7 +964,7 @@ async def scenario_one_node(opts: Options) -> dict[str, Any]:
             show("b", res)
             return res
 
-        for rate in ladder:
+        for rate in rates:
             res = await step(rate)
             if res is None:
                 break
@@ -962,7 +990,8 @@ async def scenario_one_node(opts: Options) -> dict[str, Any]:
         out["first_fail"] = fail
         return out
 
-    result: dict[str, Any] = await _classroom(opts, 1, False, body)
+    result: dict[str, Any] = await _classroom(opts, 1, False, body, database_url=database_url,
+                                              database_cpu=database_cpu)
     return result
 
 
@@ -983,7 +1012,8 @@ async def scenario_deflate(opts: Options) -> dict[str, Any]:
     return result
 
 
-async def scenario_redis(opts: Options, nodes: int) -> dict[str, Any]:
+async def scenario_redis(opts: Options, nodes: int, database_url: str | None = None,
+                         database_cpu: CpuSampler | None = None) -> dict[str, Any]:
     """(c) the fixed load through Redis: two nodes, or (c0) one node."""
 
     async def body(load: Load, sc: Scenario) -> dict[str, Any]:
@@ -993,7 +1023,9 @@ async def scenario_redis(opts: Options, nodes: int) -> dict[str, Any]:
         show(label, res)
         return {"fixed": res}
 
-    result: dict[str, Any] = await _classroom(opts, nodes, True, body)
+    result: dict[str, Any] = await _classroom(opts, nodes, True, body,
+                                              database_url=database_url,
+                                              database_cpu=database_cpu)
     return result
 
 
@@ -1088,7 +1120,9 @@ def _ignore(frame: dict[str, Any]) -> None:
 PROFILE_HZ = int(os.environ.get("BENCH_PROFILE_HZ", "250"))
 
 
-async def scenario_profile(opts: Options, rates: Sequence[float]) -> dict[str, Any]:
+async def scenario_profile(opts: Options, rates: Sequence[float],
+                           database_url: str | None = None,
+                           database_cpu: CpuSampler | None = None) -> dict[str, Any]:
     """``--profile DIR``: one node, each rate for ``duration`` s under py-spy (no RESULTS.md).
 
     py-spy (``pip install py-spy``) samples the node at PROFILE_HZ, all threads,
@@ -1154,7 +1188,8 @@ async def scenario_profile(opts: Options, rates: Sequence[float]) -> dict[str, A
             out[f"{rate:g}"] = res
         return out
 
-    result: dict[str, Any] = await _classroom(opts, 1, False, body)
+    result: dict[str, Any] = await _classroom(opts, 1, False, body, database_url=database_url,
+                                              database_cpu=database_cpu)
     return result
 
 

@@ -1,27 +1,33 @@
-"""Several real server processes sharing one private Redis and one SQLite file.
+"""Several real server processes sharing one private Redis and one database.
 
-Each node is ``python -m server serve`` on its own port, exactly as an operator
-runs it; the clock starts at a school morning (``PREAU_CLOCK_START``) so that the
-tests pass at any hour. Nodes can be killed with SIGKILL and started again.
+The database is a SQLite file in the test's folder, or a PostgreSQL database (the
+``postgres_url`` fixture): a test marked ``@pytest.mark.databases("sqlite",
+"postgresql")`` that builds its cluster on the ``shared_database`` fixture of
+tests/conftest.py runs unchanged on both. Each node is ``python -m server serve`` on its own port,
+exactly as an operator runs it, with ``PREAU_DATABASE_URL``; the directory is imported
+with ``python -m server directory import`` as an operator does. The clock starts at a
+school morning (``PREAU_CLOCK_START``) so that the tests pass at any hour. Nodes can be
+killed with SIGKILL and started again.
 """
 
 from __future__ import annotations
 
-import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from server.directory import parse_directory
 from server.model import SchoolId, UserId
-from server.store import SqliteStore
+from server.store import Store, open_store
 from server.tokens import issue_token
 from tests.conftest import SCHOOL_DAY, SECRET, free_port
 from tests.redis_server import RedisServer
@@ -31,32 +37,47 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class Cluster:
-    def __init__(self, tmp: Path, redis: RedisServer, nodes: int = 2) -> None:
+    def __init__(self, tmp: Path, redis: RedisServer, nodes: int = 2,
+                 database_url: str | None = None) -> None:
         self.tmp = tmp
         self.redis = redis
-        self.database = tmp / "cluster.db"
+        # Every node and every check of the store use this URL (a SQLite file by default).
+        self.database_url = database_url or f"sqlite:///{tmp / 'cluster.db'}"
         self.ports = [free_port() for _ in range(nodes)]
         self.processes: list[subprocess.Popen[bytes] | None] = [None] * nodes
         self._logs = [open(tmp / f"node{i}.log", "wb") for i in range(nodes)]  # noqa: SIM115
 
     def prepare(self, *extra: dict[str, Any]) -> None:
         """Import the two test schools, and the ``extra`` directory documents."""
-        async def run() -> None:
-            st = SqliteStore(str(self.database))
-            await st.open()
-            try:
-                for doc in (school_doc(), other_school_doc(), *extra):
-                    await st.import_directory(parse_directory(doc), actor="test",
-                                              now=SCHOOL_DAY)
-            finally:
-                await st.close()
+        self.import_directories(school_doc(), other_school_doc(), *extra)
 
-        asyncio.run(run())
+    def import_directories(self, *docs: dict[str, Any]) -> None:
+        """``preau directory import FILE`` for each document, as an operator runs it (the
+        first one also creates the schema)."""
+        for n, doc in enumerate(docs):
+            path = self.tmp / f"directory-{n}.json"
+            path.write_text(json.dumps(doc, ensure_ascii=False), encoding="utf-8")
+            done = subprocess.run(
+                [sys.executable, "-m", "server", "directory", "import", str(path)],
+                env=self.env(0), cwd=self.tmp, capture_output=True, text=True, timeout=60,
+                check=False)
+            if done.returncode != 0:
+                raise RuntimeError(f"`preau directory import` failed on {self.database_url}:"
+                                   f"\n{done.stderr or done.stdout}")
+
+    @asynccontextmanager
+    async def store(self) -> AsyncIterator[Store]:
+        """The nodes' database, opened from the test (to compare transcripts with it)."""
+        st = await open_store(self.database_url)
+        try:
+            yield st
+        finally:
+            await st.close()
 
     def env(self, i: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREAU_")}
         env.update({
-            "PREAU_DATABASE_URL": f"sqlite:///{self.database}",
+            "PREAU_DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis.url,
             "PREAU_JWT_SECRET": SECRET,
             "PREAU_CLOCK_START": SCHOOL_DAY.isoformat(),

@@ -214,6 +214,19 @@ def schools_url(database: str, tmp_path: Path, request: pytest.FixtureRequest) -
 
 
 @pytest.fixture
+def shared_database(database: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The URL of a new, empty database of the kind ``database`` names, for several
+    ``preau serve`` processes to share (tests/cluster.py): a SQLite file here, or a
+    PostgreSQL database of the machine's server, dropped after the test."""
+    if database == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    try:
+        return str(request.getfixturevalue("postgres_url"))
+    except PostgresUnavailable as exc:
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None  # the hint, alone
+
+
+@pytest.fixture
 def live_server(schools_url: str, limits: Limits) -> Iterator[LiveServer]:
     """uvicorn serving the app over a real socket, with two schools imported (on SQLite,
     or on each database the test's ``databases`` marker names)."""

@@ -2,7 +2,7 @@
 
 One node over a real socket for the rules, the deadline (injected clock) and the
 anonymity of results; two ``preau serve`` processes sharing Redis and the
-database for exact counts under concurrent answers.
+database (a SQLite file, then PostgreSQL) for exact counts under concurrent answers.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from server.demo import generate_school
-from server.store import SqliteStore
 from tests.cluster import Cluster
 from tests.conftest import SCHOOL_DAY, LiveServer
 from tests.redis_server import RedisServer
@@ -497,10 +496,11 @@ def strings(doc: object) -> Iterator[str]:
 
 
 @pytest.fixture
-def big_cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """Two nodes over a demo school of two classes of 28 (68 parents)."""
+def big_cluster(tmp_path: Path, shared_database: str) -> Iterator[Cluster]:
+    """Two nodes over a demo school of two classes of 28 (68 parents), sharing a SQLite
+    file, then a PostgreSQL database."""
     with RedisServer() as redis:
-        c = Cluster(tmp_path, redis)
+        c = Cluster(tmp_path, redis, database_url=shared_database)
         try:
             c.prepare(generate_school(classes=2, students=28, seed=3))
             c.start(0)
@@ -510,6 +510,7 @@ def big_cluster(tmp_path: Path) -> Iterator[Cluster]:
             c.close()
 
 
+@pytest.mark.databases("sqlite", "postgresql")
 async def test_counts_stay_exact_under_concurrent_answers_on_two_nodes(big_cluster: Cluster):
     c = big_cluster
 
@@ -525,12 +526,8 @@ async def test_counts_stay_exact_under_concurrent_answers_on_two_nodes(big_clust
         bid = b["id"]
         parents = b["stats"]["recipients"]
         assert parents >= 60
-    st = SqliteStore(str(c.database))
-    await st.open()
-    try:
+    async with c.store() as st:
         ids = [r.user_id for r in await st.receipts("demo", bid)]  # type: ignore[arg-type]
-    finally:
-        await st.close()
     assert len(ids) == parents
 
     async def answer(k: int, user: str) -> list[dict[str, Any]]:

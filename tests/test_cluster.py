@@ -1,4 +1,7 @@
-"""Two server processes, one private Redis, one database: they behave as one."""
+"""Two server processes, one private Redis, one database: they behave as one.
+
+Every test runs twice: on a SQLite file, and on a PostgreSQL database (the nodes as
+separate machines would run them), with the same assertions."""
 
 from __future__ import annotations
 
@@ -11,20 +14,19 @@ import httpx
 import pytest
 
 from server.model import DiscussionId, SchoolId
-from server.store import SqliteStore
 from tests.cluster import Cluster
 from tests.redis_server import RedisServer
 from tests.test_ws import start_on_both
 from tests.wire import Wire
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
-
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires"),
+              pytest.mark.databases("sqlite", "postgresql")]
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+def cluster(tmp_path: Path, shared_database: str) -> Iterator[Cluster]:
     with RedisServer() as redis:
-        c = Cluster(tmp_path, redis)
+        c = Cluster(tmp_path, redis, database_url=shared_database)
         try:
             c.prepare()
             c.start(0)
@@ -35,12 +37,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 async def transcript(c: Cluster, d: int) -> list[tuple[int, str]]:
-    st = SqliteStore(str(c.database))
-    await st.open()
-    try:
+    async with c.store() as st:
         rows = await st.messages(SchoolId("hugo"), DiscussionId(d), limit=10_000)
-    finally:
-        await st.close()
     return sorted((m.seq, m.body) for m in rows)
 
 

@@ -19,7 +19,6 @@ import redis.asyncio as aioredis
 from server import events
 from server.broker.channels import discussion_channel, school_channel
 from server.model import DiscussionId, SchoolId, UserId
-from server.store import SqliteStore
 from tests.cluster import Cluster
 from tests.conftest import SCHOOL_DAY
 from tests.redis_server import RedisServer
@@ -189,12 +188,8 @@ async def readyz(c: Cluster, i: int) -> dict[str, Any]:
 
 
 async def stored(c: Cluster, d: int) -> list[int]:
-    st = SqliteStore(str(c.database))
-    await st.open()
-    try:
+    async with c.store() as st:
         rows = await st.messages(S, DiscussionId(d), limit=10_000)
-    finally:
-        await st.close()
     return sorted(m.seq for m in rows)
 
 
@@ -299,15 +294,11 @@ async def test_an_event_of_a_newer_version_is_counted_and_read_from_the_store(
 
     # A node of a later release stores message 2 and announces it in a version that
     # these nodes cannot read.
-    st = SqliteStore(str(c.database))
-    await st.open()
-    try:
+    async with c.store() as st:
         members = await st.members(S, DiscussionId(d))
         msg, _ = await st.append_message(S, DiscussionId(d), UserId("t1"), "later-1", "b2",
                                          now=SCHOOL_DAY + timedelta(minutes=5),
                                          members_version=members.version)
-    finally:
-        await st.close()
     assert msg.seq == 2
     newer = {"k": "m", "v": events.CURRENT + 1, "s": "hugo", "d": d, "q": 2,
              "payload": {"what": "a later layout"}}

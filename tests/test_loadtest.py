@@ -1,20 +1,21 @@
 """``preau loadtest``: unit checks, then real runs against real server processes.
 
 The end-to-end runs reuse :class:`tests.cluster.Cluster` (``python -m server serve``
-nodes sharing a private Redis and a SQLite file, the clock at a school morning) by
+nodes sharing a private Redis and a database, the clock at a school morning) by
 composition: the database gets a small generated demo school instead of the test
 schools, and ``preau loadtest`` runs as a process, as an operator would run it. Each
-run is a few seconds of sending with 2 classes of 5 students.
+run is a few seconds of sending with 2 classes of 5 students. The two-node run goes
+on a SQLite file, then on PostgreSQL.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,8 @@ from server.loadtest.options import is_loopback
 from server.loadtest.plan import make_plan, people_from_directory
 from server.loadtest.report import render_html, render_text
 from server.loadtest.stats import Histogram
-from server.store import SqliteStore
 from tests.cluster import Cluster
-from tests.conftest import SCHOOL_DAY, free_port
+from tests.conftest import free_port
 from tests.redis_server import RedisServer
 
 SCHOOL = generate_school(classes=2, students=5, seed=1)
@@ -43,28 +43,30 @@ def write_school(tmp: Path) -> Path:
     return path
 
 
-def import_school(database: Path) -> None:
-    async def run() -> None:
-        st = SqliteStore(str(database))
-        await st.open()
+@contextmanager
+def demo_cluster(tmp: Path, database_url: str | None = None) -> Iterator[Cluster]:
+    """Two nodes ready to start, on a database holding the demo school only."""
+    with RedisServer() as redis:
+        c = Cluster(tmp, redis, nodes=2, database_url=database_url)
         try:
-            await st.import_directory(parse_directory(SCHOOL), actor="test", now=SCHOOL_DAY)
+            c.import_directories(SCHOOL)  # instead of c.prepare(): the demo school
+            yield c
         finally:
-            await st.close()
-
-    asyncio.run(run())
+            c.close()
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """Two nodes ready to start, on a database holding the demo school only."""
-    with RedisServer() as redis:
-        c = Cluster(tmp_path, redis, nodes=2)
-        try:
-            import_school(c.database)  # instead of c.prepare(): the demo school
-            yield c
-        finally:
-            c.close()
+    """On a SQLite file."""
+    with demo_cluster(tmp_path) as c:
+        yield c
+
+
+@pytest.fixture
+def shared_cluster(tmp_path: Path, shared_database: str) -> Iterator[Cluster]:
+    """On a SQLite file, then on PostgreSQL."""
+    with demo_cluster(tmp_path, shared_database) as c:
+        yield c
 
 
 def loadtest(c: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
@@ -147,12 +149,14 @@ def test_one_node_two_classes(cluster: Cluster, tmp_path: Path):
     assert "href=" not in page
 
 
-def test_two_nodes_with_a_storm_lose_nothing(cluster: Cluster):
+@pytest.mark.databases("sqlite", "postgresql")
+def test_two_nodes_with_a_storm_lose_nothing(shared_cluster: Cluster):
+    cluster = shared_cluster
     cluster.start(0)
     cluster.start(1)
     # Users from the database this time, as with `make demo`; JSON frames this time.
     run = loadtest(cluster, "--url", cluster.http(0), "--url", cluster.http(1),
-                   "--database", f"sqlite:///{cluster.database}", "--encoding", "json",
+                   "--database", cluster.database_url, "--encoding", "json",
                    "--classes", "2", "--rate", "5", "--thread-rate", "1", "--duration", "4",
                    "--storm-at", "1.5", "--storm-fraction", "0.5", "--drain", "8",
                    "--json", "--quiet")

@@ -173,7 +173,7 @@ def serve(args: argparse.Namespace) -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     db = out / "preau.db"
-    prepare_db(db, classroom_school(rooms, size))
+    prepare_db(f"sqlite:///{db}", classroom_school(rooms, size))
 
     async def discussions() -> list[dict[str, Any]]:
         st = SqliteStore(str(db))
