@@ -10,6 +10,7 @@ on a SQLite file, then on PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import subprocess
@@ -29,6 +30,7 @@ from server.loadtest.options import is_loopback
 from server.loadtest.plan import make_plan, people_from_directory
 from server.loadtest.report import render_html, render_text
 from server.loadtest.stats import Histogram
+from server.store import open_store
 from tests.cluster import Cluster
 from tests.conftest import free_port
 from tests.redis_server import RedisServer
@@ -154,9 +156,10 @@ def test_two_nodes_with_a_storm_lose_nothing(shared_cluster: Cluster):
     cluster = shared_cluster
     cluster.start(0)
     cluster.start(1)
-    # Users from the database this time, as with `make demo`; JSON frames this time.
+    # Users from the database this time, its demo school named explicitly; JSON frames.
     run = loadtest(cluster, "--url", cluster.http(0), "--url", cluster.http(1),
-                   "--database", cluster.database_url, "--encoding", "json",
+                   "--database", cluster.database_url, "--school", "demo",
+                   "--encoding", "json",
                    "--classes", "2", "--rate", "5", "--thread-rate", "1", "--duration", "4",
                    "--storm-at", "1.5", "--storm-fraction", "0.5", "--drain", "8",
                    "--json", "--quiet")
@@ -178,6 +181,45 @@ def test_two_nodes_with_a_storm_lose_nothing(shared_cluster: Cluster):
     assert "losses       0    duplicates 0" in text
     assert "result       OK" in text
     assert f"{storm['dropped']} connections dropped" in text
+
+
+def test_uses_a_school_of_its_own_unless_told_otherwise(cluster: Cluster):
+    """Against the demo's database, the run goes to a school it imports, not the demo."""
+    cluster.start(0)
+    run = loadtest(cluster, "--url", cluster.http(0), "--database", cluster.database_url,
+                   "--classes", "1", "--students", "3", "--threads", "1", "--rate", "2",
+                   "--thread-rate", "1", "--duration", "2", "--drain", "5", "--json",
+                   "--quiet")
+    assert run.returncode == 0, run.stderr + run.stdout
+    doc = json.loads(run.stdout)
+    assert doc["school"] == "loadtest"
+    assert doc["discussions"] == {**doc["discussions"], "classes": 1, "threads": 1}
+    assert doc["messages"]["delivered"] > 0
+
+    async def discussions() -> dict[str, int]:
+        store = await open_store(cluster.database_url)
+        try:
+            counts: dict[str, int] = {}
+            for school in await store.list_schools():
+                state = await store.load_school(school)
+                ids: set[str] = set()
+                for user in state.directory.users:
+                    ids.update(str(d.id) for d in await store.discussions_of(school, user))
+                counts[str(school)] = len(ids)
+            return counts
+        finally:
+            await store.close()
+
+    # The demo school people look at got nothing; the load test's school got its 2.
+    assert asyncio.run(discussions()) == {"demo": 0, "loadtest": 2}
+
+
+def test_demo_api_needs_the_school_named(capsys, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("PREAU_JWT_SECRET", raising=False)
+    assert main(["loadtest", "--demo-api"]) == 2
+    err = capsys.readouterr().err
+    assert "--school ID" in err
+    assert "--database URL" in err
 
 
 # ---------------------------------------------------------------------- refusals

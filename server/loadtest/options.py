@@ -115,7 +115,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     users.add_argument("--database", metavar="URL",
                        help="the server's database (sqlite:///var/preau.db): its users, "
                             "and in demo mode the secret it keeps")
-    users.add_argument("--school", help="school id (default: the directory's, or 'demo')")
+    users.add_argument("--school", metavar="ID",
+                       help="load an existing school (default: the directory's; with "
+                            "--database, a school of the load test's own, 'loadtest', "
+                            "imported into the database, never the demo's)")
     users.add_argument("--secret", help="the servers' JWT secret, to sign tokens "
                                         "(default: PREAU_JWT_SECRET)")
     users.add_argument("--demo-api", action="store_true",

@@ -3,9 +3,12 @@
 Where the users come from (one of):
 
 - ``--directory FILE``: the directory file the server imported (``preau demo-school``);
-- ``--database URL``: the server's database (the school named by ``--school``, or the
-  only one);
-- ``--demo-api``: a demo-mode server's ``GET /api/demo/users``.
+- ``--database URL``: the server's database. Without ``--school``, the load test uses a
+  school of its own, :data:`OWN_SCHOOL`, generated to the run's size and imported into
+  that database (created or updated), so that its discussions never land in a school
+  people are looking at (the demo's). ``--school ID`` targets an existing school instead;
+- ``--demo-api``: a demo-mode server's ``GET /api/demo/users``. The load test cannot
+  create a school through it, so it needs ``--school ID``, said explicitly.
 
 Where the tokens come from (the first that applies):
 
@@ -35,6 +38,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from server.clock import system_clock
 from server.config import Config
+from server.demo import generate_school
 from server.errors import ConfigurationError
 from server.model import SchoolId, UserId
 from server.store import Store, open_store, sqlite_path
@@ -47,7 +51,8 @@ from .report import render_html, render_text, summarize
 
 __all__ = ["run_cli"]
 
-DEFAULT_SCHOOL = "demo"
+OWN_SCHOOL = "loadtest"
+OWN_CLASS_SIZE = 28  # students per class of the generated school, unless --students
 HTTP_TIMEOUT = 10.0
 _T = TypeVar("_T")
 
@@ -153,7 +158,10 @@ async def _school(options: Options, config: Config) -> _School:
     elif options.database is not None:
         store = await _open_database(options.database)
         try:
-            school = await _school_in(store, options.school)
+            if options.school is None:
+                school = await _import_own_school(store, options, config)
+            else:
+                school = await _school_in(store, options.school)
             state = await store.load_school(SchoolId(school))
             people = people_from_directory(state.directory)
             if secret is None:
@@ -162,10 +170,16 @@ async def _school(options: Options, config: Config) -> _School:
         finally:
             await store.close()
     elif options.demo_api:
-        query = f"?school={quote(options.school)}" if options.school else ""
-        doc = await asyncio.to_thread(_http_json, _http_url(options.urls[0],
-                                                            f"/api/demo/users{query}"), None)
-        school = str(doc.get("school", {}).get("id", options.school or DEFAULT_SCHOOL))
+        if options.school is None:
+            raise ConfigurationError(
+                "--demo-api reaches only the schools already on the server, such as the "
+                "demo people are looking at: name the one to load with --school ID, or give "
+                f"--database URL so that the load test imports a school of its own "
+                f"({OWN_SCHOOL!r})")
+        doc = await asyncio.to_thread(
+            _http_json, _http_url(options.urls[0],
+                                  f"/api/demo/users?school={quote(options.school)}"), None)
+        school = str(doc.get("school", {}).get("id", options.school))
         people = people_from_demo_users(doc)
     else:
         raise ConfigurationError(
@@ -189,18 +203,29 @@ async def _open_database(url: str) -> Store:
     return await open_store(url)
 
 
-async def _school_in(store: Store, wanted: str | None) -> str:
+async def _school_in(store: Store, wanted: str) -> str:
     schools = [str(s) for s in await store.list_schools()]
-    if wanted is not None:
-        if wanted not in schools:
-            raise ConfigurationError(f"no school {wanted!r} in the database")
-        return wanted
-    if len(schools) == 1:
-        return schools[0]
-    if DEFAULT_SCHOOL in schools:
-        return DEFAULT_SCHOOL
-    raise ConfigurationError(f"schools in the database: {', '.join(schools) or 'none'}; "
-                             "choose one with --school")
+    if wanted not in schools:
+        raise ConfigurationError(f"no school {wanted!r} in the database; schools there: "
+                                 f"{', '.join(schools) or 'none'}")
+    return wanted
+
+
+async def _import_own_school(store: Store, options: Options, config: Config) -> str:
+    """Create (or bring to this run's size) the load test's own school in ``store``.
+
+    The servers read a school from the database when it is first asked for, and again
+    when its version moves, so a running server serves it without a restart.
+    """
+    from server.directory import parse_directory
+
+    doc = generate_school(classes=options.classes,
+                          students=options.students or OWN_CLASS_SIZE,
+                          seed=options.seed, school_id=OWN_SCHOOL)
+    # The servers' clock: PREAU_CLOCK_START when set (as for the tokens below).
+    now = config.clock_start if config.clock_start is not None else system_clock()
+    await store.import_directory(parse_directory(doc), actor="loadtest", now=now)
+    return OWN_SCHOOL
 
 
 async def _database_secret(store: Store, config: Config) -> str:
