@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-from .clock import system_clock
+from .clock import configured_clock
 from .config import Config
 from .errors import ConfigurationError, DirectoryError, PreauError
 from .model import Role, SchoolId, UserId
@@ -188,10 +188,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     config.check()
     _make_parent_dir(config)
     level = _log_level(args)
-    from .clock import OffsetClock
-
-    clock = system_clock if config.clock_start is None else OffsetClock(config.clock_start)
-    app = create_app(config, clock=clock)
+    app = create_app(config, clock=configured_clock(config.clock_start))
     print(f"Préau serving on http://{config.host}:{config.port} "
           f"(database {displayed_url(config.database_url)}{', demo mode' if config.demo else ''})",
           file=sys.stderr)
@@ -246,8 +243,10 @@ def _import(args: argparse.Namespace, config: Config) -> int:
                         f"this file would deactivate {removed} of the {len(current)} users of "
                         f"{directory.school.id!r}; nothing was imported. If that is intended, "
                         "run again with --allow-mass-removal")
+            # The server's clock (PREAU_CLOCK_START), not the real one: the audit log
+            # holds both this entry and the server's.
             report = await store.import_directory(directory, actor="import",
-                                                  now=system_clock())
+                                                  now=configured_clock(config.clock_start)())
         finally:
             await store.close()
         verb = "created" if report.created else "updated"
@@ -282,7 +281,7 @@ def _token(args: argparse.Namespace, config: Config) -> int:
             await store.close()
         ttl = timedelta(seconds=args.ttl or config.token_ttl)
         # The token must be valid by the server's clock (PREAU_CLOCK_START shifts it).
-        now = config.clock_start if config.clock_start is not None else system_clock()
+        now = configured_clock(config.clock_start)()
         print(issue_token(secret, school, UserId(args.user_id), ttl=ttl, now=now))
         return 0
 
@@ -313,7 +312,7 @@ def _demo_setup(args: argparse.Namespace, config: Config) -> int:
         try:
             school = await _choose_school(store, args.school)
             state = await store.load_school(school)
-            now = system_clock()
+            now = configured_clock(config.clock_start)()  # the server's clock, as above
             if not state.settings.parent_messaging_enabled:
                 await store.update_settings(
                     school, replace(state.settings, parent_messaging_enabled=True),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["Clock", "ManualClock", "OffsetClock", "system_clock"]
+__all__ = ["Clock", "ManualClock", "OffsetClock", "configured_clock", "system_clock"]
 
 Clock = Callable[[], datetime]
 
@@ -54,3 +54,14 @@ class OffsetClock:
 
     def __call__(self) -> datetime:
         return system_clock() + self._offset
+
+
+def configured_clock(start: datetime | None) -> Clock:
+    """The clock a process runs on: real time, or :class:`OffsetClock` from ``start``.
+
+    ``start`` is ``PREAU_CLOCK_START`` (``Config.clock_start``). The server and every
+    command that writes what it reads back (directory imports, ``demo-setup``: their
+    audit entries) take their time from here, so that one database never mixes the
+    real clock with the shifted one.
+    """
+    return system_clock if start is None else OffsetClock(start)

@@ -264,3 +264,29 @@ class TestDemoSchool:
             assert "parent_messaging_enabled" in fields  # recorded, like any change
 
         asyncio.run(check())
+
+    def test_imports_setup_and_admin_changes_share_the_servers_clock(self, tmp_path: Path):
+        """With PREAU_CLOCK_START, every audit entry is on that clock: a re-import that
+        changes the time zone, demo-setup and an admin's settings change alike."""
+        start = datetime(2016, 3, 1, 9, 0, tzinfo=UTC)  # years away from the real date
+        env = {"PREAU_JWT_SECRET": SECRET, "PREAU_CLOCK_START": start.isoformat()}
+        assert preau(tmp_path, "directory", "import", str(write(tmp_path, school_doc())),
+                     env=env).returncode == 0
+        moved = write(tmp_path, school_doc(timezone="Europe/Brussels"), "moved.json")
+        reimport = preau(tmp_path, "directory", "import", str(moved), env=env)
+        assert reimport.returncode == 0, reimport.stderr
+        setup = preau(tmp_path, "demo-setup", env=env)
+        assert setup.returncode == 0, setup.stderr
+        token = preau(tmp_path, "token", "a1", env=env).stdout.strip()
+        with served(tmp_path, env) as url:
+            changed = httpx.patch(f"{url}/api/settings", headers=bearer(token),
+                                  json={"discussions_enabled": False})
+            assert changed.status_code == 200, changed.text
+            audit = httpx.get(f"{url}/api/audit?limit=200", headers=bearer(token))
+            assert audit.status_code == 200, audit.text
+        entries = audit.json()["items"]
+        by_actor = {e["actor"] for e in entries}
+        assert {"import", "demo-setup", "a1"} <= by_actor
+        days = {(e["actor"], datetime.fromisoformat(e["at"].replace("Z", "+00:00")).date())
+                for e in entries}
+        assert days == {(actor, start.date()) for actor in by_actor}
