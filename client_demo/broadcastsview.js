@@ -304,12 +304,15 @@ function pollForm({ board, id, notify }) {
       const legendId = nextId('q');
       const group = h('fieldset', { class: 'question', dataset: { question: String(i) }, 'aria-labelledby': legendId },
         h('legend', { id: legendId }, `${i + 1}. ${q.text}`));
+      // A stored poll from before `required` existed has it set by the server.
+      const optional = q.kind === 'text' && q.required === false;
+      if (optional) group.append(h('p', { class: 'hint' }, 'Réponse facultative.'));
       if (q.kind === 'text') {
         const areaId = nextId('answer');
         const area = h('textarea', { id: areaId, rows: '3', maxlength: '2000', disabled: closed });
         area.value = (mine && mine.text) || '';
         group.append(h('label', { for: areaId, class: 'sr-only' }, `Answer to question ${i + 1}`), area);
-        inputs.push({ kind: 'text', els: [area] });
+        inputs.push({ kind: 'text', els: [area], optional });
       } else {
         const multiple = q.kind === 'multiple';
         const max = multiple ? (q.max || q.choices.length) : 1;
@@ -349,7 +352,7 @@ function pollForm({ board, id, notify }) {
     for (const [i, q] of inputs.entries()) {
       if (q.kind === 'text') {
         const text = q.els[0].value.trim();
-        if (!text) return { missing: i };
+        if (!text && !q.optional) return { missing: i };
         answers.push({ text });
       } else {
         const choices = q.els.filter((x) => x.checked).map((x) => Number(x.value));

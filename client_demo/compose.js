@@ -17,7 +17,8 @@ const MAX_CHOICES = 20;
 const KINDS = [['single', 'One choice'], ['multiple', 'Several choices'], ['text', 'Free text']];
 
 function blankQuestion() {
-  return { text: '', kind: 'single', choices: ['', ''], max: '' };
+  // `required` counts for free text only: its answer may be left empty unless ticked.
+  return { text: '', kind: 'single', choices: ['', ''], max: '', required: false };
 }
 
 function blankDraft(board) {
@@ -297,7 +298,11 @@ function composeForm({ board, audience, draft, notify, onSent }) {
         h('legend', { id: legendId }, `Question ${n}`),
         h('div', { class: 'field' }, h('label', { for: wordingId }, h('span', { class: 'sr-only' }, `Question ${n}: `), 'Wording'), wording),
         h('div', { class: 'field' }, h('label', { for: kind.id }, h('span', { class: 'sr-only' }, `Question ${n}: `), 'Answer'), kind));
-      if (q.kind !== 'text') {
+      if (q.kind === 'text') {
+        const required = checkbox([h('span', { class: 'sr-only' }, `Question ${n} : `), 'Réponse obligatoire'], q.required, { dataset: { q: String(i), part: 'required' } });
+        required.input.addEventListener('change', () => { q.required = required.input.checked; });
+        box.append(required.element);
+      } else {
         const choices = h('ol', { class: 'choice-editors' }, q.choices.map((choice, c) => {
           const id = nextId('qe-choice');
           const input = h('input', { id, type: 'text', maxlength: '200', autocomplete: 'off', dataset: { q: String(i), choice: String(c) } });
@@ -391,7 +396,7 @@ function composeForm({ board, audience, draft, notify, onSent }) {
       const wording = questionList.querySelector(`[data-q="${i}"][data-part="text"]`);
       if (!q.text.trim()) return { problem: `Please write question ${n}.`, focus: wording };
       if (q.kind === 'text') {
-        questions.push({ text: q.text.trim(), kind: 'text' });
+        questions.push({ text: q.text.trim(), kind: 'text', required: Boolean(q.required) });
         continue;
       }
       const choices = q.choices.map((c) => c.trim());

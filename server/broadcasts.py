@@ -67,12 +67,17 @@ class QuestionKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Question:
-    """One poll question; ``choices`` is empty and ``max`` ``None`` for free text."""
+    """One poll question; ``choices`` is empty and ``max`` ``None`` for free text.
+
+    ``required`` is for free text only: whether the answer may be left empty. A choice
+    question always takes a choice.
+    """
 
     text: str
     kind: QuestionKind
     choices: tuple[str, ...] = ()
     max: int | None = None
+    required: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +172,7 @@ def target_to_json(target: BroadcastTarget) -> dict[str, Any]:
             "users": sorted(target.users)}
 
 
-def _question(obj: object, i: int) -> Question:
+def _question(obj: object, i: int, *, stored: bool) -> Question:
     label = f"question {i + 1}"
     if not isinstance(obj, dict):
         raise _bad(f"{label} must be an object with 'text' and 'kind'")
@@ -179,7 +184,14 @@ def _question(obj: object, i: int) -> Question:
     if kind is QuestionKind.TEXT:
         if obj.get("choices") or obj.get("max") is not None:
             raise _bad(f"{label}: a text question has no 'choices' and no 'max'")
-        return Question(text, kind)
+        # Optional unless the author says otherwise; a poll stored before the field
+        # existed keeps the rule it was published with: its text answers are required.
+        required = obj.get("required", stored)
+        if not isinstance(required, bool):
+            raise _bad(f"{label}: 'required' is true or false")
+        return Question(text, kind, required=required)
+    if "required" in obj:
+        raise _bad(f"{label}: 'required' is for text questions (a choice is always required)")
     raw = obj.get("choices")
     if not isinstance(raw, list) or not MIN_CHOICES <= len(raw) <= MAX_CHOICES:
         raise _bad(f"{label}: 'choices' must be a list of {MIN_CHOICES} to {MAX_CHOICES} "
@@ -203,18 +215,25 @@ def _question(obj: object, i: int) -> Question:
     return Question(text, kind, tuple(choices), most)
 
 
-def questions_from_json(raw: object) -> tuple[Question, ...]:
-    """A poll's questions, validated (``bad_request`` names the question at fault)."""
+def questions_from_json(raw: object, *, stored: bool = False) -> tuple[Question, ...]:
+    """A poll's questions, validated (``bad_request`` names the question at fault).
+
+    ``stored``: read back from the database, where a text question without
+    ``required`` was written before the field existed, when every text answer was
+    required; in a request, a text question without it is optional.
+    """
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_QUESTIONS:
         raise _bad(f"'questions' must be a list of 1 to {MAX_QUESTIONS} questions")
-    return tuple(_question(q, i) for i, q in enumerate(raw))
+    return tuple(_question(q, i, stored=stored) for i, q in enumerate(raw))
 
 
 def questions_to_json(questions: Sequence[Question]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for q in questions:
         item: dict[str, Any] = {"text": q.text, "kind": q.kind.value}
-        if q.kind is not QuestionKind.TEXT:
+        if q.kind is QuestionKind.TEXT:
+            item["required"] = q.required
+        else:
             item["choices"] = list(q.choices)
             if q.max is not None:
                 item["max"] = q.max
@@ -292,7 +311,10 @@ def parse_answers(questions: Sequence[Question], raw: object) -> list[Answer]:
         if q.kind is QuestionKind.TEXT:
             if set(a) != {"text"}:
                 raise _bad(f"{label}: question {i + 1} takes {{'text': ...}}")
-            out.append({"text": _text(a, "text", MAX_ANSWER_CHARS, label=f"{label}: 'text'")})
+            text = _text(a, "text", MAX_ANSWER_CHARS, required=q.required,
+                         label=f"{label}: 'text'")
+            # An optional question left blank is stored as "", whatever blanks were sent.
+            out.append({"text": text if text.strip() else ""})
             continue
         picks = a.get("choices")
         if set(a) != {"choices"} or not isinstance(picks, list) or not all(

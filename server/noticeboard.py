@@ -232,7 +232,8 @@ class Noticeboard:
         est.gatekeeper.check_read(user).raise_for_refusal()
         receipts = await self.store.receipts(school, bid)
         texts: list[list[str] | None] = [
-            sorted(str(r.answers[i]["text"]) for r in receipts if r.answers is not None)
+            sorted(str(r.answers[i]["text"]) for r in receipts
+                   if r.answers is not None and r.answers[i]["text"])  # blanks: no text
             if q.kind is QuestionKind.TEXT else None
             for i, q in enumerate(b.questions)]
         out: dict[str, Any] = {"stats": stats_json(b.stats), "texts": texts,

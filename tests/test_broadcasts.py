@@ -17,7 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
+from server.broadcasts import parse_answers, questions_from_json, questions_to_json
 from server.demo import generate_school
+from server.errors import Refused
 from tests.cluster import Cluster
 from tests.conftest import SCHOOL_DAY, LiveServer
 from tests.redis_server import RedisServer
@@ -25,10 +27,10 @@ from tests.wire import Wire
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
 
-POLL = [{"text": "Accompagnerez-vous la sortie ?", "kind": "single", "choices": ["Oui", "Non"]},
-        {"text": "Quels jours ?", "kind": "multiple", "choices": ["Lun", "Mar", "Jeu"],
-         "max": 2},
-        {"text": "Une remarque ?", "kind": "text"}]
+POLL: list[dict[str, Any]] = [
+    {"text": "Accompagnerez-vous la sortie ?", "kind": "single", "choices": ["Oui", "Non"]},
+    {"text": "Quels jours ?", "kind": "multiple", "choices": ["Lun", "Mar", "Jeu"], "max": 2},
+    {"text": "Une remarque ?", "kind": "text"}]
 
 
 
@@ -401,7 +403,6 @@ class TestPolls:
         ([{"choices": [0, 1]}, {"choices": [0]}, {"text": "x"}], "answer 1"),
         ([{"choices": [0]}, {"choices": [0, 1, 2]}, {"text": "x"}], "1 to 2"),
         ([{"choices": [5]}, {"choices": [0]}, {"text": "x"}], "indexes from 0 to 1"),
-        ([{"choices": [0]}, {"choices": [0]}, {"text": ""}], "answer 3"),
         ([{"choices": [0]}, {"choices": [0]}, {"choices": [0]}], "answer 3"),
     ])
     async def test_bad_answers_name_the_question(self, live_server: LiveServer,
@@ -411,6 +412,39 @@ class TestPolls:
                                       json=poll({"roles": ["parent"], "classes": ["2A"]})))
             r = await p2.put(f"/api/broadcasts/{b['id']}/answers", json={"answers": answers})
             assert fragment in refused(r, 400, "bad_request")
+
+    async def test_text_questions_are_optional_unless_the_author_requires_them(
+            self, live_server: LiveServer):
+        questions: list[dict[str, Any]] = [
+            {"text": "Une remarque ?", "kind": "text"},
+            {"text": "Votre numéro de téléphone ?", "kind": "text", "required": True}]
+        async with client(live_server, "t1") as t1, client(live_server, "p2") as p2:
+            b = created(await t1.post("/api/broadcasts", json=poll(
+                {"roles": ["parent"], "classes": ["2A"]}, questions=questions)))
+            assert b["poll"]["questions"] == [{**questions[0], "required": False}, questions[1]]
+            seen = (await p2.get(f"/api/broadcasts/{b['id']}")).json()["broadcast"]
+            assert [q["required"] for q in seen["poll"]["questions"]] == [False, True]
+            url = f"/api/broadcasts/{b['id']}/answers"
+            # The required one may not be left empty, even with blanks only.
+            for blank in ("", "   "):
+                r = await p2.put(url, json={"answers": [{"text": "ok"}, {"text": blank}]})
+                assert "answer 2" in refused(r, 400, "bad_request")
+            # The optional one may.
+            r = await p2.put(url, json={"answers": [{"text": "  "}, {"text": "06 12"}]})
+            assert r.status_code == 200, r.text
+            assert r.json()["broadcast"]["mine"]["answers"] == [{"text": ""}, {"text": "06 12"}]
+            results = (await t1.get(f"/api/broadcasts/{b['id']}/results")).json()
+        assert results["stats"]["answered"] == 1
+        assert results["texts"] == [[], ["06 12"]]  # a blank is no text
+
+    async def test_required_is_for_text_questions(self, live_server: LiveServer):
+        choice = {**POLL[0], "required": True}
+        wrong = {"text": "Une remarque ?", "kind": "text", "required": "oui"}
+        async with client(live_server, "t1") as t1:
+            for questions, fragment in (([choice], "text questions"), ([wrong], "true or false")):
+                r = await t1.post("/api/broadcasts", json=poll(
+                    {"roles": ["parent"], "classes": ["2A"]}, questions=questions))
+                assert fragment in refused(r, 400, "bad_request")
 
     @pytest.mark.parametrize("answers", [[{"choices": [0]}], [{"choices": [5]}] * 3, ANSWER])
     async def test_a_stranger_learns_nothing_of_a_poll(self, live_server: LiveServer,
@@ -565,3 +599,17 @@ async def test_counts_stay_exact_under_concurrent_answers_on_two_nodes(big_clust
                     break
             await asyncio.sleep(0.05)
         assert latest == results["stats"], json.dumps(latest)
+
+
+async def test_a_poll_stored_before_required_existed_keeps_its_text_answers_required() -> None:
+    """Text answers were all required before the field: a stored poll without it keeps
+    that rule; what is written now always says which."""
+    old = [{"text": "Une remarque ?", "kind": "text"}]
+    (stored,) = questions_from_json(old, stored=True)
+    assert stored.required is True
+    with pytest.raises(Refused, match="answer 1"):
+        parse_answers([stored], [{"text": ""}])
+    (new,) = questions_from_json(old)
+    assert new.required is False
+    assert questions_to_json([new]) == [{**old[0], "required": False}]
+    assert questions_from_json(questions_to_json([new]), stored=True) == (new,)

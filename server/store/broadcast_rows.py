@@ -66,7 +66,7 @@ def broadcast_from_row(r: Row, votes: Votes, *, time: Time, data: Data) -> Broad
         assert out is not None
         return out
 
-    questions = questions_from_json(data(r[9])) if is_poll(r) else ()
+    questions = questions_from_json(data(r[9]), stored=True) if is_poll(r) else ()
     stats = BroadcastStats(int(r[20]), int(r[21]), int(r[22]), int(r[23]), int(r[24]),
                            int(r[25]), _tallies(questions, votes) if questions else ())
     return Broadcast(

@@ -49,6 +49,8 @@ def fill_poll(page: Page, title: str) -> None:
     page.get_by_role("button", name="Add a question").click()
     page.get_by_label("Question 3: Wording").fill("Une remarque ?")
     page.get_by_label("Question 3: Answer").select_option("text")
+    # Free text is optional unless the author ticks it.
+    expect(page.get_by_label("Question 3 : Réponse obligatoire")).not_to_be_checked()
 
 
 def send_and_open(page: Page, button: str) -> int:
@@ -118,6 +120,7 @@ def test_teacher_poll_to_parents_answered_live(app: App):
     form.get_by_label("Lundi").check()
     form.get_by_label("Mardi").check()
     expect(form.get_by_label("Jeudi")).to_be_disabled()  # at most 2
+    expect(form.locator('[data-question="2"] .hint')).to_have_text("Réponse facultative.")
     form.get_by_label("Answer to question 3").fill("Je peux conduire.")
     check_layout(parent)
     parent.get_by_role("button", name="Send my answers").click()
