@@ -29,6 +29,15 @@ function blankDraft(board) {
   };
 }
 
+/** UTC ISO → datetime-local's value (the reader's local time, to the minute); '' if none. */
+function toLocalInput(iso) {
+  const date = new Date(iso || '');
+  if (Number.isNaN(date.getTime())) return '';
+  const pad = (n) => String(n).padStart(2, '0');
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`
+    + `T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
 /** datetime-local (the reader's local time) → UTC ISO without milliseconds. */
 function toUtc(local) {
   const date = new Date(local);
@@ -94,6 +103,9 @@ function composeForm({ board, audience, draft, notify, onSent }) {
   if (draft.fresh && audience.classes && audience.classes.length === 1) {
     draft.classes.add(audience.classes[0].id); // only one class to choose: chosen
   }
+  // The server's default deadline, shown so that the author sees it and may change it:
+  // the end of the school day, 15 days ahead (docs/protocol.md §14.5).
+  if (draft.fresh) draft.deadline = toLocalInput(audience.default_deadline);
   draft.fresh = false;
 
   const errorBox = h('div', { class: 'banner banner-error form-error', role: 'alert', tabindex: '-1', hidden: true });
@@ -131,7 +143,7 @@ function composeForm({ board, audience, draft, notify, onSent }) {
   const anonymous = checkbox('Anonymous poll (you will see only the totals)', draft.anonymous, { dataset: { option: 'anonymous' } });
   const deadline = h('input', { type: 'datetime-local' });
   deadline.value = draft.deadline;
-  const deadlineField = field('Deadline for answers (optional)', deadline, 'In your local time. Without one, the poll closes 15 days after it is published.');
+  const deadlineField = field('Deadline for answers (optional)', deadline, 'À l’heure de votre appareil. Proposée : la fin de la journée scolaire dans 15 jours. Sans date, le sondage se clôt à la fin de la journée scolaire, 15 jours après sa publication.');
   const pollOptions = h('div', { class: 'poll-options' }, anonymous.element, deadlineField);
 
   // -- questions

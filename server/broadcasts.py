@@ -22,7 +22,7 @@ from .gatekeeper import BroadcastTarget
 from .model import ClassId, Role, UserId
 
 __all__ = [
-    "DEFAULT_POLL_DURATION",
+    "DEFAULT_POLL_DAYS",
     "REMINDER_INTERVAL",
     "Draft",
     "Kind",
@@ -38,7 +38,9 @@ __all__ = [
     "target_to_json",
 ]
 
-DEFAULT_POLL_DURATION = timedelta(days=15)
+# A poll without a deadline closes at the end of the school day (the allowed hours'
+# ``end``, in the school's time zone) this many local days after its publication.
+DEFAULT_POLL_DAYS = 15
 MAX_AHEAD = timedelta(days=366)        # publish_at, expires_at and deadline
 REMINDER_INTERVAL = timedelta(minutes=10)
 MAX_TITLE_CHARS = 200
@@ -94,7 +96,7 @@ class Draft:
     expires_at: datetime | None = None
     questions: tuple[Question, ...] = ()
     anonymous: bool = False
-    deadline: datetime | None = None       # None: DEFAULT_POLL_DURATION after publication
+    deadline: datetime | None = None       # None: see DEFAULT_POLL_DAYS
 
 
 def _bad(message: str) -> Refused:

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from . import events, frames
 from .broadcasts import (
-    DEFAULT_POLL_DURATION,
+    DEFAULT_POLL_DAYS,
     REMINDER_INTERVAL,
     Kind,
     QuestionKind,
@@ -162,7 +162,9 @@ class Noticeboard:
             "classes": [] if scope is None else [
                 {"id": c, "name": classes[c].name}
                 for c in sorted(classes if scope.classes is None else scope.classes)
-                if c in classes]}
+                if c in classes],
+            # What a poll published now gets without a deadline: the form shows it.
+            "default_deadline": _iso(gk.window.day_end(self.clock(), DEFAULT_POLL_DAYS))}
         if q is not None and scope is not None:
             terms = fold(q).split()
             found = []
@@ -206,7 +208,8 @@ class Noticeboard:
                           "Nobody would receive it: this audience is empty.")
         deadline = draft.deadline
         if draft.kind is Kind.POLL and deadline is None:
-            deadline = publish_at + DEFAULT_POLL_DURATION
+            # The end of a school day, never the minute it was published at.
+            deadline = est.gatekeeper.window.day_end(publish_at, DEFAULT_POLL_DAYS)
         b, new = await self.store.create_broadcast(
             school, user, draft, now=now, publish_at=publish_at, deadline=deadline,
             recipients=None if scheduled else recipients,

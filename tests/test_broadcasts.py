@@ -376,7 +376,8 @@ class TestPolls:
         async with client(live_server, "t1") as t1:
             b = created(await t1.post("/api/broadcasts",
                                       json=poll({"roles": ["parent"], "classes": ["2A"]})))
-            assert b["poll"]["deadline"] == "2026-12-09T09:00:00Z"  # 15 days by default
+            # By default: the end of the school day (20:00 in Paris), 15 days later.
+            assert b["poll"]["deadline"] == "2026-12-09T19:00:00Z"
             assert b["stats"]["counts"] == [[0, 0], [0, 0, 0], None]
             async with client(live_server, "p2") as p2:
                 r = await p2.put(f"/api/broadcasts/{b['id']}/answers", json={"answers": ANSWER})
@@ -460,6 +461,21 @@ class TestPolls:
             assert said == refused(missing, 404, "not_found").replace("999999", "N")
 
     @pytest.mark.databases("sqlite", "postgresql")
+    async def test_the_default_deadline_is_the_end_of_a_school_day(
+            self, live_server: LiveServer):
+        """15 local days after publication, at the end of the school's hours, in its
+        time zone: here 01:00 on the 25th in Auckland, whose school day ends at 18:00."""
+        await admin_patch(live_server, "/api/settings", {
+            "timezone": "Pacific/Auckland", "hours": {"enabled": False, "end": "18:00"}})
+        live_server.clock.advance(timedelta(hours=3))  # 12:00Z, 01:00 on the 25th there
+        async with client(live_server, "t1") as t1:
+            audience = (await t1.get("/api/broadcasts/audience")).json()
+            b = created(await t1.post("/api/broadcasts",
+                                      json=poll({"roles": ["parent"], "classes": ["2A"]})))
+        # 18:00 NZDT (UTC+13) on 10 December; the form is offered the same.
+        assert b["poll"]["deadline"] == "2026-12-10T05:00:00Z"
+        assert audience["default_deadline"] == b["poll"]["deadline"]
+
     async def test_deadline_enforced_with_the_injected_clock(self, live_server: LiveServer):
         deadline = SCHOOL_DAY + timedelta(hours=2)
         async with client(live_server, "t1") as t1, client(live_server, "p2") as p2:

@@ -168,6 +168,16 @@ class Window:
         today = now.astimezone(self.tz).date()
         return self._opening_from(today + _ONE_DAY)
 
+    def day_end(self, when: datetime, days: int = 0) -> datetime:
+        """The end of the school day ``days`` local days after the one ``when`` falls in.
+
+        That is the closing instant (``hours.end``, as defined above) of that local
+        date, in UTC. With hours disabled it is still ``hours.end``: the end of the
+        school day as the school set it, even though sending is allowed after it.
+        """
+        day = when.astimezone(self.tz).date() + timedelta(days=days)
+        return self._instant(day, self.hours.end)
+
     # ------------------------------------------------------------------ internals
 
     def _recompute(self, now: datetime) -> WindowState:

@@ -89,6 +89,9 @@ def test_teacher_poll_to_parents_answered_live(app: App):
     # Every parent of 2A (p1 and p2): a teacher's broadcast does not need their opt-in.
     expect(teacher.locator(".recipients-count")).to_have_text("2 recipients")
     fill_poll(teacher, "Sortie au musée")
+    # The deadline proposed is the end of the school day (20:00, Paris), 15 days ahead.
+    expect(teacher.get_by_label("Deadline for answers (optional)")).to_have_value(
+        "2026-12-09T20:00")
     check_layout(teacher)
     teacher.locator(".compose-body").evaluate("(el) => { el.scrollTop = 0; }")
     app.screenshot(teacher, "broadcast-compose-desktop")
