@@ -1,0 +1,34 @@
+"""Fixes found when the app was tried as a new user would (issue 11, item 4)."""
+
+from __future__ import annotations
+
+from playwright.sync_api import expect
+
+from tests.browser.conftest import EVENING, NEXT_OPENING, App
+from tests.browser.test_app import bodies, composer, open_discussion, send, start_discussion
+from tests.conftest import LiveServer
+
+
+def test_error_banners_go_after_a_success_and_stay_with_their_screen(app: App,
+                                                                     demo_server: LiveServer):
+    teacher = app.open("t1")
+    first = start_discussion(teacher, "Conseil", "e1", "Léa", "Le conseil est mardi.")
+    start_discussion(teacher, "Cantine", "e2", "Hugo", "Menu de jeudi.")
+    errors = teacher.locator(".banner-error")
+
+    demo_server.clock.set(EVENING)
+    expect(teacher.locator(".window-chip")).to_be_visible()
+    send(teacher, "Trop tard")
+    expect(teacher.locator('.banner[data-code="outside_hours"]')).to_be_visible()
+    # Going to another discussion leaves the refusal behind.
+    open_discussion(teacher, first)
+    expect(errors).to_have_count(0)
+
+    send(teacher, "Toujours trop tard")
+    expect(teacher.locator('.banner[data-code="outside_hours"]')).to_be_visible()
+    # A later success (the same text, sent in the morning) takes it away.
+    demo_server.clock.set(NEXT_OPENING)
+    expect(teacher.locator(".window-chip")).to_be_hidden()
+    composer(teacher).press("Enter")
+    expect(bodies(teacher)).to_have_text(["Le conseil est mardi.", "Toujours trop tard"])
+    expect(errors).to_have_count(0)
