@@ -32,3 +32,18 @@ def test_error_banners_go_after_a_success_and_stay_with_their_screen(app: App,
     composer(teacher).press("Enter")
     expect(bodies(teacher)).to_have_text(["Le conseil est mardi.", "Toujours trop tard"])
     expect(errors).to_have_count(0)
+
+
+def test_unknown_or_forbidden_discussion_shows_a_clear_page(app: App):
+    teacher = app.open("t1")
+    theirs = start_discussion(teacher, "Conseil", "e1", "Léa", "Le conseil est mardi.")
+    student = app.open("e2")  # not in it
+    for discussion in (99999, theirs):
+        student.goto(f"{app.url}#/d/{discussion}")
+        expect(student.get_by_role("heading", name="Discussion introuvable")).to_be_visible()
+        expect(student.locator(".missing-reason")).to_contain_text("n’existe pas")
+        expect(composer(student)).to_have_count(0)
+        expect(student.get_by_text("Le conseil est mardi.")).to_have_count(0)
+        student.get_by_role("link", name="Retour à mes discussions").click()
+        expect(student).to_have_url(f"{app.url}#/")
+        expect(student.locator(".empty-pane")).to_be_visible()
