@@ -205,6 +205,7 @@ function broadcastDetail({ board, id, notify }) {
   const onChange = (e) => { if (!e.detail || e.detail.id === undefined || e.detail.id === id) render(); };
   board.addEventListener('change', onChange);
   board.addEventListener('list', onChange);
+  board.addEventListener('audience', onChange);
   render();
 
   return {
@@ -213,6 +214,7 @@ function broadcastDetail({ board, id, notify }) {
     destroy() {
       board.removeEventListener('change', onChange);
       board.removeEventListener('list', onChange);
+      board.removeEventListener('audience', onChange);
       if (part) part.destroy();
     },
   };
@@ -447,7 +449,9 @@ function authorPart({ board, id, notify }) {
     h('div', { class: 'row actions' }, resultsButton, remindButton, actionStatus), results);
 
   let lastVersion = -1; // the stats version the results were last asked for
-  const classNames = new Map(((board.audience && board.audience.classes) || []).map((c) => [c.id, c.name]));
+  // The classes' names come with the audience, which may arrive after this page (a
+  // reload): asked at each render, and the page renders again when it comes.
+  const classNames = () => new Map(((board.audience && board.audience.classes) || []).map((c) => [c.id, c.name]));
 
   function renderStats(b) {
     const s = b.stats;
@@ -582,7 +586,7 @@ function authorPart({ board, id, notify }) {
         state === 'scheduled' && b.publish_at ? ` Will be published at ${formatOpening(b.publish_at)}.` : '',
         b.poll ? ` ${b.poll.closed ? 'Closed.' : b.poll.deadline ? `Answers until ${formatOpening(b.poll.deadline)}.` : ''}` : '',
         b.poll && b.poll.anonymous ? ' Anonymous.' : '');
-      audience.textContent = b.to ? `To: ${describeAudience(b.to, classNames)}` : '';
+      audience.textContent = b.to ? `To: ${describeAudience(b.to, classNames())}` : '';
       dropped.hidden = !b.dropped && state !== 'dropped';
       dropped.textContent = b.dropped
         ? `Not published: ${explain(b.dropped).title}${b.dropped.message ? ` (${b.dropped.message})` : ''}`

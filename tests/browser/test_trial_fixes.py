@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from playwright.sync_api import expect
+from playwright.sync_api import Route, expect
 
 from tests.browser.conftest import EVENING, NEXT_OPENING, App
 from tests.browser.test_app import bodies, composer, open_discussion, send, start_discussion
+from tests.browser.test_broadcasts import new_form, send_and_open
 from tests.conftest import LiveServer
 
 
@@ -47,3 +48,24 @@ def test_unknown_or_forbidden_discussion_shows_a_clear_page(app: App):
         student.get_by_role("link", name="Retour à mes discussions").click()
         expect(student).to_have_url(f"{app.url}#/")
         expect(student.locator(".empty-pane")).to_be_visible()
+
+
+def test_audience_keeps_the_class_name_after_a_reload(app: App):
+    teacher = app.open("t1")
+    new_form(teacher)
+    teacher.get_by_label("Title", exact=True).fill("Conseil de classe")
+    teacher.get_by_label("Text", exact=True).fill("Mardi à 17 h.")
+    teacher.get_by_label("Parents", exact=True).check()
+    send_and_open(teacher, "Send the information")
+    audience = teacher.locator(".broadcast-detail .audience")
+    expect(audience).to_have_text("To: Parents of Seconde A")
+    # After a reload the broadcast may be shown before the audience (which has the
+    # classes' names) arrives: hold that answer until the page shows the broadcast.
+    held: list[Route] = []
+    teacher.route("**/api/broadcasts/audience*", lambda route: held.append(route))
+    teacher.reload()
+    expect(teacher.locator(".broadcast-detail .broadcast-status")).to_contain_text("Published")
+    assert held
+    for route in held:
+        route.continue_()
+    expect(audience).to_have_text("To: Parents of Seconde A")
