@@ -522,11 +522,19 @@ function authorPart({ board, id, notify }) {
     }
     const pending = reply.pending;
     if (pending) {
+      // The server's sets are nested (whoever has not received it has not read it, nor
+      // answered): each person is listed once, at the step where they stopped.
+      const ids = (people) => new Set((people || []).map((p) => p.id));
+      const notReceived = ids(pending.not_received);
+      const notRead = ids(pending.not_read);
+      const only = (people, before) => (people ? people.filter((p) => !before.has(p.id)) : people);
       parts.push(h('div', { class: 'pending-lists' },
-        personList('Not received yet', 'not_received', pending.not_received),
-        personList('Not read', 'not_read', pending.not_read),
-        b.ack_requested ? personList('Not acknowledged', 'not_acknowledged', pending.not_acknowledged) : null,
-        b.poll ? personList('Not answered', 'not_answered', pending.not_answered) : null));
+        personList('Pas encore reçu', 'not_received', pending.not_received),
+        personList('Reçu, pas encore lu', 'not_read', only(pending.not_read, notReceived)),
+        b.ack_requested ? personList('Lu, sans accusé de lecture', 'not_acknowledged',
+          only(only(pending.not_acknowledged, notReceived), notRead)) : null,
+        b.poll ? personList('Lu, sans réponse', 'not_answered',
+          only(only(pending.not_answered, notReceived), notRead)) : null));
     }
     if (b.poll && reply.responses) {
       const qs = b.poll.questions;

@@ -6,7 +6,7 @@ from playwright.sync_api import Route, expect
 
 from tests.browser.conftest import EVENING, NEXT_OPENING, App
 from tests.browser.test_app import bodies, composer, open_discussion, send, start_discussion
-from tests.browser.test_broadcasts import new_form, send_and_open
+from tests.browser.test_broadcasts import figure, new_form, send_and_open
 from tests.conftest import LiveServer
 
 
@@ -69,3 +69,31 @@ def test_audience_keeps_the_class_name_after_a_reload(app: App):
     for route in held:
         route.continue_()
     expect(audience).to_have_text("To: Parents of Seconde A")
+
+
+def test_results_list_each_person_where_they_stopped(app: App):
+    teacher = app.open("t1")
+    hugo = app.open("e2")  # connected: receives it, never opens it
+    nadia = app.open("p2")  # opens it, does not answer
+    new_form(teacher)
+    teacher.get_by_label("Poll", exact=True).check()
+    teacher.get_by_label("Title", exact=True).fill("Sortie")
+    teacher.get_by_label("Text", exact=True).fill("Qui vient ?")
+    teacher.get_by_label("Question 1: Wording").fill("Venez-vous ?")
+    teacher.get_by_label("Question 1: Choice 1").fill("Oui")
+    teacher.get_by_label("Question 1: Choice 2").fill("Non")
+    teacher.get_by_label("Students", exact=True).check()
+    teacher.get_by_label("Parents", exact=True).check()
+    expect(teacher.locator(".recipients-count")).to_have_text("4 recipients")
+    broadcast = send_and_open(teacher, "Send the poll")
+    expect(figure(teacher, "received")).to_have_text("2")
+    expect(hugo.locator('nav a[data-route="broadcasts"] .nav-badge')).to_have_text("1 new")
+    nadia.goto(f"{app.url}#/b/{broadcast}")
+    expect(figure(teacher, "read")).to_have_text("1")
+
+    teacher.get_by_role("button", name="Results").click()
+    results = teacher.locator(".results")
+    expect(results.locator('[data-pending="not_received"] li')).to_have_text(
+        ["Léa Petit", "Marc Petit"])  # not connected
+    expect(results.locator('[data-pending="not_read"] li')).to_have_text(["Hugo Moreau"])
+    expect(results.locator('[data-pending="not_answered"] li')).to_have_text(["Nadia Moreau"])
