@@ -593,7 +593,8 @@ function authorPart({ board, id, notify }) {
       status.replaceChildren(h('span', { class: `badge badge-status status-${state}` }, STATUS_LABELS[state] || state),
         state === 'scheduled' && b.publish_at ? ` Will be published at ${formatOpening(b.publish_at)}.` : '',
         b.poll ? ` ${b.poll.closed ? 'Closed.' : b.poll.deadline ? `Answers until ${formatOpening(b.poll.deadline)}.` : ''}` : '',
-        b.poll && b.poll.anonymous ? ' Anonymous.' : '');
+        b.poll && b.poll.anonymous ? ' Anonymous.' : '',
+        b.expires_at ? h('span', { class: 'expires' }, ` Fin de publication : ${formatOpening(b.expires_at)}.`) : '');
       audience.textContent = b.to ? `To: ${describeAudience(b.to, classNames())}` : '';
       dropped.hidden = !b.dropped && state !== 'dropped';
       dropped.textContent = b.dropped

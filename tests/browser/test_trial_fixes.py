@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Route, expect
 
-from tests.browser.conftest import EVENING, NEXT_OPENING, App
+from tests.browser.conftest import DESKTOP, EVENING, NEXT_OPENING, App
 from tests.browser.test_app import bodies, composer, open_discussion, send, start_discussion
 from tests.browser.test_broadcasts import figure, new_form, send_and_open
 from tests.conftest import LiveServer
@@ -97,3 +97,35 @@ def test_results_list_each_person_where_they_stopped(app: App):
         ["Léa Petit", "Marc Petit"])  # not connected
     expect(results.locator('[data-pending="not_read"] li')).to_have_text(["Hugo Moreau"])
     expect(results.locator('[data-pending="not_answered"] li')).to_have_text(["Nadia Moreau"])
+
+
+def test_publish_later_and_expiry_on_the_schools_clock(app: App):
+    # A teacher whose browser is in New York: the times she types are the school's (Paris).
+    context = app.browser.new_context(viewport=DESKTOP, locale="en-GB",
+                                      timezone_id="America/New_York")
+    app.contexts.append(context)
+    teacher = context.new_page()
+    teacher.on("pageerror", lambda exc: app.errors.append(f"{teacher.url}: {exc}"))
+    teacher.goto(app.url)
+    teacher.locator('.demo-picker button[data-user="t1"]').click()
+    expect(teacher.locator(".conn")).to_have_text("Connected")
+
+    new_form(teacher)
+    teacher.get_by_label("Title", exact=True).fill("Réunion parents-professeurs")
+    teacher.get_by_label("Parents", exact=True).check()
+    teacher.get_by_label("Publier plus tard, le (facultatif)").fill("2026-11-25")
+    teacher.get_by_label("Publier à").fill("09:15")
+    send_and_open(teacher, "Send the information")
+    status = teacher.locator(".broadcast-detail .broadcast-status")
+    expect(status).to_contain_text("Scheduled")
+    # 09:15 in Paris is 03:15 in New York, where she reads it.
+    expect(status).to_contain_text("Will be published at 03:15 on Wed 25 Nov.")
+
+    new_form(teacher)
+    teacher.get_by_label("Title", exact=True).fill("Cantine")
+    teacher.get_by_label("Parents", exact=True).check()
+    teacher.get_by_label("Fin de publication, le (facultatif)").fill("2026-11-30")
+    teacher.get_by_label("Fin de publication à").fill("18:00")
+    send_and_open(teacher, "Send the information")
+    expect(status).to_contain_text("Published")
+    expect(status.locator(".expires")).to_have_text(" Fin de publication : 12:00 on Mon 30 Nov.")
