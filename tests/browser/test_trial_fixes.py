@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Route, expect
 
-from tests.browser.conftest import DESKTOP, EVENING, NEXT_OPENING, App
+from tests.browser.conftest import DESKTOP, EVENING, NEXT_OPENING, App, check_layout
 from tests.browser.test_app import bodies, composer, open_discussion, send, start_discussion
 from tests.browser.test_broadcasts import figure, new_form, send_and_open
 from tests.conftest import LiveServer
@@ -129,3 +129,26 @@ def test_publish_later_and_expiry_on_the_schools_clock(app: App):
     send_and_open(teacher, "Send the information")
     expect(status).to_contain_text("Published")
     expect(status.locator(".expires")).to_have_text(" Fin de publication : 12:00 on Mon 30 Nov.")
+
+
+def test_phone_header_shows_who_is_signed_in_and_a_short_navigation(app: App):
+    context = app.browser.new_context(viewport={"width": 375, "height": 740}, locale="en-GB",
+                                      timezone_id="Europe/Paris")
+    app.contexts.append(context)
+    parent = context.new_page()
+    parent.on("pageerror", lambda exc: app.errors.append(f"{parent.url}: {exc}"))
+    parent.goto(app.url)
+    parent.locator('.demo-picker button[data-user="p2"]').click()
+    expect(parent.locator(".conn")).to_have_text("Connected")
+
+    expect(parent.locator(".topbar .me-name")).to_be_visible()
+    expect(parent.locator(".topbar .me-name")).to_have_text("Nadia Moreau")
+    links = parent.locator("nav a")
+    expect(links).to_have_count(3)  # Discussions, Informations & sondages, Mes préférences
+    line = links.first.bounding_box()
+    nav = parent.locator("nav").bounding_box()
+    assert line is not None
+    assert nav is not None
+    assert nav["height"] <= 2 * line["height"] + 8, "the navigation takes more than two lines"
+    check_layout(parent)
+    app.screenshot(parent, "header-phone")
