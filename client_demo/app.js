@@ -112,11 +112,18 @@ function startSession(me) {
       detail ? h('p', { class: 'banner-detail' }, detail) : null,
       more ? h('p', { class: 'banner-more' }, more) : null),
     h('button', { type: 'button', class: 'banner-close', 'aria-label': 'Dismiss', onclick: () => banner.remove() }, '×'));
+    if (kind === 'success') clearErrors(); // a later success makes an earlier refusal moot
     banners.prepend(banner);
     while (banners.children.length > MAX_BANNERS) banners.lastElementChild.remove();
     if (kind !== 'error') setTimeout(() => banner.remove(), INFO_BANNER_MS);
   }
   session.notify = notify;
+
+  // Error banners belong to the action and the screen that caused them: a later
+  // success, or going to another screen, takes them away (info banners time out).
+  function clearErrors() {
+    for (const banner of banners.querySelectorAll('.banner-error')) banner.remove();
+  }
 
   function onStatus(status) {
     const labels = {
@@ -177,6 +184,7 @@ function startSession(me) {
       detail: what.detail, more,
     });
   });
+  chat.addEventListener('sent', clearErrors);
   for (const type of ['discussion', 'list', 'outbox', 'unread']) chat.addEventListener(type, () => renderListSoon());
 
   // Information messages and polls: the unread count in the navigation, and what to say.
@@ -211,10 +219,11 @@ function startSession(me) {
   });
   // Save positions and outbox as the page goes away: the reload resumes from them.
   const save = () => chat.save();
-  window.addEventListener('hashchange', renderRoute);
+  const onHashChange = () => { clearErrors(); renderRoute(); };
+  window.addEventListener('hashchange', onHashChange);
   window.addEventListener('pagehide', save);
   session.cleanup = () => {
-    window.removeEventListener('hashchange', renderRoute);
+    window.removeEventListener('hashchange', onHashChange);
     window.removeEventListener('pagehide', save);
   };
 

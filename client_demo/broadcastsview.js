@@ -205,6 +205,7 @@ function broadcastDetail({ board, id, notify }) {
   const onChange = (e) => { if (!e.detail || e.detail.id === undefined || e.detail.id === id) render(); };
   board.addEventListener('change', onChange);
   board.addEventListener('list', onChange);
+  board.addEventListener('audience', onChange);
   render();
 
   return {
@@ -213,6 +214,7 @@ function broadcastDetail({ board, id, notify }) {
     destroy() {
       board.removeEventListener('change', onChange);
       board.removeEventListener('list', onChange);
+      board.removeEventListener('audience', onChange);
       if (part) part.destroy();
     },
   };
@@ -450,7 +452,9 @@ function authorPart({ board, id, notify }) {
     h('div', { class: 'row actions' }, resultsButton, remindButton, actionStatus), results);
 
   let lastVersion = -1; // the stats version the results were last asked for
-  const classNames = new Map(((board.audience && board.audience.classes) || []).map((c) => [c.id, c.name]));
+  // The classes' names come with the audience, which may arrive after this page (a
+  // reload): asked at each render, and the page renders again when it comes.
+  const classNames = () => new Map(((board.audience && board.audience.classes) || []).map((c) => [c.id, c.name]));
 
   function renderStats(b) {
     const s = b.stats;
@@ -521,11 +525,19 @@ function authorPart({ board, id, notify }) {
     }
     const pending = reply.pending;
     if (pending) {
+      // The server's sets are nested (whoever has not received it has not read it, nor
+      // answered): each person is listed once, at the step where they stopped.
+      const ids = (people) => new Set((people || []).map((p) => p.id));
+      const notReceived = ids(pending.not_received);
+      const notRead = ids(pending.not_read);
+      const only = (people, before) => (people ? people.filter((p) => !before.has(p.id)) : people);
       parts.push(h('div', { class: 'pending-lists' },
-        personList('Not received yet', 'not_received', pending.not_received),
-        personList('Not read', 'not_read', pending.not_read),
-        b.ack_requested ? personList('Not acknowledged', 'not_acknowledged', pending.not_acknowledged) : null,
-        b.poll ? personList('Not answered', 'not_answered', pending.not_answered) : null));
+        personList('Pas encore reçu', 'not_received', pending.not_received),
+        personList('Reçu, pas encore lu', 'not_read', only(pending.not_read, notReceived)),
+        b.ack_requested ? personList('Lu, sans accusé de lecture', 'not_acknowledged',
+          only(only(pending.not_acknowledged, notReceived), notRead)) : null,
+        b.poll ? personList('Lu, sans réponse', 'not_answered',
+          only(only(pending.not_answered, notReceived), notRead)) : null));
     }
     if (b.poll && reply.responses) {
       const qs = b.poll.questions;
@@ -584,8 +596,9 @@ function authorPart({ board, id, notify }) {
       status.replaceChildren(h('span', { class: `badge badge-status status-${state}` }, STATUS_LABELS[state] || state),
         state === 'scheduled' && b.publish_at ? ` Will be published at ${formatOpening(b.publish_at)}.` : '',
         b.poll ? ` ${b.poll.closed ? 'Closed.' : b.poll.deadline ? `Answers until ${formatOpening(b.poll.deadline)}.` : ''}` : '',
-        b.poll && b.poll.anonymous ? ' Anonymous.' : '');
-      audience.textContent = b.to ? `To: ${describeAudience(b.to, classNames)}` : '';
+        b.poll && b.poll.anonymous ? ' Anonymous.' : '',
+        b.expires_at ? h('span', { class: 'expires' }, ` Fin de publication : ${formatOpening(b.expires_at)}.`) : '');
+      audience.textContent = b.to ? `To: ${describeAudience(b.to, classNames())}` : '';
       dropped.hidden = !b.dropped && state !== 'dropped';
       dropped.textContent = b.dropped
         ? `Not published: ${explain(b.dropped).title}${b.dropped.message ? ` (${b.dropped.message})` : ''}`

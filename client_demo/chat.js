@@ -485,7 +485,10 @@ export class Chat extends EventTarget {
       this._emit('outbox', { id: entry.discussion });
       return;
     }
-    if (!this.outbox.has(entry.client_id)) return; // its message already came back
+    if (!this.outbox.has(entry.client_id)) { // its message already came back
+      this._emit('sent', { entry, reply });
+      return;
+    }
     if (reply.type === 'held') {
       entry.state = 'held';
       entry.held_until = reply.held_until;
@@ -505,6 +508,7 @@ export class Chat extends EventTarget {
     if (entry.settle) entry.settle.resolve(reply);
     this._saveNow();
     this._emit('outbox', { id: entry.discussion });
+    this._emit('sent', { entry, reply }); // accepted (stored or held): earlier refusals are moot
   }
 
   _refuse(entry, error) {

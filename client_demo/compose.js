@@ -26,6 +26,7 @@ function blankDraft(board) {
     client_id: board.newClientId(), kind: 'information', title: '', body: '',
     roles: new Set(), classes: new Set(), whole: false, users: new Map(),
     ack: false, anonymous: false, deadline: '', questions: [blankQuestion()], fresh: true,
+    publishDate: '', publishTime: '', expiresDate: '', expiresTime: '',
   };
 }
 
@@ -36,6 +37,35 @@ function toLocalInput(iso) {
   const pad = (n) => String(n).padStart(2, '0');
   return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`
     + `T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
+/** How far ahead of UTC the wall clock of `timeZone` is at `ms`, in ms. */
+function zoneOffset(ms, timeZone) {
+  const parts = {};
+  for (const p of new Intl.DateTimeFormat('en-US', {
+    timeZone, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit',
+    hour: '2-digit', minute: '2-digit', second: '2-digit',
+  }).formatToParts(new Date(ms))) parts[p.type] = Number(p.value);
+  return Date.UTC(parts.year, parts.month - 1, parts.day, parts.hour, parts.minute, parts.second) - ms;
+}
+
+/**
+ * A date (yyyy-mm-dd) and a 24-hour time ("14:30", "9h05") on the wall clock of
+ * `timeZone` (the reader's own when unknown) → UTC ISO, or null when not valid.
+ */
+export function wallToUtc(date, time, timeZone) {
+  const d = /^(\d{4})-(\d{2})-(\d{2})$/.exec(date.trim());
+  const t = /^([01]?\d|2[0-3])\s*[:hH.]\s*([0-5]\d)$/.exec(time.trim());
+  if (!d || !t) return null;
+  const wall = Date.UTC(Number(d[1]), Number(d[2]) - 1, Number(d[3]), Number(t[1]), Number(t[2]));
+  let ms;
+  if (timeZone) {
+    ms = wall - zoneOffset(wall, timeZone);
+    ms = wall - zoneOffset(ms, timeZone); // again, in case the offset changes in between
+  } else {
+    ms = new Date(Number(d[1]), Number(d[2]) - 1, Number(d[3]), Number(t[1]), Number(t[2])).getTime();
+  }
+  return Number.isNaN(ms) ? null : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
 /** datetime-local (the reader's local time) → UTC ISO without milliseconds. */
@@ -64,7 +94,7 @@ function field(label, input, hint) {
  * @param {(banner) => void} options.notify
  * @param {(broadcast) => void} options.onSent
  */
-export function composeView({ board, notify, onSent }) {
+export function composeView({ board, me, notify, onSent }) {
   const headingId = nextId('compose-title');
   const heading = h('h2', { id: headingId, tabindex: '-1' }, 'New information or poll');
   const body = h('div', { class: 'compose-body' }, h('p', { class: 'loading' }, 'Loading…'));
@@ -85,7 +115,7 @@ export function composeView({ board, notify, onSent }) {
       return;
     }
     if (!board.composeDraft) board.composeDraft = blankDraft(board);
-    form = composeForm({ board, audience, draft: board.composeDraft, notify, onSent });
+    form = composeForm({ board, me, audience, draft: board.composeDraft, notify, onSent });
     replace(body, form.element);
   }).catch((error) => {
     if (destroyed) return;
@@ -99,7 +129,7 @@ export function composeView({ board, notify, onSent }) {
   };
 }
 
-function composeForm({ board, audience, draft, notify, onSent }) {
+function composeForm({ board, me, audience, draft, notify, onSent }) {
   if (draft.fresh && audience.classes && audience.classes.length === 1) {
     draft.classes.add(audience.classes[0].id); // only one class to choose: chosen
   }
@@ -146,6 +176,27 @@ function composeForm({ board, audience, draft, notify, onSent }) {
   const deadlineField = field('Deadline for answers (optional)', deadline, 'À l’heure de votre appareil. Proposée : la fin de la journée scolaire dans 15 jours. Sans date, le sondage se clôt à la fin de la journée scolaire, 15 jours après sa publication.');
   const pollOptions = h('div', { class: 'poll-options' }, anonymous.element, deadlineField);
 
+  // -- when: publish later, end of publication; a date, and a 24-hour time on the
+  // school's clock (its time zone, from /api/me), whatever the reader's own.
+  const timeZone = (me && me.school && me.school.timezone) || null;
+  const zoneHint = `Heure de l’établissement${timeZone ? ` (${timeZone})` : ''}, sur 24 heures (par exemple 08:30).`;
+  function when(dateKey, timeKey, dateLabel, timeLabel, part) {
+    const date = h('input', { type: 'date', dataset: { when: `${part}-date` } });
+    date.value = draft[dateKey];
+    date.addEventListener('input', () => { draft[dateKey] = date.value; });
+    const time = h('input', {
+      type: 'text', inputmode: 'numeric', autocomplete: 'off', maxlength: '5', size: '5',
+      placeholder: 'hh:mm', pattern: '([01]?[0-9]|2[0-3])[:hH.][0-5][0-9]', dataset: { when: `${part}-time` },
+    });
+    time.value = draft[timeKey];
+    time.addEventListener('input', () => { draft[timeKey] = time.value; });
+    return { date, time, element: h('div', { class: 'row when' }, field(dateLabel, date), field(timeLabel, time)) };
+  }
+  const publishLater = when('publishDate', 'publishTime', 'Publier plus tard, le (facultatif)', 'Publier à', 'publish');
+  const expires = when('expiresDate', 'expiresTime', 'Fin de publication, le (facultatif)', 'Fin de publication à', 'expires');
+  const whenBox = h('fieldset', { class: 'sub when-options' }, h('legend', {}, 'Publication'),
+    publishLater.element, expires.element, h('p', { class: 'hint' }, zoneHint));
+
   // -- questions
   const questionList = h('div', { class: 'question-editors' });
   const addQuestion = h('button', { type: 'button', class: 'secondary' }, 'Add a question');
@@ -170,7 +221,7 @@ function composeForm({ board, audience, draft, notify, onSent }) {
       h('fieldset', { class: 'sub' }, h('legend', {}, 'And these people'),
         chips, field('Add people', peopleSearch), peopleStatus, peopleList),
       count),
-    h('fieldset', { class: 'options' }, h('legend', {}, 'Options'), ack.element, pollOptions),
+    h('fieldset', { class: 'options' }, h('legend', {}, 'Options'), ack.element, pollOptions, whenBox),
     questionsBox,
     h('div', { class: 'row' }, submit, clear, status));
 
@@ -398,6 +449,16 @@ function composeForm({ board, audience, draft, notify, onSent }) {
     const out = {
       kind: draft.kind, client_id: draft.client_id, title: title.value.trim(), body: text.value, to: t,
     };
+    for (const [w, key, what] of [[publishLater, 'publish_at', 'de publication'], [expires, 'expires_at', 'de fin de publication']]) {
+      const date = w.date.value.trim();
+      const time = w.time.value.trim();
+      if (!date && !time) continue;
+      if (!date) return { problem: `Indiquez la date ${what}.`, focus: w.date };
+      if (!time) return { problem: `Indiquez l’heure ${what} (sur 24 heures, par exemple 08:30).`, focus: w.time };
+      const at = wallToUtc(date, time, timeZone);
+      if (!at) return { problem: `L’heure ${what} n’est pas valide : écrivez-la sur 24 heures, par exemple 08:30.`, focus: w.time };
+      out[key] = at;
+    }
     if (draft.kind === 'information') {
       out.ack_requested = ack.input.checked;
       return { body: out };
@@ -490,7 +551,7 @@ function composeForm({ board, audience, draft, notify, onSent }) {
 
   clear.addEventListener('click', () => {
     board.composeDraft = blankDraft(board);
-    const next = composeForm({ board, audience, draft: board.composeDraft, notify, onSent });
+    const next = composeForm({ board, me, audience, draft: board.composeDraft, notify, onSent });
     element.replaceWith(next.element);
     next.focus();
   });

@@ -75,6 +75,43 @@ export function conversationView({ chat, id, notify }) {
       title, people, actions),
     invitePanel, leavePanel, scroller, typingLine, windowNote, composer, leftNote);
 
+  // An unknown discussion, or one this user never took part in (a stale or shared
+  // link): once the server says so, a clear page replaces the view, without composer.
+  const body = [...element.childNodes];
+  const missingTitleId = nextId('missing-title');
+  const missingTitle = h('h2', { id: missingTitleId, tabindex: '-1' }, 'Discussion introuvable');
+  const missing = [
+    h('a', { href: '#/', class: 'back' }, '‹ Discussions'),
+    missingTitle,
+    h('p', { class: 'missing-reason' },
+      'Cette discussion n’existe pas, ou vous n’y participez pas. Si quelqu’un vous en a donné le lien, demandez-lui de vous y inviter.'),
+    h('p', {}, h('a', { href: '#/', class: 'button missing-back' }, 'Retour à mes discussions')),
+  ];
+  let shownMissing = false;
+  let probing = false;
+  function showMissing(on) {
+    if (on === shownMissing) return;
+    shownMissing = on;
+    element.classList.toggle('missing', on);
+    element.setAttribute('aria-labelledby', on ? missingTitleId : titleId);
+    replace(element, on ? missing : body);
+    if (on) document.title = 'Discussion introuvable · Préau';
+  }
+  async function probe() {
+    if (d() || probing || shownMissing || !chat.connection || !chat.connection.isOpen) return;
+    probing = true;
+    try {
+      await chat.connection.request({ type: 'history', discussion: id, limit: 1 });
+    } catch (error) {
+      if (error.code === 'not_participant' && !d()) {
+        showMissing(true);
+        if (element.contains(document.activeElement) || document.activeElement === document.body) missingTitle.focus();
+      }
+    } finally {
+      probing = false;
+    }
+  }
+
   // ------------------------------------------------------------------ rendering
 
   function renderHead() {
@@ -253,14 +290,15 @@ export function conversationView({ chat, id, notify }) {
   const listeners = {
     discussion: (e) => {
       if (e.detail.id !== id) return;
+      showMissing(false); // invited meanwhile
       renderHead();
       renderMessages();
       if (e.detail.message) renderTyping();
     },
     outbox: () => renderMessages(),
     // Opened before the connection was up (a reload, a link): fetch some context now.
-    list: () => { renderHead(); renderMessages(); ensureContext(); },
-    welcome: () => renderMessages(),
+    list: () => { renderHead(); renderMessages(); ensureContext(); probe(); },
+    welcome: () => { renderMessages(); probe(); },
     typing: (e) => { if (e.detail.id === id) renderTyping(); },
     presence: () => renderHead(),
     window: () => renderWindow(),
@@ -283,10 +321,11 @@ export function conversationView({ chat, id, notify }) {
     if (disc && disc.msgs.size < MIN_CONTEXT && chat.canLoadOlder(disc)) loadOlder();
   }
   ensureContext();
+  probe();
 
   return {
     element,
-    focus: () => (composer.hidden ? title : textarea).focus(),
+    focus: () => (shownMissing ? missingTitle : composer.hidden ? title : textarea).focus(),
     destroy() {
       for (const [type, fn] of Object.entries(listeners)) chat.removeEventListener(type, fn);
       document.removeEventListener('visibilitychange', onVisible);

@@ -143,7 +143,9 @@ def test_teacher_poll_to_parents_answered_live(app: App):
     teacher.get_by_role("button", name="Results").click()
     results = teacher.locator(".results")
     expect(results.locator(".free-texts li")).to_have_text(["Je peux conduire."])
-    expect(results.locator('[data-pending="not_answered"] li')).to_have_text(["Marc Petit"])
+    # Marc Petit is not connected: not received, so listed there only.
+    expect(results.locator('[data-pending="not_received"] li')).to_have_text(["Marc Petit"])
+    expect(results.locator('[data-pending="not_answered"] li')).to_have_count(0)
     row = results.locator('.responses tbody tr[data-user="p2"]')
     expect(row).to_contain_text("Nadia Moreau")
     expect(row).to_contain_text("Oui")
@@ -227,8 +229,9 @@ def test_information_acknowledged_and_reminded(app: App):
     expect(item.locator(".badge-done")).to_have_text("Acknowledged")
 
     teacher.get_by_role("button", name="Results").click()
-    expect(teacher.locator('.results [data-pending="not_acknowledged"] li')).to_have_text(
-        ["Hugo Moreau"])
+    expect(teacher.locator('.results [data-pending="not_received"] li')).to_have_text(
+        ["Hugo Moreau"])  # not connected: listed where he stopped, only there
+    expect(teacher.locator('.results [data-pending="not_acknowledged"] li')).to_have_count(0)
 
     # A student may not broadcast: no "New", and the form says why.
     expect(student.get_by_role("link", name="New", exact=True)).to_be_hidden()
