@@ -242,6 +242,21 @@ class Conversations:
                                          reader=user)
         return [frames.message(m) for m in rows[:limit]], len(rows) > limit
 
+    async def reads(self, session: Session, d: DiscussionId) -> dict[UserId, int]:
+        """The other participants' read positions that ``session``'s user may learn: those
+        whose live ``read`` event would reach them now (the G6 pair rule, either way, as
+        :class:`~server.activity.Activity` filters it), so a reload shows what the
+        events showed. Called after :meth:`history` has checked the user took part."""
+        school, user = session.school_id, session.user_id
+        est = await self._establishment(school)
+        try:
+            members = await self.audience.members(school, d)
+        except NotFound:
+            return {}
+        positions = await self.store.read_positions(school, d)
+        return {other: seq for other, seq in positions.items()
+                if other != user and user in est.gatekeeper.exchanges_with(other, members)}
+
     async def summaries(self, session: Session, before: str | None = None,
                         limit: int = 200) -> tuple[list[dict[str, Any]], str | None]:
         """A page of the user's discussions, most recently active first, and the cursor

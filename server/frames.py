@@ -12,6 +12,7 @@ of one (:class:`MessageLike`), a time is a ``datetime``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -157,8 +158,11 @@ def discussions(items: list[dict[str, Any]], after: str | None) -> dict[str, Any
     return {"type": "discussions", "items": items, "more": after is not None, "next": after}
 
 
-def history(d: DiscussionId, messages: list[dict[str, Any]], more: bool) -> dict[str, Any]:
-    return {"type": "history", "discussion": d, "messages": messages, "more": more}
+def history(d: DiscussionId, messages: list[dict[str, Any]], more: bool,
+            reads: Mapping[UserId, int]) -> dict[str, Any]:
+    """``reads``: the other participants' read positions the reader may learn."""
+    return {"type": "history", "discussion": d, "messages": messages, "more": more,
+            "reads": dict(reads)}
 
 
 # ---------------------------------------------------------------------- discussions

@@ -392,7 +392,7 @@ class Session:
                 return frames.discussions(items, after)
             case History(discussion=d, before=before, limit=limit):
                 messages, more = await talk.history(self, d, before, limit)
-                return frames.history(d, messages, more)
+                return frames.history(d, messages, more, await talk.reads(self, d))
             case Ping():
                 return frames.pong()
         raise AssertionError(f"unhandled request {request!r}")

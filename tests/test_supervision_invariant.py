@@ -209,6 +209,11 @@ class TestTheIssueSequence:
             assert (await wire.request({"type": "ping"}))["type"] == "pong"
         assert [f for f in l1.frames if f["type"] == "typing"] == []
         assert [f for f in e1.frames if f["type"] == "read" and f["user"] == "l1"] == []
+        # After a reload: the teacher gets Tom's position, Léa still does not.
+        for user, seen in (("t1", {"l1": 2}), ("e1", {})):
+            fresh = await _sign_in(cite, user)
+            history = await fresh.request({"type": "history", "discussion": d})
+            assert {u: s for u, s in history["reads"].items() if u == "l1"} == seen, user
         # The teacher's typing reaches both students (each may talk with her).
         await teacher.send({"type": "typing", "discussion": d})
         assert (await l1.expect("typing", discussion=d))["user"] == "t1"

@@ -286,6 +286,12 @@ class TestGatekeeperOnTheWire:
         assert (read["user"], read["seq"]) == ("e1", 2)
         listed = await e1.request({"type": "list"})
         assert next(i for i in listed["items"] if i["id"] == d)["unread"] == 0
+        # A fresh connection (a reload) learns e1's position on opening the discussion,
+        # and each side only the other's.
+        again, _ = await Wire.signed_in(live_server.ws_url, live_server.token("t1"))
+        history = await again.request({"type": "history", "discussion": d})
+        assert history["reads"] == {"e1": 2}
+        assert (await e1.request({"type": "history", "discussion": d}))["reads"] == {"t1": 0}
         await e1.send({"type": "typing", "discussion": d})
         assert (await teacher.expect("typing", discussion=d))["user"] == "e1"
 

@@ -267,6 +267,12 @@ class MessageStore(Protocol):
     ) -> int:
         """Move the user's read position forward (never back); returns the new position."""
 
+    async def read_positions(
+        self, school_id: SchoolId, discussion_id: DiscussionId
+    ) -> dict[UserId, int]:
+        """Every participant's read position (former ones too); empty for a discussion
+        that is not there. Who may learn which is the caller's business."""
+
     async def visible_seq(
         self, school_id: SchoolId, discussion_id: DiscussionId, user_id: UserId
     ) -> int | None:

@@ -895,6 +895,14 @@ class SqliteStore(SqliteBroadcasts):
             raise NotFound(f"{user_id!r} is not in discussion {discussion_id}")
         return int(row[0])
 
+    async def read_positions(
+        self, school_id: SchoolId, discussion_id: DiscussionId
+    ) -> dict[UserId, int]:
+        rows = await self._all(
+            "SELECT user_id, read_seq FROM participants "
+            "WHERE school_id = ? AND discussion_id = ?", (school_id, discussion_id))
+        return {UserId(r[0]): int(r[1]) for r in rows}
+
     async def visible_seq(
         self, school_id: SchoolId, discussion_id: DiscussionId, user_id: UserId
     ) -> int | None:

@@ -216,6 +216,18 @@ class TestResume:
         # Reading up to the end is capped at where they left.
         assert await schools.mark_read(HUGO, d, E2, 3) == 2
 
+    async def test_read_positions_of_every_participant(self, schools: Store):
+        d = await _discussion(schools)
+        for i in range(3):
+            await schools.append_message(HUGO, d, T1, f"c{i}", f"m{i}", now=at(i))
+        assert await schools.read_positions(HUGO, d) == {T1: 0, E1: 0, E2: 0}
+        await schools.mark_read(HUGO, d, E1, 2)
+        await schools.mark_read(HUGO, d, E2, 1)
+        await schools.leave(HUGO, d, E2, now=at(4))  # a former participant keeps theirs
+        assert await schools.read_positions(HUGO, d) == {T1: 0, E1: 2, E2: 1}
+        assert await schools.read_positions(MOULIN, d) == {}  # another school: nothing
+        assert await schools.read_positions(HUGO, DiscussionId(d + 1000)) == {}
+
     async def test_a_reader_resumes_where_it_stopped(self, schools: Store):
         d = await _discussion(schools)
         for i in range(6):
