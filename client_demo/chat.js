@@ -284,6 +284,26 @@ export class Chat extends EventTarget {
     this._emit('discussion', { id: d.id, left: frame.user });
   }
 
+  /** The others' read positions a history reply carries (§6.5): receipts after a reload. */
+  _takeReads(d, reply) {
+    let changed = false;
+    for (const [user, seq] of Object.entries(reply.reads || {})) {
+      if (user === (this.me && this.me.id) || seq <= (d.reads.get(user) || 0)) continue;
+      d.reads.set(user, seq);
+      changed = true;
+    }
+    return changed;
+  }
+
+  /** Ask for the others' read positions in `id` (opening it, or after a reconnection). */
+  async refreshReads(id) {
+    const d = this.discussions.get(id);
+    if (!d || !this.connection || !this.connection.isOpen) return;
+    const reply = await this.connection.request({ type: 'history', discussion: id, limit: 1 });
+    const now = this.discussions.get(id);
+    if (now && this._takeReads(now, reply)) this._emit('discussion', { id, read: true });
+  }
+
   _read(frame) {
     const d = this.discussions.get(frame.discussion);
     if (!d) return;
@@ -337,6 +357,7 @@ export class Chat extends EventTarget {
         const reply = await this.connection.request({
           type: 'history', discussion: d.id, before: above, limit: 100,
         });
+        this._takeReads(d, reply);
         for (const m of reply.messages) if (m.seq > d.pos) d.msgs.set(m.seq, m);
         const lowest = Math.min(...reply.messages.map((m) => m.seq));
         if (lowest <= d.pos + 1 || !reply.more) {
@@ -414,6 +435,7 @@ export class Chat extends EventTarget {
       frame.before = d.lo;
     }
     const reply = await this.connection.request(frame);
+    this._takeReads(d, reply);
     let added = 0;
     for (const m of reply.messages) {
       if (d.msgs.has(m.seq)) continue;

@@ -97,6 +97,11 @@ export function conversationView({ chat, id, notify }) {
     replace(element, on ? missing : body);
     if (on) document.title = 'Discussion introuvable · Préau';
   }
+  // Others' read positions (receipts) come with a history reply: ask on opening and after
+  // each reconnection, since the live read events before then were not seen here.
+  function fetchReads() {
+    if (d() && chat.connection && chat.connection.isOpen) chat.refreshReads(id).catch(() => {});
+  }
   async function probe() {
     if (d() || probing || shownMissing || !chat.connection || !chat.connection.isOpen) return;
     probing = true;
@@ -298,7 +303,7 @@ export function conversationView({ chat, id, notify }) {
     outbox: () => renderMessages(),
     // Opened before the connection was up (a reload, a link): fetch some context now.
     list: () => { renderHead(); renderMessages(); ensureContext(); probe(); },
-    welcome: () => { renderMessages(); probe(); },
+    welcome: () => { renderMessages(); probe(); fetchReads(); },
     typing: (e) => { if (e.detail.id === id) renderTyping(); },
     presence: () => renderHead(),
     window: () => renderWindow(),
@@ -322,6 +327,7 @@ export function conversationView({ chat, id, notify }) {
   }
   ensureContext();
   probe();
+  fetchReads();
 
   return {
     element,

@@ -152,3 +152,29 @@ def test_phone_header_shows_who_is_signed_in_and_a_short_navigation(app: App):
     assert nav["height"] <= 2 * line["height"] + 8, "the navigation takes more than two lines"
     check_layout(parent)
     app.screenshot(parent, "header-phone")
+
+
+def test_read_receipts_survive_a_reload(app: App):
+    """Issue 11, item 3: others' read positions come with ``history`` (§6.5), so a
+    reload, or a read that happened while the page was away, still shows the receipt."""
+    teacher = app.open("t1")
+    student = app.open("e1")
+    discussion = start_discussion(teacher, "Sortie", "e1", "Léa", "La sortie est jeudi.")
+    receipt = teacher.locator(".message.mine .status")
+    open_discussion(student, discussion)
+    expect(receipt).to_have_text("Read by Léa Petit")
+    teacher.reload()
+    expect(teacher.locator(".conn")).to_have_text("Connected")
+    expect(bodies(teacher)).to_have_text(["La sortie est jeudi."])
+    expect(receipt).to_have_text("Read by Léa Petit")
+
+    # Read while the teacher's page was elsewhere: no live event reached it.
+    student.goto("about:blank")
+    send(teacher, "Prévoyez un pique-nique.")
+    expect(receipt).to_have_text(["Sent"])  # on the newest of one's messages only
+    teacher.goto("about:blank")
+    student.goto(f"{app.url}#/d/{discussion}")
+    expect(bodies(student)).to_have_text(["La sortie est jeudi.", "Prévoyez un pique-nique."])
+    teacher.goto(f"{app.url}#/d/{discussion}")
+    expect(teacher.locator(".conn")).to_have_text("Connected")
+    expect(receipt).to_have_text("Read by Léa Petit")
