@@ -364,6 +364,13 @@ class Client:
         reply = await self.request("history", **fields)
         return list(reply["messages"]), bool(reply["more"])
 
+    async def reads(self, discussion: int) -> dict[str, int]:
+        """The other participants' read positions (user id → seq) you may learn, as a
+        ``history`` reply gives them (§6.5): read receipts after a restart. Later ones
+        come as ``read`` events."""
+        reply = await self.request("history", discussion=discussion, limit=1)
+        return {str(user): int(seq) for user, seq in reply.get("reads", {}).items()}
+
     async def request(self, type: str, **fields: Any) -> dict[str, Any]:
         """Send any request and return its reply frame.
 

@@ -139,7 +139,8 @@ def standard_reply(request: dict[str, Any]) -> dict[str, Any] | None:
     if kind == "history":
         return {"type": "history", "ref": ref, "discussion": request["discussion"],
                 "messages": [message(request["discussion"], 2),
-                             message(request["discussion"], 1)], "more": False}
+                             message(request["discussion"], 1)], "more": False,
+                "reads": {"t-001": 2}}
     if kind == "ping":
         return {"type": "pong", "ref": ref}
     if kind == "typing":
@@ -245,6 +246,14 @@ async def test_misuse_fails_loudly() -> None:
 
 
 # ---------------------------------------------------------------------- requests
+
+
+async def test_reads_gives_the_others_read_positions_from_history() -> None:
+    async with fake_server() as (url, fake), Client(url, "tok") as client:
+        assert await client.reads(7) == {"t-001": 2}
+        await fake.until(lambda: len(fake.requests) == 1)
+        assert [{k: v for k, v in r.items() if k != "ref"} for r in fake.requests] == [
+            {"type": "history", "discussion": 7, "limit": 1}]
 
 
 async def test_request_helpers_send_the_documented_frames() -> None:
