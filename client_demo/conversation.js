@@ -3,6 +3,7 @@
 
 import { contactPicker } from './picker.js';
 import { h, nextId, reconcile, replace } from './dom.js';
+import { setTitle } from './tabbadge.js';
 import { explain, formatOpening, formatTime, personDetail, personName } from './text.js';
 
 const OLDER_THRESHOLD = 40; // px from the top that triggers loading older messages
@@ -95,7 +96,7 @@ export function conversationView({ chat, id, notify }) {
     element.classList.toggle('missing', on);
     element.setAttribute('aria-labelledby', on ? missingTitleId : titleId);
     replace(element, on ? missing : body);
-    if (on) document.title = 'Discussion introuvable · Préau';
+    if (on) setTitle('Discussion introuvable · Préau');
   }
   async function probe() {
     if (d() || probing || shownMissing || !chat.connection || !chat.connection.isOpen) return;
