@@ -2,7 +2,7 @@
 // typing, read receipts, the composer, and the invite/leave actions.
 
 import { contactPicker } from './picker.js';
-import { h, nextId, reconcile, replace } from './dom.js';
+import { h, linkify, nextId, reconcile, replace } from './dom.js';
 import { setTitle } from './tabbadge.js';
 import { explain, formatOpening, formatTime, personDetail, personName } from './text.js';
 
@@ -155,7 +155,7 @@ export function conversationView({ chat, id, notify }) {
           h('span', { class: 'sender' }, mine ? 'You' : personName(chat.person(m.sender), m.sender)),
           ' ',
           h('time', { datetime: m.at }, formatTime(m.at))),
-        h('p', { class: 'body' }, m.body),
+        h('p', { class: 'body' }, linkify(m.body)),
         status ? h('p', { class: 'status' }, status) : null),
     };
   }
@@ -169,7 +169,7 @@ export function conversationView({ chat, id, notify }) {
       version: status,
       render: () => h('li', { class: `message mine pending${entry.state === 'held' ? ' held' : ''}`, dataset: { clientId: entry.client_id } },
         h('div', { class: 'meta' }, h('span', { class: 'sender' }, 'You')),
-        h('p', { class: 'body' }, entry.body),
+        h('p', { class: 'body' }, linkify(entry.body)),
         h('p', { class: 'status' }, status)),
     };
   }
