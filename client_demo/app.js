@@ -20,6 +20,7 @@ import { preferencesView } from './preferences.js';
 import { Connection } from './protocol.js';
 import { settingsView } from './settings.js';
 import { signInView } from './signin.js';
+import { setTitle, setUnread } from './tabbadge.js';
 import { explain, formatOpening, formatTime, personName } from './text.js';
 
 const root = document.getElementById('app');
@@ -50,7 +51,8 @@ async function boot(message) {
 }
 
 async function showSignIn(message) {
-  document.title = 'Sign in · Préau';
+  setUnread(0);
+  setTitle('Sign in · Préau');
   const view = await signInView({ message, onSignedIn: () => boot() });
   replace(root, h('main', { id: 'main', class: 'signin-page' }, view));
   const first = root.querySelector('input, textarea');
@@ -187,14 +189,23 @@ function startSession(me) {
   chat.addEventListener('sent', clearErrors);
   for (const type of ['discussion', 'list', 'outbox', 'unread']) chat.addEventListener(type, () => renderListSoon());
 
+  // The tab's title and icon: everything unread, discussions and broadcasts together.
+  function renderUnread() {
+    if (!session || session.chat !== chat) return;
+    let n = board.unreadCount();
+    for (const d of chat.discussions.values()) n += chat.unread(d);
+    setUnread(n);
+  }
+  for (const type of ['discussion', 'list', 'unread', 'welcome']) chat.addEventListener(type, renderUnread);
+
   // Information messages and polls: the unread count in the navigation, and what to say.
   function renderBroadcastBadge() {
     const n = board.unreadCount();
     broadcastBadge.hidden = n === 0;
     replace(broadcastBadge, String(n), h('span', { class: 'sr-only' }, ' new'));
   }
-  board.addEventListener('change', renderBroadcastBadge);
-  board.addEventListener('list', renderBroadcastBadge);
+  board.addEventListener('change', () => { renderBroadcastBadge(); renderUnread(); });
+  board.addEventListener('list', () => { renderBroadcastBadge(); renderUnread(); });
   board.addEventListener('reminder', (e) => {
     const { id, title, author } = e.detail;
     const route = parseRoute();
@@ -229,6 +240,7 @@ function startSession(me) {
 
   renderWindow(false);
   renderRoute();
+  renderUnread(); // what was held before a reload counts at once
   if (me.access.allowed) connection.start();
 }
 
@@ -276,25 +288,25 @@ function renderRoute() {
   }
 
   if (route.name === 'settings' && me.admin) {
-    document.title = 'Settings · Préau';
+    setTitle('Settings · Préau');
     session.view = settingsView({ me, notify });
     replace(main, session.view.element);
     return;
   }
   if (route.name === 'prefs') {
-    document.title = 'Mes préférences · Préau';
+    setTitle('Mes préférences · Préau');
     session.view = preferencesView({ me, notify });
     replace(main, session.view.element);
     return;
   }
   if (session.access) {
-    document.title = 'Préau';
+    setTitle('Préau');
     replace(main, accessView(session.access));
     return;
   }
   if (section === 'broadcasts') {
     const b = route.name === 'broadcast' ? session.board.get(route.id) : null;
-    document.title = `${route.name === 'compose' ? 'New information or poll' : b ? b.title : 'Informations & sondages'} · Préau`;
+    setTitle(`${route.name === 'compose' ? 'New information or poll' : b ? b.title : 'Informations & sondages'} · Préau`);
     session.view = broadcastsView({ board: session.board, me, route, notify });
     replace(main, session.view.element);
     if (route.name !== 'broadcasts') session.view.focus();
@@ -304,14 +316,14 @@ function renderRoute() {
   if (route.name === 'discussion') {
     session.view = conversationView({ chat, id: route.id, notify });
     const d = chat.discussions.get(route.id);
-    document.title = `${d ? d.subject : 'Discussion'} · Préau`;
+    setTitle(`${d ? d.subject : 'Discussion'} · Préau`);
   } else if (route.name === 'new') {
     session.view = newDiscussionView({
       chat, me, to: route.to, notify, onStarted: (id) => { location.hash = `#/d/${id}`; },
     });
-    document.title = 'New discussion · Préau';
+    setTitle('New discussion · Préau');
   } else {
-    document.title = 'Discussions · Préau';
+    setTitle('Discussions · Préau');
   }
   const pane = session.view ? session.view.element
     : h('div', { class: 'empty-pane' }, h('p', {}, 'Choose a discussion, or start a new one.'));

@@ -7,7 +7,7 @@
 
 import { Board, newerStats } from './broadcasts.js';
 import { composeView } from './compose.js';
-import { debounce, h, nextId, reconcile, replace } from './dom.js';
+import { debounce, h, linkify, nextId, reconcile, replace } from './dom.js';
 import { ROLE_LABELS, explain, formatFull, formatOpening, formatTime, personDetail, personName } from './text.js';
 
 export const KIND_LABELS = { information: 'Information', poll: 'Poll' };
@@ -220,9 +220,9 @@ function broadcastDetail({ board, id, notify }) {
   };
 }
 
-/** Body text: plain text, line breaks kept (never HTML). */
+/** Body text: plain text, line breaks kept, http(s) addresses as links (never HTML). */
 function bodyText(b) {
-  return b.body ? h('p', { class: 'body broadcast-body' }, b.body) : null;
+  return b.body ? h('p', { class: 'body broadcast-body' }, linkify(b.body)) : null;
 }
 
 // ---------------------------------------------------------------------- recipient

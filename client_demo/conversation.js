@@ -2,7 +2,8 @@
 // typing, read receipts, the composer, and the invite/leave actions.
 
 import { contactPicker } from './picker.js';
-import { h, nextId, reconcile, replace } from './dom.js';
+import { h, linkify, nextId, reconcile, replace } from './dom.js';
+import { setTitle } from './tabbadge.js';
 import { explain, formatOpening, formatTime, personDetail, personName } from './text.js';
 
 const OLDER_THRESHOLD = 40; // px from the top that triggers loading older messages
@@ -95,7 +96,7 @@ export function conversationView({ chat, id, notify }) {
     element.classList.toggle('missing', on);
     element.setAttribute('aria-labelledby', on ? missingTitleId : titleId);
     replace(element, on ? missing : body);
-    if (on) document.title = 'Discussion introuvable · Préau';
+    if (on) setTitle('Discussion introuvable · Préau');
   }
   // Others' read positions (receipts) come with a history reply: ask on opening and after
   // each reconnection, since the live read events before then were not seen here.
@@ -159,7 +160,7 @@ export function conversationView({ chat, id, notify }) {
           h('span', { class: 'sender' }, mine ? 'You' : personName(chat.person(m.sender), m.sender)),
           ' ',
           h('time', { datetime: m.at }, formatTime(m.at))),
-        h('p', { class: 'body' }, m.body),
+        h('p', { class: 'body' }, linkify(m.body)),
         status ? h('p', { class: 'status' }, status) : null),
     };
   }
@@ -173,7 +174,7 @@ export function conversationView({ chat, id, notify }) {
       version: status,
       render: () => h('li', { class: `message mine pending${entry.state === 'held' ? ' held' : ''}`, dataset: { clientId: entry.client_id } },
         h('div', { class: 'meta' }, h('span', { class: 'sender' }, 'You')),
-        h('p', { class: 'body' }, entry.body),
+        h('p', { class: 'body' }, linkify(entry.body)),
         h('p', { class: 'status' }, status)),
     };
   }

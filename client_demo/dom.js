@@ -93,3 +93,62 @@ export function debounce(fn, ms) {
     timer = setTimeout(() => fn(...args), ms);
   };
 }
+
+// http(s) addresses in user text. A candidate starts at "http://" or "https://" (not
+// glued to a preceding letter or digit) and runs to the next space or character that
+// cannot be in a written address; linkify() then trims what belongs to the sentence.
+const URL_CANDIDATE = /(?<![\p{L}\p{N}])https?:\/\/[^\s<>"'`\u00a0\u2000-\u200b\u3000]+/giu;
+const TRAILING = /[.,;:!?…»"'’”*_~]$/u;
+const CLOSERS = { ')': '(', ']': '[', '}': '{' };
+
+/** Trailing punctuation of the sentence is not part of the address: "(voir https://a.fr/x)." */
+function trimCandidate(text) {
+  let end = text.length;
+  for (;;) {
+    const last = text[end - 1];
+    if (TRAILING.test(last)) { end -= 1; continue; }
+    const opener = CLOSERS[last];
+    if (opener) {
+      // Kept only when the address opened it: https://fr.wikipedia.org/wiki/Préau_(bâtiment)
+      const inside = text.slice(0, end);
+      if (inside.split(opener).length - 1 < inside.split(last).length - 1) { end -= 1; continue; }
+    }
+    return text.slice(0, end);
+  }
+}
+
+/** The address as a link target, or null unless it is a well-formed http(s) URL with a host. */
+export function safeHref(text) {
+  let url;
+  try {
+    url = new URL(text);
+  } catch {
+    return null;
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || !url.hostname) return null;
+  return url.href;
+}
+
+/**
+ * User text as nodes, with its http(s) addresses as links that open in a new tab
+ * without giving it this page (`noopener noreferrer`) nor the school's endorsement
+ * (`nofollow`). Every piece is a text node; any other scheme (javascript:, data:…)
+ * stays text. For h(): h('p', {class: 'body'}, linkify(body)).
+ */
+export function linkify(text) {
+  const source = String(text ?? '');
+  const out = [];
+  let at = 0;
+  for (const match of source.matchAll(URL_CANDIDATE)) {
+    const candidate = trimCandidate(match[0]);
+    const href = safeHref(candidate);
+    if (!href) continue;
+    if (match.index > at) out.push(source.slice(at, match.index));
+    out.push(h('a', {
+      href, target: '_blank', rel: 'noopener noreferrer nofollow', class: 'body-link',
+    }, candidate));
+    at = match.index + candidate.length;
+  }
+  if (at < source.length) out.push(source.slice(at));
+  return out;
+}
