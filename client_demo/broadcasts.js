@@ -11,7 +11,6 @@
 import { api } from './api.js';
 import { newClientId } from './chat.js';
 
-const LIST_LIMIT = 100; // §14.5: at most 100 of each
 
 function time(iso) {
   const t = iso ? Date.parse(iso) : NaN;
@@ -52,6 +51,10 @@ export class Board extends EventTarget {
     this.received = new Map(); // id → broadcast (recipient's view)
     this.sent = new Map(); // id → broadcast (author's view)
     this.loaded = false;
+    // Paging (§14.5): whether older ones follow each list, and the `before` that asks for them.
+    this.more = { received: false, sent: false };
+    this.next = { received: null, sent: null };
+    this.paged = { received: false, sent: false }; // an older page was loaded: keep its `next`
     this.audience = null; // GET /api/broadcasts/audience, once per session
     this.storageKey = storageKey;
     this.seenReminders = this._restore(); // id → reminded_at already looked at
@@ -186,9 +189,14 @@ export class Board extends EventTarget {
               listed.add(b.id);
               this.upsert(b);
             }
+            const more = Boolean(reply.more && reply.more[name]);
             // Expired (or gone) while we were away: only what was known before asking may go.
-            if (list.length < LIST_LIMIT) {
+            if (!more && !this.paged[name]) {
               for (const id of known[name]) if (!listed.has(id)) this[name].delete(id);
+            }
+            if (!this.paged[name]) {
+              this.more[name] = more;
+              this.next[name] = (reply.next && reply.next[name]) || null;
             }
           }
           this.loaded = true;
@@ -199,6 +207,19 @@ export class Board extends EventTarget {
       }
     })();
     return this.refreshing;
+  }
+
+  /** The next page of `received` or `sent` (GET /api/broadcasts/{name}?before=…). */
+  async loadMore(name, limit) {
+    if (!this.more[name] || !this.next[name]) return;
+    const params = { before: this.next[name] };
+    if (limit) params.limit = limit;
+    const reply = await api(`/api/broadcasts/${name}`, { params });
+    for (const b of reply.items || []) this.upsert(b);
+    this.paged[name] = true;
+    this.more[name] = Boolean(reply.more);
+    this.next[name] = reply.next || null;
+    this._emit('list', {});
   }
 
   // ------------------------------------------------------------------ actions

@@ -49,13 +49,24 @@ export function broadcastsView({ board, me, route, notify }) {
   const loading = h('p', { class: 'list-empty', hidden: board.loaded }, 'Loading…');
   const newButton = h('a', { href: '#/b/new', class: 'button new-button', hidden: true }, 'New');
   const sentEmpty = h('p', { class: 'list-empty', hidden: true }, 'Nothing sent yet.');
+  const moreButton = (name) => {
+    const button = h('button', { type: 'button', class: `more-button more-${name}`, hidden: true }, 'Voir plus');
+    button.addEventListener('click', () => {
+      button.disabled = true;
+      board.loadMore(name).catch((error) => notify({ kind: 'error', ...explain(error), code: error.code }))
+        .finally(() => { button.disabled = false; });
+    });
+    return button;
+  };
+  const receivedMore = moreButton('received');
+  const sentMore = moreButton('sent');
   const sentSection = h('section', { class: 'broadcast-section', 'aria-label': 'Sent by me', hidden: true },
-    h('h3', { class: 'list-title' }, 'Sent by me'), sent, sentEmpty);
+    h('h3', { class: 'list-title' }, 'Sent by me'), sent, sentEmpty, sentMore);
   const sidebar = h('aside', { class: 'sidebar', 'aria-labelledby': headingId },
     h('div', { class: 'sidebar-head' }, h('h2', { id: headingId }, 'Informations & sondages'), newButton),
     loading,
     h('section', { class: 'broadcast-section', 'aria-label': 'Received' },
-      h('h3', { class: 'list-title' }, 'Received'), received, receivedEmpty),
+      h('h3', { class: 'list-title' }, 'Received'), received, receivedEmpty, receivedMore),
     sentSection);
 
   let pane = null;
@@ -133,6 +144,8 @@ export function broadcastsView({ board, me, route, notify }) {
     sentSection.hidden = s.length === 0 && !allowed;
     sentEmpty.hidden = s.length > 0;
     newButton.hidden = !allowed;
+    receivedMore.hidden = !board.more.received;
+    sentMore.hidden = !board.more.sent;
   }
   const renderSoon = debounce(render, 30);
 

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from . import events, frames
+from . import events, frames, summaries
 from .broadcasts import (
     DEFAULT_POLL_DAYS,
     REMINDER_INTERVAL,
@@ -48,7 +48,8 @@ from .broadcasts import (
 from .clock import Clock
 from .errors import ErrorCode, NotFound, Refused
 from .hub import Frame, Hub, Member
-from .model import SchoolId, UserId
+from .model import DiscussionId, SchoolId, UserId
+from .protocol import MAX_INT
 from .schools import Establishment, Schools, fold
 from .store import Broadcast, BroadcastStats, BroadcastStore, Receipt
 
@@ -57,6 +58,7 @@ __all__ = ["MAX_PEOPLE", "Noticeboard", "NoticeboardHost", "stats_json"]
 log = logging.getLogger("preau.noticeboard")
 
 MAX_PEOPLE = 50  # people returned by an audience search
+PAGE = 100  # broadcasts per page of a listing, unless asked otherwise
 MAX_CACHED = 512  # published broadcasts whose header a node keeps
 
 
@@ -294,18 +296,47 @@ class Noticeboard:
     # ------------------------------------------------------------------ recipients
 
     async def listing(self, school: SchoolId, user: UserId) -> dict[str, Any]:
-        """What the user received (and marks it received) and what they wrote."""
+        """The first page of what the user received (marked received) and of what they
+        wrote, with each one's ``more`` and ``next``."""
+        received, received_next = await self.received_page(school, user)
+        sent, sent_next = await self.sent_page(school, user)
+        return {"received": received, "sent": sent,
+                "more": {"received": received_next is not None, "sent": sent_next is not None},
+                "next": {"received": received_next, "sent": sent_next}}
+
+    async def received_page(self, school: SchoolId, user: UserId, before: str | None = None,
+                            limit: int = PAGE) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of what the user received, newest first (and marks it received), and
+        the ``before`` of the next page (``None`` on the last)."""
         est = await self._establishment(school)
         est.gatekeeper.check_read(user).raise_for_refusal()
         now = self.clock()
-        received = await self.store.broadcasts_received(school, user, now=now)
+        rows = await self.store.broadcasts_received(
+            school, user, now=now, limit=limit + 1,
+            before=None if before is None else summaries.read_cursor(before))
         items = []
-        for b, r in received:
+        for b, r in rows[:limit]:
             if r.received_at is None:
                 r, _ = await self._received(school, b, user, now)
             items.append(self.recipient_view(b, r, est, now))
-        sent = await self.store.broadcasts_sent(school, user)
-        return {"received": items, "sent": [self.author_view(b, est, now) for b in sent]}
+        after = None
+        if len(rows) > limit:
+            last = rows[limit - 1][0]
+            assert last.published_at is not None
+            after = summaries.cursor(last.published_at, DiscussionId(last.id))
+        return items, after
+
+    async def sent_page(self, school: SchoolId, user: UserId, before: str | None = None,
+                        limit: int = PAGE) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of what the user wrote, newest first, and the ``before`` of the next."""
+        est = await self._establishment(school)
+        est.gatekeeper.check_read(user).raise_for_refusal()
+        now = self.clock()
+        rows = await self.store.broadcasts_sent(school, user, limit=limit + 1,
+                                                before=None if before is None
+                                                else _sent_cursor(before))
+        after = str(rows[limit - 1].id) if len(rows) > limit else None
+        return [self.author_view(b, est, now) for b in rows[:limit]], after
 
     async def _received(self, school: SchoolId, b: Broadcast, user: UserId,
                         now: datetime) -> tuple[Receipt, BroadcastStats | None]:
@@ -489,3 +520,9 @@ class Noticeboard:
             frame = Frame(frames.broadcast(self.author_view(b, est, now)))
             for member in authors:
                 member.push(frame)
+
+
+def _sent_cursor(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_INT):
+        raise Refused(ErrorCode.BAD_REQUEST, "'before' must be the 'next' of a previous page")
+    return int(text)

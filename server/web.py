@@ -324,6 +324,8 @@ def create_app(
         Route("/api/broadcasts", api(_broadcasts), methods=["GET"]),
         Route("/api/broadcasts", api(_create_broadcast), methods=["POST"]),
         Route("/api/broadcasts/audience", api(_broadcast_audience), methods=["GET"]),
+        Route("/api/broadcasts/received", api(_broadcasts_received), methods=["GET"]),
+        Route("/api/broadcasts/sent", api(_broadcasts_sent), methods=["GET"]),
         Route("/api/broadcasts/preview", api(_broadcast_preview), methods=["POST"]),
         Route("/api/broadcasts/{broadcast_id:int}", api(_broadcast), methods=["GET"]),
         Route("/api/broadcasts/{broadcast_id:int}/results", api(_broadcast_results),
@@ -750,6 +752,25 @@ def _audit_json(entry: AuditEntry) -> dict[str, Any]:
 
 async def _broadcasts(request: Request, caller: _Caller) -> Json:
     return await caller.node.noticeboard.listing(caller.school_id, caller.user.id)
+
+
+async def _broadcasts_received(request: Request, caller: _Caller) -> Json:
+    items, after = await caller.node.noticeboard.received_page(
+        caller.school_id, caller.user.id, _before_param(request),
+        _int_param(request, "limit", 100, 1, 200))
+    return {"items": items, "more": after is not None, "next": after}
+
+
+async def _broadcasts_sent(request: Request, caller: _Caller) -> Json:
+    items, after = await caller.node.noticeboard.sent_page(
+        caller.school_id, caller.user.id, _before_param(request),
+        _int_param(request, "limit", 100, 1, 200))
+    return {"items": items, "more": after is not None, "next": after}
+
+
+def _before_param(request: Request) -> str | None:
+    raw = request.query_params.get("before")
+    return None if raw in (None, "") else raw
 
 
 async def _create_broadcast(request: Request, caller: _Caller) -> Created:

@@ -629,3 +629,45 @@ async def test_a_poll_stored_before_required_existed_keeps_its_text_answers_requ
     assert new.required is False
     assert questions_to_json([new]) == [{**old[0], "required": False}]
     assert questions_from_json(questions_to_json([new]), stored=True) == (new,)
+
+
+class TestPaging:
+    async def test_received_and_sent_are_paged_with_before_limit_more_next(
+            self, live_server: LiveServer):
+        to = {"roles": ["student"], "classes": ["2A"]}
+        async with client(live_server, "t1") as t1:
+            made = [created(await t1.post("/api/broadcasts", json=information(to, f"i-{i}")))
+                    ["id"] for i in range(5)]
+            first = (await t1.get("/api/broadcasts")).json()
+            assert first["more"] == {"received": False, "sent": False}
+            assert first["next"] == {"received": None, "sent": None}
+            sent: list[int] = []
+            before = None
+            while True:
+                page = (await t1.get("/api/broadcasts/sent", params={
+                    "limit": 2, **({} if before is None else {"before": before})})).json()
+                sent += [b["id"] for b in page["items"]]
+                before = page["next"]
+                assert page["more"] is (before is not None)
+                if not page["more"]:
+                    break
+            assert sent == made[::-1]
+        async with client(live_server, "e1") as e1:
+            got: list[int] = []
+            before = None
+            while True:
+                page = (await e1.get("/api/broadcasts/received", params={
+                    "limit": 2, **({} if before is None else {"before": before})})).json()
+                got += [b["id"] for b in page["items"]]
+                if got == made[::-1][:2]:  # published while paging: not seen in this paging
+                    async with client(live_server, "t1") as t1:
+                        created(await t1.post("/api/broadcasts", json=information(to, "late")))
+                before = page["next"]
+                if not page["more"]:
+                    break
+            assert got == made[::-1]
+            for path in ("/api/broadcasts/received", "/api/broadcasts/sent"):
+                for bad in ({"before": "x"}, {"before": "12-"}, {"before": "-1"},
+                            {"before": str(2**64)}, {"limit": 0}, {"limit": 201},
+                            {"limit": "a"}):
+                    refused(await e1.get(path, params=bad), 400, "bad_request")

@@ -328,15 +328,17 @@ class BroadcastStore(Protocol):
 
     async def broadcasts_received(
         self, school_id: SchoolId, user_id: UserId, *, now: datetime, limit: int = 100,
-        undelivered: bool = False,
+        undelivered: bool = False, before: tuple[datetime, int] | None = None,
     ) -> list[tuple[Broadcast, Receipt]]:
-        """Published to the user and not expired at ``now``, newest first; with
-        ``undelivered``, only those the user has not received yet."""
+        """Published to the user and not expired at ``now``, newest first (by
+        ``(published_at, id)``); with ``undelivered``, only those the user has not received
+        yet; with ``before``, only those strictly after that position in this order."""
 
     async def broadcasts_sent(
-        self, school_id: SchoolId, author: UserId, *, limit: int = 100
+        self, school_id: SchoolId, author: UserId, *, limit: int = 100,
+        before: int | None = None,
     ) -> list[Broadcast]:
-        """The author's broadcasts, newest first."""
+        """The author's broadcasts, newest first (by id); with ``before``, only ids below it."""
 
     async def receipt(
         self, school_id: SchoolId, broadcast_id: int, user_id: UserId

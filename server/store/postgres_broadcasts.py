@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from ..broadcasts import Answer, Draft, questions_to_json, tally_changes, target_to_json
 from ..errors import NotFound
 from ..model import SchoolId, UserId
+from ..protocol import MAX_INT
 from .base import Broadcast, BroadcastStats, Receipt
 from .broadcast_rows import (
     COLUMNS,
@@ -163,9 +164,11 @@ class PostgresBroadcasts:
 
     async def broadcasts_received(
         self, school_id: SchoolId, user_id: UserId, *, now: datetime, limit: int = 100,
-        undelivered: bool = False,
+        undelivered: bool = False, before: tuple[datetime, int] | None = None,
     ) -> list[tuple[Broadcast, Receipt]]:
         only = "AND r.received_at IS NULL " if undelivered else ""
+        if before is not None:
+            only += "AND (b.published_at, b.id) < ($5, $6) "
         # Asked at every connection, and almost always for nothing: one cheap look first.
         if undelivered and await self._fetchrow(
                 "SELECT 1 FROM broadcast_recipients WHERE school_id = $1 AND user_id = $2 "
@@ -178,16 +181,18 @@ class PostgresBroadcasts:
                 "WHERE r.school_id = $1 AND r.user_id = $2 AND b.status = 'published' "
                 f"AND (b.expires_at IS NULL OR b.expires_at > $3) {only}"
                 "ORDER BY b.published_at DESC, b.id DESC LIMIT $4",
-                school_id, user_id, now, limit)
+                school_id, user_id, now, limit, *(() if before is None else before))
             found = await _broadcasts(db, [r[:NCOLS] for r in rows])
         return [(b, _receipt(r[NCOLS:])) for b, r in zip(found, rows, strict=True)]
 
     async def broadcasts_sent(
-        self, school_id: SchoolId, author: UserId, *, limit: int = 100
+        self, school_id: SchoolId, author: UserId, *, limit: int = 100,
+        before: int | None = None,
     ) -> list[Broadcast]:
         async with self._snapshot() as db:
             rows = await db.fetch(_SELECT + "WHERE b.school_id = $1 AND b.author = $2 "
-                                  "ORDER BY b.id DESC LIMIT $3", school_id, author, limit)
+                                  "AND b.id < $4 ORDER BY b.id DESC LIMIT $3", school_id,
+                                  author, limit, MAX_INT if before is None else before)
             return await _broadcasts(db, rows)
 
     async def receipt(

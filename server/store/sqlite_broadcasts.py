@@ -26,6 +26,7 @@ from ..broadcasts import (
 )
 from ..errors import NotFound
 from ..model import SchoolId, UserId
+from ..protocol import MAX_INT
 from .base import Broadcast, BroadcastStats, Receipt
 from .broadcast_rows import (
     COLUMNS,
@@ -143,9 +144,13 @@ class SqliteBroadcasts:
 
     async def broadcasts_received(
         self, school_id: SchoolId, user_id: UserId, *, now: datetime, limit: int = 100,
-        undelivered: bool = False,
+        undelivered: bool = False, before: tuple[datetime, int] | None = None,
     ) -> list[tuple[Broadcast, Receipt]]:
         only = "AND r.received_at IS NULL " if undelivered else ""
+        args: tuple[object, ...] = (school_id, user_id, ts(now))
+        if before is not None:
+            only += "AND (b.published_at < ? OR (b.published_at = ? AND b.id < ?)) "
+            args += (ts(before[0]), ts(before[0]), before[1])
         # Asked at every connection, and almost always for nothing: one cheap look first.
         if undelivered and not await self._all(
                 "SELECT 1 FROM broadcast_recipients WHERE school_id = ? AND user_id = ? "
@@ -158,16 +163,18 @@ class SqliteBroadcasts:
                 "WHERE r.school_id = ? AND r.user_id = ? AND b.status = 'published' "
                 f"AND (b.expires_at IS NULL OR b.expires_at > ?) {only}"
                 "ORDER BY b.published_at DESC, b.id DESC LIMIT ?",
-                (school_id, user_id, ts(now), limit))).fetchall()
+                (*args, limit))).fetchall()
             return [(await _broadcast(db, r[:NCOLS]), _receipt(r[NCOLS:])) for r in rows]
 
     async def broadcasts_sent(
-        self, school_id: SchoolId, author: UserId, *, limit: int = 100
+        self, school_id: SchoolId, author: UserId, *, limit: int = 100,
+        before: int | None = None,
     ) -> list[Broadcast]:
         async with self._snapshot() as db:
             rows = await (await db.execute(
                 f"SELECT {COLUMNS} FROM broadcasts b WHERE b.school_id = ? AND b.author = ? "
-                "ORDER BY b.id DESC LIMIT ?", (school_id, author, limit))).fetchall()
+                "AND b.id < ? ORDER BY b.id DESC LIMIT ?",
+                (school_id, author, MAX_INT if before is None else before, limit))).fetchall()
             return [await _broadcast(db, r) for r in rows]
 
     async def receipt(

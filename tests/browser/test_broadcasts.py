@@ -7,13 +7,19 @@ the compose form, a received poll and the results go to ``test-artifacts/``.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from datetime import UTC, datetime
+import threading
+from datetime import UTC, datetime, timedelta
 
 from playwright.sync_api import Locator, Page, expect
 
+from server.broadcasts import Draft, Kind
+from server.gatekeeper import BroadcastTarget
+from server.model import ClassId, Role, SchoolId, UserId
+from server.store import open_store
 from tests.browser.conftest import EVENING, NEXT_OPENING, App, check_layout
-from tests.conftest import LiveServer
+from tests.conftest import SCHOOL_DAY, LiveServer
 
 
 def open_area(page: Page) -> None:
@@ -435,3 +441,41 @@ def test_staff_may_address_the_whole_school(app: App):
     staff.get_by_label("Staff", exact=True).check()
     expect(staff.locator(".recipients-count")).to_have_text("3 recipients")  # and s1, not a1
     check_layout(staff)
+
+
+def _many_broadcasts(server: LiveServer, count: int) -> None:
+    """``count`` information messages from t1 to e1, published over the last hours,
+    written through the store (in a thread: Playwright's loop runs in this one)."""
+    async def run() -> None:
+        st = await open_store(server.database_url)
+        try:
+            to = BroadcastTarget(roles=frozenset({Role.STUDENT}),
+                                 classes=frozenset({ClassId("2A")}))
+            for i in range(count):
+                when = SCHOOL_DAY - timedelta(minutes=count - i)
+                await st.create_broadcast(
+                    SchoolId("hugo"), UserId("t1"),
+                    Draft(Kind.INFORMATION, f"many-{i}", f"Info n° {i}", "…", to),
+                    now=when, publish_at=when, deadline=None, recipients=[UserId("e1")])
+        finally:
+            await st.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),))
+    thread.start()
+    thread.join(timeout=60)
+
+
+def test_received_and_sent_lists_show_more_on_request(app: App):
+    _many_broadcasts(app.server, 130)
+    for user, scope in (("e1", ".received-list"), ("t1", ".sent-list")):
+        page = app.open(user)
+        open_area(page)
+        items = page.locator(f"{scope} a[data-broadcast]")
+        expect(items).to_have_count(100)
+        expect(items.first).to_contain_text("Info n° 129")
+        more = page.get_by_role("button", name="Voir plus")
+        expect(more).to_be_visible()
+        more.click()
+        expect(items).to_have_count(130)
+        expect(items.last).to_contain_text("Info n° 0")
+        expect(more).to_be_hidden()

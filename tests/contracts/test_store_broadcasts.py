@@ -190,6 +190,40 @@ class TestLists:
         assert await schools.broadcasts_received(MOULIN, E1, now=at(10)) == []
         assert await schools.broadcasts_received(HUGO, P1, now=at(10)) == []
 
+    async def test_received_and_sent_page_by_a_stable_position(self, schools: Store):
+        # 250 broadcasts, some published at the same instant: ties go by id, newest first.
+        made = [await publish_now(schools, information(f"b{i}"), [E1], now=at(i // 3))
+                for i in range(250)]
+        newest_first = [b.id for b in reversed(made)]
+        seen: list[int] = []
+        before: tuple[datetime, int] | None = None
+        while True:
+            page = await schools.broadcasts_received(HUGO, E1, now=at(500), limit=101,
+                                                     before=before)
+            seen += [b.id for b, _ in page[:100]]
+            if len(page) <= 100:
+                break
+            last = page[99][0]
+            assert last.published_at is not None
+            before = (last.published_at, last.id)
+            # published while paging: on top of the order, never in the following pages
+            made.append(await publish_now(schools, information(f"late{len(seen)}"), [E1],
+                                          now=at(400)))
+        assert seen == newest_first
+        sent: list[int] = []
+        after: int | None = None
+        while True:
+            got = await schools.broadcasts_sent(HUGO, T1, limit=101, before=after)
+            sent += [b.id for b in got[:100]]
+            if len(got) <= 100:
+                break
+            after = got[99].id
+        assert sent == [b.id for b in reversed(made)]
+        # a position taken in another school gives nothing of this one
+        assert await schools.broadcasts_received(MOULIN, E1, now=at(500),
+                                                 before=(at(500), made[-1].id + 1)) == []
+        assert await schools.broadcasts_sent(MOULIN, T1, before=made[-1].id + 1) == []
+
     async def test_only_published_ones_are_received_and_every_one_is_sent(
             self, schools: Store):
         live = await publish_now(schools, information("b1"), [E1], now=at(1))
