@@ -264,9 +264,12 @@ class Conversations:
         ones to later pages, never out of reach."""
         school = session.school_id
         est = await self._establishment(school)
+        position = None
+        if before is not None:
+            when, discussion = summaries.read_cursor(before)
+            position = (when, DiscussionId(discussion))
         rows = await self.store.summaries(school, session.user_id, limit=limit + 1,
-                                          before=None if before is None
-                                          else summaries.read_cursor(before))
+                                          before=position)
         page = rows[:limit]
         after = None
         if len(rows) > limit:

@@ -48,7 +48,7 @@ from .broadcasts import (
 from .clock import Clock
 from .errors import ErrorCode, NotFound, Refused
 from .hub import Frame, Hub, Member
-from .model import DiscussionId, SchoolId, UserId
+from .model import SchoolId, UserId
 from .protocol import MAX_INT
 from .schools import Establishment, Schools, fold
 from .store import Broadcast, BroadcastStats, BroadcastStore, Receipt
@@ -323,7 +323,7 @@ class Noticeboard:
         if len(rows) > limit:
             last = rows[limit - 1][0]
             assert last.published_at is not None
-            after = summaries.cursor(last.published_at, DiscussionId(last.id))
+            after = summaries.cursor(last.published_at, last.id)
         return items, after
 
     async def sent_page(self, school: SchoolId, user: UserId, before: str | None = None,

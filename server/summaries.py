@@ -73,19 +73,20 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def cursor(last_at: datetime, d: DiscussionId) -> str:
-    """A ``list`` page's position, opaque to clients: ``<µs since 1970>-<id>``."""
-    return f"{(last_at - _EPOCH) // _MICROSECOND}-{d}"
+def cursor(at: datetime, row_id: int) -> str:
+    """A page's position, opaque to clients: ``<µs since 1970>-<id>`` (``list``'s
+    discussions, and received broadcasts, both ordered by a time then an id)."""
+    return f"{(at - _EPOCH) // _MICROSECOND}-{row_id}"
 
 
-def read_cursor(text: str) -> tuple[datetime, DiscussionId]:
+def read_cursor(text: str) -> tuple[datetime, int]:
     micros, _, d = text.partition("-")
     if not (micros.isascii() and micros.isdigit() and d.isascii() and d.isdigit()):
         raise Refused(ErrorCode.BAD_REQUEST, "'before' must be the 'next' of a previous page")
     try:
         if int(d) > MAX_INT:
             raise OverflowError
-        return _EPOCH + int(micros) * _MICROSECOND, DiscussionId(int(d))
+        return _EPOCH + int(micros) * _MICROSECOND, int(d)
     except OverflowError:
         raise Refused(ErrorCode.BAD_REQUEST,
                       "'before' must be the 'next' of a previous page") from None
