@@ -392,7 +392,10 @@ class Session:
                 return frames.discussions(items, after)
             case History(discussion=d, before=before, limit=limit):
                 messages, more = await talk.history(self, d, before, limit)
-                return frames.history(d, messages, more, await talk.reads(self, d))
+                # Positions are "now": the newest page carries them, and a scroll back
+                # to older pages does not read them again.
+                reads = await talk.reads(self, d) if before is None else {}
+                return frames.history(d, messages, more, reads)
             case Ping():
                 return frames.pong()
         raise AssertionError(f"unhandled request {request!r}")

@@ -292,6 +292,10 @@ class TestGatekeeperOnTheWire:
         history = await again.request({"type": "history", "discussion": d})
         assert history["reads"] == {"e1": 2}
         assert (await e1.request({"type": "history", "discussion": d}))["reads"] == {"t1": 0}
+        # Scrolling back reads them no more: an older page carries none.
+        older = await again.request({"type": "history", "discussion": d, "before": 2})
+        assert older["reads"] == {}
+        assert older["messages"]
         await e1.send({"type": "typing", "discussion": d})
         assert (await teacher.expect("typing", discussion=d))["user"] == "e1"
 
