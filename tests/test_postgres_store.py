@@ -170,7 +170,7 @@ class TestStartsBefore0003:
                 "DROP INDEX discussions_by_start;"
                 "ALTER TABLE discussions DROP COLUMN start_client_id;"
                 "UPDATE messages SET client_id = 's1' WHERE client_id = 's1b';"
-                "DELETE FROM schema_version WHERE version = 3;")
+                "DELETE FROM schema_version WHERE version >= 3;")  # later ones run again
             st = PostgresStore(postgres_url)
             await st.open()
             try:
@@ -185,6 +185,38 @@ class TestStartsBefore0003:
                     await st.create_discussion(HUGO, E1, "A", [T1], now=SCHOOL_DAY,
                                                first=("s1", "a"))
                 assert race.value.earlier == found
+            finally:
+                await st.close()
+        finally:
+            await conn.close()
+
+
+class TestSearchBefore0007:
+    async def test_0007_indexes_what_was_stored_before_it(self, postgres_url: str):
+        """Messages stored before the search index existed are found once 0007 has run."""
+        st = await open_store(postgres_url)
+        await st.import_directory(parse_directory(school_doc()), actor="t", now=SCHOOL_DAY)
+        d = await st.create_discussion(HUGO, T1, "Sortie au théâtre", [E1], now=SCHOOL_DAY,
+                                       first=("s1", "Prévoir un pique-nique"))
+        await st.close()
+        conn = await asyncpg.connect(postgres_url)
+        try:  # back to before 0007
+            await conn.execute(
+                "DROP INDEX messages_text; DROP TEXT SEARCH CONFIGURATION preau_search;"
+                "DROP EXTENSION unaccent; DELETE FROM schema_version WHERE version = 7;")
+            st = PostgresStore(postgres_url)
+            await st.open()
+            try:
+                assert await st.schema_version() == LATEST
+                hits = await st.search(HUGO, E1, ["pique", "nique"])
+                assert [(h.discussion_id, h.kind, h.seq) for h in hits] == [
+                    (d.id, "message", 1)]
+                assert [h.kind for h in await st.search(HUGO, E1, ["theatre"])] == ["subject"]
+                await conn.execute("SET enable_seqscan = off")  # a tiny table all the same
+                plan = "\n".join(r[0] for r in await conn.fetch(
+                    "EXPLAIN SELECT 1 FROM messages WHERE to_tsvector('preau_search'::regconfig,"
+                    " body) @@ to_tsquery('preau_search'::regconfig, 'nique')"))
+                assert "messages_text" in plan  # the index serves the search expression
             finally:
                 await st.close()
         finally:

@@ -70,7 +70,7 @@ class TestMigrations:
                 "DROP INDEX discussions_by_start;"
                 "ALTER TABLE discussions DROP COLUMN start_client_id;"
                 "UPDATE messages SET client_id = 's1' WHERE client_id = 's1b';"
-                "DELETE FROM schema_version WHERE version = 6;")
+                "DELETE FROM schema_version WHERE version >= 6;")  # later ones run again
         st = SqliteStore(path)
         await st.open()
         try:
@@ -85,6 +85,35 @@ class TestMigrations:
                 await st.create_discussion(HUGO, e1, "A", [t1], now=SCHOOL_DAY,
                                            first=("s1", "a"))
             assert race.value.earlier == found
+        finally:
+            await st.close()
+
+    async def test_0010_indexes_what_was_stored_before_it(self, tmp_path: Path):
+        """Messages, subjects and names stored before the search indexes existed are
+        found once 0010 has run."""
+        path = str(tmp_path / "m.db")
+        st = SqliteStore(path)
+        await st.open()
+        await _two_schools(st)
+        e1, t1 = UserId("e1"), UserId("t1")
+        d = await st.create_discussion(HUGO, t1, "Sortie au théâtre", [e1], now=SCHOOL_DAY,
+                                       first=("s1", "Prévoir un pique-nique"))
+        await st.close()
+        with closing(sqlite3.connect(path)) as db:  # back to before 0010
+            db.executescript(
+                "DROP TABLE message_text; DROP TABLE discussion_text; DROP TABLE user_text;"
+                "DROP TRIGGER message_text_insert; DROP TRIGGER discussion_text_insert;"
+                "DROP TRIGGER user_text_insert; DROP TRIGGER user_text_delete;"
+                "DROP TRIGGER user_text_update;"
+                "DELETE FROM schema_version WHERE version = 10;")
+        st = SqliteStore(path)
+        await st.open()
+        try:
+            assert await st.schema_version() == LATEST_MIGRATION
+            hits = await st.search(HUGO, e1, ["pique", "nique"])
+            assert [(h.discussion_id, h.kind, h.seq) for h in hits] == [(d.id, "message", 1)]
+            assert [h.kind for h in await st.search(HUGO, e1, ["theatre"])] == ["subject"]
+            assert [h.kind for h in await st.search(HUGO, e1, ["claire"])] == ["participant"]
         finally:
             await st.close()
 

@@ -235,7 +235,10 @@ def _sqlite_counts(path: Path) -> dict[str, int]:
     with sqlite3.connect(path) as db:
         names = [r[0] for r in db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-            "AND name != 'schema_version'")]
+            "AND name != 'schema_version' AND sql NOT LIKE 'CREATE VIRTUAL TABLE%'")]
+        # Full-text indexes and their shadow tables (0010_search.sql) are not copied.
+        names = [n for n in names if not any(n.startswith(f"{v}_") for v in
+                                             ("message_text", "discussion_text", "user_text"))]
         return {n: int(db.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0])
                 for n in names}
 

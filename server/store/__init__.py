@@ -30,6 +30,7 @@ from .base import (
     HeldMessage,
     ImportReport,
     Receipt,
+    SearchHit,
     StoredMessage,
 )
 from .contract import (
@@ -38,6 +39,7 @@ from .contract import (
     DiscussionStore,
     HeldStore,
     MessageStore,
+    SearchStore,
     Store,
 )
 from .postgres import PostgresStore
@@ -59,6 +61,8 @@ __all__ = [
     "MessageStore",
     "PostgresStore",
     "Receipt",
+    "SearchHit",
+    "SearchStore",
     "SqliteStore",
     "Store",
     "StoredMessage",

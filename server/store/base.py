@@ -24,6 +24,7 @@ __all__ = [
     "HeldMessage",
     "ImportReport",
     "Receipt",
+    "SearchHit",
     "StoredMessage",
 ]
 
@@ -175,3 +176,27 @@ class Receipt:
     answered_at: datetime | None
     answers: tuple[Answer, ...] | None
     reminded_at: datetime | None
+
+
+# Around each matched word of a SearchHit's snippet: control characters, so the caller
+# cuts the snippet into plain text and matches without parsing any markup (a message
+# that holds them itself gains a highlighted word at worst, never markup).
+MATCH_START, MATCH_END = "\x02", "\x03"
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One result of :meth:`~server.store.contract.SearchStore.search`.
+
+    ``kind`` says what matched: ``"message"`` (``seq`` is the message's, ``at`` its
+    time), ``"subject"`` or ``"participant"`` (``seq`` is 0, ``at`` the discussion's
+    last activity). ``snippet`` is the matching text, shortened, with each matched word
+    between :data:`MATCH_START` and :data:`MATCH_END`.
+    """
+
+    discussion_id: DiscussionId
+    subject: str
+    kind: str
+    seq: int
+    at: datetime
+    snippet: str

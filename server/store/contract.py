@@ -1,6 +1,6 @@
 """The store contract: what Préau asks of a database, one role at a time.
 
-Five role protocols, each readable in one sitting, and :class:`Store`, their union
+Six role protocols, each readable in one sitting, and :class:`Store`, their union
 plus a lifecycle. Code that needs one role may ask for that protocol only (the
 held-item releaser needs a :class:`HeldStore`, not a whole store).
 :class:`~server.store.sqlite.SqliteStore` and the PostgreSQL store implement all of
@@ -42,6 +42,7 @@ from .base import (
     HeldMessage,
     ImportReport,
     Receipt,
+    SearchHit,
     StoredMessage,
 )
 
@@ -51,6 +52,7 @@ __all__ = [
     "DiscussionStore",
     "HeldStore",
     "MessageStore",
+    "SearchStore",
     "Store",
 ]
 
@@ -408,8 +410,35 @@ class HeldStore(Protocol):
         Broadcasts scheduled by their author keep their time."""
 
 
+class SearchStore(Protocol):
+    """Search in one's own discussions: what ``history`` and ``list`` would show them,
+    never more."""
+
+    async def search(
+        self,
+        school_id: SchoolId,
+        user_id: UserId,
+        words: Sequence[str],
+        *,
+        before: tuple[datetime, DiscussionId, int] | None = None,
+        limit: int = 20,
+    ) -> list[SearchHit]:
+        """The user's discussions and messages where every one of ``words`` (letters
+        and digits only) starts a word, accents and case aside, newest first.
+
+        A message matches by its text, within what ``history`` returns that user:
+        up to where they left, never one hidden from them. A discussion matches by its
+        subject, or by the name of one other participant as ``list`` shows them to the
+        user (nobody who joined after they left); one hit per discussion, the subject
+        first. Discussions the user never took part in, and other schools, never match.
+        ``before`` is the ``(at, discussion_id, seq)`` of the last hit of the previous
+        page: hits strictly after it in the order ``at``, ``discussion_id``, ``seq``,
+        all descending.
+        """
+
+
 class Store(DirectoryStore, DiscussionStore, MessageStore, BroadcastStore, HeldStore,
-            Protocol):
+            SearchStore, Protocol):
     """Every role of the store, and its lifecycle: durable state for a whole
     deployment (schools, settings, audit, discussions, messages, broadcasts, held
     items)."""

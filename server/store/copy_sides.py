@@ -137,10 +137,15 @@ class SqliteSide:
     async def tables(self) -> dict[str, Table]:
         with self._translated(f"reading the catalogue of {self.path!r}"):
             found = {}
-            for name, sql in await self._all(
-                    "SELECT name, sql FROM sqlite_master WHERE type = 'table' "
-                    "AND name NOT LIKE 'sqlite_%'"):
-                found[name] = await self._table(name, sql or "")
+            listed = await self._all("SELECT name, sql FROM sqlite_master WHERE type = 'table' "
+                                     "AND name NOT LIKE 'sqlite_%'")
+            # Full-text indexes (0010_search.sql) and their shadow tables are not data:
+            # the destination's triggers index what the copy writes.
+            virtual = [name for name, sql in listed
+                       if (sql or "").upper().startswith("CREATE VIRTUAL TABLE")]
+            for name, sql in listed:
+                if not any(name == v or name.startswith(f"{v}_") for v in virtual):
+                    found[name] = await self._table(name, sql or "")
             return found
 
     async def _table(self, name: str, sql: str) -> Table:

@@ -72,6 +72,7 @@ from .base import (
 )
 from .failures import WriteHealth, translate
 from .sqlite_broadcasts import SqliteBroadcasts
+from .sqlite_search import SqliteSearch
 from .times import dt, ts
 
 __all__ = ["SqliteStore"]
@@ -92,7 +93,7 @@ def _migrations() -> list[tuple[int, str]]:
 
 
 
-class SqliteStore(SqliteBroadcasts):
+class SqliteStore(SqliteBroadcasts, SqliteSearch):
     """A :class:`~server.store.contract.Store` in one SQLite file (``":memory:"`` for tests)."""
 
     def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
@@ -1075,10 +1076,23 @@ def _split_sql(script: str) -> list[str]:
     """Statements of a migration file.
 
     Migration files keep ``--`` and ``;`` out of string literals, so comments can
-    be cut at ``--`` and statements split at ``;``.
+    be cut at ``--`` and statements split at ``;``; a ``CREATE TRIGGER`` runs to the
+    ``END`` that closes its body, on a line of its own.
     """
     lines = [ln.split("--", 1)[0] for ln in script.splitlines()]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    pieces = [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    # A trigger's body holds statements of its own: it runs to its END.
+    statements: list[str] = []
+    body: list[str] = []
+    for piece in pieces:
+        if body or piece.upper().startswith("CREATE TRIGGER"):
+            body.append(piece)
+            if piece.upper() == "END":
+                statements.append(";\n".join(body))
+                body = []
+        else:
+            statements.append(piece)
+    return statements
 
 
 

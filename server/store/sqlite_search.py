@@ -1,0 +1,100 @@
+"""Search for :class:`~server.store.sqlite.SqliteStore` (see
+:class:`~server.store.contract.SearchStore`): FTS5 indexes of message text, subjects and
+names (migration ``0010_search.sql``), read through the same rules as ``history`` and
+``list``: the user's participant rows bound what they may find.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ..model import DiscussionId, SchoolId, UserId
+from .base import MATCH_END, MATCH_START, SearchHit
+from .times import dt, ts
+
+__all__ = ["SqliteSearch"]
+
+# Words a snippet keeps around the matches (FTS5 counts tokens).
+SNIPPET_WORDS = 16
+
+_MARKS = f"'{MATCH_START}', '{MATCH_END}'"
+
+# The user's discussions and how far they may read each: ``history``'s bound
+# (visible_seq) and, once they left, when (``list`` shows the members as they were).
+_SEARCH = f"""
+WITH mine AS (
+    SELECT p.discussion_id AS id, COALESCE(p.left_seq, d.last_seq) AS upto,
+           p.left_at AS gone, d.subject, d.last_at
+    FROM participants p JOIN discussions d ON d.id = p.discussion_id
+    WHERE p.school_id = :school AND p.user_id = :user
+), said AS (
+    SELECT mine.id, mine.subject, 'message' AS kind, m.seq, m.created_at AS at,
+           snippet(message_text, 0, {_MARKS}, '…', {SNIPPET_WORDS}) AS snippet
+    FROM message_text
+    JOIN messages m ON m.rowid = message_text.rowid
+    JOIN mine ON mine.id = m.discussion_id
+    WHERE message_text MATCH :words AND m.school_id = :school AND m.seq <= mine.upto
+      AND (m.hidden_from IS NULL
+           OR NOT EXISTS (SELECT 1 FROM json_each(m.hidden_from) WHERE value = :user))
+), named AS (
+    SELECT mine.id, mine.subject, 'subject' AS kind, mine.last_at AS at,
+           snippet(discussion_text, 0, {_MARKS}, '…', {SNIPPET_WORDS}) AS snippet,
+           1 AS rank
+    FROM discussion_text JOIN mine ON mine.id = discussion_text.rowid
+    WHERE discussion_text MATCH :words
+    UNION ALL
+    SELECT mine.id, mine.subject, 'participant', mine.last_at,
+           highlight(user_text, 0, {_MARKS}) || ' ' || highlight(user_text, 1, {_MARKS}),
+           2
+    FROM user_text
+    JOIN users u ON u.rowid = user_text.rowid
+    JOIN participants o ON o.school_id = u.school_id AND o.user_id = u.id
+    JOIN mine ON mine.id = o.discussion_id
+    WHERE user_text MATCH :words AND u.school_id = :school AND o.user_id <> :user
+      AND (mine.gone IS NULL OR o.joined_at <= mine.gone)
+), hits AS (
+    SELECT id, subject, kind, seq, at, snippet FROM said
+    UNION ALL
+    -- One hit per discussion: its subject if that matched, else one participant
+    -- (SQLite takes the other columns from the row that has the MIN).
+    SELECT id, subject, kind, 0, at, snippet
+    FROM (SELECT id, subject, kind, at, snippet, MIN(rank) FROM named GROUP BY id)
+)
+SELECT id, subject, kind, seq, at, snippet FROM hits
+WHERE :at IS NULL OR (at, id, seq) < (:at, :id, :seq)
+ORDER BY at DESC, id DESC, seq DESC
+LIMIT :limit
+"""
+
+
+def match_expression(words: Sequence[str]) -> str:
+    """An FTS5 query: every word, as the start of a word. The words are letters and
+    digits (the caller's), quoted all the same so that no FTS5 syntax can slip in."""
+    return " ".join('"' + w.replace('"', '""') + '"*' for w in words)
+
+
+class SqliteSearch:
+    """Search for SqliteStore."""
+
+    if TYPE_CHECKING:
+        async def _all(self, sql: str, args: Any) -> Iterable[Any]: ...
+
+    async def search(
+        self,
+        school_id: SchoolId,
+        user_id: UserId,
+        words: Sequence[str],
+        *,
+        before: tuple[datetime, DiscussionId, int] | None = None,
+        limit: int = 20,
+    ) -> list[SearchHit]:
+        if not words:
+            return []
+        at, did, seq = (None, 0, 0) if before is None else (ts(before[0]), *before[1:])
+        rows = await self._all(_SEARCH, {
+            "school": school_id, "user": user_id, "words": match_expression(words),
+            "at": at, "id": did, "seq": seq, "limit": limit})
+        return [SearchHit(DiscussionId(r[0]), r[1], r[2], int(r[3]), dt(r[4]), r[5])
+                for r in rows]
