@@ -44,6 +44,7 @@ __all__ = [
     "presence",
     "read",
     "reconnect",
+    "search_results",
     "skipped",
     "started",
     "typing",
@@ -156,6 +157,11 @@ def started(summary: dict[str, Any], ack_frame: dict[str, Any]) -> dict[str, Any
 
 def discussions(items: list[dict[str, Any]], after: str | None) -> dict[str, Any]:
     return {"type": "discussions", "items": items, "more": after is not None, "next": after}
+
+
+def search_results(results: list[dict[str, Any]], after: str | None) -> dict[str, Any]:
+    """A page of ``search`` results (:mod:`server.search`); ``next`` for the next page."""
+    return {"type": "search", "results": results, "more": after is not None, "next": after}
 
 
 def history(d: DiscussionId, messages: list[dict[str, Any]], more: bool,

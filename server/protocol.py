@@ -42,6 +42,7 @@ __all__ = [
     "Ping",
     "Read",
     "Request",
+    "Search",
     "Send",
     "Start",
     "Typing",
@@ -72,6 +73,9 @@ MAX_CURSOR_CHARS = 64
 MAX_INT = 2**63 - 1  # ids and seqs are SQLite INTEGERs: anything larger names nothing
 MAX_TOKEN_CHARS = 4096
 MAX_USER_ID_CHARS = 64
+MAX_QUERY_CHARS = 100  # a search's text (``search``, GET /api/search)
+SEARCH_PAGE = 20  # search results in a page when the client does not say
+MAX_SEARCH = 50
 
 
 class Encoding(enum.Enum):
@@ -284,7 +288,20 @@ class Ping:
     ref: str | None
 
 
-Request = Start | Send | Invite | Leave | Read | Typing | ListDiscussions | History | Ping
+@dataclass(frozen=True, slots=True)
+class Search:
+    """A page of search results in the user's discussions; ``cursor`` is the ``next``
+    of the previous page (``None``: the first page). ``q`` is checked for words by
+    :func:`server.search.words`."""
+
+    ref: str | None
+    q: str
+    cursor: str | None = None
+    limit: int = SEARCH_PAGE
+
+
+Request = (Start | Send | Invite | Leave | Read | Typing | ListDiscussions | History | Ping
+           | Search)
 
 
 class _Fields:
@@ -408,6 +425,17 @@ def parse_request(frame: Mapping[str, Any]) -> Request:
         return History(ref, f.discussion(), before, limit)
     if kind == "ping":
         return Ping(ref)
+    if kind == "search":
+        q = frame.get("q")
+        if not isinstance(q, str):
+            raise f.fail("'q' must be a string: the words to search for")
+        cursor = None
+        if frame.get("cursor") is not None:
+            cursor = f.text("cursor", max_chars=MAX_CURSOR_CHARS)
+        limit = f.integer("limit", low=1, default=SEARCH_PAGE)
+        if limit > MAX_SEARCH:
+            raise f.fail(f"'limit' is at most {MAX_SEARCH}")
+        return Search(ref, q, cursor, limit)
     if kind == "hello":
         raise f.fail("already authenticated: 'hello' is only the first frame")
     # The type is named back only when short: the error is not an echo service.

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import frames
+from . import frames, search
 from .broker import BrokerUnavailable
 from .errors import ErrorCode, NotFound, Refused, StoreError, UnstorableValue
 from .hub import Allowance, Frame, Outbox, Transport, TransportClosed
@@ -39,6 +39,7 @@ from .protocol import (
     Ping,
     Read,
     Request,
+    Search,
     Send,
     Start,
     Typing,
@@ -65,6 +66,7 @@ COSTS: dict[type, float] = {
     Send: 1.0, Start: 4.0, Invite: 2.0, Leave: 1.0, Read: 0.5, Typing: 0.5, Ping: 0.25,
 }
 LIST_COST = 2.0  # plus one per 25 discussions asked for
+SEARCH_COST = 4.0  # full-text matching reads more than a list: plus one per 25 results
 HISTORY_COST = 1.0  # plus one per 50 messages asked for
 BAD_FRAME_COST = 1.0
 
@@ -356,6 +358,8 @@ class Session:
                 cost = LIST_COST + limit / 25
             case History(limit=limit):
                 cost = HISTORY_COST + limit / 50
+            case Search(limit=limit):
+                cost = SEARCH_COST + limit / 25
             case _:
                 cost = COSTS[type(request)]
         wait = self._charge(cost)
@@ -396,6 +400,10 @@ class Session:
                 # to older pages does not read them again.
                 reads = await talk.reads(self, d) if before is None else {}
                 return frames.history(d, messages, more, reads)
+            case Search(q=q, cursor=after, limit=limit):
+                results, after = await search.page(self.node.store, self.school_id,
+                                                   self.user_id, q, after, limit)
+                return frames.search_results(results, after)
             case Ping():
                 return frames.pong()
         raise AssertionError(f"unhandled request {request!r}")

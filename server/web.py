@@ -38,7 +38,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from . import __version__
+from . import __version__, search
 from .broker import Broker, BrokerUnavailable, MemoryBroker, RedisBroker
 from .clock import Clock, system_clock
 from .config import Config
@@ -62,6 +62,8 @@ from .protocol import (
     HEARTBEAT_TIMEOUT,
     MAX_FRAME_BYTES,
     MAX_INT,
+    MAX_SEARCH,
+    SEARCH_PAGE,
     SUBPROTOCOLS,
     CloseCode,
     replace_surrogates,
@@ -314,6 +316,7 @@ def create_app(
         Route("/api/me/preferences", api(_my_preferences), methods=["GET"]),
         Route("/api/me/preferences", api(_patch_my_preferences), methods=["PATCH"]),
         Route("/api/contacts", api(_contacts)),
+        Route("/api/search", api(_search), methods=["GET"]),
         Route("/api/settings", api(_get_settings, admin=True), methods=["GET"]),
         Route("/api/settings", api(_patch_settings, admin=True), methods=["PATCH"]),
         Route("/api/users/{user_id}/preferences", api(_user_preferences, admin=True),
@@ -745,6 +748,15 @@ async def _audit(request: Request, caller: _Caller) -> Json:
 def _audit_json(entry: AuditEntry) -> dict[str, Any]:
     return {"id": entry.id, "at": _iso(entry.at), "actor": entry.actor, "field": entry.field,
             "old": entry.old, "new": entry.new}
+
+
+async def _search(request: Request, caller: _Caller) -> Json:
+    """GET /api/search?q=&cursor=&limit= (server/search.py; the ``search`` frame's twin)."""
+    params = request.query_params
+    results, after = await search.page(
+        caller.store, caller.school_id, caller.user.id, params.get("q", ""),
+        params.get("cursor") or None, _int_param(request, "limit", SEARCH_PAGE, 1, MAX_SEARCH))
+    return {"results": results, "more": after is not None, "next": after}
 
 
 # ---------------------------------------------------------------------- broadcasts
