@@ -56,6 +56,7 @@ from .headers import SecurityHeaders
 from .hub import TransportClosed
 from .limits import Limits
 from .model import Role, SchoolId, User, UserId
+from .mysettings import my_settings
 from .node import Node
 from .protocol import (
     HEARTBEAT_INTERVAL,
@@ -314,6 +315,7 @@ def create_app(
         WebSocketRoute("/ws", websocket),
         Route("/api/me", api(_me)),
         Route("/api/me/preferences", api(_my_preferences), methods=["GET"]),
+        Route("/api/me/settings", api(_my_settings), methods=["GET"]),
         Route("/api/me/preferences", api(_patch_my_preferences), methods=["PATCH"]),
         Route("/api/contacts", api(_contacts)),
         Route("/api/search", api(_search), methods=["GET"]),
@@ -589,6 +591,16 @@ async def _me(request: Request, caller: _Caller) -> Json:
         "window": _window_json(gk.window_state(caller.now)),
         "token_expires_at": _iso(caller.identity.expires_at),
     }
+
+
+async def _my_settings(request: Request, caller: _Caller) -> Json:
+    """What applies to me (server/mysettings.py), for the "Mes réglages" page."""
+    gk = caller.school.gatekeeper
+    access = gk.check_connect(caller.user.id)
+    contacts = gk.check_contacts(caller.user.id) if access.allowed else access
+    return my_settings(gk.state, caller.user, can_start=contacts.allowed, access={
+        "allowed": access.allowed, "code": None if access.code is None else access.code.value,
+        "message": access.message})
 
 
 async def _contacts(request: Request, caller: _Caller) -> Json:

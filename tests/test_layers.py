@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                     "server.search")),
     ("node", ("server.node",)),
     ("session", ("server.session",)),
-    ("app", ("server.web", "server.headers", "server.handshake")),
+    ("app", ("server.web", "server.headers", "server.handshake", "server.mysettings")),
     ("cli", ("server.cli", "server.__main__", "server.loadtest", "server.client")),
 ]
 
