@@ -6,7 +6,8 @@
 //   #/settings      the administrator's page
 //   #/b, #/b/<id>   information messages and polls ("Informations & sondages")
 //   #/b/new         write one (when GET /api/broadcasts/audience allows it)
-//   #/prefs         a parent's preferences ("Mes préférences")
+//   #/prefs         a parent's preferences, a teacher's « Qui peut me contacter »
+//   #/me            everyone's own settings (« Mes réglages », mysettings.js)
 // Routes live in the hash so that a reload reopens the same screen.
 
 import { api, clearToken, getToken } from './api.js';
@@ -16,9 +17,12 @@ import { Chat } from './chat.js';
 import { conversationView } from './conversation.js';
 import { h, reconcile, replace } from './dom.js';
 import { newDiscussionView } from './newdiscussion.js';
+import { t } from './i18n.js';
+import { contactPreferencesView, mySettingsView } from './mysettings.js';
 import { preferencesView } from './preferences.js';
 import { Connection } from './protocol.js';
 import { settingsView } from './settings.js';
+import { searchPanel } from './search.js';
 import { signInView } from './signin.js';
 import { setTitle, setUnread } from './tabbadge.js';
 import { explain, formatOpening, formatTime, personName } from './text.js';
@@ -78,6 +82,8 @@ function startSession(me) {
     h('a', { href: '#/', dataset: { route: 'list' } }, 'Discussions'),
     h('a', { href: '#/b', dataset: { route: 'broadcasts' } }, 'Informations & sondages', broadcastBadge),
     me.user.role === 'parent' ? h('a', { href: '#/prefs', dataset: { route: 'prefs' } }, 'Mes préférences') : null,
+    me.user.role === 'teacher' ? h('a', { href: '#/prefs', dataset: { route: 'prefs' } }, t('prefs.title')) : null,
+    h('a', { href: '#/me', dataset: { route: 'me' } }, t('me.nav')),
     me.admin ? h('a', { href: '#/settings', dataset: { route: 'settings' } }, 'Settings') : null);
   const signOut = h('button', { type: 'button', class: 'secondary small' }, 'Sign out');
   const banners = h('div', { class: 'banners', 'aria-live': 'polite' });
@@ -268,6 +274,7 @@ function parseRoute() {
   }
   if (parts[0] === 'settings') return { name: 'settings' };
   if (parts[0] === 'prefs') return { name: 'prefs' };
+  if (parts[0] === 'me') return { name: 'me' };
   if (parts[0] === 'b') {
     if (parts[1] === 'new') return { name: 'compose' };
     if (/^\d+$/.test(parts[1] || '')) return { name: 'broadcast', id: Number(parts[1]) };
@@ -282,7 +289,7 @@ function renderRoute() {
   const route = parseRoute();
   if (session.view) session.view.destroy();
   session.view = null;
-  const section = { settings: 'settings', prefs: 'prefs', broadcasts: 'broadcasts', broadcast: 'broadcasts', compose: 'broadcasts' }[route.name] || 'list';
+  const section = { settings: 'settings', prefs: 'prefs', me: 'me', broadcasts: 'broadcasts', broadcast: 'broadcasts', compose: 'broadcasts' }[route.name] || 'list';
   for (const a of document.querySelectorAll('nav a')) {
     if (a.dataset.route === section) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
@@ -290,6 +297,12 @@ function renderRoute() {
   if (route.name === 'settings' && me.admin) {
     setTitle('Settings · Préau');
     session.view = settingsView({ me, notify });
+    replace(main, session.view.element);
+    return;
+  }
+  if (route.name === 'me' || (route.name === 'prefs' && me.user.role === 'teacher')) {
+    setTitle(`${t(route.name === 'me' ? 'me.title' : 'prefs.title')} · Préau`);
+    session.view = (route.name === 'me' ? mySettingsView : contactPreferencesView)({ me, notify });
     replace(main, session.view.element);
     return;
   }
@@ -335,6 +348,7 @@ function renderRoute() {
     : h('p', { class: 'hint' }, 'You may reply in discussions but not start one.');
   const sidebar = h('aside', { class: 'sidebar', 'aria-label': 'Discussions' },
     h('div', { class: 'sidebar-head' }, h('h2', {}, 'My discussions'), newButton),
+    searchPanel(me),
     session.heldList, session.list, h('p', { class: 'list-empty', hidden: true }, 'No discussion yet.'),
     session.moreButton = h('button', { type: 'button', class: 'more-discussions', hidden: true }, 'More discussions'));
   session.moreButton.addEventListener('click', () => {
