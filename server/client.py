@@ -70,7 +70,7 @@ MAX_RESUME_PAIRS = 1000
 # `send` is idempotent by `client_id`, the others change nothing or set a maximum.
 # `start`, `invite` and `leave` are not retried: a second attempt could create a
 # second discussion or be refused because the first one worked.
-_RETRYABLE = frozenset({"send", "start", "read", "list", "history", "ping"})
+_RETRYABLE = frozenset({"send", "start", "read", "list", "history", "ping", "search"})
 MAX_LIST = 200  # discussions in one page of ``list`` (docs/protocol.md)
 # Requests the server never answers.
 _NO_REPLY = frozenset({"typing"})
@@ -351,6 +351,18 @@ class Client:
         after = reply.get("next") if reply.get("more") else None
         return list(reply["items"]), after
 
+    async def search(self, q: str, *, cursor: str | None = None, limit: int | None = None
+                     ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of search results in your discussions (docs/protocol.md §5.10),
+        newest first, and the cursor of the next page (``None`` on the last)."""
+        fields: dict[str, Any] = {"q": q}
+        if cursor is not None:
+            fields["cursor"] = cursor
+        if limit is not None:
+            fields["limit"] = limit
+        reply = await self.request("search", **fields)
+        return list(reply["results"]), reply.get("next")
+
     async def history(self, discussion: int, *, before: int | None = None,
                       limit: int = 50) -> tuple[list[dict[str, Any]], bool]:
         """Messages with ``seq < before`` (the latest if ``None``), newest first.
@@ -377,8 +389,8 @@ class Client:
         A unique ``ref`` is added; the reply carrying it is returned, an ``error``
         reply raises :class:`PreauError`. While reconnecting, the request waits for the
         new connection. Requests in ``send``, ``read``, ``list``, ``history``,
-        ``ping`` are sent again if the connection drops before the reply; the others
-        raise ``connection_lost``. Everything is bounded by ``request_timeout``.
+        ``ping``, ``search`` are sent again if the connection drops before the reply; the
+        others raise ``connection_lost``. Everything is bounded by ``request_timeout``.
         """
         if type in _NO_REPLY:
             raise ValueError(f"{type!r} has no reply: use the dedicated method")

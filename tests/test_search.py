@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from server.client import Client
 from server.limits import Limits
 from tests.conftest import LiveServer
 from tests.wire import Wire
@@ -128,6 +129,20 @@ async def test_rest_pages_and_refusals(live_server: LiveServer):
     assert [r["seq"] for r in first["results"]] == [5, 4, 3]
     rest = await _search(e1, "exercice", cursor=first["next"])
     assert ([r["seq"] for r in rest["results"]], rest["next"]) == ([2, 1], None)
+
+
+async def test_the_python_client_pages_through_results(live_server: LiveServer):
+    async with Client(live_server.url, live_server.token("t1"), reconnect=False) as t1:
+        started = await t1.start(["e1"], "Cantine", "menu du lundi")
+        d = int(started["discussion"]["id"])
+        for day in ("mardi", "mercredi"):
+            await t1.send(d, f"menu du {day}")
+    async with Client(live_server.url, live_server.token("e1"), reconnect=False) as e1:
+        first, after = await e1.search("menu", limit=2)
+        assert [(r["discussion"], r["seq"]) for r in first] == [(d, 3), (d, 2)]
+        assert after is not None
+        rest, after = await e1.search("menu", cursor=after, limit=2)
+        assert ([r["seq"] for r in rest], after) == ([1], None)
 
 
 class TestRateLimit:
