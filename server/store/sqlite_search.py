@@ -23,50 +23,66 @@ _MARKS = f"'{MATCH_START}', '{MATCH_END}'"
 
 # The user's discussions and how far they may read each: ``history``'s bound
 # (visible_seq) and, once they left, when (``list`` shows the members as they were).
-_SEARCH = f"""
-WITH mine AS (
+# Each full-text index is read once, for the row ids it matches (MATERIALIZED: were an
+# index the inner side of a join, SQLite would run the whole match again for every
+# row of the outer side). ``r`` is the matched row (message, discussion or user), whose
+# snippet is made afterwards, for the page only.
+_SEARCH = """
+WITH mine AS MATERIALIZED (
     SELECT p.discussion_id AS id, COALESCE(p.left_seq, d.last_seq) AS upto,
            p.left_at AS gone, d.subject, d.last_at
     FROM participants p JOIN discussions d ON d.id = p.discussion_id
     WHERE p.school_id = :school AND p.user_id = :user
+), said_rows AS MATERIALIZED (
+    SELECT rowid AS r FROM message_text WHERE message_text MATCH :words
+), subject_rows AS MATERIALIZED (
+    SELECT rowid AS r FROM discussion_text WHERE discussion_text MATCH :words
+), name_rows AS MATERIALIZED (
+    SELECT rowid AS r FROM user_text WHERE user_text MATCH :words
 ), said AS (
-    SELECT mine.id, mine.subject, 'message' AS kind, m.seq, m.created_at AS at,
-           snippet(message_text, 0, {_MARKS}, '…', {SNIPPET_WORDS}) AS snippet
-    FROM message_text
-    JOIN messages m ON m.rowid = message_text.rowid
+    SELECT mine.id, mine.subject, 'message' AS kind, m.seq, m.created_at AS at, m.rowid AS r
+    FROM said_rows f
+    JOIN messages m ON m.rowid = f.r
     JOIN mine ON mine.id = m.discussion_id
-    WHERE message_text MATCH :words AND m.school_id = :school AND m.seq <= mine.upto
+    WHERE m.school_id = :school AND m.seq <= mine.upto
       AND (m.hidden_from IS NULL
            OR NOT EXISTS (SELECT 1 FROM json_each(m.hidden_from) WHERE value = :user))
 ), named AS (
-    SELECT mine.id, mine.subject, 'subject' AS kind, mine.last_at AS at,
-           snippet(discussion_text, 0, {_MARKS}, '…', {SNIPPET_WORDS}) AS snippet,
-           1 AS rank
-    FROM discussion_text JOIN mine ON mine.id = discussion_text.rowid
-    WHERE discussion_text MATCH :words
+    SELECT mine.id, mine.subject, 'subject' AS kind, mine.last_at AS at, f.r, 1 AS rank
+    FROM subject_rows f JOIN mine ON mine.id = f.r
     UNION ALL
-    SELECT mine.id, mine.subject, 'participant', mine.last_at,
-           highlight(user_text, 0, {_MARKS}) || ' ' || highlight(user_text, 1, {_MARKS}),
-           2
-    FROM user_text
-    JOIN users u ON u.rowid = user_text.rowid
+    SELECT mine.id, mine.subject, 'participant', mine.last_at, u.rowid, 2
+    FROM name_rows f
+    JOIN users u ON u.rowid = f.r
     JOIN participants o ON o.school_id = u.school_id AND o.user_id = u.id
     JOIN mine ON mine.id = o.discussion_id
-    WHERE user_text MATCH :words AND u.school_id = :school AND o.user_id <> :user
+    WHERE u.school_id = :school AND o.user_id <> :user
       AND (mine.gone IS NULL OR o.joined_at <= mine.gone)
 ), hits AS (
-    SELECT id, subject, kind, seq, at, snippet FROM said
+    SELECT id, subject, kind, seq, at, r FROM said
     UNION ALL
     -- One hit per discussion: its subject if that matched, else one participant
     -- (SQLite takes the other columns from the row that has the MIN).
-    SELECT id, subject, kind, 0, at, snippet
-    FROM (SELECT id, subject, kind, at, snippet, MIN(rank) FROM named GROUP BY id)
+    SELECT id, subject, kind, 0, at, r
+    FROM (SELECT id, subject, kind, at, r, MIN(rank) FROM named GROUP BY id)
 )
-SELECT id, subject, kind, seq, at, snippet FROM hits
+SELECT id, subject, kind, seq, at, r FROM hits
 WHERE :at IS NULL OR (at, id, seq) < (:at, :id, :seq)
 ORDER BY at DESC, id DESC, seq DESC
 LIMIT :limit
 """
+
+# The snippet of one matched row, by kind: a message's text shortened around the
+# matches, a subject likewise, a name in full.
+_SNIPPETS = {
+    "message": f"SELECT snippet(message_text, 0, {_MARKS}, '…', {SNIPPET_WORDS}) "
+               "FROM message_text WHERE message_text MATCH :words AND rowid = :r",
+    "subject": f"SELECT snippet(discussion_text, 0, {_MARKS}, '…', {SNIPPET_WORDS}) "
+               "FROM discussion_text WHERE discussion_text MATCH :words AND rowid = :r",
+    "participant": f"SELECT highlight(user_text, 0, {_MARKS}) || ' ' || "
+                   f"highlight(user_text, 1, {_MARKS}) "
+                   "FROM user_text WHERE user_text MATCH :words AND rowid = :r",
+}
 
 
 def match_expression(words: Sequence[str]) -> str:
@@ -93,8 +109,13 @@ class SqliteSearch:
         if not words:
             return []
         at, did, seq = (None, 0, 0) if before is None else (ts(before[0]), *before[1:])
+        match = match_expression(words)
         rows = await self._all(_SEARCH, {
-            "school": school_id, "user": user_id, "words": match_expression(words),
+            "school": school_id, "user": user_id, "words": match,
             "at": at, "id": did, "seq": seq, "limit": limit})
-        return [SearchHit(DiscussionId(r[0]), r[1], r[2], int(r[3]), dt(r[4]), r[5])
-                for r in rows]
+        hits = []
+        for r in rows:
+            found = list(await self._all(_SNIPPETS[r[2]], {"words": match, "r": r[5]}))
+            snippet = found[0][0] if found else r[1]
+            hits.append(SearchHit(DiscussionId(r[0]), r[1], r[2], int(r[3]), dt(r[4]), snippet))
+        return hits
