@@ -2,14 +2,16 @@
 CPU per stored message (docs/design/postgresql.md quotes it).
 
     python -m bench.store_append [--senders 50] [--rooms 10] [--messages 5000]
-                                 [--pool 10] [--alone] [--url postgresql://…/postgres]
+                                 [--pool 10] [--alone] [--body TEXT]
+                                 [--url postgresql://…/postgres]
 
 ``--senders`` coroutines append at once (as a node's connections would), round-robin
 over ``--rooms`` discussions, into a new database created (and dropped) on the server
 of ``--url``. ``--alone`` stores each message by its own statement (no group commit),
-for comparison. The CPU is that of the server processes serving this run's
-connections (from /proc, so the server must run on this machine); the WAL writer and
-checkpointer are not counted.
+for comparison. ``--body`` is the text of every message ("Bonjour" unless given): its
+words are what the full-text index (migration 0007) costs at each append. The CPU is
+that of the server processes serving this run's connections (from /proc, so the
+server must run on this machine); the WAL writer and checkpointer are not counted.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total / tick
 
 
-async def run(url: str, senders: int, rooms: int, count: int, pool: int, alone: bool) -> str:
+async def run(url: str, senders: int, rooms: int, count: int, pool: int, alone: bool,
+              body: str = "Bonjour") -> str:
     name = f"preau_bench_{os.getpid()}"
     admin = await asyncpg.connect(url)
     await admin.execute(f'CREATE DATABASE "{name}"')
@@ -68,11 +71,11 @@ async def run(url: str, senders: int, rooms: int, count: int, pool: int, alone: 
                     i, sent = sent, sent + 1
                     if alone:
                         await store._append_alone(Append(HUGO, ids[i % rooms], UserId("t1"),
-                                                         f"c{i}", "Bonjour", NOW, frozenset(),
+                                                         f"c{i}", body, NOW, frozenset(),
                                                          None))
                     else:
                         await store.append_message(HUGO, ids[i % rooms], UserId("t1"),
-                                                   f"c{i}", "Bonjour", now=NOW)
+                                                   f"c{i}", body, now=NOW)
 
             cpu, wall, own = _cpu_seconds(pids), time.perf_counter(), time.process_time()
             await asyncio.gather(*(sender() for _ in range(senders)))
@@ -98,10 +101,11 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--pool", type=int, default=10)
     parser.add_argument("--alone", action="store_true")
+    parser.add_argument("--body", default="Bonjour")
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     args = parser.parse_args()
     print(asyncio.run(run(args.url, args.senders, args.rooms, args.messages, args.pool,
-                          args.alone)))
+                          args.alone, args.body)))
 
 
 if __name__ == "__main__":
