@@ -69,12 +69,23 @@ WITH q AS (
     ORDER BY at DESC, id DESC, seq DESC
     LIMIT $7
 )
-SELECT id, subject, kind, seq, at,
+SELECT id, subject, kind, seq, at, text,
        ts_headline('preau_search'::regconfig, text, (SELECT q FROM q),
                    CASE WHEN kind = 'message' THEN $8 ELSE $9 END) AS snippet
 FROM page
 ORDER BY at DESC, id DESC, seq DESC
 """
+
+
+def _cut(text: str, headline: str) -> str:
+    """The headline with ``…`` where it cut the text, as SQLite's ``snippet`` writes it."""
+    plain = headline.replace(MATCH_START, "").replace(MATCH_END, "").strip()
+    if not plain or plain == text.strip():
+        return headline
+    start = text.find(plain)
+    before = "…" if start != 0 else ""
+    after = "…" if start < 0 or start + len(plain) < len(text.rstrip()) else ""
+    return f"{before}{headline.strip()}{after}"
 
 
 def tsquery(words: Sequence[str]) -> str:
@@ -104,4 +115,4 @@ class PostgresSearch:
         rows = await self._fetch(_SEARCH, school_id, user_id, tsquery(words), at, did, seq,
                                  limit, _SHORT, _WHOLE)
         return [SearchHit(DiscussionId(r["id"]), r["subject"], r["kind"], int(r["seq"]),
-                          r["at"], r["snippet"]) for r in rows]
+                          r["at"], _cut(r["text"], r["snippet"])) for r in rows]

@@ -60,6 +60,17 @@ class TestWhatIsFound:
         assert await schools.search(HUGO, E1, ["lea"]) == []
 
 
+    async def test_a_long_message_is_cut_around_the_match(self, schools: Store):
+        d = (await schools.create_discussion(HUGO, T1, "Conseil", [E1], now=at(0))).id
+        words = [f"mot{i}" for i in range(60)]
+        words[30] = "bibliothèque"
+        await schools.append_message(HUGO, d, T1, "c1", " ".join(words), now=at(1))
+        [hit] = await schools.search(HUGO, E1, ["bibliotheque"])
+        text = plain(hit.snippet)
+        assert f"{MATCH_START}bibliothèque{MATCH_END}" in hit.snippet
+        assert text.startswith("…") and text.endswith("…")
+        assert len(text.split()) < 30  # a few words around it, not the whole message
+
 class TestWhatIsNeverFound:
     async def test_another_schools_discussion_with_the_same_user_ids(self, schools: Store):
         mine = (await schools.create_discussion(HUGO, T1, "Piscine", [E1], now=at(0))).id
