@@ -16,7 +16,7 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from server.client import Client
-from tests.browser.conftest import DESKTOP, TIMEOUT_MS, App, check_layout
+from tests.browser.conftest import DESKTOP, PHONE, TIMEOUT_MS, App, check_layout
 from tests.conftest import LiveServer
 
 # English sentences of search.js and mysettings.js that must never show in French.
@@ -25,9 +25,9 @@ ENGLISH = ["Search my discussions", "No result", "result for", "results for", "M
            "Starting a discussion", "Outside these hours", "Change my preferences"]
 
 
-def french(app: App, user: str) -> Page:
+def french(app: App, user: str, *, phone: bool = False) -> Page:
     """A tab in French (the browser's language), signed in as ``user``, connected."""
-    context = app.browser.new_context(viewport=DESKTOP, locale="fr-FR",
+    context = app.browser.new_context(viewport=PHONE if phone else DESKTOP, locale="fr-FR",
                                       timezone_id="Europe/Paris")
     context.set_default_timeout(TIMEOUT_MS)
     app.contexts.append(context)
@@ -125,6 +125,12 @@ def test_my_settings_page_in_french(app: App, demo_server: LiveServer):
     check_layout(page)
     no_english(page, "main")
     app.screenshot(page, "my-settings-fr")
+    phone = french(app, "e1", phone=True)
+    phone.goto(f"{app.url}#/me")
+    expect(phone.locator('[data-page="my-settings"] [data-setting="can_start"]')).to_have_text(
+        "Vous pouvez démarrer des discussions : 30 par heure et 100 par jour au plus.")
+    check_layout(phone)
+    app.screenshot(phone, "my-settings-phone-fr")
 
 
 def test_teacher_chooses_who_may_contact_them(app: App, demo_server: LiveServer):

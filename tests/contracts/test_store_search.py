@@ -68,7 +68,8 @@ class TestWhatIsFound:
         [hit] = await schools.search(HUGO, E1, ["bibliotheque"])
         text = plain(hit.snippet)
         assert f"{MATCH_START}bibliothèque{MATCH_END}" in hit.snippet
-        assert text.startswith("…") and text.endswith("…")
+        assert text.startswith("…")
+        assert text.endswith("…")
         assert len(text.split()) < 30  # a few words around it, not the whole message
 
 class TestWhatIsNeverFound:
