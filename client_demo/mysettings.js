@@ -29,6 +29,7 @@ register({
     'me.profile': 'Pour votre profil « {name} »',
     'me.hours': 'Horaires',
     'me.hours.none': 'Aucune restriction horaire.',
+    'me.hours.open': 'Discussions ouvertes',
     'me.hours.window': 'De {start} à {end} ({zone}).',
     'me.outside': 'En dehors de ces horaires',
     'me.outside.refuse': 'les messages sont refusés (vous gardez votre texte).',
@@ -57,7 +58,7 @@ register({
     'prefs.parents': 'Les parents peuvent me contacter',
     'prefs.teachers': 'Les autres enseignants peuvent me contacter',
     'prefs.staff': 'Les personnels peuvent me contacter',
-    'prefs.every': 'de toutes mes classes',
+    'prefs.every': 'de toutes les classes',
     'prefs.only': 'seulement de ces classes :',
     'prefs.students.legend': 'Élèves',
     'prefs.parents.legend': 'Parents',
@@ -66,7 +67,7 @@ register({
     'prefs.saving': 'Enregistrement…',
     'prefs.saved': 'Enregistré.',
     'prefs.not_saved': 'Non enregistré.',
-    'prefs.pick_class': 'Choisissez au moins une classe, ou « de toutes mes classes ».',
+    'prefs.pick_class': 'Choisissez au moins une classe, ou « de toutes les classes ».',
   },
   en: {
     'me.nav': 'My settings',
@@ -83,6 +84,7 @@ register({
     'me.profile': 'For your profile “{name}”',
     'me.hours': 'Hours',
     'me.hours.none': 'No time restriction.',
+    'me.hours.open': 'Discussions open',
     'me.hours.window': 'From {start} to {end} ({zone}).',
     'me.outside': 'Outside these hours',
     'me.outside.refuse': 'messages are refused (you keep your text).',
@@ -111,7 +113,7 @@ register({
     'prefs.parents': 'Parents may contact me',
     'prefs.teachers': 'Other teachers may contact me',
     'prefs.staff': 'Staff may contact me',
-    'prefs.every': 'from all my classes',
+    'prefs.every': 'from every class',
     'prefs.only': 'only from these classes:',
     'prefs.students.legend': 'Students',
     'prefs.parents.legend': 'Parents',
@@ -120,7 +122,7 @@ register({
     'prefs.saving': 'Saving…',
     'prefs.saved': 'Saved.',
     'prefs.not_saved': 'Not saved.',
-    'prefs.pick_class': 'Choose at least one class, or “from all my classes”.',
+    'prefs.pick_class': 'Choose at least one class, or “from every class”.',
   },
 });
 
@@ -170,7 +172,7 @@ export function mySettingsView({ notify }) {
       h('fieldset', {}, h('legend', {}, t('me.hours')),
         doc.hours.enabled
           ? rows([
-            [t('me.hours'), t('me.hours.window', { start: doc.hours.start, end: doc.hours.end, zone: doc.school.timezone }), 'hours'],
+            [t('me.hours.open'), t('me.hours.window', { start: doc.hours.start, end: doc.hours.end, zone: doc.school.timezone }), 'hours'],
             [t('me.outside'), t(`me.outside.${doc.hours.outside}`), 'outside'],
           ])
           : h('p', { dataset: { setting: 'hours' } }, t('me.hours.none'))),
