@@ -197,6 +197,11 @@ async def _what_everyone_sees(st: Store) -> dict[str, object]:
                 seen[f"{key} {d} history"] = await st.messages(school, d, limit=1000,
                                                                reader=user)
                 seen[f"{key} {d} visible"] = await st.visible_seq(school, d, user)
+            # Search finds the same (its snippets are each database's own words).
+            for words in (["retour"], ["seulement"], ["musee"], ["martin"]):
+                seen[f"{key} search {words}"] = [
+                    (h.discussion_id, h.kind, h.seq, h.at)
+                    for h in await st.search(school, user, words, limit=50)]
             seen[f"{key} received"] = await st.broadcasts_received(school, user, now=EVENING,
                                                                    limit=1000)
             sent = await st.broadcasts_sent(school, user, limit=1000)
@@ -220,6 +225,10 @@ def _assert_everything_is_there(seen: dict[str, object]) -> None:
                  "parent_messaging_opt_in=True", "'gardé'", "Fournier-Moulin"):
         assert sign in text, sign
     assert "s1" not in seen["hugo state"].directory.users  # type: ignore[attr-defined]
+    assert seen["hugo/e1 search ['retour']"] == [  # both words, the one after e2 left
+        (2, "message", 4, _minutes(9)), (2, "message", 3, _minutes(7))]
+    assert seen["hugo/e2 search ['retour']"] == [(2, "message", 3, _minutes(7))]
+    assert seen["hugo/e3 search ['seulement']"] == []  # hidden from Inès
     assert len(seen["hugo audit"]) >= 4  # type: ignore[arg-type]
 
 
