@@ -429,11 +429,11 @@ class SearchStore(Protocol):
         A message matches by its text, within what ``history`` returns that user:
         up to where they left, never one hidden from them. A discussion matches by its
         subject, or by the name of one other participant as ``list`` shows them to the
-        user (nobody who joined after they left); one hit per discussion, the subject
-        first. Discussions the user never took part in, and other schools, never match.
-        ``before`` is the ``(at, discussion_id, seq)`` of the last hit of the previous
-        page: hits strictly after it in the order ``at``, ``discussion_id``, ``seq``,
-        all descending.
+        user (nobody who joined after they left, nobody gone from the directory); one
+        hit per discussion, the subject first. Discussions the user never took part in,
+        and other schools, never match. ``before`` is the ``(at, discussion_id, seq)``
+        of the last hit of the previous page: hits strictly after it in the order
+        ``at``, ``discussion_id``, ``seq``, all descending.
         """
 
 

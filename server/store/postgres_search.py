@@ -55,7 +55,7 @@ WITH q AS (
     FROM mine
     JOIN participants o ON o.school_id = $1 AND o.discussion_id = mine.id
     JOIN users u ON u.school_id = $1 AND u.id = o.user_id
-    WHERE o.user_id <> $2 AND (mine.gone IS NULL OR o.joined_at <= mine.gone)
+    WHERE o.user_id <> $2 AND u.active AND (mine.gone IS NULL OR o.joined_at <= mine.gone)
       AND to_tsvector('preau_search'::regconfig, u.first_name || ' ' || u.last_name)
           @@ (SELECT q FROM q)
 ), hits AS (

@@ -56,7 +56,7 @@ WITH mine AS MATERIALIZED (
     JOIN users u ON u.rowid = f.r
     JOIN participants o ON o.school_id = u.school_id AND o.user_id = u.id
     JOIN mine ON mine.id = o.discussion_id
-    WHERE u.school_id = :school AND o.user_id <> :user
+    WHERE u.school_id = :school AND u.active = 1 AND o.user_id <> :user
       AND (mine.gone IS NULL OR o.joined_at <= mine.gone)
 ), hits AS (
     SELECT id, subject, kind, seq, at, r FROM said
