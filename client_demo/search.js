@@ -87,6 +87,9 @@ function build() {
     clear.setAttribute('aria-label', t('search.clear'));
     list.setAttribute('aria-label', t('search.results'));
     more.textContent = t('search.more');
+    for (const kind of list.querySelectorAll('.search-result')) {
+      kind.querySelector('.search-kind').textContent = t(`search.kind.${kind.dataset.kind}`);
+    }
   }
 
   function reset() {
