@@ -7,7 +7,8 @@
 //   #/b, #/b/<id>   information messages and polls ("Informations & sondages")
 //   #/b/new         write one (when GET /api/broadcasts/audience allows it)
 //   #/prefs         a parent's preferences, a teacher's « Qui peut me contacter »
-//   #/me            everyone's own settings (« Mes réglages », mysettings.js)
+//   #/me            everyone's own settings (« Mes réglages », mysettings.js: the name
+//                   in the header leads there)
 // Routes live in the hash so that a reload reopens the same screen.
 
 import { api, clearToken, getToken } from './api.js';
@@ -82,8 +83,7 @@ function startSession(me) {
     h('a', { href: '#/', dataset: { route: 'list' } }, 'Discussions'),
     h('a', { href: '#/b', dataset: { route: 'broadcasts' } }, 'Informations & sondages', broadcastBadge),
     me.user.role === 'parent' ? h('a', { href: '#/prefs', dataset: { route: 'prefs' } }, 'Mes préférences') : null,
-    me.user.role === 'teacher' ? h('a', { href: '#/prefs', dataset: { route: 'prefs' } }, t('prefs.title')) : null,
-    h('a', { href: '#/me', dataset: { route: 'me' } }, t('me.nav')),
+    me.user.role === 'teacher' ? h('a', { href: '#/prefs', dataset: { route: 'prefs' } }, t('prefs.nav')) : null,
     me.admin ? h('a', { href: '#/settings', dataset: { route: 'settings' } }, 'Settings') : null);
   const signOut = h('button', { type: 'button', class: 'secondary small' }, 'Sign out');
   const banners = h('div', { class: 'banners', 'aria-live': 'polite' });
@@ -93,7 +93,7 @@ function startSession(me) {
       h('span', { class: 'brand-text' }, h('strong', {}, 'Préau'), h('span', { class: 'school' }, me.school.name))),
     nav,
     h('div', { class: 'status-area' }, windowChip, conn),
-    h('div', { class: 'me' }, h('span', { class: 'me-name', title: me.user.role }, me.user.name), signOut));
+    h('div', { class: 'me' }, h('a', { class: 'me-name', href: '#/me', title: t('me.nav'), dataset: { route: 'me' } }, me.user.name), signOut));
   replace(root, h('a', { href: '#main', class: 'skip' }, 'Skip to content'), header, banners, main);
 
   const connection = new Connection({

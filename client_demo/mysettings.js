@@ -15,7 +15,7 @@ import { explain } from './text.js';
 
 register({
   fr: {
-    'me.nav': 'Mes réglages',
+    'me.nav': 'Mes réglages : ce qui s’applique à moi',
     'me.title': 'Mes réglages',
     'me.loading': 'Chargement…',
     'me.failed': 'Vos réglages n’ont pas pu être chargés.',
@@ -51,8 +51,9 @@ register({
     'me.contact.none': 'non',
     'me.contact.classes': 'seulement : {classes}',
     'me.contact.rules': 'Selon les règles de l’établissement (rôles, classes, parents de vos enfants).',
-    'me.change': 'Modifier mes préférences',
+    'me.change': 'Changer ces choix',
     'prefs.title': 'Qui peut me contacter',
+    'prefs.nav': 'Mes préférences',
     'prefs.intro': 'Choisissez qui peut démarrer une discussion avec vous. Les discussions déjà commencées ne changent pas.',
     'prefs.students': 'Les élèves peuvent me contacter',
     'prefs.parents': 'Les parents peuvent me contacter',
@@ -70,7 +71,7 @@ register({
     'prefs.pick_class': 'Choisissez au moins une classe, ou « de toutes les classes ».',
   },
   en: {
-    'me.nav': 'My settings',
+    'me.nav': 'My settings: what applies to me',
     'me.title': 'My settings',
     'me.loading': 'Loading…',
     'me.failed': 'Your settings could not be loaded.',
@@ -106,8 +107,9 @@ register({
     'me.contact.none': 'no',
     'me.contact.classes': 'only: {classes}',
     'me.contact.rules': 'As the school’s rules say (roles, classes, your children’s parents).',
-    'me.change': 'Change my preferences',
+    'me.change': 'Change these choices',
     'prefs.title': 'Who may contact me',
+    'prefs.nav': 'My preferences',
     'prefs.intro': 'Choose who may start a discussion with you. Discussions already started do not change.',
     'prefs.students': 'Students may contact me',
     'prefs.parents': 'Parents may contact me',

@@ -22,7 +22,7 @@ from tests.conftest import LiveServer
 # English sentences of search.js and mysettings.js that must never show in French.
 ENGLISH = ["Search my discussions", "No result", "result for", "results for", "My settings",
            "Who may contact", "You may start", "Students may contact me", "Save",
-           "Starting a discussion", "Outside these hours", "Change my preferences"]
+           "Starting a discussion", "Outside these hours", "Change these choices"]
 
 
 def french(app: App, user: str, *, phone: bool = False) -> Page:
@@ -107,8 +107,10 @@ def test_my_settings_page_in_french(app: App, demo_server: LiveServer):
         assert admin.patch("/api/settings", json={
             "hours": {"outside": "defer"}}).status_code == 200
     page = french(app, "p1")
-    page.get_by_role("link", name="Mes réglages").click()
+    page.locator(".topbar a.me-name").click()  # one's name in the header
     expect(page).to_have_url(re.compile(r"#/me$"))
+    expect(page.locator(".topbar a.me-name")).to_have_attribute(
+        "title", "Mes réglages : ce qui s’applique à moi")
     section = page.locator('[data-page="my-settings"]')
     expect(section.get_by_role("heading", name="Mes réglages")).to_be_visible()
     expect(section.locator('[data-setting="access"]')).to_have_text(
@@ -135,7 +137,8 @@ def test_my_settings_page_in_french(app: App, demo_server: LiveServer):
 
 def test_teacher_chooses_who_may_contact_them(app: App, demo_server: LiveServer):
     page = french(app, "t1")
-    page.get_by_role("link", name="Qui peut me contacter").click()
+    page.get_by_role("link", name="Mes préférences", exact=True).click()
+    expect(page).to_have_title("Qui peut me contacter · Préau")
     form = page.locator('[data-page="contact-prefs"] form')
     expect(form.get_by_label("Les élèves peuvent me contacter")).to_be_checked()
     # Parents: only those of 2A (Seconde A). Staff: nobody.
@@ -154,7 +157,7 @@ def test_teacher_chooses_who_may_contact_them(app: App, demo_server: LiveServer)
     assert accepts["parents"] == {"enabled": True, "classes": ["2A"]}
     assert accepts["staff"] is False
     assert accepts["students"] == {"enabled": True, "classes": None}
-    page.get_by_role("link", name="Mes réglages").click()
+    page.locator(".topbar a.me-name").click()
     section = page.locator('[data-page="my-settings"]')
     expect(section.locator('[data-setting="accepts.parents"]')).to_have_text(
         "seulement : Seconde A")
@@ -162,6 +165,6 @@ def test_teacher_chooses_who_may_contact_them(app: App, demo_server: LiveServer)
     expect(section.locator('[data-setting="accepts.students"]')).to_have_text("oui")
     # A reload shows the saved choice.
     page.reload()
-    page.get_by_role("link", name="Qui peut me contacter").click()
+    page.get_by_role("link", name="Mes préférences", exact=True).click()
     expect(page.locator('[data-accepts="parents.class"][data-class="2A"]')).to_be_checked()
     expect(page.get_by_label("Les personnels peuvent me contacter")).not_to_be_checked()
