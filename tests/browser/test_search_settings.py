@@ -168,3 +168,17 @@ def test_teacher_chooses_who_may_contact_them(app: App, demo_server: LiveServer)
     page.get_by_role("link", name="Mes préférences", exact=True).click()
     expect(page.locator('[data-accepts="parents.class"][data-class="2A"]')).to_be_checked()
     expect(page.get_by_label("Les personnels peuvent me contacter")).not_to_be_checked()
+
+
+def test_search_and_settings_in_english(app: App):
+    """The other language: the same screens from the English catalogue."""
+    page = app.open("e1")  # an English browser
+    box = page.get_by_label("Search my discussions")
+    expect(box).to_have_attribute("placeholder", "Search (subject, person, message)")
+    box.fill("zzz")
+    expect(page.locator(".search-status")).to_have_text("No result for “zzz”.")
+    page.locator(".topbar a.me-name").click()
+    section = page.locator('[data-page="my-settings"]')
+    expect(section.get_by_role("heading", name="My settings")).to_be_visible()
+    expect(section.locator('[data-setting="can_start"]')).to_have_text(
+        "You may start discussions: at most 30 an hour and 100 a day.")
