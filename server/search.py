@@ -20,10 +20,18 @@ from .protocol import MAX_INT, MAX_QUERY_CHARS, MAX_SEARCH, SEARCH_PAGE, text_fa
 from .store import SearchHit, Store
 from .store.base import MATCH_END, MATCH_START
 
-__all__ = ["MAX_WORDS", "MIN_WORD_CHARS", "page", "read_cursor", "result_json", "words"]
+__all__ = ["MAX_WORDS", "MIN_WORD_CHARS", "cost", "page", "read_cursor", "result_json", "words"]
 
 MAX_WORDS = 8  # words of a query: each one narrows, more than this is not a search
 MIN_WORD_CHARS = 2  # a query needs one word this long: « a » alone would match everything
+SEARCH_COST = 4.0  # from the user's allowance: full-text matching reads more than a list
+
+
+def cost(limit: int) -> float:
+    """What a search of ``limit`` results costs from the user's allowance, through the
+    WebSocket or REST alike (docs/protocol.md §5.1): 4, plus one per 25 results."""
+    return SEARCH_COST + limit / 25
+
 
 # Letters and digits, in any script: the words a query and the indexes are made of.
 _WORD = re.compile(r"[^\W_]+")

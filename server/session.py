@@ -66,7 +66,6 @@ COSTS: dict[type, float] = {
     Send: 1.0, Start: 4.0, Invite: 2.0, Leave: 1.0, Read: 0.5, Typing: 0.5, Ping: 0.25,
 }
 LIST_COST = 2.0  # plus one per 25 discussions asked for
-SEARCH_COST = 4.0  # full-text matching reads more than a list: plus one per 25 results
 HISTORY_COST = 1.0  # plus one per 50 messages asked for
 BAD_FRAME_COST = 1.0
 
@@ -359,7 +358,7 @@ class Session:
             case History(limit=limit):
                 cost = HISTORY_COST + limit / 50
             case Search(limit=limit):
-                cost = SEARCH_COST + limit / 25
+                cost = search.cost(limit)
             case _:
                 cost = COSTS[type(request)]
         wait = self._charge(cost)

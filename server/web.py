@@ -765,9 +765,14 @@ def _audit_json(entry: AuditEntry) -> dict[str, Any]:
 async def _search(request: Request, caller: _Caller) -> Json:
     """GET /api/search?q=&cursor=&limit= (server/search.py; the ``search`` frame's twin)."""
     params = request.query_params
-    results, after = await search.page(
-        caller.store, caller.school_id, caller.user.id, params.get("q", ""),
-        params.get("cursor") or None, _int_param(request, "limit", SEARCH_PAGE, 1, MAX_SEARCH))
+    limit = _int_param(request, "limit", SEARCH_PAGE, 1, MAX_SEARCH)
+    # As much as the same search through the WebSocket: REST_COST is already taken.
+    wait = caller.node.hub.allowance(caller.school_id, caller.user.id).take(
+        search.cost(limit) - REST_COST)
+    if wait:
+        raise Refused(ErrorCode.RATE_LIMITED, retry_at=caller.now + timedelta(seconds=wait))
+    results, after = await search.page(caller.store, caller.school_id, caller.user.id,
+                                       params.get("q", ""), params.get("cursor") or None, limit)
     return {"results": results, "more": after is not None, "next": after}
 
 

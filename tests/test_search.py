@@ -162,3 +162,8 @@ class TestRateLimit:
         assert (third["type"], third["code"]) == ("error", "rate_limited")
         with live_server.client("e1") as http:
             assert http.get("/api/search", params={"q": "bonjour"}).status_code == 429
+        # Through REST, a search costs as much: two pass, the third waits.
+        with live_server.client("e2") as http:
+            statuses = [http.get("/api/search", params={"q": "bonjour"}).status_code
+                        for _ in range(3)]
+            assert statuses == [200, 200, 429]
