@@ -54,6 +54,7 @@ from .errors import (
 from .gatekeeper import WindowState
 from .headers import SecurityHeaders
 from .hub import TransportClosed
+from .jwks import build_verifier
 from .limits import Limits
 from .model import Role, SchoolId, User, UserId
 from .node import Node
@@ -77,7 +78,7 @@ from .settings import (
     settings_to_json,
 )
 from .store import AuditEntry, Store, open_store
-from .tokens import Identity, issue_token, read_token
+from .tokens import Identity, Verifier, issue_token
 
 __all__ = [
     "DEMO_SECRET_KEY",
@@ -150,6 +151,7 @@ class _Services:
     secret: str
     clock: Clock
     node: Node
+    verifier: Verifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,8 +202,9 @@ def create_app(
             node = Node(st, _broker(config), schools, clock=clock,
                         limits=limits or config.limits(), node_id=config.node_id,
                         events_version=config.events_version)
+            verifier = build_verifier(secret, config.identity_file)
             await node.start()
-            services["s"] = _Services(st, schools, secret, clock, node)
+            services["s"] = _Services(st, schools, secret, clock, node, verifier)
             yield
         finally:
             if node is not None:
@@ -304,7 +307,7 @@ def create_app(
             return
         await ws.accept(subprotocol=encoding.value)
         s = services["s"]
-        await Session(s.node, _WebSocketTransport(ws), encoding, secret=s.secret).run()
+        await Session(s.node, _WebSocketTransport(ws), encoding, verifier=s.verifier).run()
 
     routes = [
         Route("/healthz", healthz),
@@ -448,7 +451,7 @@ async def _authenticate(services: _Services, request: Request) -> _Caller:
         raise Refused(ErrorCode.UNAUTHENTICATED,
                       "Send the token as 'Authorization: Bearer <token>'.")
     now = services.clock()
-    identity = read_token(services.secret, token.strip(), now=now)
+    identity = await services.verifier.verify(token.strip(), now)
     try:
         school = await services.schools.get(identity.school_id)
     except NotFound:
