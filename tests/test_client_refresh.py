@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -27,9 +28,9 @@ class Provider:
         return self.live.token(self.user, ttl=TTL)
 
 
-async def next_event(events: object, kind: str) -> Event:
+async def next_event(events: AsyncIterator[Event], kind: str) -> Event:
     async def find() -> Event:
-        async for event in events:  # type: ignore[attr-defined]
+        async for event in events:
             if event.type == kind:
                 return event
         raise AssertionError(f"the stream ended before {kind!r}")
