@@ -151,7 +151,7 @@ class JwksKeys:
                 continue
             try:
                 key = jwt.PyJWK(jwk, algorithm=self.config.algorithm)
-            except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as exc:
+            except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError) as exc:
                 log.warning("school %s: skipping a key of %s: %s", self.config.school,
                             self.config.jwks_url, exc)
                 continue
