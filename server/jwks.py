@@ -35,7 +35,14 @@ import jwt
 from .errors import ErrorCode, Refused
 from .host_tokens import HostTokenConfig, host_token_configs
 from .model import SchoolId
-from .tokens import Identity, SecretVerifier, Verifier, decode_claims, identity_from_claims
+from .tokens import (
+    Identity,
+    SecretVerifier,
+    Verifier,
+    checked_header,
+    decode_claims,
+    identity_from_claims,
+)
 
 __all__ = ["MAX_JWKS_BYTES", "JwksKeys", "JwksVerifier", "TokenVerifiers", "build_verifier",
            "fetch_jwks"]
@@ -169,13 +176,7 @@ class JwksVerifier:
 
     async def verify(self, token: str, now: datetime) -> Identity:
         config = self.config
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError as exc:
-            raise Refused(ErrorCode.UNAUTHENTICATED, f"Invalid token: {exc}.") from exc
-        if header.get("alg") != config.algorithm:
-            decode_claims(token, None, algorithm=config.algorithm)  # refuses, saying why
-        kid = header.get("kid")
+        kid = checked_header(token, config.algorithm).get("kid")
         key = await self.keys.key(kid if isinstance(kid, str) else None, now)
         claims = decode_claims(token, key.key, algorithm=config.algorithm,
                                issuer=config.issuer, audience=config.audience)
