@@ -231,8 +231,10 @@ class TokenVerifiers:
                       "Invalid token: its audience names none of this issuer's schools.")
 
 
-def build_verifier(own_secret: str, identity_file: str | Path | None,
-                   fetch: Fetcher = fetch_jwks) -> TokenVerifiers:
-    """The server's verifier: Préau's own tokens with ``own_secret``, and the hosts'
-    of ``identity_file`` (``PREAU_IDENTITY_FILE``; :class:`ConfigurationError`)."""
-    return TokenVerifiers(SecretVerifier(own_secret), host_token_configs(identity_file), fetch)
+def build_verifier(own_secret: str, identity_file: str | Path | None, *,
+                   own: Verifier | None = None, fetch: Fetcher = fetch_jwks) -> TokenVerifiers:
+    """The server's verifier: Préau's own tokens with ``own_secret`` (or ``own``, a
+    verifier that also checks, say, that the token's sign-in session is still open), and
+    the hosts' of ``identity_file`` (``PREAU_IDENTITY_FILE``; :class:`ConfigurationError`)."""
+    return TokenVerifiers(own or SecretVerifier(own_secret), host_token_configs(identity_file),
+                          fetch)
