@@ -41,8 +41,10 @@ A missing package or a portal that does not start raises
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -62,9 +64,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 __all__ = [
     "DEFAULT_ACCOUNTS",
     "INSTALL_HINT",
+    "LOGIN_FORM_FIELDS",
     "Account",
     "IdentityProvider",
     "IdentityProviderUnavailable",
+    "submit_login",
 ]
 
 INSTALL_HINT = (
@@ -111,6 +115,33 @@ DEFAULT_ACCOUNTS: tuple[Account, ...] = (
                                       "cn": "Compte Inconnu"}),
     Account("sans.preau", "sans-pw", {"cn": "Sans Identifiant"}),
 )
+
+
+# The login page's form: ``user`` and ``password`` (ids in the page: #userfield,
+# #passwordfield), posted back to the page's own URL with its hidden inputs.
+LOGIN_FORM_FIELDS = ("user", "password")
+_HIDDEN_INPUT = re.compile(r'<input[^>]*type="hidden"[^>]*>')
+_ATTRIBUTE = re.compile(r'(name|value)="([^"]*)"')
+
+
+def submit_login(client: httpx.Client, page: httpx.Response, login: str,
+                 password: str) -> httpx.Response:
+    """Fill in and post the login form that ``page`` shows, as a browser would.
+
+    ``page`` is LL::NG's answer to a GET of ``/oauth2/authorize?…`` or
+    ``/cas/login?service=…`` by ``client`` (which must keep cookies and not follow
+    redirects); the answer returned is the form's: a 302 to the relying party (with
+    ``code`` or ``ticket``) when the password is right, the form again (200) otherwise.
+    """
+    if 'name="password"' not in page.text:
+        raise AssertionError(f"not a login page ({page.status_code}): {page.text[:300]}")
+    fields: dict[str, str] = {}
+    for tag in _HIDDEN_INPUT.findall(page.text):
+        attributes = dict(_ATTRIBUTE.findall(tag))
+        if "name" in attributes:
+            fields[attributes["name"]] = html.unescape(attributes.get("value", ""))
+    fields.update(user=login, password=password)
+    return client.post(str(page.url), data=fields)
 
 
 def _free_port() -> int:
