@@ -11,10 +11,7 @@ import hashlib
 import html
 import os
 import re
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlparse
 from xml.etree import ElementTree
 
@@ -22,55 +19,16 @@ import httpx
 import jwt
 import pytest
 
+from tests.http_receiver import Receiver, http_receiver
 from tests.identity_provider import Account, IdentityProvider, submit_login
 
 CAS_NS = {"cas": "http://www.yale.edu/tp/cas"}
 
 
-@dataclass
-class Receiver:
-    """A tiny HTTP server on loopback standing for Préau: records every request."""
-
-    url: str
-    requests: list[tuple[str, str, str]] = field(default_factory=list)  # method, path, body
-    arrived: threading.Event = field(default_factory=threading.Event)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    record: Receiver
-
-    class Handler(BaseHTTPRequestHandler):
-        def _record(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length).decode() if length else ""
-            record.requests.append((method, self.path, body))
-            record.arrived.set()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def do_GET(self) -> None:
-            self._record("GET")
-
-        def do_POST(self) -> None:
-            self._record("POST")
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    record = Receiver(f"http://127.0.0.1:{server.server_address[1]}")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield record
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with http_receiver() as running:
+        yield running
 
 
 def pkce() -> tuple[str, str]:
@@ -220,6 +178,32 @@ def test_front_channel_logout_names_the_user(identity_provider: IdentityProvider
     assert parse_qs(url.query) == {"iss": [idp.issuer], "sid": ["claire.martin"]}
 
 
+def test_rp_initiated_logout_returns_to_the_relying_party(
+        identity_provider: IdentityProvider) -> None:
+    """Préau's own logout: end_session with the ID token as hint logs out at once (no
+    confirmation page for this client) and sends the browser back."""
+    idp = identity_provider
+    redirect_uri = "http://127.0.0.1:9/auth/oidc/callback"
+    back = "http://127.0.0.1:9/signed-out"
+    idp.configure(redirect_uris=[redirect_uri], post_logout_redirect_uris=[back])
+    verifier, challenge = pkce()
+    with httpx.Client(timeout=10) as browser:
+        answer = authorize(idp, browser, redirect_uri, challenge, "claire.martin", "claire-pw")
+        tokens = exchange(idp, answer, redirect_uri, verifier)
+        out = browser.get(idp.end_session_url, params={
+            "id_token_hint": tokens["id_token"], "post_logout_redirect_uri": back,
+            "state": "etat-2"})
+        assert out.status_code == 302
+        assert out.headers["location"] == f"{back}?state=etat-2"
+        # Signed out: authorize asks for the password again.
+        _, challenge = pkce()
+        again = browser.get(idp.authorization_url + "?" + urlencode({
+            "response_type": "code", "client_id": idp.client_id, "scope": "openid",
+            "redirect_uri": redirect_uri, "code_challenge": challenge,
+            "code_challenge_method": "S256"}))
+    assert 'name="password"' in again.text
+
+
 def test_cas_login_ticket_and_attributes(identity_provider: IdentityProvider) -> None:
     idp = identity_provider
     service = "http://127.0.0.1:9/auth/cas/callback"
@@ -259,8 +243,7 @@ def test_cas_single_logout_posts_to_the_service(identity_provider: IdentityProvi
                               params={"service": service, "ticket": ticket}).text
         assert "authenticationSuccess" in validated
         browser.get(f"{idp.cas_url}/logout")
-    assert receiver.arrived.wait(timeout=10)
-    method, path, body = receiver.requests[-1]
-    assert (method, path) == ("POST", "/auth/cas/callback")
-    request = parse_qs(body)["logoutRequest"][0]
+    slo = receiver.wait_for("/auth/cas/callback")
+    assert slo.method == "POST"
+    request = parse_qs(slo.body)["logoutRequest"][0]
     assert f"<samlp:SessionIndex>{ticket}</samlp:SessionIndex>" in request
