@@ -77,6 +77,7 @@ INSTALL_HINT = (
     "lemonldap-ng-fastcgi-server libdbd-sqlite3-perl` (Debian 12 or later)")
 _PORTAL_PSGI = Path("/usr/share/lemonldap-ng/portal/htdocs/index.psgi")
 _STATIC = Path("/usr/share/lemonldap-ng/portal/htdocs/static")
+_JAVASCRIPT = Path("/usr/share/javascript")  # jQuery, Bootstrap: Debian's libjs-* packages
 _TEMPLATES = Path("/usr/share/lemonldap-ng/portal/templates")
 _START_TIMEOUT = 60.0  # seconds; reached only when it fails (it starts in a few seconds)
 _STOP_TIMEOUT = 10.0
@@ -366,12 +367,14 @@ class IdentityProvider:
 
     def _write_psgi(self) -> Path:
         app = self._dir / "app.psgi"
-        # The portal's own PSGI app, plus its static files (CSS, JS of the login page).
+        # The portal's own PSGI app, plus the static files its pages load (as Debian's
+        # /etc/lemonldap-ng/portal-nginx.conf serves them).
         app.write_text(
             "use strict;\nuse Plack::Builder;\nuse Plack::App::File;\n"
             f"my $portal = do '{_PORTAL_PSGI}' or die \"portal: $@$!\";\n"
             "builder {\n"
             f"  mount '/static' => Plack::App::File->new(root => '{_STATIC}')->to_app;\n"
+            f"  mount '/javascript' => Plack::App::File->new(root => '{_JAVASCRIPT}')->to_app;\n"
             "  mount '/' => $portal;\n"
             "};\n", encoding="utf-8")
         return app
