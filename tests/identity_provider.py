@@ -72,9 +72,9 @@ __all__ = [
 ]
 
 INSTALL_HINT = (
-    "LemonLDAP::NG is not installed: `make test` installs it, or run "
-    "`apt-get install --no-install-recommends liblemonldap-ng-portal-perl "
-    "lemonldap-ng-fastcgi-server libdbd-sqlite3-perl` (Debian 12 or later)")
+    "LemonLDAP::NG is not installed: run `make lemonldap` (it apt-installs Debian's "
+    "liblemonldap-ng-portal-perl, plackup and the Perl modules the portal needs, listed "
+    "in the Makefile; as root or with sudo, Debian 12 or later)")
 _PORTAL_PSGI = Path("/usr/share/lemonldap-ng/portal/htdocs/index.psgi")
 _STATIC = Path("/usr/share/lemonldap-ng/portal/htdocs/static")
 _JAVASCRIPT = Path("/usr/share/javascript")  # jQuery, Bootstrap: Debian's libjs-* packages
@@ -308,14 +308,8 @@ class IdentityProvider:
     def stop(self) -> None:
         """SIGTERM and wait (SIGKILL if it hangs). The port and the sessions are kept."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=_STOP_TIMEOUT)
+        if process is not None:
+            _end(process)
 
     def close(self) -> None:
         """Kill the portal if it still runs and delete its directory."""
@@ -368,9 +362,19 @@ class IdentityProvider:
     def _write_psgi(self) -> Path:
         app = self._dir / "app.psgi"
         # The portal's own PSGI app, plus the static files its pages load (as Debian's
-        # /etc/lemonldap-ng/portal-nginx.conf serves them).
+        # /etc/lemonldap-ng/portal-nginx.conf serves them). First, a watchdog: a child
+        # that reads stdin (a pipe from this test process) and stops the server at its
+        # end, so that a test run killed outright leaves no portal behind.
         app.write_text(
-            "use strict;\nuse Plack::Builder;\nuse Plack::App::File;\n"
+            "use strict;\nuse POSIX ();\nuse Plack::Builder;\nuse Plack::App::File;\n"
+            "my $server = $$;\n"
+            "my $watchdog = fork;\n"
+            "if (defined $watchdog && $watchdog == 0) {\n"
+            "  1 while <STDIN>;\n"
+            "  kill 'TERM', $server;\n"
+            "  POSIX::_exit(0);\n"
+            "}\n"
+            "close STDIN;\n"
             f"my $portal = do '{_PORTAL_PSGI}' or die \"portal: $@$!\";\n"
             "builder {\n"
             f"  mount '/static' => Plack::App::File->new(root => '{_STATIC}')->to_app;\n"
@@ -474,28 +478,30 @@ class IdentityProvider:
 
     def _spawn(self, port: int) -> None:
         self._write_conf(port)
+        log_start = len(self.log)  # the log is kept across restarts: read this start's part
         env = {**os.environ, "LLNG_DEFAULTCONFFILE": str(self._write_ini())}
         log = (self._dir / "portal.log").open("ab")
         try:
             process = subprocess.Popen(
                 [self._plackup, "--host", "127.0.0.1", "--port", str(port),
                  "--no-default-middleware", "--app", str(self._write_psgi())],
-                cwd=self._dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                cwd=self._dir, env=env, stdin=subprocess.PIPE, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)
         finally:
             log.close()
         deadline = time.monotonic() + _START_TIMEOUT
         while not self._answers(port):
-            failed = "Underlying object can't load conf" in self.log
+            failed = "Underlying object can't load conf" in self.log[log_start:]
             if failed or process.poll() is not None or time.monotonic() > deadline:
-                if process.poll() is None:
-                    process.kill()
-                process.wait(timeout=_STOP_TIMEOUT)
-                if "Address already in use" in self.log:
+                _end(process)
+                tail = self.log[log_start:]
+                if "Address already in use" in tail:
                     raise _PortTaken
                 raise IdentityProviderUnavailable(
-                    f"LemonLDAP::NG did not start on port {port} (log below); "
-                    f"if a Perl module is missing: {INSTALL_HINT}\n{self.log[-3000:]}")
+                    f"LemonLDAP::NG did not start on port {port}; if its log below says a "
+                    f"Perl module is missing (\"Can't locate …\"), run `make lemonldap` "
+                    f"(it apt-installs the portal and the Perl modules it needs):\n"
+                    f"{_errors(tail)}")
             time.sleep(0.05)
         self._process = process
         self.port = port
@@ -510,5 +516,25 @@ class IdentityProvider:
         return response.status_code == 200
 
 
+def _end(process: subprocess.Popen[bytes]) -> None:
+    """Close the watchdog's pipe (it exits), SIGTERM the server, wait; SIGKILL if hung."""
+    if process.stdin is not None:
+        process.stdin.close()
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=_STOP_TIMEOUT)
+
+
 class _PortTaken(Exception):
     pass
+
+
+def _errors(log: str) -> str:
+    """The lines that say why it failed, without the repeated 500s of each poll."""
+    lines = [line for line in log.splitlines()
+             if ("[error]" in line or "Can't locate" in line) and "Error 500" not in line]
+    return "\n".join(dict.fromkeys(lines))[-3000:] or log[-3000:]
