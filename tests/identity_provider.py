@@ -19,7 +19,10 @@ It plays, towards Préau, what an ENT plays in production:
   **no OIDC back-channel logout** (``backchannel_logout_supported`` is false in its
   discovery document; its code says "TODO #1194"): it has *front-channel* logout,
   an ``<iframe src="frontchannel_logout_url?iss=…&sid=…">`` in the page the browser
-  sees after ``end_session_url``; ``sid`` is the ``sid`` claim of the ID token.
+  sees when it signs out at the portal (``end_session_url?confirm=1`` or
+  ``url/?logout=1``; with ``post_logout_redirect_uri`` it is redirected at once and no
+  iframe is shown). ``sid`` is the user's ``sub`` (2.16 puts no ``sid`` claim in the ID
+  token). LL::NG counts Préau as signed in only once Préau has taken its tokens.
 - **CAS server** (2.0 and 3.0), ``cas_url`` (``/cas/login``, ``/cas/serviceValidate``,
   ``/cas/p3/serviceValidate``, ``/cas/logout``), releasing ``preau_uid`` and
   ``preau_school`` as CAS attributes; **CAS back-channel single logout** is on: at
