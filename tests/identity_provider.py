@@ -87,7 +87,7 @@ _TEMPLATES = Path("/usr/share/lemonldap-ng/portal/templates")
 _START_TIMEOUT = 60.0  # seconds; reached only when it fails (it starts in a few seconds)
 _STOP_TIMEOUT = 10.0
 _PORT_ATTEMPTS = 5
-_WORKERS = 4
+_WORKERS = 3  # enough for a browser's parallel requests and a server's calls
 _ATTRIBUTE_NAMES = frozenset("abcdefghijklmnopqrstuvwxyz_0123456789")
 
 
@@ -286,10 +286,13 @@ class IdentityProvider:
         ``sid``. ``cas_services``: service URLs (prefixes) of the CAS application;
         the single-logout POST goes to the exact ``service`` of each ticket.
         """
-        self.redirect_uris = tuple(redirect_uris)
-        self.post_logout_redirect_uris = tuple(post_logout_redirect_uris)
-        self.frontchannel_logout_url = frontchannel_logout_url
-        self.cas_services = tuple(cas_services)
+        wanted = (tuple(redirect_uris), tuple(post_logout_redirect_uris),
+                  frontchannel_logout_url, tuple(cas_services))
+        if wanted == (self.redirect_uris, self.post_logout_redirect_uris,
+                      self.frontchannel_logout_url, self.cas_services):
+            return  # already so: no restart
+        (self.redirect_uris, self.post_logout_redirect_uris, self.frontchannel_logout_url,
+         self.cas_services) = wanted
         if self.running:
             self._restart()
 
