@@ -34,7 +34,10 @@ Redirect URIs and CAS services are exact URLs, and Préau's port is only known o
 test has started it: :meth:`~IdentityProvider.configure` rewrites the configuration
 (next ``cfgNum``) and restarts the portal on the same port (sessions survive: they are
 files). Accounts live in SQLite and can be added at any time with
-:meth:`~IdentityProvider.add_account` (no restart).
+:meth:`~IdentityProvider.add_account` (a restart only if it brings a new attribute
+name). The ``identity_provider`` fixture (tests/conftest.py) is one instance for the
+whole run, with :data:`DEFAULT_ACCOUNTS`; each test calls ``configure()`` first.
+:func:`submit_login` posts the login form over HTTP, for tests without a browser.
 
 Both servers share the host 127.0.0.1, and cookies ignore ports: LL::NG's cookie is
 named ``lemonldap``; a Préau cookie must not use that name.
@@ -252,7 +255,8 @@ class IdentityProvider:
     # -- accounts -------------------------------------------------------------------
 
     def add_account(self, account: Account) -> None:
-        """Add (or replace) an account; takes effect at once, running or not."""
+        """Add (or replace) an account; takes effect at once, running or not (a new
+        attribute name restarts the portal: the attributes it reads are configuration)."""
         for name in account.attributes:
             _check_name(name)
         with sqlite3.connect(self._db) as db:
