@@ -13,6 +13,7 @@ import os
 import re
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 from xml.etree import ElementTree
 
@@ -20,8 +21,14 @@ import httpx
 import jwt
 import pytest
 
+from tests import identity_provider as identity_provider_module
 from tests.http_receiver import Receiver, http_receiver
-from tests.identity_provider import Account, IdentityProvider, submit_login
+from tests.identity_provider import (
+    Account,
+    IdentityProvider,
+    IdentityProviderUnavailable,
+    submit_login,
+)
 
 CAS_NS = {"cas": "http://www.yale.edu/tp/cas"}
 
@@ -61,6 +68,13 @@ def exchange(idp: IdentityProvider, answer: httpx.Response, redirect_uri: str,
     assert token.status_code == 200, token.text
     tokens: dict[str, str] = token.json()
     return tokens
+
+
+def test_without_lemonldap_the_error_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(identity_provider_module, "_PORTAL_PSGI", tmp_path / "absent.psgi")
+    with pytest.raises(IdentityProviderUnavailable, match="make lemonldap"):
+        IdentityProvider()
 
 
 def test_discovery_names_the_endpoints_and_keys(identity_provider: IdentityProvider) -> None:
