@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                   "server.config")),
     ("storage", ("server.store",)),
     ("broker", ("server.broker",)),
-    ("hub", ("server.hub", "server.feed", "server.schools")),
+    ("hub", ("server.hub", "server.feed", "server.schools", "server.contacts")),
     ("node parts", ("server.summaries", "server.audience", "server.held",
                     "server.noticeboard", "server.conversations", "server.activity")),
     ("node", ("server.node",)),
