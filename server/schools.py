@@ -34,9 +34,26 @@ def person(user: User, gk: Gatekeeper) -> dict[str, Any]:
     out: dict[str, Any] = {"id": user.id, "name": user.display_name,
                            "first_name": user.first_name, "last_name": user.last_name,
                            "role": user.role.value}
-    classes = gk.state.directory.classes
+    directory = gk.state.directory
+    classes = directory.classes
     if user.role is Role.STUDENT and user.class_id is not None and user.class_id in classes:
         out["class"] = {"id": user.class_id, "name": classes[user.class_id].name}
+    elif user.role is Role.PARENT:
+        # What a client needs to write « mère de Léa André (6e A) » in its language:
+        # each child still in the directory, with the relation's code.
+        children = []
+        for child_id in user.children:
+            child = directory.users.get(child_id)
+            if child is None:
+                continue
+            entry: dict[str, Any] = {"id": child.id, "name": child.display_name,
+                                     "first_name": child.first_name,
+                                     "last_name": child.last_name,
+                                     "relation": user.relation_to(child_id).value}
+            if child.class_id is not None and child.class_id in classes:
+                entry["class"] = {"id": child.class_id, "name": classes[child.class_id].name}
+            children.append(entry)
+        out["children"] = children
     return out
 
 

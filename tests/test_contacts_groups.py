@@ -46,7 +46,8 @@ def college_doc() -> dict[str, Any]:
             user("s6ab", "student", "Adam", "Roux", "students", **{"class": "6AB"}),
             user("s6b", "student", "Alice", "Moreau", "students", **{"class": "6B"}),
             user("s5a", "student", "Anaïs", "Garnier", "students", **{"class": "5A"}),
-            user("p6a1", "parent", "Claire", "André", "parents", children=["s6a1"]),
+            user("p6a1", "parent", "Claire", "André", "parents", children=["s6a1"],
+                 relations={"s6a1": "mère"}),
             user("p6a2", "parent", "Marc", "Petit", "parents", children=["s6a2"]),
             user("p6b", "parent", "Nadia", "Moreau", "parents", children=["s6b"]),
         ],
@@ -139,3 +140,15 @@ def test_query_reads_class_names_as_whole_words(text: str, classes: set[str],
     q = Query.parse(text, known)
     assert q.classes == classes
     assert q.terms == terms
+
+
+def test_a_parent_comes_with_their_children_and_the_relation(live_server: LiveServer):
+    import_college(live_server)
+    items = {i["id"]: i for i in contacts(live_server, "t2", "andré")["items"]}
+    assert items["p6a1"]["children"] == [
+        {"id": "s6a1", "name": "Léa André", "first_name": "Léa", "last_name": "André",
+         "relation": "mother", "class": {"id": "6A", "name": "6e A"}}]
+    # Without a relation in the directory: the default, guardian (« responsable »).
+    items = {i["id"]: i for i in contacts(live_server, "t2", "petit")["items"]}
+    assert items["p6a2"]["children"][0]["relation"] == "guardian"
+    assert "children" not in items["s6a2"]

@@ -25,6 +25,7 @@ SERVER = Path(__file__).resolve().parent.parent / "server"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("server", "server.errors", "server.model", "server.clock", "server.limits")),
     ("policy", ("server.gatekeeper", "server.settings", "server.directory", "server.demo",
+                "server.relations",
                 "server.broadcasts")),
     ("protocol", ("server.protocol", "server.frames", "server.events", "server.tokens",
                   "server.config")),

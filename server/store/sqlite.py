@@ -51,6 +51,7 @@ from ..model import (
     UserId,
     UserPreferences,
 )
+from ..relations import relations_from_json, relations_to_json
 from ..settings import (
     diff,
     flatten,
@@ -326,7 +327,7 @@ class SqliteStore(SqliteBroadcasts):
         preferences: dict[UserId, UserPreferences] = {}
         for r in await self._all(
             "SELECT id, role, first_name, last_name, profile, class_id, children, delegate_of, "
-            "teaches, admin, preferences FROM users WHERE school_id = ? AND active = 1 "
+            "teaches, admin, preferences, relations FROM users WHERE school_id = ? AND active = 1 "
             "ORDER BY rowid",
             (school_id,),
         ):
@@ -341,6 +342,7 @@ class SqliteStore(SqliteBroadcasts):
                 delegate_of=frozenset(ClassId(c) for c in json.loads(r[7])),
                 teaches=frozenset(ClassId(c) for c in json.loads(r[8])),
                 admin=bool(r[9]),
+                relations=relations_from_json(r[6], r[11]),
             )
             users[user.id] = user
             if r[10] is not None:
@@ -403,20 +405,21 @@ class SqliteStore(SqliteBroadcasts):
             }
             await db.executemany(
                 "INSERT INTO users (school_id, id, role, first_name, last_name, profile, "
-                "class_id, children, delegate_of, teaches, admin, active) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
+                "class_id, children, delegate_of, teaches, admin, relations, active) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
                 "ON CONFLICT (school_id, id) DO UPDATE SET role = excluded.role, "
                 "first_name = excluded.first_name, last_name = excluded.last_name, "
                 "profile = excluded.profile, class_id = excluded.class_id, "
                 "children = excluded.children, delegate_of = excluded.delegate_of, "
-                "teaches = excluded.teaches, admin = excluded.admin, active = 1, "
+                "teaches = excluded.teaches, admin = excluded.admin, "
+                "relations = excluded.relations, active = 1, "
                 # A user whose role changed starts again from that role's defaults.
                 "preferences = CASE WHEN users.role = excluded.role THEN users.preferences "
                 "ELSE NULL END",
                 [
                     (sid, u.id, u.role.value, u.first_name, u.last_name, u.profile, u.class_id,
                      json.dumps(list(u.children)), json.dumps(sorted(u.delegate_of)),
-                     json.dumps(sorted(u.teaches)), int(u.admin))
+                     json.dumps(sorted(u.teaches)), int(u.admin), relations_to_json(u))
                     for u in directory.users.values()
                 ],
             )
