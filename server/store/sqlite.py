@@ -164,10 +164,13 @@ class SqliteStore(SqliteBroadcasts):
             await db.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
             )
-            row = await (await db.execute("SELECT MAX(version) FROM schema_version")).fetchone()
-            current = row[0] if row and row[0] is not None else 0
+            # Each migration not recorded yet, in number order: not just those above the
+            # highest recorded, so that a migration numbered below one applied earlier
+            # (two branches merged, each with its own numbers) still runs.
+            applied = {r[0] for r in await (
+                await db.execute("SELECT version FROM schema_version")).fetchall()}
             for number, script in _migrations():
-                if number <= current:
+                if number in applied:
                     continue
                 # executescript would COMMIT our transaction; run statement by statement.
                 for statement in _split_sql(script):
