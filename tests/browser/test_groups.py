@@ -109,3 +109,19 @@ def test_searching_a_class_and_the_english_words(app: App):
     expect(page.locator(".picker-groups [data-group]")).to_have_count(3)
     expect(page.locator(".picker-results [data-user]")).to_have_count(1)
     expect(page.locator('.picker-results [data-user="s6ab"]')).to_be_visible()
+
+
+def test_the_discussion_list_names_a_parent_with_her_child(app: App):
+    teacher = signed_in(app, "t2", "fr-FR")
+    teacher.locator('.picker-results [data-user="p6a1"]').click()
+    teacher.locator("form.new-discussion input[type=text]").fill("Rendez-vous")
+    teacher.locator("form.new-discussion textarea").fill("Pouvez-vous passer jeudi ?")
+    teacher.locator("form.new-discussion button[type=submit]").click()
+    expect(teacher.locator(".participant")).to_have_text(["Claire André, mère de Léa André (6e A)"])
+    parent = signed_in(app, "p6a1", "fr-FR")
+    parent.goto(f"{app.server.url}/?school={COLLEGE}#/")
+    parent.locator(".discussion-list a").first.click()
+    parent.locator(".composer textarea").fill("Oui, jeudi 17 h.")
+    parent.locator(".composer button[type=submit]").click()
+    expect(teacher.locator(".discussion-list .item-preview")).to_have_text(
+        "Claire André, mère de Léa André (6e A): Oui, jeudi 17 h.")
