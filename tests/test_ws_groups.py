@@ -5,6 +5,7 @@ the answer, and never receive anything, live or in history."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -92,3 +93,23 @@ async def test_groups_beside_people_and_the_whole_start_refusals(live_server: Li
     bad = await t1.request({"type": "start", "subject": "x", "body": "y", "client_id": "g6",
                             "groups": [{"kind": "cousins", "class": "2A"}]})
     assert bad["code"] == "bad_request"
+
+
+async def test_a_held_start_keeps_the_members_included_when_written(live_server: LiveServer):
+    """Defer mode: the groups are expanded when the start is written; the members included
+    then are held as its recipients and receive it at the opening."""
+    day = timedelta(days=1)
+    await admin_patch(live_server, "/api/settings", {"hours": {"outside": "defer"}})
+    live_server.clock.set(datetime(2026, 11, 24, 21, 30, tzinfo=UTC))  # 22:30 in Paris
+    t1, _ = await Wire.signed_in(live_server.ws_url, live_server.token("t1", ttl=day))
+    p2, _ = await Wire.signed_in(live_server.ws_url, live_server.token("p2", ttl=day))
+    held = await t1.request({
+        "type": "start", "subject": "Demain", "body": "Sortie annulée", "client_id": "h1",
+        "groups": [{"kind": "parents", "class": "2A"}]})
+    assert held["type"] == "held", held
+    assert held["groups"] == {"included": ["p1", "p2"], "left_out": {}, "left_out_total": 0}
+    live_server.clock.set(datetime(2026, 11, 25, 6, 0, tzinfo=UTC))  # the opening
+    new = await p2.expect("discussion", timeout=10)
+    assert sorted(p["id"] for p in new["discussion"]["participants"]) == ["p1", "p2", "t1"]
+    first = await p2.expect("message", discussion=new["discussion"]["id"], timeout=10)
+    assert first["body"] == "Sortie annulée"
