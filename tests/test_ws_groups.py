@@ -113,3 +113,4 @@ async def test_a_held_start_keeps_the_members_included_when_written(live_server:
     assert sorted(p["id"] for p in new["discussion"]["participants"]) == ["p1", "p2", "t1"]
     first = await p2.expect("message", discussion=new["discussion"]["id"], timeout=10)
     assert first["body"] == "Sortie annulée"
+
