@@ -23,6 +23,8 @@ register({
     'group.heading': 'Groupes',
     'group.started': 'Discussion envoyée à {included} personnes des groupes ; {left_out}.',
     'group.started_all': 'Discussion envoyée à {included} personnes des groupes.',
+    'group.started_one': 'Discussion envoyée à 1 personne des groupes ; {left_out}.',
+    'group.started_all_one': 'Discussion envoyée à 1 personne des groupes.',
   },
   en: {
     'group.students': 'Students of {class}',
@@ -41,6 +43,8 @@ register({
     'group.heading': 'Groups',
     'group.started': 'Discussion sent to {included} people of the groups; {left_out}.',
     'group.started_all': 'Discussion sent to {included} people of the groups.',
+    'group.started_one': 'Discussion sent to 1 person of the groups; {left_out}.',
+    'group.started_all_one': 'Discussion sent to 1 person of the groups.',
   },
 });
 
@@ -89,5 +93,7 @@ export function groupCounts(group) {
 export function startedText(told) {
   const leftOut = leftOutText(told.left_out);
   const included = (told.included || []).length;
-  return leftOut ? t('group.started', { included, left_out: leftOut }) : t('group.started_all', { included });
+  const one = included === 1 ? '_one' : '';
+  return leftOut ? t(`group.started${one}`, { included, left_out: leftOut })
+    : t(`group.started_all${one}`, { included });
 }
