@@ -16,6 +16,7 @@ import { Chat } from './chat.js';
 import { conversationView } from './conversation.js';
 import { h, reconcile, replace } from './dom.js';
 import { newDiscussionView } from './newdiscussion.js';
+import { personLabel } from './people.js';
 import { preferencesView } from './preferences.js';
 import { Connection } from './protocol.js';
 import { settingsView } from './settings.js';
@@ -392,7 +393,8 @@ function renderList() {
     const unread = chat.unread(d);
     const present = chat.isPresent(d);
     const mine = last && chat.me && last.sender === chat.me.id;
-    const preview = last ? `${mine ? 'You' : personName(chat.person(last.sender), last.sender)}: ${last.body}` : '';
+    // The sender as people are listed everywhere: a parent with their child (people.js).
+    const preview = last ? `${mine ? 'You' : personLabel(chat.person(last.sender), last.sender)}: ${last.body}` : '';
     const active = route.name === 'discussion' && route.id === d.id;
     const version = [d.subject, preview, unread, present, active, last && last.at].join('|');
     return {

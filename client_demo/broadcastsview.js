@@ -8,6 +8,7 @@
 import { Board, newerStats } from './broadcasts.js';
 import { composeView } from './compose.js';
 import { debounce, h, linkify, nextId, reconcile, replace } from './dom.js';
+import { personLabel } from './people.js';
 import { ROLE_LABELS, explain, formatFull, formatOpening, formatTime, personDetail, personName } from './text.js';
 
 export const KIND_LABELS = { information: 'Information', poll: 'Poll' };
@@ -505,7 +506,7 @@ function authorPart({ board, id, notify }) {
     if (!people) return null;
     return h('div', { class: 'pending', dataset: { pending: key } },
       h('h4', {}, `${label} (${people.length})`),
-      people.length ? h('ul', { class: 'names' }, people.map((p) => h('li', { title: personDetail(p) }, personName(p))))
+      people.length ? h('ul', { class: 'names' }, people.map((p) => h('li', { title: personDetail(p) }, personLabel(p))))
         : h('p', { class: 'hint' }, 'Nobody.'));
   }
 
@@ -561,7 +562,7 @@ function authorPart({ board, id, notify }) {
         h('tbody', {}, reply.responses.length === 0
           ? h('tr', {}, h('td', { colspan: String(qs.length + 1) }, 'No answer yet.'))
           : reply.responses.map((r) => h('tr', { dataset: { user: r.user.id } },
-            h('th', { scope: 'row' }, personName(r.user)),
+            h('th', { scope: 'row' }, personLabel(r.user)),
             qs.map((q, i) => h('td', { class: 'body' }, answerText(q, r.answers && r.answers[i])))))))));
     }
     replace(results, parts);

@@ -4,6 +4,7 @@
 import { contactPicker } from './picker.js';
 import { h, linkify, nextId, reconcile, replace } from './dom.js';
 import { setTitle } from './tabbadge.js';
+import { personLabel } from './people.js';
 import { explain, formatOpening, formatTime, personDetail, personName } from './text.js';
 
 const OLDER_THRESHOLD = 40; // px from the top that triggers loading older messages
@@ -125,10 +126,14 @@ export function conversationView({ chat, id, notify }) {
     if (!disc) return;
     title.textContent = disc.subject || 'Discussion';
     const others = disc.participants.filter((p) => p.id !== me().id);
+    // A parent is named with their children (« Claire André, mère de Léa André (6e A) »):
+    // then the names are set apart with semicolons, the commas being inside the names.
+    const labels = others.map((p) => personLabel(p));
+    const separator = labels.some((l) => l.includes(',')) ? '; ' : ', ';
     replace(people, 'With ', others.length === 0 ? 'nobody else' : others.map((p, i) => [
-      i ? ', ' : '',
+      i ? separator : '',
       h('span', { class: `participant${p.present ? '' : ' gone'}${chat.online.has(p.id) ? ' online' : ''}`, title: personDetail(p) },
-        personName(p), p.present ? '' : ' (left)'),
+        labels[i], p.present ? '' : ' (left)'),
     ]));
     const present = chat.isPresent(disc);
     const role = me().role;

@@ -5,6 +5,8 @@
 
 import { contactPicker } from './picker.js';
 import { h, nextId, replace } from './dom.js';
+import { groupCounts, groupFrame, groupKey, groupLabel, startedText } from './groups.js';
+import { t } from './i18n.js';
 import { explain, formatOpening, personDetail, personName } from './text.js';
 
 /**
@@ -20,6 +22,7 @@ export function newDiscussionView({ chat, me, to, notify, onStarted }) {
   const subjectId = nextId('subject');
   const bodyId = nextId('first-message');
   const chosen = new Map(); // id → person
+  const chosenGroups = new Map(); // "parents:6A" → group, expanded by the server at the start
   for (const id of to) chosen.set(id, chat.person(id));
 
   const subject = h('input', { id: subjectId, type: 'text', maxlength: '200', required: true, autocomplete: 'off' });
@@ -34,6 +37,12 @@ export function newDiscussionView({ chat, me, to, notify, onStarted }) {
     label: 'Add recipients',
     action: 'Add',
     exclude: () => new Set(chosen.keys()),
+    excludeGroups: () => new Set(chosenGroups.keys()),
+    onPickGroup: (group) => {
+      chosenGroups.set(groupKey(group), group);
+      renderChips();
+      picker.focus();
+    },
     onPick: (person) => {
       chosen.set(person.id, person);
       chat.persons.set(person.id, person);
@@ -47,7 +56,16 @@ export function newDiscussionView({ chat, me, to, notify, onStarted }) {
   });
 
   function renderChips() {
-    replace(chips, [...chosen.values()].map((person) => {
+    replace(chips, [...chosenGroups.entries()].map(([key, group]) => {
+      const name = groupLabel(group);
+      return h('li', { class: 'chip group-chip', dataset: { group: key } },
+        h('span', {}, name), ' ', h('span', { class: 'chip-detail' }, groupCounts(group)),
+        h('button', {
+          type: 'button', class: 'chip-remove', 'aria-label': t('group.remove', { group: name }),
+          onclick: () => { chosenGroups.delete(key); renderChips(); picker.refresh(); picker.focus(); },
+        }, '×'));
+    }));
+    chips.append(...[...chosen.values()].map((person) => {
       const name = personName(person, person.id);
       return h('li', { class: 'chip', dataset: { user: person.id } },
         h('span', { title: personDetail(person) }, name),
@@ -56,7 +74,7 @@ export function newDiscussionView({ chat, me, to, notify, onStarted }) {
           onclick: () => { chosen.delete(person.id); renderChips(); picker.refresh(); picker.focus(); },
         }, '×'));
     }));
-    if (chosen.size === 0) chips.append(h('li', { class: 'chips-empty' }, 'Nobody yet.'));
+    if (chosen.size === 0 && chosenGroups.size === 0) chips.append(h('li', { class: 'chips-empty' }, 'Nobody yet.'));
   }
 
   const form = h('form', { class: 'new-discussion', 'aria-labelledby': headingId, novalidate: true },
@@ -73,7 +91,7 @@ export function newDiscussionView({ chat, me, to, notify, onStarted }) {
     event.preventDefault();
     const missing = [];
     if (!subject.value.trim()) missing.push('a subject');
-    if (chosen.size === 0) missing.push('at least one recipient');
+    if (chosen.size === 0 && chosenGroups.size === 0) missing.push('at least one recipient');
     if (!body.value.trim()) missing.push('a first message');
     if (missing.length) {
       status.textContent = `Please give ${missing.join(', ')}.`;
@@ -83,6 +101,7 @@ export function newDiscussionView({ chat, me, to, notify, onStarted }) {
     status.textContent = chat.connection && chat.connection.isOpen ? 'Starting…' : 'Waiting for the connection…';
     const { done } = chat.startDiscussion({
       subject: subject.value.trim(), to: [...chosen.keys()], body: body.value,
+      groups: [...chosenGroups.values()].map(groupFrame),
     });
     try {
       const reply = await done;
@@ -91,10 +110,14 @@ export function newDiscussionView({ chat, me, to, notify, onStarted }) {
         subject.value = '';
         body.value = '';
         chosen.clear();
+        chosenGroups.clear();
         renderChips();
         status.textContent = '';
       } else {
         onStarted(reply.discussion.id);
+        // Who the groups reached, and how many were left out and why (told once the
+        // discussion is open, so that it stays in view there).
+        if (reply.groups) notify({ kind: 'info', code: 'groups', title: startedText(reply.groups) });
       }
     } catch (error) {
       // Refused: nothing was created, and everything typed stays in the form.

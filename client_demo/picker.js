@@ -5,6 +5,8 @@
 
 import { api } from './api.js';
 import { debounce, h, nextId, replace } from './dom.js';
+import { groupCounts, groupKey, groupLabel } from './groups.js';
+import { t } from './i18n.js';
 import { personDetail } from './text.js';
 
 const PAGE = 20;
@@ -16,8 +18,10 @@ const PAGE = 20;
  * @param {() => Set<string>} options.exclude  ids not to offer (already chosen, present)
  * @param {(person) => void} options.onPick
  * @param {(error) => void} options.onError  a refusal of /api/contacts (cannot_initiate…)
+ * @param {(group) => void} [options.onPickGroup]  offer the groups of classes too (a start)
+ * @param {() => Set<string>} [options.excludeGroups]  group keys not to offer (chosen)
  */
-export function contactPicker({ label, action, exclude, onPick, onError }) {
+export function contactPicker({ label, action, exclude, onPick, onError, onPickGroup, excludeGroups }) {
   const inputId = nextId('contact-q');
   const listId = nextId('contact-results');
   const input = h('input', {
@@ -26,6 +30,7 @@ export function contactPicker({ label, action, exclude, onPick, onError }) {
   });
   const status = h('p', { class: 'picker-status', role: 'status' });
   const list = h('ul', { id: listId, class: 'picker-results', 'aria-label': 'People found' });
+  const groupList = h('ul', { class: 'picker-results picker-groups', 'aria-label': t('group.heading'), hidden: true });
   const more = h('button', { type: 'button', class: 'link', hidden: true }, 'Show more');
   let cursor = null;
   let generation = 0; // answers to an older query are ignored
@@ -49,7 +54,10 @@ export function contactPicker({ label, action, exclude, onPick, onError }) {
     cursor = page.next_cursor;
     const skip = exclude();
     const people = page.items.filter((p) => !skip.has(p.id));
-    if (!append) replace(list);
+    if (!append) {
+      replace(list);
+      renderGroups(page.groups || []);
+    }
     for (const person of people) {
       const detail = personDetail(person);
       list.append(h('li', {},
@@ -60,10 +68,28 @@ export function contactPicker({ label, action, exclude, onPick, onError }) {
         }, h('span', { class: 'person-name' }, person.name), h('span', { class: 'person-detail' }, detail))));
     }
     more.hidden = !cursor;
-    const shown = list.children.length;
+    const shown = list.children.length + groupList.children.length;
     status.textContent = shown === 0
       ? (q ? `No one you may write to matches “${q}”.` : 'No one to offer.')
       : `${page.total} ${page.total === 1 ? 'person' : 'people'} you may write to${q ? ` match “${q}”` : ''}.`;
+  }
+
+  // « Parents de 6e A — 27 inclus, 1 exclu (messagerie désactivée) »: what naming the
+  // group would reach if the discussion started now (the start expands it again).
+  function renderGroups(groups) {
+    const skip = excludeGroups ? excludeGroups() : new Set();
+    const shown = onPickGroup ? groups.filter((g) => !skip.has(groupKey(g))) : [];
+    replace(groupList, shown.map((group) => {
+      const name = groupLabel(group);
+      const counts = groupCounts(group);
+      return h('li', {},
+        h('button', {
+          type: 'button', class: 'person-button group-button', dataset: { group: groupKey(group) },
+          'aria-label': `${t('group.add', { group: name })}, ${counts}`,
+          onclick: () => { onPickGroup(group); load(false); },
+        }, h('span', { class: 'person-name' }, name), h('span', { class: 'person-detail' }, counts)));
+    }));
+    groupList.hidden = shown.length === 0;
   }
 
   const search = debounce(() => load(false), 200);
@@ -79,7 +105,7 @@ export function contactPicker({ label, action, exclude, onPick, onError }) {
   more.addEventListener('click', () => load(true));
 
   const element = h('div', { class: 'picker' },
-    h('label', { for: inputId }, label), input, status, list, more);
+    h('label', { for: inputId }, label), input, status, groupList, list, more);
   load(false);
   return {
     element,

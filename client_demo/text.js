@@ -2,6 +2,8 @@
 // every refusal code of docs/protocol.md §9 (the server's own message, in
 // English, is shown under it as the precise reason).
 
+import { parentDetail } from './people.js';
+
 // 24-hour times, as a French school expects; the reader's own time zone
 // ("local time"), so a parent abroad sees when it opens for them.
 const TIME = new Intl.DateTimeFormat('en-GB', { hour: '2-digit', minute: '2-digit' });
@@ -38,9 +40,11 @@ export function personName(person, fallbackId) {
   return (person && person.id) || fallbackId || 'someone';
 }
 
-/** "teacher", "student, Seconde A"… */
+/** "teacher", "student, Seconde A"… and for a parent « mère de Léa André (6e A) » (people.js). */
 export function personDetail(person) {
   if (!person) return '';
+  const parent = parentDetail(person);
+  if (parent) return parent;
   const parts = [person.role];
   if (person.class && person.class.name) parts.push(person.class.name);
   return parts.filter(Boolean).join(', ');

@@ -426,8 +426,8 @@ class Session:
             case Read(discussion=d, seq=seq):
                 await talk.mark_read(self, d, seq)
                 return frames.ok()
-            case Start(subject=subject, to=to, body=body, client_id=cid):
-                return await talk.start_discussion(self, subject, to, body, cid)
+            case Start(subject=subject, to=to, body=body, client_id=cid, groups=groups):
+                return await talk.start_discussion(self, subject, to, body, cid, groups)
             case Invite(discussion=d, user=invitee):
                 await talk.invite(self, d, invitee)
                 return frames.ok()

@@ -42,6 +42,7 @@ from . import __version__
 from .broker import Broker, BrokerUnavailable, MemoryBroker, RedisBroker
 from .clock import Clock, system_clock
 from .config import Config
+from .contacts import Query, group_views
 from .errors import (
     ErrorCode,
     InvalidSettings,
@@ -595,22 +596,24 @@ async def _contacts(request: Request, caller: _Caller) -> Json:
     """The people the caller may start a discussion with (G1–G5), searchable and paged."""
     gk = caller.school.gatekeeper
     gk.check_contacts(caller.user.id).raise_for_refusal()
-    q = fold(request.query_params.get("q", "").strip())
+    est = caller.school
+    query = Query.parse(request.query_params.get("q", ""), gk.state.directory.classes)
     limit = _int_param(request, "limit", CONTACTS_PAGE, 1, CONTACTS_MAX_PAGE)
     offset = _decode_cursor(request.query_params.get("cursor"))
     people = gk.contacts(caller.user.id)
-    if q:
-        terms = q.split()
-        people = tuple(
-            u for u in people
-            if all(t in caller.school.search_key(u) for t in terms)
-        )
+    if not query.empty:
+        people = tuple(u for u in people if query.finds(est, u))
     page = people[offset:offset + limit]
     following = offset + limit
+    classes = gk.state.directory.classes
     return {
         "items": [_person(caller, u) for u in page],
         "next_cursor": _encode_cursor(following) if following < len(people) else None,
         "total": len(people),
+        # The groups of classes the caller may address in a start (server.contacts),
+        # all on every page: there are a few per class at most.
+        "groups": [view for group, view in group_views(est, caller.user.id)
+                   if query.finds_group(group, classes[group.class_id].name)],
         "window": _window_json(gk.window_state(caller.now)),
     }
 
@@ -718,10 +721,9 @@ async def _users(request: Request, caller: _Caller) -> Json:
     offset = _decode_cursor(request.query_params.get("cursor"))
     people = sorted(gk.state.directory.users.values(),
                     key=lambda u: (fold(u.last_name), fold(u.first_name), u.id))
-    terms = q.split()
+    query = Query.parse(q, gk.state.directory.classes)
     chosen = [u for u in people
-              if (role is None or u.role.value == role)
-              and all(t in caller.school.search_key(u) for t in terms)]
+              if (role is None or u.role.value == role) and query.finds(caller.school, u)]
     page = chosen[offset:offset + limit]
     following = offset + limit
     return {

@@ -150,7 +150,9 @@ def test_teacher_poll_to_parents_answered_live(app: App):
     results = teacher.locator(".results")
     expect(results.locator(".free-texts li")).to_have_text(["Je peux conduire."])
     # Marc Petit is not connected: not received, so listed there only.
-    expect(results.locator('[data-pending="not_received"] li')).to_have_text(["Marc Petit"])
+    # A parent is named with their child (issue 11).
+    expect(results.locator('[data-pending="not_received"] li')).to_have_text(
+        ["Marc Petit, guardian of Léa Petit (Seconde A)"])
     expect(results.locator('[data-pending="not_answered"] li')).to_have_count(0)
     row = results.locator('.responses tbody tr[data-user="p2"]')
     expect(row).to_contain_text("Nadia Moreau")

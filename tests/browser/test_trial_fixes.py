@@ -94,9 +94,10 @@ def test_results_list_each_person_where_they_stopped(app: App):
     teacher.get_by_role("button", name="Results").click()
     results = teacher.locator(".results")
     expect(results.locator('[data-pending="not_received"] li')).to_have_text(
-        ["Léa Petit", "Marc Petit"])  # not connected
+        ["Léa Petit", "Marc Petit, guardian of Léa Petit (Seconde A)"])  # not connected
     expect(results.locator('[data-pending="not_read"] li')).to_have_text(["Hugo Moreau"])
-    expect(results.locator('[data-pending="not_answered"] li')).to_have_text(["Nadia Moreau"])
+    expect(results.locator('[data-pending="not_answered"] li')).to_have_text(
+        ["Nadia Moreau, guardian of Hugo Moreau (Seconde A)"])
 
 
 def test_publish_later_and_expiry_on_the_schools_clock(app: App):
