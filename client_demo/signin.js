@@ -124,7 +124,7 @@ function demoPicker(demo, banner, onSignedIn) {
       },
       h('span', { class: 'person-name' }, user.name),
       h('span', { class: 'person-detail' }, [user.id, detail].filter(Boolean).join(' · '))));
-    const text = fold([user.name, user.id, user.role, user.class ? user.class.name : '', user.class ? user.class.id : '', detail].join(' '));
+    const text = fold([user.name, user.id, user.role, t(`role.${user.role}`), user.class ? user.class.name : '', user.class ? user.class.id : '', detail].join(' '));
     rows.push([li, text, groups]);
     return li;
   }
