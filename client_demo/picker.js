@@ -6,6 +6,34 @@
 import { api } from './api.js';
 import { debounce, h, nextId, replace } from './dom.js';
 import { personDetail } from './text.js';
+import { register, t, tn } from './i18n.js';
+
+register({
+  fr: {
+    'picker.placeholder': 'Nom, rôle ou classe',
+    'picker.found': 'Personnes trouvées',
+    'picker.more': 'Afficher plus',
+    'picker.searching': 'Recherche…',
+    'picker.noMatch': 'Personne à qui vous pouvez écrire ne correspond à « {q} ».',
+    'picker.none': 'Personne à proposer.',
+    'picker.total.one': '{n} personne à qui vous pouvez écrire.',
+    'picker.total.other': '{n} personnes à qui vous pouvez écrire.',
+    'picker.match.one': '{n} personne à qui vous pouvez écrire correspond à « {q} ».',
+    'picker.match.other': '{n} personnes à qui vous pouvez écrire correspondent à « {q} ».',
+  },
+  en: {
+    'picker.placeholder': 'Name, role or class',
+    'picker.found': 'People found',
+    'picker.more': 'Show more',
+    'picker.searching': 'Searching…',
+    'picker.noMatch': 'No one you may write to matches “{q}”.',
+    'picker.none': 'No one to offer.',
+    'picker.total.one': '{n} person you may write to.',
+    'picker.total.other': '{n} people you may write to.',
+    'picker.match.one': '{n} person you may write to matches “{q}”.',
+    'picker.match.other': '{n} people you may write to match “{q}”.',
+  },
+});
 
 const PAGE = 20;
 
@@ -22,18 +50,18 @@ export function contactPicker({ label, action, exclude, onPick, onError }) {
   const listId = nextId('contact-results');
   const input = h('input', {
     id: inputId, type: 'search', autocomplete: 'off', 'aria-controls': listId,
-    placeholder: 'Name, role or class',
+    placeholder: t('picker.placeholder'),
   });
   const status = h('p', { class: 'picker-status', role: 'status' });
-  const list = h('ul', { id: listId, class: 'picker-results', 'aria-label': 'People found' });
-  const more = h('button', { type: 'button', class: 'link', hidden: true }, 'Show more');
+  const list = h('ul', { id: listId, class: 'picker-results', 'aria-label': t('picker.found') });
+  const more = h('button', { type: 'button', class: 'link', hidden: true }, t('picker.more'));
   let cursor = null;
   let generation = 0; // answers to an older query are ignored
 
   async function load(append) {
     const mine = ++generation;
     const q = input.value.trim();
-    status.textContent = 'Searching…';
+    status.textContent = t('picker.searching');
     let page;
     try {
       page = await api('/api/contacts', { params: { q, limit: PAGE, cursor: append ? cursor : null } });
@@ -62,8 +90,8 @@ export function contactPicker({ label, action, exclude, onPick, onError }) {
     more.hidden = !cursor;
     const shown = list.children.length;
     status.textContent = shown === 0
-      ? (q ? `No one you may write to matches “${q}”.` : 'No one to offer.')
-      : `${page.total} ${page.total === 1 ? 'person' : 'people'} you may write to${q ? ` match “${q}”` : ''}.`;
+      ? (q ? t('picker.noMatch', { q }) : t('picker.none'))
+      : q ? tn('picker.match', page.total, { q }) : tn('picker.total', page.total);
   }
 
   const search = debounce(() => load(false), 200);
