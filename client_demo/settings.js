@@ -68,7 +68,7 @@ register({
     'settings.field.hours.end': 'Heure de fermeture',
     'settings.field.hours.outside': 'Messages hors des heures',
     'settings.field.timezone': 'Fuseau horaire',
-    'settings.field.can_initiate': 'Peut commencer des discussions',
+    'settings.field.can_initiate': '{user} peut commencer des discussions',
     'settings.field.profile': 'Discussions du profil « {id} »',
     'settings.value.refuse': 'refusés',
     'settings.value.defer': 'remis à l’ouverture',
@@ -132,7 +132,7 @@ register({
     'settings.field.hours.end': 'Closing time',
     'settings.field.hours.outside': 'Messages outside the hours',
     'settings.field.timezone': 'Time zone',
-    'settings.field.can_initiate': 'May start discussions',
+    'settings.field.can_initiate': '{user} may start discussions',
     'settings.field.profile': 'Discussions of the profile “{id}”',
     'settings.value.refuse': 'refused',
     'settings.value.defer': 'held for the opening',
@@ -143,8 +143,9 @@ register({
 function fieldName(key) {
   const profile = /^profiles\.([^.]+)\.discussions_enabled$/.exec(key);
   if (profile) return t('settings.field.profile', { id: profile[1] });
-  const last = /(?:^|\.)(can_initiate)$/.exec(key);
-  const name = `settings.field.${last ? last[1] : key}`;
+  const user = /^users\.([^.]+)\.can_initiate$/.exec(key);
+  if (user) return t('settings.field.can_initiate', { user: user[1] });
+  const name = `settings.field.${key}`;
   const text = t(name);
   return text === name ? key : text;
 }
