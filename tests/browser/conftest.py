@@ -132,7 +132,7 @@ class App:
         """A tab signed in as ``user`` through the demo sign-in page, connected."""
         page = self.page(phone=phone)
         page.locator(f'.demo-picker button[data-user="{user}"]').click()
-        expect(page.locator(".conn")).to_have_text("Connected")
+        expect(page.locator(".conn")).to_have_attribute("data-state", "open")
         return page
 
     def screenshot(self, page: Page, name: str) -> Path:
