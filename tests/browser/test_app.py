@@ -233,8 +233,8 @@ def test_admin_switches_students_off(app: App, demo_server: LiveServer):
     with demo_server.client("a1") as http:
         prefs = http.get("/api/users/e1/preferences").json()["preferences"]
     assert prefs == {"can_initiate": False}
-    expect(admin.locator('.audit tbody tr td[data-field="users.e1.can_initiate"]').first).to_have_text(
-        "e1 may start discussions")
+    right_cell = admin.locator('.audit tbody tr td[data-field="users.e1.can_initiate"]').first
+    expect(right_cell).to_have_text("e1 may start discussions")
     app.screenshot(admin, "settings-desktop")
 
     # Switched on again: "Check again" brings the student back.
