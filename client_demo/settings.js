@@ -71,6 +71,10 @@ register({
     'settings.field.can_initiate': '{user} peut commencer des discussions',
     'settings.field.profile': 'Discussions du profil « {id} »',
     'settings.value.refuse': 'refusés',
+    'settings.profileName.students': 'élèves',
+    'settings.profileName.teachers': 'professeurs',
+    'settings.profileName.parents': 'parents',
+    'settings.profileName.staff': 'personnel',
     'settings.value.defer': 'remis à l’ouverture',
   },
   en: {
@@ -135,14 +139,25 @@ register({
     'settings.field.can_initiate': '{user} may start discussions',
     'settings.field.profile': 'Discussions of the profile “{id}”',
     'settings.value.refuse': 'refused',
+    'settings.profileName.students': 'students',
+    'settings.profileName.teachers': 'teachers',
+    'settings.profileName.parents': 'parents',
+    'settings.profileName.staff': 'staff',
     'settings.value.defer': 'held for the opening',
   },
 });
 
+/** A profile's name in words when it is one of the usual ones, else its id ("students-lycee"). */
+function profileName(id) {
+  const key = `settings.profileName.${id}`;
+  const text = t(key);
+  return text === key ? id : text;
+}
+
 /** An audit row's field in words ("Messagerie entre parents"), or the raw key if unknown. */
 function fieldName(key) {
   const profile = /^profiles\.([^.]+)\.discussions_enabled$/.exec(key);
-  if (profile) return t('settings.field.profile', { id: profile[1] });
+  if (profile) return t('settings.field.profile', { id: profileName(profile[1]) });
   const user = /^users\.([^.]+)\.can_initiate$/.exec(key);
   if (user) return t('settings.field.can_initiate', { user: user[1] });
   const name = `settings.field.${key}`;
@@ -213,7 +228,7 @@ export function settingsView({ me, notify }) {
     const zoneList = nextId('zones');
     const timezone = h('input', { type: 'text', value: settings.timezone, list: zoneList, required: true, autocomplete: 'off' });
     const profiles = Object.entries(settings.profiles).sort(([a], [b]) => a.localeCompare(b))
-      .map(([id, p]) => ({ id, ...checkbox(t('settings.profile', { id }), p.discussions_enabled, { dataset: { profile: id } }) }));
+      .map(([id, p]) => ({ id, ...checkbox(t('settings.profile', { id: profileName(id) }), p.discussions_enabled, { dataset: { profile: id } }) }));
     const save = h('button', { type: 'submit' }, t('settings.save'));
     const reset = h('button', { type: 'button', class: 'secondary', onclick: () => build(current) }, t('settings.undo'));
 
