@@ -33,7 +33,9 @@ register({
     'compose.deadlineDate': 'Date limite des réponses (facultatif)',
     'compose.deadlineTime': 'Heure limite',
     'compose.deadlineHint': 'Proposée : la fin de la journée scolaire dans 15 jours. Sans date, le sondage se clôt à la fin de la journée scolaire, 15 jours après sa publication.',
-    'compose.zoneHint': 'Heure de l’établissement{zone}, sur 24 heures (par exemple 08:30).',
+    'compose.zoneHint': 'Heure de l’établissement{zone}, sur 24 heures (par exemple 08:30) ; dates en jj/mm/aaaa.',
+    'compose.datePlaceholder': 'jj/mm/aaaa',
+    'compose.badDate': 'La date {what} n’est pas valide : écrivez-la en jj/mm/aaaa, par exemple 25/11/2026.',
     'compose.publishDate': 'Publier plus tard, le (facultatif)',
     'compose.publishTime': 'Publier à',
     'compose.expiresDate': 'Fin de publication, le (facultatif)',
@@ -118,7 +120,9 @@ register({
     'compose.deadlineDate': 'Deadline for answers (optional)',
     'compose.deadlineTime': 'Deadline time',
     'compose.deadlineHint': 'Proposed: the end of the school day in 15 days. Without a date, the poll closes at the end of the school day, 15 days after it is published.',
-    'compose.zoneHint': 'The school’s time{zone}, on the 24-hour clock (for example 08:30).',
+    'compose.zoneHint': 'The school’s time{zone}, on the 24-hour clock (for example 08:30); dates as dd/mm/yyyy.',
+    'compose.datePlaceholder': 'dd/mm/yyyy',
+    'compose.badDate': 'The date {what} is not valid: write it as dd/mm/yyyy, for example 25/11/2026.',
     'compose.publishDate': 'Publish later, on (optional)',
     'compose.publishTime': 'Publish at',
     'compose.expiresDate': 'End of publication, on (optional)',
@@ -204,7 +208,26 @@ function blankDraft(board) {
   };
 }
 
-/** UTC ISO → {date: 'yyyy-mm-dd', time: 'HH:MM'} on the wall clock of `timeZone` (the reader's when unknown). */
+/**
+ * A typed date → 'yyyy-mm-dd', or null: day first, as in France and Britain ("25/11/2026",
+ * "25.11.2026", "5-1-2027"), or ISO ("2026-11-25"). A text field, not <input type=date>,
+ * whose order (mm/dd/yyyy or dd/mm/yyyy) follows the browser's language, not the page's.
+ */
+export function isoDate(text) {
+  const value = String(text || '').trim();
+  let m = /^(\d{4})-(\d{1,2})-(\d{1,2})$/.exec(value);
+  let [year, month, day] = m ? [m[1], m[2], m[3]] : [];
+  if (!m) {
+    m = /^(\d{1,2})\s*[/.-]\s*(\d{1,2})\s*[/.-]\s*(\d{4})$/.exec(value);
+    if (!m) return null;
+    [day, month, year] = [m[1], m[2], m[3]];
+  }
+  const date = new Date(Date.UTC(Number(year), Number(month) - 1, Number(day)));
+  if (date.getUTCMonth() !== Number(month) - 1 || date.getUTCDate() !== Number(day)) return null; // 31/02
+  return date.toISOString().slice(0, 10);
+}
+
+/** UTC ISO → {date: 'dd/mm/yyyy', time: 'HH:MM'} on the wall clock of `timeZone` (the reader's when unknown). */
 export function utcToWall(iso, timeZone) {
   const date = new Date(iso || '');
   if (Number.isNaN(date.getTime())) return { date: '', time: '' };
@@ -213,7 +236,7 @@ export function utcToWall(iso, timeZone) {
     timeZone: timeZone || undefined, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit',
     hour: '2-digit', minute: '2-digit',
   }).formatToParts(date)) parts[p.type] = p.value;
-  return { date: `${parts.year}-${parts.month}-${parts.day}`, time: `${parts.hour}:${parts.minute}` };
+  return { date: `${parts.day}/${parts.month}/${parts.year}`, time: `${parts.hour}:${parts.minute}` };
 }
 
 /** How far ahead of UTC the wall clock of `timeZone` is at `ms`, in ms. */
@@ -227,11 +250,11 @@ function zoneOffset(ms, timeZone) {
 }
 
 /**
- * A date (yyyy-mm-dd) and a 24-hour time ("14:30", "9h05") on the wall clock of
- * `timeZone` (the reader's own when unknown) → UTC ISO, or null when not valid.
+ * A date ("25/11/2026" or "2026-11-25", see isoDate) and a 24-hour time ("14:30", "9h05")
+ * on the wall clock of `timeZone` (the reader's own when unknown) → UTC ISO, or null when not valid.
  */
 export function wallToUtc(date, time, timeZone) {
-  const d = /^(\d{4})-(\d{2})-(\d{2})$/.exec(date.trim());
+  const d = /^(\d{4})-(\d{2})-(\d{2})$/.exec(isoDate(date) || '');
   const t = /^([01]?\d|2[0-3])\s*[:hH.]\s*([0-5]\d)$/.exec(time.trim());
   if (!d || !t) return null;
   const wall = Date.UTC(Number(d[1]), Number(d[2]) - 1, Number(d[3]), Number(t[1]), Number(t[2]));
@@ -353,7 +376,10 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
   // 24-hour time (a text field: <input type=time> shows "08:00 PM" in some locales).
   const zoneHint = translate('compose.zoneHint', { zone: timeZone ? ` (${timeZone})` : '' });
   function when(dateKey, timeKey, dateLabel, timeLabel, part) {
-    const date = h('input', { type: 'date', dataset: { when: `${part}-date` } });
+    const date = h('input', {
+      type: 'text', inputmode: 'numeric', autocomplete: 'off', maxlength: '10', size: '10',
+      placeholder: translate('compose.datePlaceholder'), dataset: { when: `${part}-date` },
+    });
     date.value = draft[dateKey];
     date.addEventListener('input', () => { draft[dateKey] = date.value; });
     const time = h('input', {
@@ -635,6 +661,7 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
       if (!date && !time) continue;
       if (!date) return { problem: translate('compose.giveDate', { what }), focus: w.date };
       if (!time) return { problem: translate('compose.giveTime', { what }), focus: w.time };
+      if (!isoDate(date)) return { problem: translate('compose.badDate', { what }), focus: w.date };
       const at = wallToUtc(date, time, timeZone);
       if (!at) return { problem: translate('compose.badTime', { what }), focus: w.time };
       times[key] = at;
