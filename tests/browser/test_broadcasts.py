@@ -96,7 +96,7 @@ def test_teacher_poll_to_parents_answered_live(app: App):
     expect(teacher.locator(".recipients-count")).to_have_text("2 recipients")
     fill_poll(teacher, "Sortie au musée")
     # The deadline proposed is the end of the school day (20:00, Paris), 15 days ahead.
-    expect(teacher.locator('input[data-when="deadline-date"]')).to_have_value("2026-12-09")
+    expect(teacher.locator('input[data-when="deadline-date"]')).to_have_value("09/12/2026")
     expect(teacher.locator('input[data-when="deadline-time"]')).to_have_value("20:00")
     check_layout(teacher)
     teacher.locator(".compose-body").evaluate("(el) => { el.scrollTop = 0; }")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import App
+from tests.browser.conftest import ARTIFACTS, App
 from tests.conftest import LiveServer
 
 CATALOGUES = """async () => {
@@ -44,6 +44,7 @@ SHOWN = """(ignore) => {
 }"""
 
 OTHER = {"fr": "en", "en": "fr"}
+NATIVE_DATES = 'input[type="time"], input[type="date"], input[type="datetime-local"]'
 LETTER = re.compile(r"[^\W\d_]")
 EDGES = " .,:;!?…()‹›«»“”\"'·|–-\u00a0\u202f"
 
@@ -96,6 +97,10 @@ class Checker:
                       if re.search(rf"(?<![\w.]){re.escape(k)}(?![\w.])", text))
         assert keys == [], f"{screen} ({self.lang}) shows raw catalogue keys: {keys}"
         self.screens.append(screen)
+        # A picture of each screen in each language, for a look at long French words.
+        ARTIFACTS.mkdir(exist_ok=True)
+        name = re.sub(r"[^a-z]+", "-", screen.lower()).strip("-")
+        page.screenshot(path=str(ARTIFACTS / f"i18n-{self.lang}-{name}.png"))
 
 
 def wait_open(page: Page) -> None:
@@ -153,8 +158,10 @@ def tour(app: App, server: LiveServer, locale: str) -> list[str]:
     compose.locator('[data-q="0"][data-part="text"]').fill("Accompagnerez-vous la sortie ?")
     compose.locator('[data-q="0"][data-choice="0"]').fill("Oui")
     compose.locator('[data-q="0"][data-choice="1"]').fill("Non")
-    # No time field that a browser could show on the 12-hour clock.
-    assert compose.locator('input[type="time"], input[type="datetime-local"]').count() == 0
+    # No date or time field that a browser shows in its own language's order or on the
+    # 12-hour clock ("12/09/2026", "08:00 PM"), whatever the page's language.
+    assert compose.locator(NATIVE_DATES).count() == 0
+    expect(compose.locator('input[data-when="deadline-date"]')).to_have_value("09/12/2026")
     expect(compose.locator('input[data-when="deadline-time"]')).to_have_value("20:00")
     check("broadcast form")
     compose.locator("button.compose-send").click()
@@ -185,7 +192,7 @@ def tour(app: App, server: LiveServer, locale: str) -> list[str]:
     admin.locator('nav a[data-route="settings"]').click()
     profile = admin.locator('input[data-profile="students"]')
     expect(profile).to_be_checked()
-    assert admin.locator('input[type="time"], input[type="datetime-local"]').count() == 0
+    assert admin.locator(NATIVE_DATES).count() == 0
     expect(admin.locator('input[data-hours="end"]')).to_have_value("20:00")
     profile.uncheck()
     admin.locator('form.settings-form button[type="submit"]').click()

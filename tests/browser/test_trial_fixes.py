@@ -114,7 +114,7 @@ def test_publish_later_and_expiry_on_the_schools_clock(app: App):
     new_form(teacher)
     teacher.get_by_label("Title", exact=True).fill("Réunion parents-professeurs")
     teacher.get_by_label("Parents", exact=True).check()
-    teacher.locator('input[data-when="publish-date"]').fill("2026-11-25")
+    teacher.locator('input[data-when="publish-date"]').fill("25/11/2026")  # day first
     teacher.locator('input[data-when="publish-time"]').fill("09:15")
     send_and_open(teacher, "Send the information")
     status = teacher.locator(".broadcast-detail .broadcast-status")
