@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import ARTIFACTS, App
+from tests.browser.conftest import ARTIFACTS, App, check_layout
 from tests.conftest import LiveServer
 
 CATALOGUES = """async () => {
@@ -370,3 +370,21 @@ def test_readme_screens_in_french(app: App):
     teacher.locator(".banner-close").first.click()
     results.scroll_into_view_if_needed()
     app.screenshot(teacher, "readme-poll-results")
+
+
+def test_french_phone_header_keeps_its_two_lines(app: App):
+    """French words are longer ("Informations & sondages", "Mes préférences"), and the
+    header has the FR | EN switch: on a phone it still shows who is signed in, and the
+    navigation stays on two lines at most."""
+    parent = app.open("p2", phone=True, locale="fr-FR")
+    expect(parent.locator(".topbar .me-name")).to_have_text("Nadia Moreau")
+    expect(parent.locator(".topbar .lang-switch")).to_be_visible()
+    links = parent.locator("nav a")
+    expect(links).to_have_count(3)
+    line = links.first.bounding_box()
+    nav = parent.locator("nav").bounding_box()
+    assert line is not None
+    assert nav is not None
+    assert nav["height"] <= 2 * line["height"] + 8, "the navigation takes more than two lines"
+    check_layout(parent)
+    app.screenshot(parent, "i18n-fr-header-phone")
