@@ -16,8 +16,8 @@ register({
     'signin.parentOf': 'parent de {children}',
     'signin.search': 'Nom, rôle, classe, identifiant',
     'signin.noClass': 'Sans classe',
-    'signin.shown.one': '{shown} personne sur {n}.',
-    'signin.shown.other': '{shown} personnes sur {n}.',
+    'signin.shown.one': '{n} personne sur {total}.',
+    'signin.shown.other': '{n} personnes sur {total}.',
     'signin.count.one': '{n} personne.',
     'signin.count.other': '{n} personnes.',
     'signin.demo': 'Démonstration de {school} : choisissez qui vous êtes. Chaque onglet peut être quelqu’un d’autre.',
@@ -36,8 +36,8 @@ register({
     'signin.parentOf': 'parent of {children}',
     'signin.search': 'Name, role, class, id',
     'signin.noClass': 'No class',
-    'signin.shown.one': '{shown} of {n} person.',
-    'signin.shown.other': '{shown} of {n} people.',
+    'signin.shown.one': '{n} of {total} people.',
+    'signin.shown.other': '{n} of {total} people.',
     'signin.count.one': '{n} person.',
     'signin.count.other': '{n} people.',
     'signin.demo': 'Demo of {school}: choose whom to be. Each tab can be someone else.',
@@ -176,7 +176,7 @@ function demoPicker(demo, banner, onSignedIn) {
         if (terms.length && g.tagName === 'DETAILS' && visible.has(g)) g.open = true;
       }
     }
-    count.textContent = terms.length ? tn('signin.shown', rows.length, { shown }) : tn('signin.count', rows.length);
+    count.textContent = terms.length ? tn('signin.shown', shown, { total: rows.length }) : tn('signin.count', rows.length);
   }
   search.addEventListener('input', filter);
   filter();
