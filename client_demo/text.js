@@ -11,11 +11,11 @@ register({
     'person.someone': 'quelqu’un',
     'role.student': 'élève',
     'role.parent': 'parent',
-    'role.teacher': 'professeur',
+    'role.teacher': 'enseignant',
     'role.staff': 'personnel',
     'roles.student': 'Élèves',
     'roles.parent': 'Parents',
-    'roles.teacher': 'Professeurs',
+    'roles.teacher': 'Enseignants',
     'roles.staff': 'Personnel',
   },
   en: {
@@ -103,7 +103,7 @@ export function personName(person, fallbackId) {
   return (person && person.id) || fallbackId || t('person.someone');
 }
 
-/** "professeur", "élève, Seconde A"… */
+/** "enseignant", "élève, Seconde A"… (the words of SPEC.md's table) */
 export function personDetail(person) {
   if (!person) return '';
   const parts = [person.role ? t(`role.${person.role}`) : ''];
