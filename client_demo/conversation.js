@@ -18,7 +18,7 @@ register({
     'conv.leaveConfirm': 'Quitter la discussion',
     'conv.cancel': 'Annuler',
     'conv.leaveGroup': 'Confirmer le départ',
-    'conv.leaveQuestion': 'Quitter cette discussion ? Vous garderez ce qui a été dit jusqu’ici, mais ne recevrez plus rien ensuite. Seul un professeur ou un membre du personnel peut vous y ramener.',
+    'conv.leaveQuestion': 'Quitter cette discussion ? Vous garderez ce qui a été dit jusqu’ici, mais ne recevrez plus rien ensuite. Seul un enseignant ou un membre du personnel peut vous y ramener.',
     'conv.older': 'Charger les messages précédents',
     'conv.messages': 'Messages',
     'conv.conversation': 'Conversation',

@@ -72,7 +72,7 @@ register({
     'settings.field.profile': 'Discussions du profil « {id} »',
     'settings.value.refuse': 'refusés',
     'settings.profileName.students': 'élèves',
-    'settings.profileName.teachers': 'professeurs',
+    'settings.profileName.teachers': 'enseignants',
     'settings.profileName.parents': 'parents',
     'settings.profileName.staff': 'personnel',
     'settings.value.defer': 'remis à l’ouverture',
