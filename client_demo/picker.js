@@ -8,6 +8,34 @@ import { debounce, h, nextId, replace } from './dom.js';
 import { groupCounts, groupKey, groupLabel } from './groups.js';
 import { t } from './i18n.js';
 import { personDetail } from './text.js';
+import { register, t, tn } from './i18n.js';
+
+register({
+  fr: {
+    'picker.placeholder': 'Nom, rôle ou classe',
+    'picker.found': 'Personnes trouvées',
+    'picker.more': 'Afficher plus',
+    'picker.searching': 'Recherche…',
+    'picker.noMatch': 'Personne à qui vous pouvez écrire ne correspond à « {q} ».',
+    'picker.none': 'Personne à proposer.',
+    'picker.total.one': '{n} personne à qui vous pouvez écrire.',
+    'picker.total.other': '{n} personnes à qui vous pouvez écrire.',
+    'picker.match.one': '{n} personne à qui vous pouvez écrire correspond à « {q} ».',
+    'picker.match.other': '{n} personnes à qui vous pouvez écrire correspondent à « {q} ».',
+  },
+  en: {
+    'picker.placeholder': 'Name, role or class',
+    'picker.found': 'People found',
+    'picker.more': 'Show more',
+    'picker.searching': 'Searching…',
+    'picker.noMatch': 'No one you may write to matches “{q}”.',
+    'picker.none': 'No one to offer.',
+    'picker.total.one': '{n} person you may write to.',
+    'picker.total.other': '{n} people you may write to.',
+    'picker.match.one': '{n} person you may write to matches “{q}”.',
+    'picker.match.other': '{n} people you may write to match “{q}”.',
+  },
+});
 
 const PAGE = 20;
 
@@ -26,19 +54,19 @@ export function contactPicker({ label, action, exclude, onPick, onError, onPickG
   const listId = nextId('contact-results');
   const input = h('input', {
     id: inputId, type: 'search', autocomplete: 'off', 'aria-controls': listId,
-    placeholder: 'Name, role or class',
+    placeholder: t('picker.placeholder'),
   });
   const status = h('p', { class: 'picker-status', role: 'status' });
-  const list = h('ul', { id: listId, class: 'picker-results', 'aria-label': 'People found' });
+  const list = h('ul', { id: listId, class: 'picker-results', 'aria-label': t('picker.found') });
   const groupList = h('ul', { class: 'picker-results picker-groups', 'aria-label': t('group.heading'), hidden: true });
-  const more = h('button', { type: 'button', class: 'link', hidden: true }, 'Show more');
+  const more = h('button', { type: 'button', class: 'link', hidden: true }, t('picker.more'));
   let cursor = null;
   let generation = 0; // answers to an older query are ignored
 
   async function load(append) {
     const mine = ++generation;
     const q = input.value.trim();
-    status.textContent = 'Searching…';
+    status.textContent = t('picker.searching');
     let page;
     try {
       page = await api('/api/contacts', { params: { q, limit: PAGE, cursor: append ? cursor : null } });
@@ -70,8 +98,8 @@ export function contactPicker({ label, action, exclude, onPick, onError, onPickG
     more.hidden = !cursor;
     const shown = list.children.length + groupList.children.length;
     status.textContent = shown === 0
-      ? (q ? `No one you may write to matches “${q}”.` : 'No one to offer.')
-      : `${page.total} ${page.total === 1 ? 'person' : 'people'} you may write to${q ? ` match “${q}”` : ''}.`;
+      ? (q ? t('picker.noMatch', { q }) : t('picker.none'))
+      : q ? tn('picker.match', page.total, { q }) : tn('picker.total', page.total);
   }
 
   // « Parents de 6e A — 27 inclus, 1 exclu (messagerie désactivée) »: what naming the
