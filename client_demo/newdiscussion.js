@@ -6,7 +6,6 @@
 import { contactPicker } from './picker.js';
 import { h, nextId, replace } from './dom.js';
 import { groupCounts, groupFrame, groupKey, groupLabel, startedText } from './groups.js';
-import { t } from './i18n.js';
 import { explain, formatOpening, personDetail, personName } from './text.js';
 import { register, t } from './i18n.js';
 

@@ -6,7 +6,6 @@
 import { api } from './api.js';
 import { debounce, h, nextId, replace } from './dom.js';
 import { groupCounts, groupKey, groupLabel } from './groups.js';
-import { t } from './i18n.js';
 import { personDetail } from './text.js';
 import { register, t, tn } from './i18n.js';
 
