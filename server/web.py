@@ -54,6 +54,7 @@ from .errors import (
 from .gatekeeper import WindowState
 from .headers import SecurityHeaders
 from .hub import TransportClosed
+from .jwks import build_verifier
 from .limits import Limits
 from .model import Role, SchoolId, User, UserId
 from .node import Node
@@ -79,7 +80,7 @@ from .settings import (
     settings_to_json,
 )
 from .store import AuditEntry, Store, open_store
-from .tokens import Identity, read_token
+from .tokens import Identity, Verifier
 
 __all__ = [
     "DEMO_SECRET_KEY",
@@ -153,6 +154,7 @@ class _Services:
     clock: Clock
     node: Node
     sessions: Sessions  # sign-in sessions: what a sign-in flow ends with (open_session)
+    verifier: Verifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,11 +205,12 @@ def create_app(
             node = Node(st, _broker(config), schools, clock=clock,
                         limits=limits or config.limits(), node_id=config.node_id,
                         events_version=config.events_version)
+            verifier = build_verifier(secret, config.identity_file)
             await node.start()
             sessions = Sessions(st, schools, secret=secret, ended=node.revocations.announce,
                                 access_ttl=timedelta(seconds=config.token_ttl),
                                 refresh_ttl=timedelta(seconds=config.refresh_ttl))
-            services["s"] = _Services(st, schools, secret, clock, node, sessions)
+            services["s"] = _Services(st, schools, secret, clock, node, sessions, verifier)
             yield
         finally:
             if node is not None:
@@ -315,7 +318,7 @@ def create_app(
             return
         await ws.accept(subprotocol=encoding.value)
         s = services["s"]
-        await Session(s.node, _WebSocketTransport(ws), encoding, secret=s.secret).run()
+        await Session(s.node, _WebSocketTransport(ws), encoding, verifier=s.verifier).run()
 
     session_routes = SessionRoutes(lambda: services["s"].sessions, clock,
                                    error_response=_error_response, json_body=_json_body)
@@ -463,7 +466,7 @@ async def _authenticate(services: _Services, request: Request) -> _Caller:
         raise Refused(ErrorCode.UNAUTHENTICATED,
                       "Send the token as 'Authorization: Bearer <token>'.")
     now = services.clock()
-    identity = read_token(services.secret, token.strip(), now=now)
+    identity = await services.verifier.verify(token.strip(), now)
     try:
         school = await services.schools.get(identity.school_id)
     except NotFound:
