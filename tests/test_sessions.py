@@ -14,12 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
+from server import events
 from server.clock import ManualClock
 from server.config import Config
 from server.directory import parse_directory
+from server.errors import Refused
+from server.hub import Hub
 from server.limits import Limits
 from server.model import SchoolId, UserId
-from server.store import open_store
+from server.revocation import RECHECK, Revocations
+from server.store import SignInSession, SqliteStore, open_store
 from server.tokens import issue_token, read_token
 from tests.cluster import Cluster
 from tests.conftest import SCHOOL_DAY, SECRET, serve
@@ -28,6 +32,8 @@ from tests.schools import school_doc
 from tests.wire import Wire
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("close_wires")]
+
+HUGO = SchoolId("hugo")
 
 
 class Demo:
@@ -224,3 +230,84 @@ async def test_logout_on_one_node_cuts_the_connections_on_both(cluster: Cluster)
                          headers={"Authorization": f"Bearer {signed['access_token']}"})
     assert out.status_code == 200
     await asyncio.gather(_cut(here), _cut(there))
+
+
+# ---------------------------------------------------------------------- refresh frame
+
+
+async def test_a_refreshed_connection_follows_its_new_session(demo: Demo):
+    """A connection refreshed with another session's token (the user signed in again)
+    belongs to that session from then on: ending it cuts the connection."""
+    old, new = await demo.sign_in("t1"), await demo.sign_in("t1")
+    wire, _ = await Wire.signed_in(demo.ws, old["access_token"])
+    reply = await wire.request({"type": "refresh", "token": new["access_token"]})
+    assert reply["type"] == "refreshed"
+    await demo.http.post("/api/session/logout",
+                         headers={"Authorization": f"Bearer {old['access_token']}"})
+    assert (await wire.request({"type": "ping"}))["type"] == "pong"  # not the old one's
+    await demo.http.post("/api/session/logout",
+                         headers={"Authorization": f"Bearer {new['access_token']}"})
+    await _cut(wire)
+
+
+async def test_a_refresh_frame_with_an_ended_sessions_token_ends_the_connection(demo: Demo):
+    mine, ended = await demo.sign_in("t1"), await demo.sign_in("t1")
+    await demo.http.post("/api/session/logout",
+                         headers={"Authorization": f"Bearer {ended['access_token']}"})
+    wire, _ = await Wire.signed_in(demo.ws, mine["access_token"])
+    reply = await wire.request({"type": "refresh", "token": ended["access_token"]})
+    assert (reply["type"], reply["code"]) == ("error", "unauthenticated")
+    assert (await wire.closed())[0] == 4501
+
+
+# ---------------------------------------------------------------------- the cache
+
+
+class CountingStore(SqliteStore):
+    """The SQLite store, counting the session reads the revocation check makes."""
+
+    reads = 0
+
+    async def get_session(self, school_id: SchoolId, session_id: str) -> SignInSession:
+        self.reads += 1
+        return await super().get_session(school_id, session_id)
+
+
+async def test_the_revocation_check_reads_the_store_once_a_minute_at_most(tmp_path: Path):
+    store = CountingStore(str(tmp_path / "cache.db"))
+    await store.open()
+    try:
+        await store.import_directory(parse_directory(school_doc()), actor="t", now=SCHOOL_DAY)
+        await store.create_session(HUGO, UserId("t1"), session_id="s1", provider="demo",
+                                   provider_session=None, refresh_hash="h", now=SCHOOL_DAY,
+                                   refresh_expires_at=SCHOOL_DAY + timedelta(days=1))
+        published: list[events.Event] = []
+        now = [0.0]
+        hub = Hub()
+
+        async def publish(school: SchoolId, event: events.Event) -> None:
+            published.append(event)
+            dispatch(event)
+
+        revocations = Revocations(store, hub, publish=publish, monotonic=lambda: now[0])
+        dispatch = events.Dispatch()
+        revocations.register(dispatch)
+        for _ in range(100):  # a hundred REST requests in a minute: one read
+            await revocations.check(HUGO, "s1")
+        assert store.reads == 1
+        now[0] = RECHECK  # a minute on: read again
+        await revocations.check(HUGO, "s1")
+        assert store.reads == 2
+        # Ended elsewhere, and said so: refused at once, without a read.
+        await store.end_sessions(HUGO, now=SCHOOL_DAY, reason="logout", session_id="s1")
+        await revocations.announce(HUGO, ["s1"], "logout")
+        with pytest.raises(Refused):
+            await revocations.check(HUGO, "s1")
+        assert store.reads == 2
+        assert published == [events.SessionsEnded(HUGO, ("s1",), "logout")]
+        # A session this process never saw, ended without it being told: one read.
+        with pytest.raises(Refused):
+            await revocations.check(HUGO, "unknown")
+        assert store.reads == 3
+    finally:
+        await store.close()
