@@ -10,7 +10,9 @@ The refresh route has no account to charge before it has checked the token, so i
 limited per client address (:data:`REFRESH_RATE` a second, :data:`REFRESH_BURST` saved
 up): a refresh token has 256 random bits and cannot be guessed, but a flood of tries
 must not reach the store at others' expense. A school's pupils may all come from one
-address (its NAT): the limit leaves room for hundreds refreshing together.
+address (its NAT), and behind a load balancer every request does unless the server
+trusts its ``X-Forwarded-For`` (uvicorn's ``FORWARDED_ALLOW_IPS``, docs/operating.md):
+the limit leaves room for tens of thousands of users on 15-minute tokens.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from .tokens import Identity
 
 __all__ = ["REFRESH_BURST", "REFRESH_RATE", "SessionRoutes", "credentials_json"]
 
-REFRESH_RATE = 10.0  # refreshes a second, per client address
-REFRESH_BURST = 100.0
+REFRESH_RATE = 50.0  # refreshes a second, per client address
+REFRESH_BURST = 500.0
 _MAX_ADDRESSES = 10_000  # allowances kept before the full ones are forgotten
 _MAX_TOKEN_CHARS = 200
 
