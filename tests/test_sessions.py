@@ -315,3 +315,18 @@ async def test_the_revocation_check_reads_the_store_once_a_minute_at_most(tmp_pa
         assert store.reads == 3
     finally:
         await store.close()
+
+
+async def test_an_administrator_ends_every_session_of_a_user(demo: Demo):
+    phone, laptop = await demo.sign_in("t1"), await demo.sign_in("t1")
+    wires = [(await Wire.signed_in(demo.ws, c["access_token"]))[0] for c in (phone, laptop)]
+    admin, other = await demo.sign_in("a1"), await demo.sign_in("t2")
+    refused = await demo.http.delete(
+        "/api/users/t1/sessions", headers={"Authorization": f"Bearer {other['access_token']}"})
+    assert refused.status_code == 403
+    ended = await demo.http.delete(
+        "/api/users/t1/sessions", headers={"Authorization": f"Bearer {admin['access_token']}"})
+    assert (ended.status_code, ended.json()) == (200, {"ended": 2})
+    await asyncio.gather(*(_cut(w) for w in wires))
+    assert (await demo.refresh(laptop["refresh_token"])).status_code == 401
+    assert (await demo.refresh(admin["refresh_token"])).status_code == 200  # not theirs
