@@ -330,3 +330,21 @@ async def test_an_administrator_ends_every_session_of_a_user(demo: Demo):
     await asyncio.gather(*(_cut(w) for w in wires))
     assert (await demo.refresh(laptop["refresh_token"])).status_code == 401
     assert (await demo.refresh(admin["refresh_token"])).status_code == 200  # not theirs
+
+
+@pytest.mark.databases("sqlite")
+async def test_a_logout_missed_while_redis_was_away_cuts_when_it_comes_back(cluster: Cluster):
+    async with httpx.AsyncClient(base_url=cluster.http(0), timeout=10) as http0:
+        signed = (await http0.post("/api/demo/token?school=hugo", json={"user": "t1"})).json()
+        there, _ = await Wire.signed_in(cluster.ws(1), signed["access_token"])
+        cluster.redis.stop()
+        # Node 0 ends the session; its event to node 1 is lost with Redis.
+        out = await http0.post("/api/session/logout",
+                               headers={"Authorization": f"Bearer {signed['access_token']}"})
+        assert out.status_code == 200
+    assert (await there.request({"type": "ping"}))["type"] == "pong"  # not told yet
+    cluster.redis.start()
+    # Node 1 resubscribes, reads its connections' sessions again, and cuts this one.
+    frame = await there.expect("access", timeout=20)
+    assert frame["code"] == "unauthenticated"
+    assert (await there.closed())[0] == 4501
