@@ -547,6 +547,7 @@ class Node:
         # After the window events, so that clients hear "open" before the held messages.
         await self.held.release_due()
         await self.noticeboard.release_due()
+        await self.revocations.prune_due(now)
 
     async def policy_changed(self, school: SchoolId) -> None:
         """Settings or preferences changed here: apply at once on every node."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import cast
 
 from . import events, frames
@@ -31,11 +32,12 @@ from .model import SchoolId
 from .protocol import CloseCode
 from .store.contract import SessionStore
 
-__all__ = ["RECHECK", "Revocations"]
+__all__ = ["PRUNE_EVERY", "RECHECK", "Revocations"]
 
 log = logging.getLogger("preau.revocation")
 
 RECHECK = 60.0  # seconds an open session is trusted before it is read again
+PRUNE_EVERY = 3600.0  # seconds between two prunings of the refresh tokens, per node
 _MAX_ENTRIES = 100_000  # each cache, at most: the oldest entries go first
 
 _ENDED = "La session est terminée (déconnexion ou révocation) : reconnectez-vous."
@@ -55,6 +57,7 @@ class Revocations:
         self._monotonic = monotonic
         self._ended: dict[str, None] = {}  # insertion-ordered: the oldest go first
         self._open: dict[str, float] = {}  # session id → when it was read open
+        self._pruned: float | None = None  # when this node last pruned refresh tokens
 
     def register(self, dispatch: events.Dispatch) -> None:
         dispatch.on(events.SessionsEnded, self._on_ended)
@@ -85,6 +88,21 @@ class Revocations:
         self._open[session_id] = now
         if len(self._open) > _MAX_ENTRIES:
             del self._open[next(iter(self._open))]
+
+    async def prune_due(self, now: datetime) -> None:
+        """Once an hour (the node's tick asks every second): remove the refresh tokens
+        nothing can use any more (``SessionStore.prune_refresh_tokens``)."""
+        here = self._monotonic()
+        if self._pruned is not None and here - self._pruned < PRUNE_EVERY:
+            return
+        self._pruned = here
+        try:
+            removed = await self._store.prune_refresh_tokens(now)
+        except StoreError as exc:  # the next hour will do
+            log.warning("could not prune the refresh tokens: %s", exc)
+            return
+        if removed:
+            log.info("%d refresh tokens pruned (expired, used, or of ended sessions)", removed)
 
     def forget_open(self) -> None:
         """Events may have been lost (the broker was away): read every session again."""

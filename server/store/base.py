@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ..broadcasts import Answer, Kind, Question
 from ..errors import StoreError
@@ -16,6 +16,7 @@ from ..gatekeeper import BroadcastTarget
 from ..model import DiscussionId, DiscussionMembers, SchoolId, UserId
 
 __all__ = [
+    "USED_REFRESH_KEPT",
     "AlreadyStarted",
     "AuditEntry",
     "Broadcast",
@@ -181,6 +182,12 @@ class Receipt:
     reminded_at: datetime | None
 
 
+# How long a used refresh token is kept to recognise its reuse. A legitimate client
+# presents its token once and forgets it within seconds; a copy presented later than
+# this is refused as unknown, without ending the session (it can do no harm either).
+USED_REFRESH_KEPT = timedelta(days=1)
+
+
 @dataclass(frozen=True, slots=True)
 class SignInSession:
     """A sign-in: who, how (``provider``: ``demo``, ``oidc``, ``cas``…, with the provider's
@@ -205,7 +212,7 @@ class RotationOutcome(enum.Enum):
     REUSED = "reused"    # used before: the session is ended now (reuse detection)
     EXPIRED = "expired"  # too old: nothing changed
     REVOKED = "revoked"  # its session had ended already: nothing changed
-    UNKNOWN = "unknown"  # no such token (or one removed once expired)
+    UNKNOWN = "unknown"  # no such token (or one pruned: expired, or used over a day ago)
 
 
 @dataclass(frozen=True, slots=True)

@@ -416,8 +416,9 @@ class SessionStore(Protocol):
     """Sign-in sessions and their refresh tokens (:mod:`server.sessions`).
 
     A refresh token is kept only as its SHA-256 (``*_hash``, hex): the store never sees
-    the token. Each use rotates it (:meth:`rotate_refresh`); a used one is kept until it
-    expires, so that its second use is recognised and ends the session. Whatever the
+    the token. Each use rotates it (:meth:`rotate_refresh`); a used one is kept for a day
+    (:meth:`prune_refresh_tokens`), so that its second use is recognised and ends the
+    session. Whatever the
     number of nodes presenting the same token at once, exactly one rotates it.
     """
 
@@ -447,6 +448,11 @@ class SessionStore(Protocol):
         """End the open sessions of the school that match every filter given (one session,
         a user's, or those of a provider's session; at least one filter); the ids of
         those ended now (not those ended before)."""
+
+    async def prune_refresh_tokens(self, now: datetime) -> int:
+        """Remove the refresh tokens no rotation can accept any more: expired, used more
+        than :data:`~server.store.base.USED_REFRESH_KEPT` ago, or of an ended session
+        (each is then ``UNKNOWN``, refused all the same); how many. Every school at once."""
 
 
 class Store(DirectoryStore, DiscussionStore, MessageStore, BroadcastStore, HeldStore,

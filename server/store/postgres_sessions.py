@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound
 from ..model import SchoolId, UserId
-from .base import Rotation, RotationOutcome, SignInSession
+from .base import USED_REFRESH_KEPT, Rotation, RotationOutcome, SignInSession
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -35,6 +35,7 @@ class PostgresSessions:
     if TYPE_CHECKING:
         def _transaction(self) -> AbstractAsyncContextManager[Connection]: ...
         async def _fetchrow(self, sql: str, *args: Any) -> Record | None: ...
+        async def _write(self, sql: str, *args: Any) -> list[Record]: ...
 
     async def create_session(
         self, school_id: SchoolId, user_id: UserId, *, session_id: str, provider: str,
@@ -85,10 +86,6 @@ class PostgresSessions:
                 return Rotation(RotationOutcome.EXPIRED, session)
             await db.execute("UPDATE refresh_tokens SET used_at = $2 WHERE hash = $1",
                              refresh_hash, now)
-            # Used tokens are kept for reuse detection only while they could still be
-            # used: an expired one is refused as expired (or unknown) all the same.
-            await db.execute("DELETE FROM refresh_tokens WHERE session_id = $1 "
-                             "AND used_at IS NOT NULL AND expires_at <= $2", session_id, now)
             await db.execute(
                 "INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) "
                 "VALUES ($1, $2, $3, $4)", new_hash, session_id, now, refresh_expires_at)
@@ -116,6 +113,13 @@ class PostgresSessions:
                 "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 "
                 f"WHERE {' AND '.join(clauses)} AND revoked_at IS NULL RETURNING id", *args)
         return sorted(str(r[0]) for r in rows)
+
+    async def prune_refresh_tokens(self, now: datetime) -> int:
+        rows = await self._write(
+            "WITH gone AS (DELETE FROM refresh_tokens WHERE expires_at <= $1 OR used_at < $2 "
+            "OR session_id IN (SELECT id FROM sessions WHERE revoked_at IS NOT NULL) "
+            "RETURNING 1) SELECT count(*) FROM gone", now, now - USED_REFRESH_KEPT)
+        return int(rows[0][0])
 
 
 async def end_deactivated(db: Connection, school_id: SchoolId, users: Sequence[UserId],

@@ -17,7 +17,7 @@ import aiosqlite
 
 from ..errors import NotFound
 from ..model import SchoolId, UserId
-from .base import Rotation, RotationOutcome, SignInSession
+from .base import USED_REFRESH_KEPT, Rotation, RotationOutcome, SignInSession
 from .times import dt, opt_dt, ts
 
 __all__ = ["SqliteSessions"]
@@ -81,11 +81,6 @@ class SqliteSessions:
                 return Rotation(RotationOutcome.EXPIRED, session)
             await db.execute("UPDATE refresh_tokens SET used_at = ? WHERE hash = ?",
                              (ts(now), refresh_hash))
-            # Used tokens are kept for reuse detection only while they could still be
-            # used: an expired one is refused as expired (or unknown) all the same.
-            await db.execute("DELETE FROM refresh_tokens WHERE session_id = ? "
-                             "AND used_at IS NOT NULL AND expires_at <= ?",
-                             (session_id, ts(now)))
             await db.execute(
                 "INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) "
                 "VALUES (?, ?, ?, ?)", (new_hash, session_id, ts(now), ts(refresh_expires_at)))
@@ -104,6 +99,15 @@ class SqliteSessions:
         async with self._transaction() as db:
             return await _end(db, f"school_id = ? AND {where}", (school_id, *args), now,
                               reason)
+
+
+    async def prune_refresh_tokens(self, now: datetime) -> int:
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "DELETE FROM refresh_tokens WHERE expires_at <= ? OR used_at < ? "
+                "OR session_id IN (SELECT id FROM sessions WHERE revoked_at IS NOT NULL)",
+                (ts(now), ts(now - USED_REFRESH_KEPT)))
+            return int(cursor.rowcount)
 
 
 def _filters(session_id: str | None, user_id: UserId | None, provider: str | None,

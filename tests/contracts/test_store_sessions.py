@@ -96,6 +96,34 @@ class TestRotate:
         assert session.revoked_reason == "reuse"
 
 
+class TestPrune:
+    async def test_only_tokens_nothing_can_use_are_removed(self, schools: Store):
+        await _open(schools, "s1", T1, refresh="live")  # expires at LATER, unused
+        await _open(schools, "s2", E1, refresh="r0")
+        await schools.rotate_refresh("r0", "r1", now=at(10), refresh_expires_at=LATER)
+        await schools.create_session(HUGO, E2, session_id="s3", provider="demo",
+                                     provider_session=None, refresh_hash="old", now=at(0),
+                                     refresh_expires_at=at(30))
+        await _open(schools, "s4", T2, refresh="ended")
+        await schools.end_sessions(HUGO, now=at(20), reason="logout", session_id="s4")
+        # Within the day: r0 (used) is kept to recognise a reuse; "old" expired at 30.
+        assert await schools.prune_refresh_tokens(at(40)) == 2  # "old", "ended"
+        reused = await schools.rotate_refresh("r0", "x", now=at(41), refresh_expires_at=LATER)
+        assert reused.outcome is RotationOutcome.REUSED
+        # A day after its use, r0 goes (s2 ended by the reuse: r1 goes with it).
+        await _open(schools, "s5", T1, refresh="q0", school=MOULIN)
+        await schools.rotate_refresh("q0", "q1", now=at(50), refresh_expires_at=LATER)
+        assert await schools.prune_refresh_tokens(at(60 * 25 + 50)) == 3  # r0, r1, q0
+        assert (await schools.rotate_refresh("q0", "y", now=at(60 * 25 + 51),
+                                             refresh_expires_at=LATER)).outcome \
+            is RotationOutcome.UNKNOWN  # pruned: refused, the session goes on
+        for token in ("live", "q1"):
+            assert (await schools.rotate_refresh(token, f"{token}-2", now=at(60 * 25 + 52),
+                                                 refresh_expires_at=LATER)).outcome \
+                is RotationOutcome.ROTATED
+        assert await schools.prune_refresh_tokens(at(60 * 25 + 53)) == 0
+
+
 class TestEnd:
     async def test_end_one_by_user_or_by_provider_session(self, schools: Store):
         await _open(schools, "s1", T1, provider_session="op-1", refresh="a")

@@ -17,7 +17,8 @@ CREATE INDEX sessions_by_provider ON sessions (school_id, provider, provider_ses
     WHERE provider_session IS NOT NULL AND revoked_at IS NULL;
 
 -- Refresh tokens: only a SHA-256 of each (hex), never the token. Each use rotates it: the
--- used one stays (used_at set) until it expires, so that its reuse is recognised.
+-- used one stays (used_at set) for a day, so that its reuse is recognised; then it, and
+-- every expired token or token of an ended session, is removed (prune_refresh_tokens).
 CREATE TABLE refresh_tokens (
     hash        text PRIMARY KEY,
     session_id  text NOT NULL REFERENCES sessions (id),
@@ -26,3 +27,5 @@ CREATE TABLE refresh_tokens (
     used_at     timestamptz
 );
 CREATE INDEX refresh_tokens_by_session ON refresh_tokens (session_id);
+CREATE INDEX refresh_tokens_by_expiry ON refresh_tokens (expires_at);
+CREATE INDEX refresh_tokens_by_use ON refresh_tokens (used_at) WHERE used_at IS NOT NULL;
