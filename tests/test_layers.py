@@ -37,7 +37,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("node", ("server.node",)),
     ("session", ("server.session",)),
     ("app", ("server.web", "server.headers", "server.handshake", "server.session_routes")),
-    ("cli", ("server.cli", "server.__main__", "server.loadtest", "server.client")),
+    ("cli", ("server.cli", "server.__main__", "server.loadtest", "server.client",
+             "server.session_client")),
 ]
 
 
