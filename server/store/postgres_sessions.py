@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 __all__ = ["PostgresSessions", "end_deactivated"]
 
+# Refresh tokens no rotation can accept any more: expired, used long ago, or of an
+# ended session (arguments: now, now - USED_REFRESH_KEPT).
+_PRUNABLE = ("expires_at <= $1 OR used_at < $2 "
+             "OR session_id IN (SELECT id FROM sessions WHERE revoked_at IS NOT NULL)")
 _COLUMNS = ("id, school_id, user_id, provider, provider_session, created_at, last_used_at, "
             "revoked_at, revoked_reason")
 
@@ -115,10 +119,14 @@ class PostgresSessions:
         return sorted(str(r[0]) for r in rows)
 
     async def prune_refresh_tokens(self, now: datetime) -> int:
-        rows = await self._write(
-            "WITH gone AS (DELETE FROM refresh_tokens WHERE expires_at <= $1 OR used_at < $2 "
-            "OR session_id IN (SELECT id FROM sessions WHERE revoked_at IS NOT NULL) "
-            "RETURNING 1) SELECT count(*) FROM gone", now, now - USED_REFRESH_KEPT)
+        args = (now, now - USED_REFRESH_KEPT)
+        # Look first: nothing to prune opens no write (an empty write must not pass for
+        # a healthy one in /readyz while real writes fail).
+        if await self._fetchrow(f"SELECT 1 FROM refresh_tokens WHERE {_PRUNABLE} LIMIT 1",
+                                *args) is None:
+            return 0
+        rows = await self._write(f"WITH gone AS (DELETE FROM refresh_tokens WHERE {_PRUNABLE} "
+                                 "RETURNING 1) SELECT count(*) FROM gone", *args)
         return int(rows[0][0])
 
 

@@ -22,6 +22,10 @@ from .times import dt, opt_dt, ts
 
 __all__ = ["SqliteSessions"]
 
+# Refresh tokens no rotation can accept any more: expired, used long ago, or of an
+# ended session (arguments: now, now - USED_REFRESH_KEPT).
+_PRUNABLE = ("expires_at <= ? OR used_at < ? "
+             "OR session_id IN (SELECT id FROM sessions WHERE revoked_at IS NOT NULL)")
 _COLUMNS = ("id, school_id, user_id, provider, provider_session, created_at, last_used_at, "
             "revoked_at, revoked_reason")
 
@@ -102,11 +106,14 @@ class SqliteSessions:
 
 
     async def prune_refresh_tokens(self, now: datetime) -> int:
+        args = (ts(now), ts(now - USED_REFRESH_KEPT))
+        # Look first: nothing to prune opens no write (an empty write must not pass for
+        # a healthy one in /readyz while real writes fail).
+        if not list(await self._all(f"SELECT 1 FROM refresh_tokens WHERE {_PRUNABLE} LIMIT 1",
+                                    args)):
+            return 0
         async with self._transaction() as db:
-            cursor = await db.execute(
-                "DELETE FROM refresh_tokens WHERE expires_at <= ? OR used_at < ? "
-                "OR session_id IN (SELECT id FROM sessions WHERE revoked_at IS NOT NULL)",
-                (ts(now), ts(now - USED_REFRESH_KEPT)))
+            cursor = await db.execute(f"DELETE FROM refresh_tokens WHERE {_PRUNABLE}", args)
             return int(cursor.rowcount)
 
 
