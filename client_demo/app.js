@@ -9,7 +9,9 @@
 //   #/prefs         a parent's preferences ("Mes préférences")
 // Routes live in the hash so that a reload reopens the same screen.
 
-import { api, clearToken, getToken } from './api.js';
+import {
+  api, claimTab, clearToken, freshToken, getToken, logout, refreshCredentials,
+} from './api.js';
 import { Board } from './broadcasts.js';
 import { broadcastsView } from './broadcastsview.js';
 import { Chat } from './chat.js';
@@ -158,6 +160,7 @@ onLanguage(() => {
 // ---------------------------------------------------------------------- start
 
 async function boot(message) {
+  await claimTab(); // a duplicated tab gives up the refresh token (api.js)
   if (!getToken()) return showSignIn(message);
   let me;
   try {
@@ -232,7 +235,8 @@ function startSession(me) {
 
   const connection = new Connection({
     url: wsUrl(),
-    token: () => getToken(),
+    token: () => freshToken(), // refreshed first when about to expire
+    refreshToken: () => refreshCredentials(), // on token_expiring
     resume: () => chat.resumePositions(),
     onFrame: (frame) => {
       chat.handleFrame(frame);
@@ -370,6 +374,7 @@ function startSession(me) {
   });
 
   signOut.addEventListener('click', () => {
+    logout(); // ends the session on the server: its other connections close too
     connection.stop();
     chat.forget();
     board.forget();

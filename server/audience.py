@@ -67,6 +67,7 @@ class Session(Member, Protocol):
         """Send ``token_expiring`` when due; close (4401) once the token has expired."""
 
     encoding: Encoding
+    session_id: str | None  # the sign-in session of its token (``sid``), if any
 
 
 class Replay:

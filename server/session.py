@@ -82,8 +82,8 @@ class Session:
 
     __slots__ = ("_allowance", "_busy", "_catching", "_closing", "_held",
                  "_leave_after_request", "_pause", "_positions", "_verifier", "_warn_at",
-                 "encoding", "expires_at", "node", "outbox", "school_id", "state", "transport",
-                 "user_id")
+                 "encoding", "expires_at", "node", "outbox", "school_id", "session_id", "state",
+                 "transport", "user_id")
 
     def __init__(self, node: Node, transport: Transport, encoding: Encoding, *,
                  verifier: Verifier) -> None:
@@ -95,6 +95,7 @@ class Session:
         self.school_id = SchoolId("")
         self.user_id = UserId("")
         self.expires_at = datetime.max
+        self.session_id: str | None = None  # the token's sign-in session (``sid``)
         # When to send ``token_expiring`` (None: sent already, for the current token).
         self._warn_at: datetime | None = None
         self._verifier = verifier
@@ -217,6 +218,8 @@ class Session:
             except NotFound:
                 raise Refused(ErrorCode.UNAUTHENTICATED, "The token names an unknown school.") \
                     from None
+            if identity.session_id is not None:  # an ended session's token is refused
+                await self.node.revocations.check(identity.school_id, identity.session_id)
         except FrameError as exc:
             close = (CloseCode.UNAUTHENTICATED if exc.code is ErrorCode.UNAUTHENTICATED
                      else CloseCode.PROTOCOL_ERROR)
@@ -255,6 +258,8 @@ class Session:
             return False
         self.school_id, self.user_id = identity.school_id, identity.user_id
         self.expires_at = identity.expires_at
+        # Set before attach adds it to the hub: a SessionsEnded from then on closes it.
+        self.session_id = identity.session_id
         self._warn_at = warning_time(now, identity.expires_at)
         self.state = SessionState.OPEN
         try:
@@ -399,6 +404,12 @@ class Session:
             self.close(CloseCode.UNAUTHENTICATED, "refresh with another user's token")
             raise Refused(ErrorCode.UNAUTHENTICATED,
                           "The new token is another user's: sign in again.")
+        if identity.session_id is not None:
+            try:
+                await self.node.revocations.check(identity.school_id, identity.session_id)
+            except Refused:  # an ended session's token: this connection ends with it
+                self.close(CloseCode.UNAUTHENTICATED, "session ended")
+                raise
         est = await self.node.schools.get(self.school_id)
         decision = est.gatekeeper.check_connect(self.user_id)
         if not decision.allowed:
@@ -409,6 +420,7 @@ class Session:
         if self.state is SessionState.OPEN:  # not cut while we checked
             self.expires_at = identity.expires_at
             self._warn_at = warning_time(now, identity.expires_at)
+            self.session_id = identity.session_id  # ending that session now cuts this one
         return frames.refreshed(identity.expires_at)
 
     async def _serve(self, request: Request) -> dict[str, Any] | None:

@@ -171,6 +171,13 @@ class TestTokens:
         out = preau(tmp_path, "token", "a1", env={"PREAU_JWT_SECRET": secret})
         claims = jwt.decode(out.stdout.strip(), secret, algorithms=["HS256"])
         assert claims["sub"] == "a1"
+        # Not PREAU_TOKEN_TTL (the minutes of sessions' access tokens): 12 h, no session.
+        assert claims["exp"] - claims["iat"] == 12 * 3600
+        assert "sid" not in claims
+        env = {"PREAU_JWT_SECRET": secret, "PREAU_TOKEN_TTL": "300"}
+        again = preau(tmp_path, "token", "a1", env=env)
+        claims = jwt.decode(again.stdout.strip(), secret, algorithms=["HS256"])
+        assert claims["exp"] - claims["iat"] == 12 * 3600
 
     def test_no_secret_outside_demo_mode_is_refused(self, tmp_path: Path):
         """A database never served in demo mode does not quietly become one."""

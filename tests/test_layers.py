@@ -33,12 +33,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("broker", ("server.broker",)),
     ("hub", ("server.hub", "server.feed", "server.schools", "server.jwks",
              "server.contacts")),
-    ("node parts", ("server.summaries", "server.audience", "server.held",
+    ("node parts", ("server.summaries", "server.audience", "server.held", "server.sessions",
+                    "server.revocation",
                     "server.noticeboard", "server.conversations", "server.activity")),
     ("node", ("server.node",)),
     ("session", ("server.session",)),
-    ("app", ("server.web", "server.headers", "server.handshake")),
-    ("cli", ("server.cli", "server.__main__", "server.loadtest", "server.client")),
+    ("app", ("server.web", "server.headers", "server.handshake", "server.session_routes")),
+    ("cli", ("server.cli", "server.__main__", "server.loadtest", "server.client",
+             "server.session_client")),
 ]
 
 

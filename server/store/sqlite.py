@@ -73,6 +73,7 @@ from .base import (
 )
 from .failures import WriteHealth, translate
 from .sqlite_broadcasts import SqliteBroadcasts
+from .sqlite_sessions import SqliteSessions, end_deactivated
 from .times import dt, ts
 
 __all__ = ["SqliteStore"]
@@ -93,7 +94,7 @@ def _migrations() -> list[tuple[int, str]]:
 
 
 
-class SqliteStore(SqliteBroadcasts):
+class SqliteStore(SqliteBroadcasts, SqliteSessions):
     """A :class:`~server.store.contract.Store` in one SQLite file (``":memory:"`` for tests)."""
 
     def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
@@ -432,6 +433,7 @@ class SqliteStore(SqliteBroadcasts):
                 "UPDATE users SET active = 0 WHERE school_id = ? AND id = ?",
                 [(sid, uid) for uid in gone],
             )
+            await end_deactivated(db, sid, gone, now)
             version_row = await (
                 await db.execute("SELECT version FROM schools WHERE id = ?", (sid,))
             ).fetchone()
