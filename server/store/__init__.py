@@ -38,6 +38,7 @@ from .contract import (
     DiscussionStore,
     HeldStore,
     MessageStore,
+    SigninStore,
     Store,
 )
 from .postgres import PostgresStore
@@ -59,6 +60,7 @@ __all__ = [
     "MessageStore",
     "PostgresStore",
     "Receipt",
+    "SigninStore",
     "SqliteStore",
     "Store",
     "StoredMessage",
