@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                     "server.noticeboard", "server.conversations", "server.activity")),
     ("node", ("server.node",)),
     ("session", ("server.session",)),
-    ("app", ("server.web", "server.headers", "server.handshake")),
+    ("app", ("server.web", "server.headers", "server.handshake", "server.signin")),
     ("cli", ("server.cli", "server.__main__", "server.loadtest", "server.client")),
 ]
 
