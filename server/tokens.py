@@ -1,7 +1,10 @@
 """Signed, expiring identity tokens (JWT, HS256).
 
 A token names an establishment (``sch``) and a user (``sub``) and expires
-(``exp``). Every time claim (``exp``, and ``iat`` and ``nbf`` when present) is
+(``exp``); one issued for a sign-in session (:mod:`server.sessions`) names it too
+(``sid``), so that ending the session refuses its access tokens at once.
+
+Every time claim (``exp``, and ``iat`` and ``nbf`` when present) is
 checked against the time passed in, never the wall clock, so the server's
 injected clock (``PREAU_CLOCK_START``) governs them all: a clock set a year ahead
 accepts the tokens ``preau token`` issues for it.
@@ -34,18 +37,23 @@ class Identity:
     school_id: SchoolId
     user_id: UserId
     expires_at: datetime
+    session_id: str | None = None  # the sign-in session (``sid``), if the token has one
 
 
 def issue_token(
-    secret: str, school_id: SchoolId, user_id: UserId, *, ttl: timedelta, now: datetime
+    secret: str, school_id: SchoolId, user_id: UserId, *, ttl: timedelta, now: datetime,
+    session_id: str | None = None,
 ) -> str:
-    """A token for ``user_id`` of ``school_id``, valid from ``now`` for ``ttl``."""
-    claims = {
+    """A token for ``user_id`` of ``school_id``, valid from ``now`` for ``ttl`` (of the
+    sign-in session ``session_id``, if given)."""
+    claims: dict[str, str | int] = {
         "sch": school_id,
         "sub": user_id,
         "iat": int(now.timestamp()),
         "exp": int((now + ttl).timestamp()),
     }
+    if session_id is not None:
+        claims["sid"] = session_id
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -83,4 +91,7 @@ def read_token(secret: str, token: str, *, now: datetime) -> Identity:
             from None
     if now >= expires_at:
         raise Refused(ErrorCode.UNAUTHENTICATED, "The token has expired: sign in again.")
-    return Identity(SchoolId(sch), UserId(sub), expires_at)
+    sid = claims.get("sid")
+    if sid is not None and not isinstance(sid, str):
+        raise Refused(ErrorCode.UNAUTHENTICATED, "Invalid token: malformed sid.")
+    return Identity(SchoolId(sch), UserId(sub), expires_at, sid)

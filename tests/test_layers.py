@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("storage", ("server.store",)),
     ("broker", ("server.broker",)),
     ("hub", ("server.hub", "server.feed", "server.schools")),
-    ("node parts", ("server.summaries", "server.audience", "server.held",
+    ("node parts", ("server.summaries", "server.audience", "server.held", "server.sessions",
                     "server.noticeboard", "server.conversations", "server.activity")),
     ("node", ("server.node",)),
     ("session", ("server.session",)),

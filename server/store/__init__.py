@@ -30,6 +30,9 @@ from .base import (
     HeldMessage,
     ImportReport,
     Receipt,
+    Rotation,
+    RotationOutcome,
+    SignInSession,
     StoredMessage,
 )
 from .contract import (
@@ -38,6 +41,7 @@ from .contract import (
     DiscussionStore,
     HeldStore,
     MessageStore,
+    SessionStore,
     SigninStore,
     Store,
 )
@@ -60,6 +64,10 @@ __all__ = [
     "MessageStore",
     "PostgresStore",
     "Receipt",
+    "Rotation",
+    "RotationOutcome",
+    "SessionStore",
+    "SignInSession",
     "SigninStore",
     "SqliteStore",
     "Store",

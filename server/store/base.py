@@ -6,6 +6,7 @@ them, one per role, are in :mod:`server.store.contract`.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +25,9 @@ __all__ = [
     "HeldMessage",
     "ImportReport",
     "Receipt",
+    "Rotation",
+    "RotationOutcome",
+    "SignInSession",
     "StoredMessage",
 ]
 
@@ -175,3 +179,39 @@ class Receipt:
     answered_at: datetime | None
     answers: tuple[Answer, ...] | None
     reminded_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SignInSession:
+    """A sign-in: who, how (``provider``: ``demo``, ``oidc``, ``cas``…, with the provider's
+    own session id for its back-channel logout), since when, and when it ended."""
+
+    id: str
+    school_id: SchoolId
+    user_id: UserId
+    provider: str
+    provider_session: str | None
+    created_at: datetime
+    last_used_at: datetime
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+
+
+class RotationOutcome(enum.Enum):
+    """What became of a refresh token presented for rotation
+    (:meth:`~server.store.contract.SessionStore.rotate_refresh`)."""
+
+    ROTATED = "rotated"  # used now; the new one replaces it
+    REUSED = "reused"    # used before: the session is ended now (reuse detection)
+    EXPIRED = "expired"  # too old: nothing changed
+    REVOKED = "revoked"  # its session had ended already: nothing changed
+    UNKNOWN = "unknown"  # no such token (or one removed once expired)
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """The outcome of a rotation, and the session as it stands after it (``None`` when
+    the token is unknown)."""
+
+    outcome: RotationOutcome
+    session: SignInSession | None

@@ -1,6 +1,6 @@
 """The store contract: what Préau asks of a database, one role at a time.
 
-Five role protocols, each readable in one sitting, and :class:`Store`, their union
+Six role protocols, each readable in one sitting, and :class:`Store`, their union
 plus a lifecycle. Code that needs one role may ask for that protocol only (the
 held-item releaser needs a :class:`HeldStore`, not a whole store).
 :class:`~server.store.sqlite.SqliteStore` and the PostgreSQL store implement all of
@@ -42,6 +42,8 @@ from .base import (
     HeldMessage,
     ImportReport,
     Receipt,
+    Rotation,
+    SignInSession,
     StoredMessage,
 )
 
@@ -51,6 +53,7 @@ __all__ = [
     "DiscussionStore",
     "HeldStore",
     "MessageStore",
+    "SessionStore",
     "SigninStore",
     "Store",
 ]
@@ -88,7 +91,8 @@ class DirectoryStore(Protocol):
         """Create or update a school from a validated directory, in one transaction.
 
         Users absent from ``directory`` are deactivated (kept, so discussions keep
-        their authors); discussions, messages and preferences are untouched.
+        their authors) and their sign-in sessions ended (reason ``deactivated``, see
+        :class:`SessionStore`); discussions, messages and preferences are untouched.
         """
 
     async def update_settings(
@@ -409,6 +413,43 @@ class HeldStore(Protocol):
         Broadcasts scheduled by their author keep their time."""
 
 
+class SessionStore(Protocol):
+    """Sign-in sessions and their refresh tokens (:mod:`server.sessions`).
+
+    A refresh token is kept only as its SHA-256 (``*_hash``, hex): the store never sees
+    the token. Each use rotates it (:meth:`rotate_refresh`); a used one is kept until it
+    expires, so that its second use is recognised and ends the session. Whatever the
+    number of nodes presenting the same token at once, exactly one rotates it.
+    """
+
+    async def create_session(
+        self, school_id: SchoolId, user_id: UserId, *, session_id: str, provider: str,
+        provider_session: str | None, refresh_hash: str, now: datetime,
+        refresh_expires_at: datetime,
+    ) -> SignInSession:
+        """Open a session with its first refresh token, in one transaction."""
+
+    async def get_session(self, school_id: SchoolId, session_id: str) -> SignInSession:
+        """The session, ended or not; :class:`NotFound` if absent or of another school."""
+
+    async def rotate_refresh(
+        self, refresh_hash: str, new_hash: str, *, now: datetime, refresh_expires_at: datetime
+    ) -> Rotation:
+        """Use a refresh token: if it is unused, unexpired and its session open, mark it
+        used and store ``new_hash`` in its place (``ROTATED``). If it was used already,
+        end its session (reason ``reuse``) and every token of it (``REUSED``). Otherwise
+        change nothing (``EXPIRED``, ``REVOKED``, ``UNKNOWN``). One transaction."""
+
+    async def end_sessions(
+        self, school_id: SchoolId, *, now: datetime, reason: str,
+        session_id: str | None = None, user_id: UserId | None = None,
+        provider: str | None = None, provider_session: str | None = None,
+    ) -> list[str]:
+        """End the open sessions of the school that match every filter given (one session,
+        a user's, or those of a provider's session; at least one filter); the ids of
+        those ended now (not those ended before)."""
+
+
 class SigninStore(Protocol):
     """The short-lived grants of a sign-in through a school's identity provider
     (:mod:`server.signin`): a sign-in waiting for the provider (``kind`` ``"pending"``,
@@ -434,7 +475,7 @@ class SigninStore(Protocol):
 
 
 class Store(DirectoryStore, DiscussionStore, MessageStore, BroadcastStore, HeldStore,
-            SigninStore, Protocol):
+            SessionStore, SigninStore, Protocol):
     """Every role of the store, and its lifecycle: durable state for a whole
     deployment (schools, settings, audit, discussions, messages, broadcasts, held
     items)."""

@@ -44,6 +44,7 @@ from ..settings import (
     without_unknown_profiles,
 )
 from .base import AuditEntry, ImportReport
+from .postgres_sessions import end_deactivated
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -208,6 +209,7 @@ class PostgresDirectory:
             if gone:
                 await db.execute("UPDATE users SET active = false "
                                  "WHERE school_id = $1 AND id = ANY($2::text[])", sid, gone)
+                await end_deactivated(db, sid, gone, now)
             version = await db.fetchval("SELECT version FROM schools WHERE id = $1", sid)
         added = sum(1 for uid in directory.users if uid not in existing)
         return ImportReport(school_id=sid, created=created, users_added=added,

@@ -72,6 +72,7 @@ from .base import (
 )
 from .failures import WriteHealth, translate
 from .sqlite_broadcasts import SqliteBroadcasts
+from .sqlite_sessions import SqliteSessions, end_deactivated
 from .sqlite_signin import SqliteSignin
 from .times import dt, ts
 
@@ -93,7 +94,7 @@ def _migrations() -> list[tuple[int, str]]:
 
 
 
-class SqliteStore(SqliteBroadcasts, SqliteSignin):
+class SqliteStore(SqliteBroadcasts, SqliteSessions, SqliteSignin):
     """A :class:`~server.store.contract.Store` in one SQLite file (``":memory:"`` for tests)."""
 
     def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
@@ -427,6 +428,7 @@ class SqliteStore(SqliteBroadcasts, SqliteSignin):
                 "UPDATE users SET active = 0 WHERE school_id = ? AND id = ?",
                 [(sid, uid) for uid in gone],
             )
+            await end_deactivated(db, sid, gone, now)
             version_row = await (
                 await db.execute("SELECT version FROM schools WHERE id = ?", (sid,))
             ).fetchone()
