@@ -64,6 +64,7 @@ class Session(Member, Protocol):
     def expires_at(self) -> datetime: ...
 
     encoding: Encoding
+    session_id: str | None  # the sign-in session of its token (``sid``), if any
 
 
 class Replay:

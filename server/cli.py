@@ -28,6 +28,7 @@ from .tokens import issue_token
 
 __all__ = ["MASS_REMOVAL_MIN", "main"]
 
+CLI_TOKEN_TTL = 12 * 3600  # seconds: `preau token` without --ttl
 MASS_REMOVAL_MIN = 10  # below this many removals, a small school's file is trusted as is
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -88,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="print a signed token for a user (development)")
     token.add_argument("user_id")
     token.add_argument("--school", help="school id (default: the only school)")
-    token.add_argument("--ttl", type=_positive, help="lifetime in seconds (default 12 h)")
+    token.add_argument("--ttl", type=_positive,
+                       help="lifetime in seconds (default 12 h, whatever PREAU_TOKEN_TTL)")
     _database_flag(token)
     token.set_defaults(run=_token)
 
@@ -279,7 +281,9 @@ def _token(args: argparse.Namespace, config: Config) -> int:
             secret = await _token_secret(config, store)
         finally:
             await store.close()
-        ttl = timedelta(seconds=args.ttl or config.token_ttl)
+        # Not PREAU_TOKEN_TTL (minutes, for sessions' access tokens): a token made here
+        # has no session to refresh it, so it lasts 12 h unless told otherwise.
+        ttl = timedelta(seconds=args.ttl or CLI_TOKEN_TTL)
         # The token must be valid by the server's clock (PREAU_CLOCK_START shifts it).
         now = configured_clock(config.clock_start)()
         print(issue_token(secret, school, UserId(args.user_id), ttl=ttl, now=now))

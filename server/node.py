@@ -52,6 +52,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .model import DiscussionId, SchoolId, UserId
 from .noticeboard import Noticeboard
 from .protocol import CloseCode
+from .revocation import Revocations
 from .schools import Establishment, Schools
 from .store import Store, StoredMessage
 
@@ -114,8 +115,11 @@ class Node:
         self._dispatch.on(events.DiscussionAdded, self._on_discussion_added)
         self._dispatch.on(events.PolicyChanged, self._on_policy_changed)
         self._dispatch.on(events.HeldDropped, self._on_held_dropped)
+        # Ended sign-in sessions: their tokens refused, their connections cut.
+        self.revocations = Revocations(store, self.hub, publish=self.announce)
         self.activity.register(self._dispatch)
         self.noticeboard.register(self._dispatch)
+        self.revocations.register(self._dispatch)
         if self._dispatch.missing():  # a kind nobody handles: fail now, not at its first event
             raise RuntimeError(f"no handler for events {self._dispatch.missing()}")
 
@@ -363,7 +367,8 @@ class Node:
 
     def handle_resubscribed(self) -> None:
         """Pub/sub may have dropped publications while Redis was away: re-read the store
-        (messages, memberships and settings)."""
+        (messages, memberships and settings), and which sign-in sessions ended."""
+        self.revocations.forget_open()
         for key in self.audience.followed():
             self._spawn(self.audience.catch_up(key))
         for school in list(self._school_subs):

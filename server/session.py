@@ -80,7 +80,8 @@ class Session:
 
     __slots__ = ("_allowance", "_busy", "_catching", "_closing", "_held",
                  "_leave_after_request", "_pause", "_positions", "_secret", "encoding",
-                 "expires_at", "node", "outbox", "school_id", "state", "transport", "user_id")
+                 "expires_at", "node", "outbox", "school_id", "session_id", "state",
+                 "transport", "user_id")
 
     def __init__(self, node: Node, transport: Transport, encoding: Encoding, *,
                  secret: str) -> None:
@@ -92,6 +93,7 @@ class Session:
         self.school_id = SchoolId("")
         self.user_id = UserId("")
         self.expires_at = datetime.max
+        self.session_id: str | None = None  # the token's sign-in session (``sid``)
         self._secret = secret
         self._positions: dict[DiscussionId, int] = {}
         self._catching: dict[DiscussionId, list[tuple[int, Frame | None]]] = {}
@@ -212,6 +214,8 @@ class Session:
             except NotFound:
                 raise Refused(ErrorCode.UNAUTHENTICATED, "The token names an unknown school.") \
                     from None
+            if identity.session_id is not None:  # an ended session's token is refused
+                await self.node.revocations.check(identity.school_id, identity.session_id)
         except FrameError as exc:
             close = (CloseCode.UNAUTHENTICATED if exc.code is ErrorCode.UNAUTHENTICATED
                      else CloseCode.PROTOCOL_ERROR)
@@ -247,6 +251,8 @@ class Session:
             return False
         self.school_id, self.user_id = identity.school_id, identity.user_id
         self.expires_at = identity.expires_at
+        # Set before attach adds it to the hub: a SessionsEnded from then on closes it.
+        self.session_id = identity.session_id
         self.state = SessionState.OPEN
         try:
             incomplete = await self.node.attach(self, hello.resume)

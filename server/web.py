@@ -69,6 +69,8 @@ from .protocol import (
 )
 from .schools import Establishment, Schools, fold, person
 from .session import Session
+from .session_routes import SessionRoutes, credentials_json
+from .sessions import Sessions
 from .settings import (
     Json,
     apply_preferences_patch,
@@ -77,7 +79,7 @@ from .settings import (
     settings_to_json,
 )
 from .store import AuditEntry, Store, open_store
-from .tokens import Identity, issue_token, read_token
+from .tokens import Identity, read_token
 
 __all__ = [
     "DEMO_SECRET_KEY",
@@ -150,6 +152,7 @@ class _Services:
     secret: str
     clock: Clock
     node: Node
+    sessions: Sessions  # sign-in sessions: what a sign-in flow ends with (open_session)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +204,10 @@ def create_app(
                         limits=limits or config.limits(), node_id=config.node_id,
                         events_version=config.events_version)
             await node.start()
-            services["s"] = _Services(st, schools, secret, clock, node)
+            sessions = Sessions(st, schools, secret=secret, ended=node.revocations.announce,
+                                access_ttl=timedelta(seconds=config.token_ttl),
+                                refresh_ttl=timedelta(seconds=config.refresh_ttl))
+            services["s"] = _Services(st, schools, secret, clock, node, sessions)
             yield
         finally:
             if node is not None:
@@ -236,7 +242,8 @@ def create_app(
         report = {"status": "ready", "store": "ok", "broker": "ok",
                   "connections": len(s.node.hub),
                   "discussions": sum(1 for _ in s.node.hub.discussions()),
-                  "events_unreadable": s.node.events_unreadable}
+                  "events_unreadable": s.node.events_unreadable,
+                  "refresh_reuse_detected": s.sessions.reuse_detected}
         try:
             await s.store.list_schools()
         except StoreError as exc:
@@ -279,21 +286,25 @@ def create_app(
         })
 
     async def demo_token(request: Request) -> Response:
-        """Demo mode only: a token for any user of the school, without a password."""
+        """Demo mode only: a sign-in session for any user of the school, without a
+        password (provider ``demo``): an access token and a refresh token, as every
+        other way of signing in gives."""
+        s = services["s"]
         try:
             est = await demo_school(request)
             body = await _json_body(request)
             user_id = body.get("user") if isinstance(body, dict) else None
             if not isinstance(user_id, str) or est.gatekeeper.user(UserId(user_id)) is None:
                 raise Refused(ErrorCode.BAD_REQUEST, "Give the 'user' id of someone here.")
+            credentials = await s.sessions.open_session(
+                est.gatekeeper.state.directory.school.id, UserId(user_id), provider="demo",
+                provider_session=None, now=s.clock())
         except PreauError as exc:
             return _error_response(exc)
-        s = services["s"]
-        now = s.clock()
-        ttl = timedelta(seconds=config.token_ttl)
-        token = issue_token(s.secret, est.gatekeeper.state.directory.school.id,
-                            UserId(user_id), ttl=ttl, now=now)
-        return JSONResponse({"token": token, "expires_at": _iso(now + ttl)})
+        # "token" as before this release, for clients that read only it.
+        return JSONResponse({"token": credentials.access_token,
+                             **credentials_json(credentials)},
+                            headers={"Cache-Control": "no-store"})
 
     async def websocket(ws: WebSocket) -> None:
         offered = ws.scope.get("subprotocols", [])
@@ -306,8 +317,12 @@ def create_app(
         s = services["s"]
         await Session(s.node, _WebSocketTransport(ws), encoding, secret=s.secret).run()
 
+    session_routes = SessionRoutes(lambda: services["s"].sessions, clock,
+                                   error_response=_error_response, json_body=_json_body)
     routes = [
         Route("/healthz", healthz),
+        Route("/api/session/refresh", session_routes.refresh, methods=["POST"]),
+        Route("/api/session/logout", api(session_routes.logout), methods=["POST"]),
         Route("/readyz", readyz),
         WebSocketRoute("/ws", websocket),
         Route("/api/me", api(_me)),
@@ -453,6 +468,8 @@ async def _authenticate(services: _Services, request: Request) -> _Caller:
         school = await services.schools.get(identity.school_id)
     except NotFound:
         raise Refused(ErrorCode.UNAUTHENTICATED, "The token names an unknown school.") from None
+    if identity.session_id is not None:  # an ended session's token is refused (cached)
+        await services.node.revocations.check(identity.school_id, identity.session_id)
     user = school.gatekeeper.user(identity.user_id)
     if user is None:
         raise Refused(ErrorCode.UNAUTHENTICATED, "This account is not in the school's directory.")

@@ -32,10 +32,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("broker", ("server.broker",)),
     ("hub", ("server.hub", "server.feed", "server.schools")),
     ("node parts", ("server.summaries", "server.audience", "server.held", "server.sessions",
+                    "server.revocation",
                     "server.noticeboard", "server.conversations", "server.activity")),
     ("node", ("server.node",)),
     ("session", ("server.session",)),
-    ("app", ("server.web", "server.headers", "server.handshake", "server.signin")),
+    ("app", ("server.web", "server.headers", "server.handshake", "server.session_routes",
+             "server.signin")),
     ("cli", ("server.cli", "server.__main__", "server.loadtest", "server.client")),
 ]
 
