@@ -19,6 +19,7 @@ import { newDiscussionView } from './newdiscussion.js';
 import { preferencesView } from './preferences.js';
 import { Connection } from './protocol.js';
 import { settingsView } from './settings.js';
+import { finishEnt } from './ent.js';
 import { signInView } from './signin.js';
 import { setTitle, setUnread } from './tabbadge.js';
 import { explain, formatOpening, formatTime, personName } from './text.js';
@@ -32,6 +33,8 @@ let session = null; // {me, chat, connection, …} while signed in
 // ---------------------------------------------------------------------- start
 
 async function boot(message) {
+  const failed = await finishEnt();  // back from the ENT: ?code= or ?error=
+  if (failed) return showSignIn(failed);
   if (!getToken()) return showSignIn(message);
   let me;
   try {

@@ -6,7 +6,8 @@
   provider's return; the app gets ``code`` and its ``state`` (or ``error``);
 - ``POST /api/signin/token``: the app trades ``code`` and ``code_verifier`` for
   credentials (:meth:`~server.sessions.Sessions.open_session`);
-- ``POST /signin/{school}/oidc/backchannel-logout``, ``POST /signin/{school}/cas/callback``
+- ``POST /signin/{school}/oidc/backchannel-logout``,
+  ``GET /signin/{school}/oidc/frontchannel-logout``, ``POST /signin/{school}/cas/callback``
   (``logoutRequest``): the provider ends the sessions it opened;
 - ``GET /signin/{school}/{oidc|cas}/logout``: sign out at the provider too.
 """
@@ -29,11 +30,13 @@ from ..clock import Clock
 from ..errors import ErrorCode, NotFound, PreauError, Refused
 from ..model import SchoolId, UserId
 from ..schools import Schools
+from ..session_routes import credentials_json
 from ..sessions import Sessions
 from ..store import SigninStore
 from .cas import CasClient, session_index
 from .config import CasProvider, OidcProvider, SigninConfig
 from .grants import (
+    PENDING_TTL,
     Grant,
     Pending,
     challenge_of,
@@ -52,6 +55,7 @@ __all__ = ["Signin", "signin_routes"]
 
 log = logging.getLogger("preau.signin")
 
+CAS_COOKIE = "preau_cas_signin"  # never "lemonldap" or another provider's cookie name
 MAX_PARAM = 2048  # a redirect URI, a state, a code: anything longer is not one
 
 _EXPIRED = ("Cette demande de connexion a expiré ou a déjà servi. "
@@ -178,13 +182,21 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
                     nonce=pending.nonce, code_challenge=challenge_of(pending.verifier))
             else:
                 assert cas is not None
-                url = cas.login_url(_cas_service(signin, request, school, key))
+                url = cas.login_url(_callback(signin, request, school, "cas"))
         except ProviderError as exc:
             log.warning("sign-in at %s/%s cannot start: %s", school, kind, exc)
             return _refuse_to_app(pending, ErrorCode.PROVIDER_ERROR, _PROVIDER)
         except PreauError as exc:
             return _page(ErrorCode.UNAVAILABLE, str(exc), 503)
-        return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+        response = RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+        if cas is not None:
+            # CAS carries no state: the service URL must be the one registered, exactly
+            # (and the one its single logout is posted to). The browser that comes back
+            # with the ticket is the one that left: it brings the state in this cookie.
+            response.set_cookie(CAS_COOKIE, key, max_age=int(PENDING_TTL.total_seconds()),
+                                path=f"/signin/{school}/cas/", httponly=True, samesite="lax",
+                                secure=_base(signin, request).startswith("https:"))
+        return response
 
     async def oidc_callback(request: Request) -> Response:
         signin = get()
@@ -223,7 +235,7 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
             return _page(ErrorCode.NOT_FOUND, _NO_PROVIDER, 404)
         if request.method == "POST":
             return await _cas_logout(signin, school, request)
-        state, ticket = _param(request, "state"), _param(request, "ticket")
+        state, ticket = request.cookies.get(CAS_COOKIE), _param(request, "ticket")
         pending = None if state is None else await take_pending(
             signin.store, school, state, now=signin.clock())
         if pending is None or pending.provider != "cas":
@@ -231,11 +243,13 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
         if ticket is None:
             return _refuse_to_app(pending, ErrorCode.PROVIDER_ERROR, _DENIED)
         try:
-            user = await cas.validate(ticket, _cas_service(signin, request, school, state or ""))
+            user = await cas.validate(ticket, _callback(signin, request, school, "cas"))
         except ProviderError as exc:
             log.warning("CAS sign-in at %s refused: %s", school, exc)
             return _refuse_to_app(pending, ErrorCode.PROVIDER_ERROR, _PROVIDER)
-        return await _signed_in(signin, school, pending, user, "cas", ticket)
+        response = await _signed_in(signin, school, pending, user, "cas", ticket)
+        response.delete_cookie(CAS_COOKIE, path=f"/signin/{school}/cas/")
+        return response
 
     async def token(request: Request) -> Response:
         signin = get()
@@ -270,15 +284,9 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
                 raise Refused(ErrorCode.UNKNOWN_ACCOUNT, _UNKNOWN) from exc
         except PreauError as exc:
             return _error(exc)
-        return JSONResponse({
-            "token_type": "Bearer",
-            "access_token": credentials.access_token,
-            "refresh_token": credentials.refresh_token,
-            "expires_at": _iso(credentials.access_expires_at),
-            "session_id": credentials.session_id,
-            "school": school,
-            "user": user,
-        }, headers={"Cache-Control": "no-store"})
+        return JSONResponse({"token_type": "Bearer", **credentials_json(credentials),
+                             "school": school, "user": user},
+                            headers={"Cache-Control": "no-store"})
 
     async def backchannel_logout(request: Request) -> Response:
         signin = get()
@@ -306,6 +314,30 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
         log.info("back-channel logout at %s: %d session(s) ended", school, ended)
         return Response(status_code=200, headers={"Cache-Control": "no-store"})
 
+    async def frontchannel_logout(request: Request) -> Response:
+        """OpenID Connect Front-Channel Logout 1.0: the provider's logout page loads this
+        in an iframe with its ``iss`` and the session's ``sid`` (LemonLDAP::NG 2.16 has
+        no back-channel logout). The ``sid`` is known only to the provider, Préau and
+        that browser: it is what proves the request, as a CAS ticket does."""
+        signin = get()
+        school = SchoolId(request.path_params["school"])
+        oidc = signin.oidc(school)
+        iss, sid = _param(request, "iss"), _param(request, "sid")
+        headers = {"Cache-Control": "no-store"}
+        if oidc is None or sid is None:
+            return Response(status_code=400, headers=headers)
+        try:
+            issuer = (await oidc.metadata())["issuer"]
+        except ProviderError as exc:
+            log.warning("front-channel logout at %s: %s", school, exc)
+            return Response(status_code=503, headers=headers)
+        if iss is not None and iss != issuer:
+            return Response(status_code=400, headers=headers)
+        ended = await signin.sessions.end_provider_session(school, "oidc", sid,
+                                                           now=signin.clock())
+        log.info("front-channel logout at %s: %d session(s) ended", school, ended)
+        return HTMLResponse("<!doctype html><title>Préau</title>", headers=headers)
+
     async def provider_logout(request: Request) -> Response:
         """Sign out at the provider too, after the app's /api/session/logout."""
         signin = get()
@@ -331,16 +363,12 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
         Route("/signin/{school}/oidc/callback", oidc_callback, methods=["GET"]),
         Route("/signin/{school}/oidc/backchannel-logout", backchannel_logout,
               methods=["POST"]),
+        Route("/signin/{school}/oidc/frontchannel-logout", frontchannel_logout,
+              methods=["GET"]),
         Route("/signin/{school}/cas/callback", cas_callback, methods=["GET", "POST"]),
         Route("/signin/{school}/{kind}/start", start, methods=["GET"]),
         Route("/signin/{school}/{kind}/logout", provider_logout, methods=["GET"]),
     ]
-
-
-def _cas_service(signin: Signin, request: Request, school: str, state: str) -> str:
-    """The CAS service URL: the callback with the pending sign-in's state, the same at
-    login and at validation."""
-    return f"{_callback(signin, request, school, 'cas')}?{urlencode({'state': state})}"
 
 
 def _oidc_user(provider: OidcProvider, claims: dict[str, Any]) -> UserId | None:
@@ -382,10 +410,6 @@ async def _cas_logout(signin: Signin, school: SchoolId, request: Request) -> Res
                                                        now=signin.clock())
     log.info("CAS single logout at %s: %d session(s) ended", school, ended)
     return Response(status_code=200)
-
-
-def _iso(value: Any) -> str:
-    return str(value.isoformat().replace("+00:00", "Z"))
 
 
 def _error(exc: PreauError) -> Response:
