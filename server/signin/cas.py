@@ -36,9 +36,9 @@ class CasClient:
         query = "" if service is None else "?" + urlencode({"service": service})
         return f"{self.provider.server_url}/logout{query}"
 
-    async def validate(self, ticket: str, service: str) -> str:
-        """The directory user id the server vouches for with ``ticket``; ProviderError if
-        it does not."""
+    async def validate(self, ticket: str, service: str) -> tuple[str, str | None]:
+        """The directory user id the server vouches for with ``ticket``, and the school it
+        names (``school_attribute``, if configured); ProviderError if it does not."""
         path = "p3/serviceValidate" if self.provider.version == 3 else "serviceValidate"
         try:
             response = await self.http.get(f"{self.provider.server_url}/{path}",
@@ -59,7 +59,11 @@ class CasClient:
             user = success.findtext(f"{CAS_NS}attributes/{CAS_NS}{attribute}")
         if not user or not user.strip():
             raise ProviderError(f"the CAS answer has no {attribute or 'user'}")
-        return user.strip()
+        school = None
+        if self.provider.school_attribute is not None:
+            school = success.findtext(
+                f"{CAS_NS}attributes/{CAS_NS}{self.provider.school_attribute}")
+        return user.strip(), (school or "").strip() or None
 
 
 def session_index(logout_request: str) -> str | None:

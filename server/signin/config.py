@@ -20,9 +20,9 @@ from ..model import SchoolId, UserId
 __all__ = ["CasProvider", "OidcProvider", "SigninConfig", "load_signin_config",
            "parse_signin_config"]
 
-OIDC_KEYS = {"issuer", "client_id", "client_secret", "user_claim", "users", "scopes",
-             "label"}
-CAS_KEYS = {"server_url", "version", "user_attribute", "label"}
+OIDC_KEYS = {"issuer", "client_id", "client_secret", "user_claim", "school_claim", "users",
+             "scopes", "label"}
+CAS_KEYS = {"server_url", "version", "user_attribute", "school_attribute", "label"}
 SIGNIN_KEYS = {"public_url", "app_redirect_uris"}
 
 
@@ -40,6 +40,9 @@ class OidcProvider:
     users: Mapping[str, UserId] | None = None
     scopes: tuple[str, ...] = ("openid", "profile")
     label: str = "ENT"
+    # A provider shared by several schools (one ENT for a whole region) names the user's
+    # school in a claim: then it must be this school's id, since ids repeat across schools.
+    school_claim: str | None = None
 
     kind = "oidc"
 
@@ -55,6 +58,7 @@ class CasProvider:
     version: int = 3
     user_attribute: str | None = None
     label: str = "ENT"
+    school_attribute: str | None = None  # as OidcProvider.school_claim (CAS 3.0)
 
     kind = "cas"
 
@@ -150,6 +154,7 @@ def _oidc(school: SchoolId, raw: Any, path: str) -> OidcProvider:
         users=users,
         scopes=tuple(scopes),
         label=_string(table, "label", "ENT", path, where),
+        school_claim=_optional(table, "school_claim", path, where),
     )
 
 
@@ -173,7 +178,14 @@ def _cas(school: SchoolId, raw: Any, path: str) -> CasProvider:
         version=int(version),
         user_attribute=attribute,
         label=_string(table, "label", "ENT", path, where),
+        school_attribute=_optional(table, "school_attribute", path, where),
     )
+
+
+def _optional(table: Mapping[str, Any], key: str, path: str, where: str) -> str | None:
+    if key not in table:
+        return None
+    return _string(table, key, "", path, where)
 
 
 def _table(raw: Any, path: str, where: str) -> dict[str, Any]:

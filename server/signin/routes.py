@@ -243,10 +243,13 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
         if ticket is None:
             return _refuse_to_app(pending, ErrorCode.PROVIDER_ERROR, _DENIED)
         try:
-            user = await cas.validate(ticket, _callback(signin, request, school, "cas"))
+            found, named = await cas.validate(ticket, _callback(signin, request, school, "cas"))
         except ProviderError as exc:
             log.warning("CAS sign-in at %s refused: %s", school, exc)
             return _refuse_to_app(pending, ErrorCode.PROVIDER_ERROR, _PROVIDER)
+        # An account of another school is nobody here: ids repeat across schools.
+        other = cas.provider.school_attribute is not None and named != school
+        user = None if other else found
         response = await _signed_in(signin, school, pending, user, "cas", ticket)
         response.delete_cookie(CAS_COOKIE, path=f"/signin/{school}/cas/")
         return response
@@ -372,6 +375,9 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
 
 
 def _oidc_user(provider: OidcProvider, claims: dict[str, Any]) -> UserId | None:
+    if provider.school_claim is not None and claims.get(provider.school_claim) != \
+            provider.school_id:
+        return None  # an account of another school: ids repeat across schools
     value = claims.get(provider.user_claim)
     if isinstance(value, list) and len(value) == 1:  # a multi-valued attribute of one
         value = value[0]
