@@ -1,0 +1,221 @@
+"""Signing in through a school's identity provider, against a real LemonLDAP::NG
+(tests/identity_provider.py): OpenID Connect with PKCE, CAS 3.0, the one-time Préau code
+and its exchange, every refusal (never a token), and the provider's logout cutting the
+live connection."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from urllib.parse import urljoin
+
+import httpx
+import pytest
+
+from tests.identity_provider import Account
+from tests.signin_fixture import (
+    APP_URI,
+    PASSWORDS,
+    SigninServer,
+    exchange,
+    follow_to,
+    pkce,
+    sign_in,
+    signin_server,  # noqa: F401 — the fixture
+    submit_login,
+)
+from tests.wire import Wire
+
+pytestmark = pytest.mark.slow
+
+
+_clients: list[httpx.Client] = []
+
+
+def browser_like() -> httpx.Client:
+    client = httpx.Client(timeout=20)
+    _clients.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_clients():
+    yield
+    while _clients:
+        _clients.pop().close()
+
+
+def me(server: SigninServer, token: str) -> httpx.Response:
+    return httpx.get(f"{server.url}/api/me", headers={"Authorization": f"Bearer {token}"},
+                     timeout=10)
+
+
+def test_the_providers_are_listed(signin_server: SigninServer):
+    answer = httpx.get(f"{signin_server.url}/api/signin/providers", timeout=10).json()
+    assert [(p["school"], p["kind"], p["start"]) for p in answer["providers"]] == [
+        ("hugo", "cas", "/signin/hugo/cas/start"), ("hugo", "oidc", "/signin/hugo/oidc/start")]
+
+
+def test_a_teacher_signs_in_with_openid_connect(signin_server: SigninServer):
+    returned = sign_in(signin_server, "claire.martin")
+    assert returned.params["state"] == "app-state-1"
+    assert "error" not in returned.params
+    answer = exchange(signin_server, returned)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["school"], body["user"], body["token_type"]) == ("hugo", "t1", "Bearer")
+    assert body["refresh_token"]
+    assert me(signin_server, body["access_token"]).json()["user"]["id"] == "t1"
+
+
+def test_a_mobile_app_gets_its_code_on_its_custom_scheme(signin_server: SigninServer):
+    returned = sign_in(signin_server, "marc.petit", redirect_uri=APP_URI)
+    assert returned.location.startswith(APP_URI + "?")
+    answer = exchange(signin_server, returned)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["user"] == "p1"
+
+
+def test_a_code_is_used_once(signin_server: SigninServer):
+    returned = sign_in(signin_server, "claire.martin")
+    assert exchange(signin_server, returned).status_code == 200
+    again = exchange(signin_server, returned)
+    assert again.status_code == 400
+    assert again.json()["error"]["code"] == "invalid_grant"
+    assert "access_token" not in again.text
+
+
+@pytest.mark.parametrize("wrong", ["code_verifier", "redirect_uri"])
+def test_a_code_needs_its_verifier_and_redirect_uri(signin_server: SigninServer, wrong: str):
+    returned = sign_in(signin_server, "claire.martin")
+    other = pkce()[0] if wrong == "code_verifier" else APP_URI
+    refused = exchange(signin_server, returned, **{wrong: other})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "invalid_grant"
+    # The try used the code up: the right values no longer work either.
+    assert exchange(signin_server, returned).status_code == 400
+
+
+def test_a_tampered_or_replayed_state_gets_no_code(signin_server: SigninServer):
+    client = browser_like()
+    verifier, challenge = pkce()
+    start = client.get(f"{signin_server.url}/signin/hugo/oidc/start",
+                       params={"redirect_uri": signin_server.own_page,
+                               "code_challenge": challenge, "code_challenge_method": "S256",
+                               "state": "s"})
+    page = follow_to(client, start, f"{signin_server.url}/signin/hugo/oidc/callback")
+    answer = submit(client, page, "claire.martin")
+    back = follow_to(client, answer, f"{signin_server.url}/signin/hugo/oidc/callback")
+    callback_url = urljoin(str(back.url), back.headers["location"])
+    tampered = re.sub(r"state=([^&]+)", lambda m: "state=" + m.group(1)[::-1], callback_url)
+    refused = client.get(tampered)
+    assert refused.status_code == 400
+    assert "Connexion impossible" in refused.text and "location" not in refused.headers
+    # The real state still works once…
+    first = client.get(callback_url)
+    assert first.status_code == 303 and "code=" in first.headers["location"]
+    # …and never twice (a replayed redirect from the provider, code and state).
+    replayed = client.get(callback_url)
+    assert replayed.status_code == 400
+    assert "location" not in replayed.headers
+
+
+def test_a_replayed_provider_code_is_refused_by_the_provider(signin_server: SigninServer):
+    client = browser_like()
+    verifier, challenge = pkce()
+    params = {"redirect_uri": signin_server.own_page, "code_challenge": challenge,
+              "code_challenge_method": "S256", "state": "s"}
+    start = client.get(f"{signin_server.url}/signin/hugo/oidc/start", params=params)
+    page = follow_to(client, start, f"{signin_server.url}/signin/hugo/oidc/callback")
+    back = follow_to(client, submit(client, page, "claire.martin"),
+                     f"{signin_server.url}/signin/hugo/oidc/callback")
+    callback_url = urljoin(str(back.url), back.headers["location"])
+    assert "code=" in client.get(callback_url).headers["location"]
+    provider_code = re.search(r"[?&]code=([^&]+)", callback_url)
+    assert provider_code is not None
+    # A new sign-in of the same browser, presented with the used provider code.
+    start = client.get(f"{signin_server.url}/signin/hugo/oidc/start", params=params)
+    state = re.search(r"[?&]state=([^&]+)", start.headers["location"])
+    assert state is not None
+    replay = client.get(f"{signin_server.url}/signin/hugo/oidc/callback",
+                        params={"code": provider_code.group(1), "state": state.group(1)},
+                        )
+    assert replay.status_code == 303
+    assert "error=provider_error" in replay.headers["location"]
+    assert "code=" not in replay.headers["location"]
+
+
+@pytest.mark.parametrize("login", ["inconnu", "sans.preau"])
+def test_an_account_the_directory_lacks_gets_no_code(signin_server: SigninServer, login: str):
+    returned = sign_in(signin_server, login)
+    assert returned.params["error"] == "unknown_account"
+    assert "code" not in returned.params
+    assert "utilisateur actif" in returned.params["error_description"]
+
+
+def test_an_account_of_another_school_gets_no_code(signin_server: SigninServer):
+    # "t1" is also a teacher of moulin: the provider says which school the account is of.
+    signin_server.provider.add_account(Account("moulin.t1", "moulin-pw", {
+        "preau_uid": "t1", "preau_school": "moulin", "cn": "Claire Martin-Moulin"}))
+    PASSWORDS["moulin.t1"] = "moulin-pw"
+    returned = sign_in(signin_server, "moulin.t1")
+    assert returned.params["error"] == "unknown_account"
+    assert "code" not in returned.params
+
+
+def test_a_bad_start_is_a_french_page(signin_server: SigninServer):
+    _, challenge = pkce()
+    for params in ({"redirect_uri": "https://evil.example/", "code_challenge": challenge,
+                    "code_challenge_method": "S256"},
+                   {"redirect_uri": signin_server.own_page, "code_challenge": challenge,
+                    "code_challenge_method": "plain"},
+                   {"redirect_uri": signin_server.own_page}):
+        page = httpx.get(f"{signin_server.url}/signin/hugo/oidc/start", params=params,
+                         timeout=10)
+        assert page.status_code == 400
+        assert "Connexion impossible" in page.text
+    assert httpx.get(f"{signin_server.url}/signin/moulin/oidc/start", timeout=10
+                     ).status_code == 404
+
+
+def test_a_parent_signs_in_with_cas(signin_server: SigninServer):
+    returned = sign_in(signin_server, "marc.petit", kind="cas")
+    assert returned.params["state"] == "app-state-1"
+    answer = exchange(signin_server, returned)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["user"] == "p1"
+
+
+def test_logging_out_at_the_provider_cuts_the_connection(signin_server: SigninServer):
+    client = browser_like()  # the browser: it keeps the provider's cookie
+    returned = sign_in(signin_server, "claire.martin", client=client)
+    credentials = exchange(signin_server, returned).json()
+
+    async def run() -> None:
+        wire, _ = await Wire.signed_in(signin_server.url.replace("http", "ws") + "/ws",
+                                       credentials["access_token"])
+        try:
+            # Préau's logout page sends the browser to the provider's end_session…
+            out = client.get(f"{signin_server.url}/signin/hugo/oidc/logout",
+                             params={"redirect_uri": signin_server.own_page})
+            assert out.status_code == 303
+            page = await asyncio.to_thread(
+                client.get, out.headers["location"], follow_redirects=True)
+            # …whose page loads Préau's front-channel logout in an iframe, as browsers do.
+            frames = re.findall(r'<iframe[^>]*src="([^"]+)"', page.text)
+            assert frames, page.text[:500]
+            for src in frames:
+                await asyncio.to_thread(client.get, src.replace("&amp;", "&"))
+            code, _reason = await wire.closed(timeout=10)
+            assert code == 4501
+        finally:
+            await wire.close()
+
+    asyncio.run(run())
+    refreshed = httpx.post(f"{signin_server.url}/api/session/refresh",
+                           json={"refresh_token": credentials["refresh_token"]}, timeout=10)
+    assert refreshed.status_code == 401
+
+
+def submit(client: httpx.Client, page: httpx.Response, login: str) -> httpx.Response:
+    return submit_login(client, page, login, PASSWORDS[login])
