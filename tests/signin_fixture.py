@@ -84,8 +84,8 @@ school_attribute = "preau_school"
     return path
 
 
-@pytest.fixture
-def signin_server(identity_provider: IdentityProvider, schools_url: str, tmp_path: Path,
+@pytest.fixture(name="signin_server")
+def signin_server_fixture(identity_provider: IdentityProvider, schools_url: str, tmp_path: Path,
                   limits: Limits) -> Iterator[SigninServer]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"

@@ -223,9 +223,12 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
             log.warning("OpenID Connect sign-in at %s refused: %s", school, exc)
             return _refuse_to_app(pending, ErrorCode.PROVIDER_ERROR, _PROVIDER)
         user = _oidc_user(oidc.provider, claims)
+        # The provider's session, which its logout names: the ID token's sid; without
+        # one (LemonLDAP::NG 2.16 puts none, and its front-channel logout names the
+        # account's login as sid), the subject.
         sid = claims.get("sid")
         return await _signed_in(signin, school, pending, user, "oidc",
-                                sid if isinstance(sid, str) else None)
+                                sid if isinstance(sid, str) else str(claims["sub"]))
 
     async def cas_callback(request: Request) -> Response:
         signin = get()
