@@ -107,10 +107,13 @@ def identity_provider() -> Iterator[IdentityProvider]:
     ``DEFAULT_ACCOUNTS``. A test declares Préau's URLs with ``configure()`` first."""
     try:
         provider = IdentityProvider()
-        provider.start()
     except IdentityProviderUnavailable as exc:
         raise pytest.fail.Exception(str(exc), pytrace=False) from None  # the hint, alone
     try:
+        try:
+            provider.start()
+        except IdentityProviderUnavailable as exc:
+            raise pytest.fail.Exception(str(exc), pytrace=False) from None
         yield provider
     finally:
         provider.close()

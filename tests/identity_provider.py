@@ -19,7 +19,10 @@ It plays, towards Préau, what an ENT plays in production:
   **no OIDC back-channel logout** (``backchannel_logout_supported`` is false in its
   discovery document; its code says "TODO #1194"): it has *front-channel* logout,
   an ``<iframe src="frontchannel_logout_url?iss=…&sid=…">`` in the page the browser
-  sees after ``end_session_url``; ``sid`` is the ``sid`` claim of the ID token.
+  sees when it signs out at the portal (``end_session_url?confirm=1`` or
+  ``url/?logout=1``; with ``post_logout_redirect_uri`` it is redirected at once and no
+  iframe is shown). ``sid`` is the user's ``sub`` (2.16 puts no ``sid`` claim in the ID
+  token). LL::NG counts Préau as signed in only once Préau has taken its tokens.
 - **CAS server** (2.0 and 3.0), ``cas_url`` (``/cas/login``, ``/cas/serviceValidate``,
   ``/cas/p3/serviceValidate``, ``/cas/logout``), releasing ``preau_uid`` and
   ``preau_school`` as CAS attributes; **CAS back-channel single logout** is on: at
@@ -41,8 +44,10 @@ A missing package or a portal that does not start raises
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -62,17 +67,20 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 __all__ = [
     "DEFAULT_ACCOUNTS",
     "INSTALL_HINT",
+    "LOGIN_FORM_FIELDS",
     "Account",
     "IdentityProvider",
     "IdentityProviderUnavailable",
+    "submit_login",
 ]
 
 INSTALL_HINT = (
-    "LemonLDAP::NG is not installed: `make test` installs it, or run "
-    "`apt-get install --no-install-recommends liblemonldap-ng-portal-perl "
-    "lemonldap-ng-fastcgi-server libdbd-sqlite3-perl` (Debian 12 or later)")
+    "LemonLDAP::NG is not installed: run `make lemonldap` (it apt-installs Debian's "
+    "liblemonldap-ng-portal-perl, plackup and the Perl modules the portal needs, listed "
+    "in the Makefile; as root or with sudo, Debian 12 or later)")
 _PORTAL_PSGI = Path("/usr/share/lemonldap-ng/portal/htdocs/index.psgi")
 _STATIC = Path("/usr/share/lemonldap-ng/portal/htdocs/static")
+_JAVASCRIPT = Path("/usr/share/javascript")  # jQuery, Bootstrap: Debian's libjs-* packages
 _TEMPLATES = Path("/usr/share/lemonldap-ng/portal/templates")
 _START_TIMEOUT = 60.0  # seconds; reached only when it fails (it starts in a few seconds)
 _STOP_TIMEOUT = 10.0
@@ -111,6 +119,33 @@ DEFAULT_ACCOUNTS: tuple[Account, ...] = (
                                       "cn": "Compte Inconnu"}),
     Account("sans.preau", "sans-pw", {"cn": "Sans Identifiant"}),
 )
+
+
+# The login page's form: ``user`` and ``password`` (ids in the page: #userfield,
+# #passwordfield), posted back to the page's own URL with its hidden inputs.
+LOGIN_FORM_FIELDS = ("user", "password")
+_HIDDEN_INPUT = re.compile(r'<input[^>]*type="hidden"[^>]*>')
+_ATTRIBUTE = re.compile(r'(name|value)="([^"]*)"')
+
+
+def submit_login(client: httpx.Client, page: httpx.Response, login: str,
+                 password: str) -> httpx.Response:
+    """Fill in and post the login form that ``page`` shows, as a browser would.
+
+    ``page`` is LL::NG's answer to a GET of ``/oauth2/authorize?…`` or
+    ``/cas/login?service=…`` by ``client`` (which must keep cookies and not follow
+    redirects); the answer returned is the form's: a 302 to the relying party (with
+    ``code`` or ``ticket``) when the password is right, the form again (200) otherwise.
+    """
+    if 'name="password"' not in page.text:
+        raise AssertionError(f"not a login page ({page.status_code}): {page.text[:300]}")
+    fields: dict[str, str] = {}
+    for tag in _HIDDEN_INPUT.findall(page.text):
+        attributes = dict(_ATTRIBUTE.findall(tag))
+        if "name" in attributes:
+            fields[attributes["name"]] = html.unescape(attributes.get("value", ""))
+    fields.update(user=login, password=password)
+    return client.post(str(page.url), data=fields)
 
 
 def _free_port() -> int:
@@ -276,14 +311,8 @@ class IdentityProvider:
     def stop(self) -> None:
         """SIGTERM and wait (SIGKILL if it hangs). The port and the sessions are kept."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=_STOP_TIMEOUT)
+        if process is not None:
+            _end(process)
 
     def close(self) -> None:
         """Kill the portal if it still runs and delete its directory."""
@@ -335,12 +364,24 @@ class IdentityProvider:
 
     def _write_psgi(self) -> Path:
         app = self._dir / "app.psgi"
-        # The portal's own PSGI app, plus its static files (CSS, JS of the login page).
+        # The portal's own PSGI app, plus the static files its pages load (as Debian's
+        # /etc/lemonldap-ng/portal-nginx.conf serves them). First, a watchdog: a child
+        # that reads stdin (a pipe from this test process) and stops the server at its
+        # end, so that a test run killed outright leaves no portal behind.
         app.write_text(
-            "use strict;\nuse Plack::Builder;\nuse Plack::App::File;\n"
+            "use strict;\nuse POSIX ();\nuse Plack::Builder;\nuse Plack::App::File;\n"
+            "my $server = $$;\n"
+            "my $watchdog = fork;\n"
+            "if (defined $watchdog && $watchdog == 0) {\n"
+            "  1 while <STDIN>;\n"
+            "  kill 'TERM', $server;\n"
+            "  POSIX::_exit(0);\n"
+            "}\n"
+            "close STDIN;\n"
             f"my $portal = do '{_PORTAL_PSGI}' or die \"portal: $@$!\";\n"
             "builder {\n"
             f"  mount '/static' => Plack::App::File->new(root => '{_STATIC}')->to_app;\n"
+            f"  mount '/javascript' => Plack::App::File->new(root => '{_JAVASCRIPT}')->to_app;\n"
             "  mount '/' => $portal;\n"
             "};\n", encoding="utf-8")
         return app
@@ -440,28 +481,30 @@ class IdentityProvider:
 
     def _spawn(self, port: int) -> None:
         self._write_conf(port)
+        log_start = len(self.log)  # the log is kept across restarts: read this start's part
         env = {**os.environ, "LLNG_DEFAULTCONFFILE": str(self._write_ini())}
         log = (self._dir / "portal.log").open("ab")
         try:
             process = subprocess.Popen(
                 [self._plackup, "--host", "127.0.0.1", "--port", str(port),
                  "--no-default-middleware", "--app", str(self._write_psgi())],
-                cwd=self._dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                cwd=self._dir, env=env, stdin=subprocess.PIPE, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)
         finally:
             log.close()
         deadline = time.monotonic() + _START_TIMEOUT
         while not self._answers(port):
-            failed = "Underlying object can't load conf" in self.log
+            failed = "Underlying object can't load conf" in self.log[log_start:]
             if failed or process.poll() is not None or time.monotonic() > deadline:
-                if process.poll() is None:
-                    process.kill()
-                process.wait(timeout=_STOP_TIMEOUT)
-                if "Address already in use" in self.log:
+                _end(process)
+                tail = self.log[log_start:]
+                if "Address already in use" in tail:
                     raise _PortTaken
                 raise IdentityProviderUnavailable(
-                    f"LemonLDAP::NG did not start on port {port} (log below); "
-                    f"if a Perl module is missing: {INSTALL_HINT}\n{self.log[-3000:]}")
+                    f"LemonLDAP::NG did not start on port {port}; if its log below says a "
+                    f"Perl module is missing (\"Can't locate …\"), run `make lemonldap` "
+                    f"(it apt-installs the portal and the Perl modules it needs):\n"
+                    f"{_errors(tail)}")
             time.sleep(0.05)
         self._process = process
         self.port = port
@@ -476,5 +519,25 @@ class IdentityProvider:
         return response.status_code == 200
 
 
+def _end(process: subprocess.Popen[bytes]) -> None:
+    """Close the watchdog's pipe (it exits), SIGTERM the server, wait; SIGKILL if hung."""
+    if process.stdin is not None:
+        process.stdin.close()
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=_STOP_TIMEOUT)
+
+
 class _PortTaken(Exception):
     pass
+
+
+def _errors(log: str) -> str:
+    """The lines that say why it failed, without the repeated 500s of each poll."""
+    lines = [line for line in log.splitlines()
+             if ("[error]" in line or "Can't locate" in line) and "Error 500" not in line]
+    return "\n".join(dict.fromkeys(lines))[-3000:] or log[-3000:]
