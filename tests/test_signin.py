@@ -8,12 +8,21 @@ from __future__ import annotations
 import asyncio
 import html
 import re
+import secrets
+import time
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx
 import pytest
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
+from server.directory import parse_directory
+from server.store import open_store
+from tests.conftest import SCHOOL_DAY
 from tests.identity_provider import Account
+from tests.schools import school_doc
 from tests.signin_fixture import (
     APP_URI,
     PASSWORDS,
@@ -236,3 +245,102 @@ def hidden_fields(text: str) -> dict[str, str]:
 
 def submit(client: httpx.Client, page: httpx.Response, login: str) -> httpx.Response:
     return submit_login(client, page, login, PASSWORDS[login])
+
+
+async def live(server: SigninServer, token: str) -> Wire:
+    wire, _ = await Wire.signed_in(server.url.replace("http", "ws") + "/ws", token)
+    return wire
+
+
+def logout_token(server: SigninServer, *, sid: str, key: Any = None) -> str:
+    """A logout token as the provider would sign it (Back-Channel Logout 1.0), with the
+    provider's own key: LemonLDAP::NG 2.16 sends none itself."""
+    provider = server.provider
+    signing = key or RSAKey.import_key(provider._private_pem)
+    now = int(time.time())
+    return jwt.encode({"alg": "RS256", "kid": provider.key_id, "typ": "logout+jwt"},
+                      {"iss": provider.issuer, "aud": provider.client_id, "iat": now,
+                       "exp": now + 120, "jti": secrets.token_hex(8), "sid": sid,
+                       "events": {"http://schemas.openid.net/event/backchannel-logout": {}}},
+                      signing)
+
+
+def test_a_back_channel_logout_cuts_the_connection(signin_server: SigninServer):
+    returned = sign_in(signin_server, "claire.martin")
+    credentials = exchange(signin_server, returned).json()
+    url = f"{signin_server.url}/signin/hugo/oidc/backchannel-logout"
+
+    async def run() -> None:
+        wire = await live(signin_server, credentials["access_token"])
+        try:
+            # Signed with another key (same kid): refused, the connection stays.
+            forged = logout_token(signin_server, sid="claire.martin",
+                                  key=RSAKey.generate_key(2048, private=True))
+            answer = await asyncio.to_thread(httpx.post, url, data={"logout_token": forged})
+            assert answer.status_code == 400
+            assert (await wire.request({"type": "ping"}))["type"] == "pong"
+            good = logout_token(signin_server, sid="claire.martin")
+            answer = await asyncio.to_thread(httpx.post, url, data={"logout_token": good})
+            assert answer.status_code == 200
+            code, _reason = await wire.closed(timeout=10)
+            assert code == 4501
+        finally:
+            await wire.close()
+
+    asyncio.run(run())
+    assert me(signin_server, credentials["access_token"]).status_code == 401
+
+
+def test_cas_single_logout_cuts_the_connection(signin_server: SigninServer):
+    client = browser_like()
+    returned = sign_in(signin_server, "marc.petit", kind="cas", client=client)
+    credentials = exchange(signin_server, returned).json()
+
+    async def run() -> None:
+        wire = await live(signin_server, credentials["access_token"])
+        try:
+            out = client.get(f"{signin_server.url}/signin/hugo/cas/logout",
+                             params={"redirect_uri": signin_server.own_page})
+            assert out.status_code == 303
+            assert out.headers["location"].startswith(signin_server.provider.cas_url)
+            # The CAS server ends its session and POSTs a logoutRequest to Préau.
+            await asyncio.to_thread(client.get, out.headers["location"],
+                                    follow_redirects=True)
+            code, _reason = await wire.closed(timeout=10)
+            assert code == 4501
+        finally:
+            await wire.close()
+
+    asyncio.run(run())
+
+
+def test_a_deactivated_user_gets_no_code(signin_server: SigninServer, schools_url: str):
+    doc = school_doc()
+    doc["users"] = [u for u in doc["users"] if u["id"] not in ("p1",)]
+    for u in doc["users"]:  # p1's children lose their parent link
+        if "parents" in u:
+            u["parents"] = [p for p in u["parents"] if p != "p1"]
+
+    async def reimport() -> None:
+        store = await open_store(schools_url)
+        try:
+            await store.import_directory(parse_directory(doc), actor="test", now=SCHOOL_DAY)
+        finally:
+            await store.close()
+
+    asyncio.run(reimport())
+    returned = sign_in(signin_server, "marc.petit")
+    assert returned.params["error"] == "unknown_account"
+    assert "code" not in returned.params
+
+
+def test_logout_ends_the_session(signin_server: SigninServer):
+    returned = sign_in(signin_server, "claire.martin")
+    credentials = exchange(signin_server, returned).json()
+    out = httpx.post(f"{signin_server.url}/api/session/logout", timeout=10,
+                     headers={"Authorization": f"Bearer {credentials['access_token']}"})
+    assert out.status_code == 200
+    assert me(signin_server, credentials["access_token"]).status_code == 401
+    refreshed = httpx.post(f"{signin_server.url}/api/session/refresh",
+                           json={"refresh_token": credentials["refresh_token"]}, timeout=10)
+    assert refreshed.status_code == 401

@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 from starlette.requests import Request
@@ -56,6 +56,7 @@ __all__ = ["Signin", "signin_routes"]
 log = logging.getLogger("preau.signin")
 
 CAS_COOKIE = "preau_cas_signin"  # never "lemonldap" or another provider's cookie name
+MAX_FORM = 32_768  # bytes of a logout request
 MAX_PARAM = 2048  # a redirect URI, a state, a code: anything longer is not one
 
 _EXPIRED = ("Cette demande de connexion a expiré ou a déjà servi. "
@@ -300,9 +301,8 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
         oidc = signin.oidc(school)
         if oidc is None:
             return JSONResponse({"error": "invalid_request"}, status_code=404)
-        form = await request.form()
-        logout_token = form.get("logout_token")
-        if not isinstance(logout_token, str) or len(logout_token) > 16_384:
+        logout_token = (await _form(request)).get("logout_token")
+        if logout_token is None:
             return JSONResponse({"error": "invalid_request"}, status_code=400)
         try:
             claims = await oidc.verify_logout_token(logout_token)
@@ -410,15 +410,33 @@ async def _signed_in(signin: Signin, school: SchoolId, pending: Pending,
 
 
 async def _cas_logout(signin: Signin, school: SchoolId, request: Request) -> Response:
-    form = await request.form()
-    raw = form.get("logoutRequest")
-    ticket = session_index(raw) if isinstance(raw, str) and len(raw) < 16_384 else None
+    raw = (await _form(request)).get("logoutRequest")
+    ticket = None if raw is None else session_index(raw)
     if ticket is None:
         return Response(status_code=400)
     ended = await signin.sessions.end_provider_session(school, "cas", ticket,
                                                        now=signin.clock())
     log.info("CAS single logout at %s: %d session(s) ended", school, ended)
     return Response(status_code=200)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body (a provider's logout request), read
+    up to :data:`MAX_FORM` bytes; {} for anything else. (Starlette's own form parser
+    needs python-multipart, which these two small forms do not justify.)"""
+    if not request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"):
+        return {}
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            return {}
+    try:
+        fields = parse_qs(body.decode("utf-8"), max_num_fields=20)
+    except (UnicodeDecodeError, ValueError):
+        return {}
+    return {name: values[0] for name, values in fields.items()}
 
 
 def _error(exc: PreauError) -> Response:
