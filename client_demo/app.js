@@ -9,7 +9,9 @@
 //   #/prefs         a parent's preferences ("Mes préférences")
 // Routes live in the hash so that a reload reopens the same screen.
 
-import { api, clearToken, getToken } from './api.js';
+import {
+  api, claimTab, clearToken, freshToken, getToken, logout, refreshCredentials,
+} from './api.js';
 import { Board } from './broadcasts.js';
 import { broadcastsView } from './broadcastsview.js';
 import { Chat } from './chat.js';
@@ -19,7 +21,7 @@ import { newDiscussionView } from './newdiscussion.js';
 import { preferencesView } from './preferences.js';
 import { Connection } from './protocol.js';
 import { settingsView } from './settings.js';
-import { finishEnt } from './ent.js';
+import { finishEnt, signOutOfEnt } from './ent.js';
 import { signInView } from './signin.js';
 import { setTitle, setUnread } from './tabbadge.js';
 import { explain, formatOpening, formatTime, personName } from './text.js';
@@ -33,6 +35,7 @@ let session = null; // {me, chat, connection, …} while signed in
 // ---------------------------------------------------------------------- start
 
 async function boot(message) {
+  await claimTab(); // a duplicated tab gives up the refresh token (api.js)
   const failed = await finishEnt();  // back from the ENT: ?code= or ?error=
   if (failed) return showSignIn(failed);
   if (!getToken()) return showSignIn(message);
@@ -95,7 +98,8 @@ function startSession(me) {
 
   const connection = new Connection({
     url: wsUrl(),
-    token: () => getToken(),
+    token: () => freshToken(), // refreshed first when about to expire
+    refreshToken: () => refreshCredentials(), // on token_expiring
     resume: () => chat.resumePositions(),
     onFrame: (frame) => {
       chat.handleFrame(frame);
@@ -226,10 +230,12 @@ function startSession(me) {
   });
 
   signOut.addEventListener('click', () => {
+    logout(); // ends the session on the server: its other connections close too
     connection.stop();
     chat.forget();
     board.forget();
     endSession();
+    signOutOfEnt(); // signed in with the ENT: sign out there too
   });
   // Save positions and outbox as the page goes away: the reload resumes from them.
   const save = () => chat.save();

@@ -4,7 +4,7 @@
 // it back here with ?code=…&state=…, trades the code for credentials at
 // POST /api/signin/token. The verifier and state stay in this tab's sessionStorage.
 
-import { api, setToken } from './api.js';
+import { api, setCredentials } from './api.js';
 import { h } from './dom.js';
 import { register, t } from './i18n.js';
 
@@ -28,7 +28,7 @@ register({
 });
 
 const PENDING_KEY = 'preau.ent.pending';
-const REFRESH_KEY = 'preau.refresh';
+const SIGNED_IN_KEY = 'preau.ent.provider'; // {school, kind}: where to sign out too
 
 function base64url(bytes) {
   let text = '';
@@ -59,7 +59,9 @@ export async function startEnt(provider) {
   const verifier = random(48);
   const state = random(24);
   const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier));
-  sessionStorage.setItem(PENDING_KEY, JSON.stringify({ verifier, state }));
+  sessionStorage.setItem(PENDING_KEY, JSON.stringify({
+    verifier, state, school: provider.school, kind: provider.kind,
+  }));
   const url = new URL(provider.start, location.origin);
   url.searchParams.set('redirect_uri', redirectUri());
   url.searchParams.set('code_challenge', base64url(digest));
@@ -88,8 +90,8 @@ export async function finishEnt() {
       method: 'POST', token: null,
       body: { code: params.get('code'), code_verifier: pending.verifier, redirect_uri: redirectUri() },
     });
-    setToken(credentials.access_token);
-    if (credentials.refresh_token) sessionStorage.setItem(REFRESH_KEY, credentials.refresh_token);
+    setCredentials(credentials);
+    sessionStorage.setItem(SIGNED_IN_KEY, JSON.stringify({ school: pending.school, kind: pending.kind }));
     return null;
   } catch (error) {
     return t('ent.failed', { message: error.message });
@@ -106,4 +108,19 @@ export function entSection(providers) {
         type: 'button', class: 'ent-button', dataset: { school: provider.school, kind: provider.kind },
         onclick: (event) => { event.currentTarget.disabled = true; startEnt(provider); },
       }, several ? t('ent.button.school', { school: provider.school_name }) : t('ent.button')))));
+}
+
+/**
+ * After the app's own sign-out (POST /api/session/logout): if this tab signed in with
+ * the ENT, sign out there too, so that the next person at this computer is asked for a
+ * password. Préau sends the browser to the provider, which comes back to this page.
+ */
+export function signOutOfEnt() {
+  const provider = JSON.parse(sessionStorage.getItem(SIGNED_IN_KEY) || 'null');
+  sessionStorage.removeItem(SIGNED_IN_KEY);
+  if (!provider) return false;
+  const url = new URL(`/signin/${encodeURIComponent(provider.school)}/${provider.kind}/logout`, location.origin);
+  url.searchParams.set('redirect_uri', redirectUri());
+  location.assign(url.toString());
+  return true;
 }

@@ -2,7 +2,7 @@
 // school can be picked, grouped by role and class and searchable; otherwise
 // the user pastes a token (`preau token USER_ID` prints one).
 
-import { api, demoToken, demoUsers, setToken } from './api.js';
+import { api, demoToken, demoUsers, setCredentials, setToken } from './api.js';
 import { h, nextId } from './dom.js';
 import { entProviders, entSection } from './ent.js';
 import { explain } from './text.js';
@@ -68,8 +68,7 @@ function demoPicker(demo, banner, onSignedIn) {
   async function pick(user, button) {
     button.disabled = true;
     try {
-      const { token } = await demoToken(user.id);
-      setToken(token);
+      setCredentials(await demoToken(user.id)); // a session: access and refresh tokens
       onSignedIn();
     } catch (error) {
       button.disabled = false;

@@ -78,6 +78,9 @@ class ErrorCode(enum.StrEnum):
     RATE_LIMITED = ("rate_limited", 429, "", "Too many requests: slow down and retry.")
     FORBIDDEN = ("forbidden", 403, "", "Only an administrator of the school may do this.")
     NOT_FOUND = ("not_found", 404, "", "There is no such thing here.")
+    TOKEN_EXPIRED = (
+        "token_expired", 401, "", "The token has expired: reconnect with a fresh one."
+    )
 
     # Gatekeeper, in precedence order for the first four.
     DISCUSSIONS_DISABLED = (

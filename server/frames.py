@@ -44,8 +44,10 @@ __all__ = [
     "presence",
     "read",
     "reconnect",
+    "refreshed",
     "skipped",
     "started",
+    "token_expiring",
     "typing",
     "welcome",
     "window",
@@ -115,6 +117,16 @@ def error(code: ErrorCode | str, message: str, *, ref: str | None = None,
 
 def reconnect(reason: str) -> dict[str, Any]:
     return {"type": "reconnect", "reason": reason}
+
+
+def token_expiring(expires_at: datetime) -> dict[str, Any]:
+    """The connection's token expires soon: send ``refresh`` with a fresh one."""
+    return {"type": "token_expiring", "expires_at": iso(expires_at)}
+
+
+def refreshed(expires_at: datetime) -> dict[str, Any]:
+    """The reply to ``refresh``: the connection now lasts until ``expires_at``."""
+    return {"type": "refreshed", "expires_at": iso(expires_at)}
 
 
 def access(code: ErrorCode, message: str) -> dict[str, Any]:

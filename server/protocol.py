@@ -41,6 +41,7 @@ __all__ = [
     "ListDiscussions",
     "Ping",
     "Read",
+    "Refresh",
     "Request",
     "Send",
     "Start",
@@ -95,6 +96,7 @@ class CloseCode(enum.IntEnum):
     HELLO_TIMEOUT = 4001
     SLOW = 4008
     TRY_AGAIN = 4013  # the store or the broker failed before the welcome: retry shortly
+    TOKEN_EXPIRED = 4401  # the token expired without a refresh: reconnect with a fresh one
     TOO_MANY_CONNECTIONS = 4429
     UNAUTHENTICATED = 4501
     ACCESS_REVOKED = 4503
@@ -284,7 +286,16 @@ class Ping:
     ref: str | None
 
 
-Request = Start | Send | Invite | Leave | Read | Typing | ListDiscussions | History | Ping
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """A fresh token for the same user, before the connection's one expires."""
+
+    ref: str | None
+    token: str
+
+
+Request = (Start | Send | Invite | Leave | Read | Typing | ListDiscussions | History | Ping
+           | Refresh)
 
 
 class _Fields:
@@ -408,6 +419,12 @@ def parse_request(frame: Mapping[str, Any]) -> Request:
         return History(ref, f.discussion(), before, limit)
     if kind == "ping":
         return Ping(ref)
+    if kind == "refresh":
+        token = frame.get("token")
+        if (not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS
+                or text_fault(token) is not None):
+            raise f.fail(f"'refresh' needs a 'token' of at most {MAX_TOKEN_CHARS} characters")
+        return Refresh(ref, token)
     if kind == "hello":
         raise f.fail("already authenticated: 'hello' is only the first frame")
     # The type is named back only when short: the error is not an echo service.

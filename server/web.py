@@ -55,6 +55,7 @@ from .errors import (
 from .gatekeeper import WindowState
 from .headers import SecurityHeaders
 from .hub import TransportClosed
+from .jwks import build_verifier
 from .limits import Limits
 from .model import Role, SchoolId, User, UserId
 from .node import Node
@@ -82,7 +83,7 @@ from .settings import (
 from .signin.config import load_signin_config
 from .signin.routes import Signin, signin_routes
 from .store import AuditEntry, Store, open_store
-from .tokens import Identity, read_token
+from .tokens import Identity, Verifier
 
 __all__ = [
     "DEMO_SECRET_KEY",
@@ -157,6 +158,7 @@ class _Services:
     clock: Clock
     node: Node
     sessions: Sessions  # sign-in sessions: what a sign-in flow ends with (open_session)
+    verifier: Verifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,11 +212,12 @@ def create_app(
             node = Node(st, _broker(config), schools, clock=clock,
                         limits=limits or config.limits(), node_id=config.node_id,
                         events_version=config.events_version)
+            verifier = build_verifier(secret, config.identity_file)
             await node.start()
             sessions = Sessions(st, schools, secret=secret, ended=node.revocations.announce,
                                 access_ttl=timedelta(seconds=config.token_ttl),
                                 refresh_ttl=timedelta(seconds=config.refresh_ttl))
-            services["s"] = _Services(st, schools, secret, clock, node, sessions)
+            services["s"] = _Services(st, schools, secret, clock, node, sessions, verifier)
             async with httpx.AsyncClient(timeout=PROVIDER_TIMEOUT) as http:
                 signin["s"] = Signin(signin_config, st, schools, sessions, clock, http)
                 yield
@@ -324,7 +327,7 @@ def create_app(
             return
         await ws.accept(subprotocol=encoding.value)
         s = services["s"]
-        await Session(s.node, _WebSocketTransport(ws), encoding, secret=s.secret).run()
+        await Session(s.node, _WebSocketTransport(ws), encoding, verifier=s.verifier).run()
 
     session_routes = SessionRoutes(lambda: services["s"].sessions, clock,
                                    error_response=_error_response, json_body=_json_body)
@@ -473,7 +476,7 @@ async def _authenticate(services: _Services, request: Request) -> _Caller:
         raise Refused(ErrorCode.UNAUTHENTICATED,
                       "Send the token as 'Authorization: Bearer <token>'.")
     now = services.clock()
-    identity = read_token(services.secret, token.strip(), now=now)
+    identity = await services.verifier.verify(token.strip(), now)
     try:
         school = await services.schools.get(identity.school_id)
     except NotFound:
