@@ -7,14 +7,13 @@ turns a check off silently."""
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError
+from ..identity_file import read_identity_file
 from ..model import SchoolId, UserId
 
 __all__ = ["CasProvider", "OidcProvider", "SigninConfig", "load_signin_config",
@@ -87,16 +86,7 @@ def load_signin_config(path: str | None) -> SigninConfig:
     """The sign-in configuration in the file at ``path`` (none: no provider)."""
     if path is None:
         return SigninConfig()
-    try:
-        with Path(path).open("rb") as f:
-            doc = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigurationError(f"PREAU_IDENTITY_FILE {path!r} cannot be read: "
-                                 f"{exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"PREAU_IDENTITY_FILE {path!r} is not valid TOML: "
-                                 f"{exc}") from exc
-    return parse_signin_config(doc, path)
+    return parse_signin_config(read_identity_file(path), path)
 
 
 def parse_signin_config(doc: Mapping[str, Any], path: str) -> SigninConfig:
