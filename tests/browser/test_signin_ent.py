@@ -4,9 +4,11 @@ and no demo picker; then they converse."""
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -99,3 +101,23 @@ def test_an_unknown_account_sees_why_in_french(signin_server: SigninServer, page
     expect(page.locator(".signin-message")).to_contain_text("aucun utilisateur actif")
     expect(page.locator(".conn")).to_have_count(0)
     assert page.evaluate("sessionStorage.getItem('preau.token')") is None
+
+
+def test_signing_out_signs_out_of_the_ent_too(signin_server: SigninServer, pages):
+    page = pages()
+    sign_in_with_the_ent(page, signin_server, "claire.martin")
+    page.get_by_role("button", name="Sign out").click()
+    # The provider asks to confirm (Préau keeps no ID token to hint with); accepting
+    # signs out there, and its page loads Préau's front-channel logout.
+    page.locator("button.positive").click()
+    frame = page.locator("iframe")
+    expect(frame).to_have_attribute(
+        "src", f"{signin_server.url}/signin/hugo/oidc/frontchannel-logout?"
+        f"iss={quote(signin_server.provider.issuer, safe='')}&sid=claire.martin")
+    page.locator("button.positive").click()  # « Continue »: back to Préau
+    page.wait_for_url(re.compile(rf"^{re.escape(signin_server.url)}/\??$"))
+    expect(page.locator('.ent-button[data-kind="oidc"]')).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('preau.refresh')") is None
+    # The next person at this computer is asked for a password again.
+    page.locator('.ent-button[data-kind="oidc"]').click()
+    expect(page.locator("#passwordfield")).to_be_visible()
