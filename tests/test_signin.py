@@ -344,3 +344,16 @@ def test_logout_ends_the_session(signin_server: SigninServer):
     refreshed = httpx.post(f"{signin_server.url}/api/session/refresh",
                            json={"refresh_token": credentials["refresh_token"]}, timeout=10)
     assert refreshed.status_code == 401
+
+
+def test_starts_and_exchanges_are_limited_per_address(signin_server: SigninServer):
+    # Each start writes a pending sign-in, for anyone who asks: an address gets 50 at
+    # once, then 5 a second.
+    with httpx.Client(base_url=signin_server.url, timeout=10) as client:
+        answers = [client.get("/signin/hugo/oidc/start").status_code for _ in range(51)]
+        assert answers[:50] == [400] * 50
+        assert answers[50] == 429
+        refused = client.post("/api/signin/token", json={})
+        assert refused.status_code == 429
+        assert refused.json()["error"]["code"] == "rate_limited"
+        assert "retry_at" in refused.json()["error"]

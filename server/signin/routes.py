@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -68,6 +69,7 @@ _BAD_START = ("La demande de connexion de l'application est incomplète ou incor
 _UNKNOWN = ("Ce compte de l'ENT ne correspond à aucun utilisateur actif de cet "
             "établissement dans Préau. Adressez-vous à l'établissement.")
 _PROVIDER = "Le fournisseur d'identité de l'établissement n'a pas confirmé la connexion."
+_SLOW_DOWN = "Trop de demandes de connexion depuis cette adresse : réessayez dans un instant."
 _DENIED = "La connexion a été annulée auprès du fournisseur d'identité."
 
 
@@ -96,6 +98,8 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
         cas = signin.cas(school) if kind == "cas" else None
         if oidc is None and cas is None:
             return page(ErrorCode.NOT_FOUND, _NO_PROVIDER, 404)
+        if signin.retry_after(request):
+            return page(ErrorCode.RATE_LIMITED, _SLOW_DOWN, 429)
         redirect_uri = param(request, "redirect_uri")
         challenge = param(request, "code_challenge")
         state = request.query_params.get("state")
@@ -199,6 +203,10 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
             body = await request.json()
         except ValueError:
             body = None
+        wait = signin.retry_after(request)
+        if wait:
+            return _error(Refused(ErrorCode.RATE_LIMITED, _SLOW_DOWN,
+                                  retry_at=signin.clock() + timedelta(seconds=wait)))
         if not isinstance(body, dict):
             return _error(Refused(ErrorCode.BAD_REQUEST, "Envoyez un objet JSON."))
         code, verifier, redirect_uri = (body.get("code"), body.get("code_verifier"),
@@ -270,7 +278,10 @@ async def _signed_in(signin: Signin, school: SchoolId, pending: Pending,
 
 def _error(exc: PreauError) -> Response:
     code = exc.code if isinstance(exc, Refused) else ErrorCode.UNAVAILABLE
-    message = exc.message if isinstance(exc, Refused) else str(exc)
-    return JSONResponse({"error": {"code": str(code), "message": message}},
-                        status_code=code.status, headers={"Cache-Control": "no-store"})
+    error: dict[str, str] = {"code": str(code),
+                             "message": exc.message if isinstance(exc, Refused) else str(exc)}
+    if isinstance(exc, Refused) and exc.retry_at is not None:
+        error["retry_at"] = exc.retry_at.isoformat().replace("+00:00", "Z")
+    return JSONResponse({"error": error}, status_code=code.status,
+                        headers={"Cache-Control": "no-store"})
 

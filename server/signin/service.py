@@ -3,6 +3,7 @@ addresses they make and check, and how they answer a browser or an app."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -13,6 +14,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..clock import Clock
 from ..errors import ErrorCode
+from ..hub import Allowance
 from ..model import SchoolId, UserId
 from ..schools import Schools
 from ..sessions import Sessions
@@ -26,6 +28,9 @@ from .pages import error_page
 __all__ = ["MAX_FORM", "MAX_PARAM", "Signin", "allowed_redirect", "back_to_app", "base_url",
            "callback_url", "oidc_user", "page", "param", "read_form", "refuse_to_app"]
 
+SIGNIN_RATE = 5.0  # sign-in starts and code exchanges a second, per client address
+SIGNIN_BURST = 50.0
+_MAX_ADDRESSES = 10_000  # allowances kept before the full ones are forgotten
 MAX_FORM = 32_768  # bytes of a logout request
 MAX_PARAM = 2048  # a redirect URI, a state, a code: anything longer is not one
 
@@ -41,6 +46,20 @@ class Signin:
     clock: Clock
     http: httpx.AsyncClient
     _oidc: dict[SchoolId, OidcClient] = field(default_factory=dict)
+    _allowances: dict[str, Allowance] = field(default_factory=dict)
+
+    def retry_after(self, request: Request) -> float:
+        """Seconds this client address must wait (0: go on). Starts write a pending
+        sign-in to the database and need no account: each address gets a few a second."""
+        address = request.client.host if request.client is not None else ""
+        allowance = self._allowances.get(address)
+        if allowance is None:
+            if len(self._allowances) >= _MAX_ADDRESSES:
+                now = time.monotonic()
+                self._allowances = {a: b for a, b in self._allowances.items()
+                                    if not b.full(now)}
+            allowance = self._allowances[address] = Allowance(SIGNIN_RATE, SIGNIN_BURST)
+        return allowance.take(1.0)
 
     def oidc(self, school: SchoolId) -> OidcClient | None:
         provider = self.config.provider(school, "oidc")
