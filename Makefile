@@ -39,9 +39,9 @@ chromium:
 		$$SUDO apt-get update && $$SUDO apt-get install -y chromium; }
 
 ## lemonldap: the sign-in tests run a private LemonLDAP::NG (tests/identity_provider.py):
-## Debian's portal, run by plackup, with SQLite accounts; install what is missing.
+## Debian's portal, run by Starman, with SQLite accounts; install what is missing.
 ## (--no-install-recommends keeps nginx out; the portal's own recommends it needs are named.)
-LLNG_PACKAGES := liblemonldap-ng-portal-perl lemonldap-ng-fastcgi-server libplack-perl \
+LLNG_PACKAGES := liblemonldap-ng-portal-perl lemonldap-ng-fastcgi-server libplack-perl starman \
 	libdbi-perl libdbd-sqlite3-perl libgd-securityimage-perl libimage-magick-perl \
 	libio-string-perl libxml-simple-perl libstring-random-perl libdigest-hmac-perl \
 	libwww-perl libipc-run-perl libmime-tools-perl libunicode-string-perl \

@@ -1,12 +1,13 @@
 """A private LemonLDAP::NG for tests: the real identity provider of French school ENTs.
 
 :class:`IdentityProvider` runs the LemonLDAP::NG portal (Debian's
-``liblemonldap-ng-portal-perl``, 2.16 in bookworm) under ``plackup`` on a free
-127.0.0.1 port, from a temporary directory holding everything it uses: its
-``lemonldap-ng.ini``, a File configuration backend (``conf/lmConf-<n>.json``, written
-here), its session files, an SQLite table of accounts (the DBI authentication and user
-backend) and a fresh RSA key that signs the ID tokens (RS256; LL::NG publishes it at
-``/oauth2/jwks``). :meth:`~IdentityProvider.close` kills it and removes the directory.
+``liblemonldap-ng-portal-perl``, 2.16 in bookworm) under Starman (``plackup -s
+Starman``, a few workers) on a free 127.0.0.1 port, from a temporary directory holding
+everything it uses: its ``lemonldap-ng.ini``, a File configuration backend
+(``conf/lmConf-<n>.json``, written here), its session files, an SQLite table of
+accounts (the DBI authentication and user backend) and a fresh RSA key that signs the
+ID tokens (RS256; LL::NG publishes it at ``/oauth2/jwks``).
+:meth:`~IdentityProvider.close` kills it and removes the directory.
 
 It plays, towards Préau, what an ENT plays in production:
 
@@ -33,7 +34,10 @@ Redirect URIs and CAS services are exact URLs, and Préau's port is only known o
 test has started it: :meth:`~IdentityProvider.configure` rewrites the configuration
 (next ``cfgNum``) and restarts the portal on the same port (sessions survive: they are
 files). Accounts live in SQLite and can be added at any time with
-:meth:`~IdentityProvider.add_account` (no restart).
+:meth:`~IdentityProvider.add_account` (a restart only if it brings a new attribute
+name). The ``identity_provider`` fixture (tests/conftest.py) is one instance for the
+whole run, with :data:`DEFAULT_ACCOUNTS`; each test calls ``configure()`` first.
+:func:`submit_login` posts the login form over HTTP, for tests without a browser.
 
 Both servers share the host 127.0.0.1, and cookies ignore ports: LL::NG's cookie is
 named ``lemonldap``; a Préau cookie must not use that name.
@@ -76,8 +80,9 @@ __all__ = [
 
 INSTALL_HINT = (
     "LemonLDAP::NG is not installed: run `make lemonldap` (it apt-installs Debian's "
-    "liblemonldap-ng-portal-perl, plackup and the Perl modules the portal needs, listed "
+    "liblemonldap-ng-portal-perl, starman and the Perl modules the portal needs, listed "
     "in the Makefile; as root or with sudo, Debian 12 or later)")
+_STARMAN = Path("/usr/share/perl5/Plack/Handler/Starman.pm")
 _PORTAL_PSGI = Path("/usr/share/lemonldap-ng/portal/htdocs/index.psgi")
 _STATIC = Path("/usr/share/lemonldap-ng/portal/htdocs/static")
 _JAVASCRIPT = Path("/usr/share/javascript")  # jQuery, Bootstrap: Debian's libjs-* packages
@@ -85,6 +90,7 @@ _TEMPLATES = Path("/usr/share/lemonldap-ng/portal/templates")
 _START_TIMEOUT = 60.0  # seconds; reached only when it fails (it starts in a few seconds)
 _STOP_TIMEOUT = 10.0
 _PORT_ATTEMPTS = 5
+_WORKERS = 3  # enough for a browser's parallel requests and a server's calls
 _ATTRIBUTE_NAMES = frozenset("abcdefghijklmnopqrstuvwxyz_0123456789")
 
 
@@ -171,7 +177,7 @@ class IdentityProvider:
 
     def __init__(self, accounts: Iterable[Account] = DEFAULT_ACCOUNTS) -> None:
         plackup = shutil.which("plackup")
-        if plackup is None or not _PORTAL_PSGI.exists():
+        if plackup is None or not _PORTAL_PSGI.exists() or not _STARMAN.exists():
             raise IdentityProviderUnavailable(INSTALL_HINT)
         self._plackup = plackup
         self._dir = Path(tempfile.mkdtemp(prefix="preau-llng-"))
@@ -249,7 +255,8 @@ class IdentityProvider:
     # -- accounts -------------------------------------------------------------------
 
     def add_account(self, account: Account) -> None:
-        """Add (or replace) an account; takes effect at once, running or not."""
+        """Add (or replace) an account; takes effect at once, running or not (a new
+        attribute name restarts the portal: the attributes it reads are configuration)."""
         for name in account.attributes:
             _check_name(name)
         with sqlite3.connect(self._db) as db:
@@ -283,10 +290,13 @@ class IdentityProvider:
         ``sid``. ``cas_services``: service URLs (prefixes) of the CAS application;
         the single-logout POST goes to the exact ``service`` of each ticket.
         """
-        self.redirect_uris = tuple(redirect_uris)
-        self.post_logout_redirect_uris = tuple(post_logout_redirect_uris)
-        self.frontchannel_logout_url = frontchannel_logout_url
-        self.cas_services = tuple(cas_services)
+        wanted = (tuple(redirect_uris), tuple(post_logout_redirect_uris),
+                  frontchannel_logout_url, tuple(cas_services))
+        if wanted == (self.redirect_uris, self.post_logout_redirect_uris,
+                      self.frontchannel_logout_url, self.cas_services):
+            return  # already so: no restart
+        (self.redirect_uris, self.post_logout_redirect_uris, self.frontchannel_logout_url,
+         self.cas_services) = wanted
         if self.running:
             self._restart()
 
@@ -486,7 +496,10 @@ class IdentityProvider:
         log = (self._dir / "portal.log").open("ab")
         try:
             process = subprocess.Popen(
-                [self._plackup, "--host", "127.0.0.1", "--port", str(port),
+                # Starman, not plackup's default single-process server: Chromium may
+                # open a connection and send nothing on it, which would block that one.
+                [self._plackup, "--server", "Starman", "--workers", str(_WORKERS),
+                 "--host", "127.0.0.1", "--port", str(port),
                  "--no-default-middleware", "--app", str(self._write_psgi())],
                 cwd=self._dir, env=env, stdin=subprocess.PIPE, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)

@@ -11,7 +11,9 @@ import hashlib
 import html
 import os
 import re
+import socket
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 from xml.etree import ElementTree
 
@@ -19,8 +21,14 @@ import httpx
 import jwt
 import pytest
 
+from tests import identity_provider as identity_provider_module
 from tests.http_receiver import Receiver, http_receiver
-from tests.identity_provider import Account, IdentityProvider, submit_login
+from tests.identity_provider import (
+    Account,
+    IdentityProvider,
+    IdentityProviderUnavailable,
+    submit_login,
+)
 
 CAS_NS = {"cas": "http://www.yale.edu/tp/cas"}
 
@@ -62,6 +70,13 @@ def exchange(idp: IdentityProvider, answer: httpx.Response, redirect_uri: str,
     return tokens
 
 
+def test_without_lemonldap_the_error_says_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(identity_provider_module, "_PORTAL_PSGI", tmp_path / "absent.psgi")
+    with pytest.raises(IdentityProviderUnavailable, match="make lemonldap"):
+        IdentityProvider()
+
+
 def test_discovery_names_the_endpoints_and_keys(identity_provider: IdentityProvider) -> None:
     meta = httpx.get(identity_provider.discovery_url, timeout=10).json()
     idp = identity_provider
@@ -75,6 +90,14 @@ def test_discovery_names_the_endpoints_and_keys(identity_provider: IdentityProvi
     assert meta["backchannel_logout_supported"] is False  # LL::NG 2.16: see the module doc
     keys = httpx.get(idp.jwks_url, timeout=10).json()["keys"]
     assert [(k["kid"], k["kty"], k["use"]) for k in keys] == [(idp.key_id, "RSA", "sig")]
+
+
+def test_an_idle_connection_does_not_hold_up_others(
+        identity_provider: IdentityProvider) -> None:
+    """Browsers open connections ahead of need and may send nothing on them."""
+    with socket.create_connection(("127.0.0.1", identity_provider.port), timeout=10):
+        answer = httpx.get(identity_provider.discovery_url, timeout=10)
+    assert answer.status_code == 200
 
 
 def test_authorization_code_with_pkce_gives_a_signed_id_token(
@@ -228,6 +251,21 @@ def test_cas_login_ticket_and_attributes(identity_provider: IdentityProvider) ->
     again = httpx.get(f"{idp.cas_url}/serviceValidate", timeout=10,  # a ticket serves once
                       params={"service": service, "ticket": ticket}).text
     assert "authenticationFailure" in again
+
+
+def test_the_sso_session_outlives_configure(identity_provider: IdentityProvider) -> None:
+    """configure() restarts the portal; its sessions are files, so a signed-in browser
+    stays signed in: the next CAS login gives a ticket without the form."""
+    idp = identity_provider
+    service = "http://127.0.0.1:9/auth/cas/callback"
+    idp.configure(cas_services=[service])
+    with httpx.Client(timeout=10) as browser:
+        page = browser.get(f"{idp.cas_url}/login", params={"service": service})
+        assert submit_login(browser, page, "marc.petit", "marc-pw").status_code == 302
+        idp.configure(cas_services=[service, "http://127.0.0.1:9/other"])
+        again = browser.get(f"{idp.cas_url}/login", params={"service": service})
+    assert again.status_code == 302
+    assert "ticket=ST-" in again.headers["location"]
 
 
 def test_cas_single_logout_posts_to_the_service(identity_provider: IdentityProvider,
