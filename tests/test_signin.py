@@ -18,9 +18,11 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
+from server.clock import ManualClock
+from server.config import Config
 from server.directory import parse_directory
 from server.store import open_store
-from tests.conftest import SCHOOL_DAY
+from tests.conftest import SCHOOL_DAY, SECRET, _import_schools, serve
 from tests.identity_provider import Account
 from tests.schools import school_doc
 from tests.signin_fixture import (
@@ -29,11 +31,13 @@ from tests.signin_fixture import (
     SigninServer,
     exchange,
     follow_to,
+    identity_file,
     pkce,
     sign_in,
     signin_server_fixture,  # noqa: F401 — the fixture
     submit_login,
 )
+from tests.test_store_failures import write_lock_held
 from tests.wire import Wire
 
 pytestmark = pytest.mark.slow
@@ -357,3 +361,25 @@ def test_starts_and_exchanges_are_limited_per_address(signin_server: SigninServe
         assert refused.status_code == 429
         assert refused.json()["error"]["code"] == "rate_limited"
         assert "retry_at" in refused.json()["error"]
+
+
+def test_a_busy_database_is_a_french_page_not_a_500(identity_provider, tmp_path, limits):
+    path = tmp_path / "busy.db"
+    _import_schools(f"sqlite:///{path}")
+    config = Config(database_url=f"sqlite:///{path}?busy_timeout_ms=100", jwt_secret=SECRET,
+                    identity_file=str(identity_file(tmp_path / "id.toml", identity_provider)))
+    _, challenge = pkce()
+    with serve(config, ManualClock(SCHOOL_DAY), limits) as url, write_lock_held(str(path)):
+        answer = httpx.get(f"{url}/signin/hugo/oidc/start", timeout=10, params={
+            "redirect_uri": f"{url}/", "code_challenge": challenge,
+            "code_challenge_method": "S256"})
+        assert answer.status_code == 503
+        assert "réessayez dans un instant" in answer.text
+        exchanged = httpx.post(f"{url}/api/signin/token", timeout=10, json={
+            "code": "aHVnbw.x", "code_verifier": pkce()[0], "redirect_uri": f"{url}/"})
+        assert exchanged.status_code == 503
+        assert exchanged.json()["error"]["code"] == "unavailable"
+        back = httpx.get(f"{url}/signin/hugo/oidc/callback", timeout=10,
+                         params={"state": "s", "code": "c"})
+        assert back.status_code == 503
+        assert "réessayez dans un instant" in back.text

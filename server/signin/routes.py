@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..errors import ErrorCode, NotFound, PreauError, Refused
+from ..errors import ErrorCode, NotFound, PreauError, Refused, StoreError
 from ..model import SchoolId, UserId
 from ..session_routes import credentials_json
 from .grants import (
@@ -70,6 +70,8 @@ _UNKNOWN = ("Ce compte de l'ENT ne correspond à aucun utilisateur actif de cet 
             "établissement dans Préau. Adressez-vous à l'établissement.")
 _PROVIDER = "Le fournisseur d'identité de l'établissement n'a pas confirmé la connexion."
 _SLOW_DOWN = "Trop de demandes de connexion depuis cette adresse : réessayez dans un instant."
+_STORE = ("Préau ne peut pas enregistrer la connexion pour l'instant : "
+          "réessayez dans un instant.")
 _DENIED = "La connexion a été annulée auprès du fournisseur d'identité."
 
 
@@ -127,7 +129,8 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
             log.warning("sign-in at %s/%s cannot start: %s", school, kind, exc)
             return refuse_to_app(pending, ErrorCode.PROVIDER_ERROR, _PROVIDER)
         except PreauError as exc:
-            return page(ErrorCode.UNAVAILABLE, str(exc), 503)
+            log.warning("sign-in at %s/%s cannot start: %s", school, kind, exc)
+            return page(ErrorCode.UNAVAILABLE, _STORE, 503)
         response = RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
         if cas is not None:
             # CAS carries no state: the service URL must be the one registered, exactly
@@ -244,7 +247,7 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
             return await handler(get(), request)
         return endpoint
 
-    return [
+    routes = [
         Route("/api/signin/providers", providers, methods=["GET"]),
         Route("/api/signin/token", token, methods=["POST"]),
         Route("/signin/{school}/oidc/callback", oidc_callback, methods=["GET"]),
@@ -256,6 +259,9 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
         Route("/signin/{school}/{kind}/start", start, methods=["GET"]),
         Route("/signin/{school}/{kind}/logout", bound(provider_logout), methods=["GET"]),
     ]
+    # The database busy or unreachable at any step: a French page, not a 500.
+    return [Route(r.path, _guarded(r.endpoint), methods=sorted(r.methods or ()))
+            for r in routes]
 
 
 async def _signed_in(signin: Signin, school: SchoolId, pending: Pending,
@@ -274,6 +280,17 @@ async def _signed_in(signin: Signin, school: SchoolId, pending: Pending,
                   redirect_uri=pending.app_redirect_uri, challenge=pending.app_challenge)
     code = await issue_code(signin.store, school, grant, now=signin.clock())
     return back_to_app(pending, code=code)
+
+
+def _guarded(endpoint: Callable[[Request], Awaitable[Response]]
+             ) -> Callable[[Request], Awaitable[Response]]:
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except StoreError as exc:
+            log.warning("sign-in step %s failed: %s", request.url.path, exc)
+            return page(ErrorCode.UNAVAILABLE, _STORE, 503)
+    return guarded
 
 
 def _error(exc: PreauError) -> Response:
