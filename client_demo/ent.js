@@ -16,6 +16,9 @@ register({
     'ent.finishing': 'Connexion en cours…',
     'ent.state': 'Cette connexion ne vient pas de cet onglet : recommencez.',
     'ent.failed': 'La connexion par l’ENT a échoué : {message}',
+    'ent.unknown_account': 'Ce compte de l’ENT ne correspond à aucun utilisateur actif de l’établissement dans Préau. Adressez-vous à l’établissement.',
+    'ent.provider_error': 'L’ENT n’a pas confirmé la connexion (annulée, ou indisponible). Réessayez.',
+    'ent.invalid_grant': 'Cette connexion a expiré ou a déjà servi : recommencez.',
   },
   en: {
     'ent.title': 'Sign in with the ENT',
@@ -24,6 +27,9 @@ register({
     'ent.finishing': 'Signing in…',
     'ent.state': 'This sign-in did not start in this tab: start again.',
     'ent.failed': 'Signing in with the ENT failed: {message}',
+    'ent.unknown_account': 'This ENT account is not an active user of the school in Préau. Ask the school.',
+    'ent.provider_error': 'The ENT did not confirm the sign-in (cancelled, or unavailable). Try again.',
+    'ent.invalid_grant': 'This sign-in has expired or was already used: start again.',
   },
 });
 
@@ -82,9 +88,7 @@ export async function finishEnt() {
   sessionStorage.removeItem(PENDING_KEY);
   history.replaceState(null, '', redirectUri());  // the code is used once: not in history
   if (!pending || params.get('state') !== pending.state) return t('ent.state');
-  if (params.has('error')) {
-    return t('ent.failed', { message: params.get('error_description') || params.get('error') });
-  }
+  if (params.has('error')) return explainError(params.get('error'), params.get('error_description'));
   try {
     const credentials = await api('/api/signin/token', {
       method: 'POST', token: null,
@@ -94,8 +98,16 @@ export async function finishEnt() {
     sessionStorage.setItem(SIGNED_IN_KEY, JSON.stringify({ school: pending.school, kind: pending.kind }));
     return null;
   } catch (error) {
-    return t('ent.failed', { message: error.message });
+    return explainError(error.code, error.message);
   }
+}
+
+const KNOWN = ['unknown_account', 'provider_error', 'invalid_grant'];
+
+/** A refusal in the page's language; the server's own (French) words otherwise. */
+function explainError(code, description) {
+  if (KNOWN.includes(code)) return t(`ent.${code}`);
+  return t('ent.failed', { message: description || code });
 }
 
 /** The « Se connecter avec l'ENT » buttons, one per school that has a provider. */

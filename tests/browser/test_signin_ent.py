@@ -42,8 +42,8 @@ def pages(browser: Browser, signin_server: SigninServer) -> Iterator[list[Page]]
     contexts = []
     errors: list[str] = []
 
-    def make() -> Page:
-        context = browser.new_context(viewport=DESKTOP, locale="en-GB",
+    def make(locale: str = "en-GB") -> Page:
+        context = browser.new_context(viewport=DESKTOP, locale=locale,
                                       timezone_id="Europe/Paris")
         context.set_default_timeout(TIMEOUT_MS)
         contexts.append(context)
@@ -92,13 +92,16 @@ def test_a_teacher_and_a_parent_sign_in_with_the_ent_and_converse(
 
 
 def test_an_unknown_account_sees_why_in_french(signin_server: SigninServer, pages):
-    page = pages()
+    page = pages("fr-FR")
     page.goto(f"{signin_server.url}/")
     page.locator('.ent-button[data-kind="oidc"]').click()
     page.locator("#userfield").fill("inconnu")
     page.locator("#passwordfield").fill(PASSWORDS["inconnu"])
     page.locator("#passwordfield").press("Enter")
-    expect(page.locator(".signin-message")).to_contain_text("aucun utilisateur actif")
+    expect(page.locator('.ent-button[data-kind="oidc"]')).to_have_text(
+        "Se connecter avec l’ENT")
+    expect(page.locator(".signin-message")).to_contain_text(
+        "Ce compte de l’ENT ne correspond à aucun utilisateur actif de l’établissement")
     expect(page.locator(".conn")).to_have_count(0)
     assert page.evaluate("sessionStorage.getItem('preau.token')") is None
 
