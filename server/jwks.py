@@ -35,7 +35,14 @@ import jwt
 from .errors import ErrorCode, Refused
 from .host_tokens import HostTokenConfig, host_token_configs
 from .model import SchoolId
-from .tokens import Identity, SecretVerifier, Verifier, decode_claims, identity_from_claims
+from .tokens import (
+    Identity,
+    SecretVerifier,
+    Verifier,
+    checked_header,
+    decode_claims,
+    identity_from_claims,
+)
 
 __all__ = ["MAX_JWKS_BYTES", "JwksKeys", "JwksVerifier", "TokenVerifiers", "build_verifier",
            "fetch_jwks"]
@@ -151,7 +158,7 @@ class JwksKeys:
                 continue
             try:
                 key = jwt.PyJWK(jwk, algorithm=self.config.algorithm)
-            except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError) as exc:
+            except (jwt.PyJWKError, jwt.InvalidKeyError, ValueError, TypeError, KeyError) as exc:
                 log.warning("school %s: skipping a key of %s: %s", self.config.school,
                             self.config.jwks_url, exc)
                 continue
@@ -169,13 +176,7 @@ class JwksVerifier:
 
     async def verify(self, token: str, now: datetime) -> Identity:
         config = self.config
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError as exc:
-            raise Refused(ErrorCode.UNAUTHENTICATED, f"Invalid token: {exc}.") from exc
-        if header.get("alg") != config.algorithm:
-            decode_claims(token, None, algorithm=config.algorithm)  # refuses, saying why
-        kid = header.get("kid")
+        kid = checked_header(token, config.algorithm).get("kid")
         key = await self.keys.key(kid if isinstance(kid, str) else None, now)
         claims = decode_claims(token, key.key, algorithm=config.algorithm,
                                issuer=config.issuer, audience=config.audience)
@@ -230,8 +231,10 @@ class TokenVerifiers:
                       "Invalid token: its audience names none of this issuer's schools.")
 
 
-def build_verifier(own_secret: str, identity_file: str | Path | None,
-                   fetch: Fetcher = fetch_jwks) -> TokenVerifiers:
-    """The server's verifier: Préau's own tokens with ``own_secret``, and the hosts'
-    of ``identity_file`` (``PREAU_IDENTITY_FILE``; :class:`ConfigurationError`)."""
-    return TokenVerifiers(SecretVerifier(own_secret), host_token_configs(identity_file), fetch)
+def build_verifier(own_secret: str, identity_file: str | Path | None, *,
+                   own: Verifier | None = None, fetch: Fetcher = fetch_jwks) -> TokenVerifiers:
+    """The server's verifier: Préau's own tokens with ``own_secret`` (or ``own``, a
+    verifier that also checks, say, that the token's sign-in session is still open), and
+    the hosts' of ``identity_file`` (``PREAU_IDENTITY_FILE``; :class:`ConfigurationError`)."""
+    return TokenVerifiers(own or SecretVerifier(own_secret), host_token_configs(identity_file),
+                          fetch)

@@ -368,7 +368,7 @@ class Node:
     def handle_resubscribed(self) -> None:
         """Pub/sub may have dropped publications while Redis was away: re-read the store
         (messages, memberships and settings), and which sign-in sessions ended."""
-        self.revocations.forget_open()
+        self._spawn(self.revocations.recheck_connections())
         for key in self.audience.followed():
             self._spawn(self.audience.catch_up(key))
         for school in list(self._school_subs):

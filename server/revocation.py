@@ -12,25 +12,28 @@ The node that ends a session publishes the event on the school's channel: every 
 connections of that school receives it, refuses the session's tokens from then on and
 closes its connections (an ``access`` frame, then 4501). A node without connections of the
 school does not receive it and learns of it at its next read, within :data:`RECHECK`
-seconds; so does a node that missed the event while Redis was away (the cache of open
-sessions is dropped when the broker comes back).
+seconds. A node that missed the event while Redis was away reads the session of each of
+its connections again when the broker comes back, and closes those that ended.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import cast
 
 from . import events, frames
 from .audience import Session
-from .errors import ErrorCode, NotFound, Refused
+from .errors import ErrorCode, NotFound, Refused, StoreError
 from .hub import Frame, Hub
 from .model import SchoolId
 from .protocol import CloseCode
 from .store.contract import SessionStore
 
 __all__ = ["RECHECK", "Revocations"]
+
+log = logging.getLogger("preau.revocation")
 
 RECHECK = 60.0  # seconds an open session is trusted before it is read again
 _MAX_ENTRIES = 100_000  # each cache, at most: the oldest entries go first
@@ -86,6 +89,26 @@ class Revocations:
     def forget_open(self) -> None:
         """Events may have been lost (the broker was away): read every session again."""
         self._open.clear()
+
+    async def recheck_connections(self) -> None:
+        """Events may have been lost (the broker was away): read the session of every
+        connection here once, and close those whose session ended meanwhile."""
+        self.forget_open()
+        by_session: dict[str, SchoolId] = {}
+        for member in self._hub.members():
+            session_id = cast(Session, member).session_id
+            if session_id is not None:
+                by_session[session_id] = member.school_id
+        ended: dict[SchoolId, list[str]] = {}
+        for session_id, school in by_session.items():
+            try:
+                await self.check(school, session_id)
+            except Refused:
+                ended.setdefault(school, []).append(session_id)
+            except StoreError as exc:  # the next recheck (or the token's expiry) will do
+                log.warning("could not check sign-in session %s: %s", session_id, exc)
+        for school, sessions in ended.items():
+            self._on_ended(events.SessionsEnded(school, tuple(sessions), "missed"))
 
     def _remember_ended(self, session_id: str) -> None:
         self._open.pop(session_id, None)

@@ -4,13 +4,16 @@
 access token may have expired): it answers a new pair, the old refresh token being used
 up (:meth:`~server.sessions.Sessions.refresh`). ``POST /api/session/logout`` takes the
 bearer token and ends its session: every node refuses its tokens and closes its
-connections. Both are documented in ``docs/api.md`` and ``docs/protocol.md``.
+connections. ``DELETE /api/users/{user_id}/sessions`` (administrators) ends every session
+of a user. Both are documented in ``docs/api.md`` and ``docs/protocol.md``.
 
 The refresh route has no account to charge before it has checked the token, so it is
 limited per client address (:data:`REFRESH_RATE` a second, :data:`REFRESH_BURST` saved
 up): a refresh token has 256 random bits and cannot be guessed, but a flood of tries
 must not reach the store at others' expense. A school's pupils may all come from one
-address (its NAT): the limit leaves room for hundreds refreshing together.
+address (its NAT), and behind a load balancer every request does unless the server
+trusts its ``X-Forwarded-For`` (uvicorn's ``FORWARDED_ALLOW_IPS``, docs/operating.md):
+the limit leaves room for tens of thousands of users on 15-minute tokens.
 """
 
 from __future__ import annotations
@@ -26,14 +29,15 @@ from starlette.responses import JSONResponse, Response
 from .clock import Clock
 from .errors import ErrorCode, PreauError, Refused
 from .hub import Allowance
+from .model import UserId
 from .sessions import Credentials, Sessions
 from .settings import Json
 from .tokens import Identity
 
 __all__ = ["REFRESH_BURST", "REFRESH_RATE", "SessionRoutes", "credentials_json"]
 
-REFRESH_RATE = 10.0  # refreshes a second, per client address
-REFRESH_BURST = 100.0
+REFRESH_RATE = 50.0  # refreshes a second, per client address
+REFRESH_BURST = 500.0
 _MAX_ADDRESSES = 10_000  # allowances kept before the full ones are forgotten
 _MAX_TOKEN_CHARS = 200
 
@@ -93,6 +97,15 @@ class SessionRoutes:
         await self._sessions().end_session(caller.identity.school_id, session_id,
                                            now=caller.now)
         return {"ended": session_id}
+
+    async def end_user_sessions(self, request: Request, caller: Caller) -> Json:
+        """An administrator ends every session of a user of the school (a lost phone, a
+        shared computer left signed in): ``{"ended": how many}``. An endpoint of
+        ``web``'s ``api(admin=True)``."""
+        user_id = UserId(request.path_params["user_id"])
+        ended = await self._sessions().end_user_sessions(caller.identity.school_id, user_id,
+                                                         now=caller.now)
+        return {"ended": ended}
 
     def _charge(self, request: Request) -> None:
         address = request.client.host if request.client is not None else ""

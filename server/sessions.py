@@ -174,7 +174,8 @@ class Sessions:
 
     async def end_user_sessions(self, school_id: SchoolId, user_id: UserId, *,
                                 now: datetime) -> int:
-        """End every session of the user (an administrator's decision); how many."""
+        """End every session of the user (an administrator's decision, ``DELETE
+        /api/users/{id}/sessions``); how many."""
         ended = await self._store.end_sessions(school_id, now=now, reason=ADMIN,
                                                user_id=user_id)
         if ended:

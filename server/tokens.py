@@ -26,7 +26,8 @@ from .errors import ErrorCode, Refused
 from .model import SchoolId, UserId
 
 __all__ = ["ALGORITHM", "ISSUED_AT_LEEWAY", "Identity", "SecretVerifier", "Verifier",
-           "decode_claims", "identity_from_claims", "issue_token", "read_token", "warning_time"]
+           "checked_header", "decode_claims", "identity_from_claims", "issue_token",
+           "read_token", "warning_time"]
 
 ALGORITHM = "HS256"
 
@@ -76,21 +77,28 @@ def issue_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+def checked_header(token: str, algorithm: str) -> dict[str, Any]:
+    """The (unverified) header of ``token``, whose ``alg`` must be ``algorithm``: said
+    before any key is looked at, so ``none``, or HS256 keyed with a public key, never
+    passes. :class:`Refused` (``unauthenticated``) otherwise."""
+    try:
+        header: dict[str, Any] = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as exc:
+        raise Refused(ErrorCode.UNAUTHENTICATED, f"Invalid token: {exc}.") from exc
+    alg = header.get("alg")
+    if alg != algorithm:
+        shown = alg[:16] if isinstance(alg, str) else alg
+        raise Refused(ErrorCode.UNAUTHENTICATED,
+                      f"Invalid token: signed with {shown!r}, this server expects {algorithm}.")
+    return header
+
+
 def decode_claims(token: str, key: Any, *, algorithm: str, issuer: str | None = None,
                   audience: str | None = None) -> dict[str, Any]:
     """The claims of ``token`` signed by ``key`` with ``algorithm`` (and no other), its
     ``iss`` and ``aud`` checked when given; time claims are left to
     :func:`identity_from_claims`. :class:`Refused` (``unauthenticated``) otherwise."""
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.InvalidTokenError as exc:
-        raise Refused(ErrorCode.UNAUTHENTICATED, f"Invalid token: {exc}.") from exc
-    alg = header.get("alg")
-    if alg != algorithm:
-        # Said before PyJWT sees it: "none", or HS256 keyed with a public key, never passes.
-        shown = alg[:16] if isinstance(alg, str) else alg
-        raise Refused(ErrorCode.UNAUTHENTICATED,
-                      f"Invalid token: signed with {shown!r}, this server expects {algorithm}.")
+    checked_header(token, algorithm)
     required = ["exp"] + (["iss"] if issuer is not None else []) \
         + (["aud"] if audience is not None else [])
     try:

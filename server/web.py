@@ -335,6 +335,8 @@ def create_app(
         Route("/healthz", healthz),
         Route("/api/session/refresh", session_routes.refresh, methods=["POST"]),
         Route("/api/session/logout", api(session_routes.logout), methods=["POST"]),
+        Route("/api/users/{user_id}/sessions", api(session_routes.end_user_sessions,
+                                                   admin=True), methods=["DELETE"]),
         Route("/readyz", readyz),
         WebSocketRoute("/ws", websocket),
         Route("/api/me", api(_me)),

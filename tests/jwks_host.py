@@ -69,6 +69,7 @@ class Host:
         self.published: list[str] = []
         self.fetches = 0
         self.failing = False  # answer 503 instead of the key set
+        self.body: bytes | None = None  # answer this instead of the key set
         self.url = ""
 
     def add_key(self, kid: str, *, publish: bool = True) -> PrivateKey:
@@ -103,7 +104,7 @@ def serving(host: Host) -> Iterator[Host]:
                 self.send_response(503 if host.failing else 404)
                 self.end_headers()
                 return
-            data = json.dumps(host.document()).encode()
+            data = host.body if host.body is not None else json.dumps(host.document()).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))

@@ -3,6 +3,7 @@ HTTP on 127.0.0.1 (tests/jwks_host.py); the identity file that configures them."
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,8 @@ from tests.jwks_host import (
     Host,
     hand_signed,
     identity_toml,
+    new_key,
+    public_jwk,
     public_pem,
     serving,
 )
@@ -161,6 +164,28 @@ async def test_an_unreachable_key_set_is_unavailable_not_unauthenticated():
         host.failing = False
         later = NOW + timedelta(seconds=31)
         assert (await verifier.verify(host.token("t1", later), later)).user_id == "t1"
+
+
+async def test_what_is_not_a_key_set_is_not_used():
+    host = Host("RS256")
+    key = host.add_key("k1")
+    with serving(host):
+        verifier = JwksVerifier(config(host))
+        host.body = b"<html>maintenance</html>"
+        assert (await refused(verifier, host.token("t1", NOW))).code is ErrorCode.UNAVAILABLE
+        # Keys of another type or use, and broken ones, are skipped; the good one is used.
+        es = public_jwk(new_key("ES256"), "k1", "ES256")
+        enc = {**public_jwk(key, "k1", "RS256"), "use": "enc"}
+        broken = {**public_jwk(key, "k1", "RS256"), "n": "!!"}
+        good = public_jwk(key, "k1", "RS256")
+        host.body = json.dumps({"keys": [es, enc, broken, 3, good]}).encode()
+        later = NOW + timedelta(seconds=31)
+        assert (await verifier.verify(host.token("t1", later), later)).user_id == "t1"
+        host.body = json.dumps({"keys": [es, enc]}).encode()
+        aged = later + timedelta(hours=2)
+        error = await refused(verifier, host.token("t1", aged), aged)
+        assert (error.code, "unknown key 'k1'" in error.message) == (
+            ErrorCode.UNAUTHENTICATED, True)
 
 
 async def test_a_token_goes_to_its_issuers_verifier(rs_host: Host, tmp_path: Path):

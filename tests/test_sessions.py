@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from server import events
+from server import events, session_routes
 from server.clock import ManualClock
 from server.config import Config
 from server.directory import parse_directory
@@ -169,8 +169,12 @@ async def test_deactivation_ends_the_sessions_and_refresh_is_refused(demo: Demo)
     await _refused_at_hello(demo.ws, signed["access_token"])
 
 
-async def test_the_refresh_route_is_rate_limited_per_address(demo: Demo):
-    answers = [(await demo.refresh(f"guess-{i}")).status_code for i in range(130)]
+async def test_the_refresh_route_is_rate_limited_per_address(
+        demo: Demo, monkeypatch: pytest.MonkeyPatch):
+    # A smaller allowance than the real one (50 a second, 500 saved up), for a short test.
+    monkeypatch.setattr(session_routes, "REFRESH_RATE", 1.0)
+    monkeypatch.setattr(session_routes, "REFRESH_BURST", 20.0)
+    answers = [(await demo.refresh(f"guess-{i}")).status_code for i in range(40)]
     assert answers.count(429) > 0
     assert set(answers) == {401, 429}
 
@@ -311,3 +315,36 @@ async def test_the_revocation_check_reads_the_store_once_a_minute_at_most(tmp_pa
         assert store.reads == 3
     finally:
         await store.close()
+
+
+async def test_an_administrator_ends_every_session_of_a_user(demo: Demo):
+    phone, laptop = await demo.sign_in("t1"), await demo.sign_in("t1")
+    wires = [(await Wire.signed_in(demo.ws, c["access_token"]))[0] for c in (phone, laptop)]
+    admin, other = await demo.sign_in("a1"), await demo.sign_in("t2")
+    refused = await demo.http.delete(
+        "/api/users/t1/sessions", headers={"Authorization": f"Bearer {other['access_token']}"})
+    assert refused.status_code == 403
+    ended = await demo.http.delete(
+        "/api/users/t1/sessions", headers={"Authorization": f"Bearer {admin['access_token']}"})
+    assert (ended.status_code, ended.json()) == (200, {"ended": 2})
+    await asyncio.gather(*(_cut(w) for w in wires))
+    assert (await demo.refresh(laptop["refresh_token"])).status_code == 401
+    assert (await demo.refresh(admin["refresh_token"])).status_code == 200  # not theirs
+
+
+@pytest.mark.databases("sqlite")
+async def test_a_logout_missed_while_redis_was_away_cuts_when_it_comes_back(cluster: Cluster):
+    async with httpx.AsyncClient(base_url=cluster.http(0), timeout=10) as http0:
+        signed = (await http0.post("/api/demo/token?school=hugo", json={"user": "t1"})).json()
+        there, _ = await Wire.signed_in(cluster.ws(1), signed["access_token"])
+        cluster.redis.stop()
+        # Node 0 ends the session; its event to node 1 is lost with Redis.
+        out = await http0.post("/api/session/logout",
+                               headers={"Authorization": f"Bearer {signed['access_token']}"})
+        assert out.status_code == 200
+    assert (await there.request({"type": "ping"}))["type"] == "pong"  # not told yet
+    cluster.redis.start()
+    # Node 1 resubscribes, reads its connections' sessions again, and cuts this one.
+    frame = await there.expect("access", timeout=20)
+    assert frame["code"] == "unauthenticated"
+    assert (await there.closed())[0] == 4501

@@ -154,3 +154,19 @@ def _wait(page: Page, predicate: Callable[[], bool], within_ms: int = 10_000) ->
             return
         page.wait_for_timeout(50)
     pytest.fail("the condition did not hold in time")
+
+
+def test_a_duplicated_tab_gives_up_the_refresh_token(short_app: App):
+    """A tab opened as a copy of another (its sessionStorage copied) must not race the
+    original with the same refresh token: a second use would end the session."""
+    original, _ = signed_in(short_app, "t1")
+    refresh = original.evaluate("() => sessionStorage.getItem('preau.refresh')")
+    assert refresh
+    with original.context.expect_page() as opened:
+        original.evaluate("() => { window.open(location.href); }")
+    copy = opened.value
+    expect(copy.locator(".conn")).to_have_text("Connected")  # signed in, on the access token
+    assert copy.evaluate("() => sessionStorage.getItem('preau.refresh')") is None
+    assert copy.evaluate("() => sessionStorage.getItem('preau.tab')") != original.evaluate(
+        "() => sessionStorage.getItem('preau.tab')")
+    assert original.evaluate("() => sessionStorage.getItem('preau.refresh')") == refresh
