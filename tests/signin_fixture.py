@@ -50,6 +50,7 @@ class SigninServer:
     url: str
     provider: IdentityProvider
     clock: ManualClock
+    public: str | None = None  # where the ENT sends the browser back, if not ``url``
 
     @property
     def own_page(self) -> str:
@@ -62,10 +63,15 @@ def pkce() -> tuple[str, str]:
     return verifier, base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
-def identity_file(path: Path, provider: IdentityProvider) -> Path:
+def identity_file(path: Path, provider: IdentityProvider, *, public_url: str | None = None,
+                  cas_version: int = 3) -> Path:
+    public = "" if public_url is None else f'public_url = "{public_url}"'
+    cas_attributes = ('user_attribute = "preau_uid"\nschool_attribute = "preau_school"'
+                      if cas_version == 3 else "")
     path.write_text(f"""
 [signin]
 app_redirect_uris = ["{APP_URI}"]
+{public}
 
 [schools.hugo.oidc]
 issuer = "{provider.issuer}"
@@ -77,9 +83,8 @@ scopes = ["openid", "profile", "preau"]
 
 [schools.hugo.cas]
 server_url = "{provider.cas_url}"
-version = 3
-user_attribute = "preau_uid"
-school_attribute = "preau_school"
+version = {cas_version}
+{cas_attributes}
 """, encoding="utf-8")
     return path
 
@@ -143,15 +148,16 @@ def sign_in(server: SigninServer, login: str, *, kind: str = "oidc",
                        params={"redirect_uri": redirect_uri, "code_challenge": challenge,
                                "code_challenge_method": "S256", "state": app_state})
     assert start.status_code == 303, start.text
-    page = follow_to(client, start, f"{server.url}/signin/hugo/{kind}/callback")
+    callback = f"{server.public or server.url}/signin/hugo/{kind}/callback"
+    page = follow_to(client, start, callback)
     if page.status_code == 200:  # the provider's login form
         answer = submit_login(client, page, login, PASSWORDS[login])
-        back = follow_to(client, answer, f"{server.url}/signin/hugo/{kind}/callback")
+        back = follow_to(client, answer, callback)
     else:  # already signed in at the provider
         back = page
-    callback = client.get(urljoin(str(back.url), back.headers["location"]))
-    assert callback.status_code == 303, callback.text
-    location = callback.headers["location"]
+    returning = client.get(urljoin(str(back.url), back.headers["location"]))
+    assert returning.status_code == 303, returning.text
+    location = returning.headers["location"]
     assert location.startswith(redirect_uri)
     params = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
     return Returned(location, params, verifier, redirect_uri)

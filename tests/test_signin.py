@@ -22,7 +22,7 @@ from server.clock import ManualClock
 from server.config import Config
 from server.directory import parse_directory
 from server.store import open_store
-from tests.conftest import SCHOOL_DAY, SECRET, _import_schools, serve
+from tests.conftest import SCHOOL_DAY, SECRET, _import_schools, free_port, serve
 from tests.identity_provider import Account
 from tests.schools import school_doc
 from tests.signin_fixture import (
@@ -383,3 +383,45 @@ def test_a_busy_database_is_a_french_page_not_a_500(identity_provider, tmp_path,
                          params={"state": "s", "code": "c"})
         assert back.status_code == 503
         assert "réessayez dans un instant" in back.text
+
+
+def test_cas_2_names_the_directory_id_by_the_user_name(identity_provider, tmp_path, limits,
+                                                       schools_url: str):
+    # CAS 2.0 releases no attributes: the CAS user name is the directory id.
+    identity_provider.add_account(Account("p2", "p2-pw", {"cn": "Nadia Moreau"}))
+    PASSWORDS["p2"] = "p2-pw"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    identity_provider.configure(redirect_uris=[f"{base}/signin/hugo/oidc/callback"],
+                                cas_services=[f"{base}/signin/hugo/cas/callback"])
+    config = Config(database_url=schools_url, jwt_secret=SECRET, identity_file=str(
+        identity_file(tmp_path / "id.toml", identity_provider, cas_version=2)))
+    with serve(config, ManualClock(SCHOOL_DAY), limits, port=port) as url:
+        server = SigninServer(url, identity_provider, ManualClock(SCHOOL_DAY))
+        returned = sign_in(server, "p2", kind="cas")
+        answer = exchange(server, returned)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["user"] == "p2"
+        # marc.petit's user name is no directory id: nobody.
+        assert sign_in(server, "marc.petit", kind="cas").params["error"] == "unknown_account"
+
+
+def test_any_node_answers_any_step(identity_provider, tmp_path, limits, schools_url: str):
+    # Two processes on one database behind one public address (here: the second's):
+    # the sign-in starts on the first, the ENT returns to the second, the app exchanges
+    # its code on the first.
+    first_port, second_port = free_port(), free_port()
+    public = f"http://127.0.0.1:{second_port}"
+    identity_provider.configure(redirect_uris=[f"{public}/signin/hugo/oidc/callback"],
+                                cas_services=[f"{public}/signin/hugo/cas/callback"])
+    config = Config(database_url=schools_url, jwt_secret=SECRET, identity_file=str(
+        identity_file(tmp_path / "id.toml", identity_provider, public_url=public)))
+    clock = ManualClock(SCHOOL_DAY)
+    with serve(config, clock, limits, port=first_port) as first, \
+            serve(config, clock, limits, port=second_port):
+        server = SigninServer(first, identity_provider, clock, public=public)
+        returned = sign_in(server, "claire.martin", redirect_uri=APP_URI)
+        assert returned.params["state"] == "app-state-1"
+        answer = exchange(server, returned)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["user"] == "t1"
