@@ -19,7 +19,7 @@ from authlib.oauth2.rfc6749.parameters import prepare_grant_uri, prepare_token_r
 from joserfc.jwk import KeySet
 
 from .config import OidcProvider
-from .idtoken import TokenRefused, verify_id_token, verify_logout_token
+from .idtoken import verify_id_token, verify_logout_token
 
 __all__ = ["OidcClient", "ProviderError"]
 
@@ -140,5 +140,3 @@ class OidcClient:
             raise ProviderError(f"{url} is not a JSON object")
         return doc
 
-
-__all__ += ["TokenRefused"]
