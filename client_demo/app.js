@@ -22,6 +22,7 @@ import { personLabel } from './people.js';
 import { preferencesView } from './preferences.js';
 import { Connection } from './protocol.js';
 import { settingsView } from './settings.js';
+import { finishEnt, signOutOfEnt } from './ent.js';
 import { signInView } from './signin.js';
 import { setTitle, setUnread } from './tabbadge.js';
 import { explain, formatOpening, formatTime, personName, setTimeZone } from './text.js';
@@ -161,6 +162,8 @@ onLanguage(() => {
 
 async function boot(message) {
   await claimTab(); // a duplicated tab gives up the refresh token (api.js)
+  const failed = await finishEnt();  // back from the ENT: ?code= or ?error=
+  if (failed) return showSignIn(failed);
   if (!getToken()) return showSignIn(message);
   let me;
   try {
@@ -379,6 +382,7 @@ function startSession(me) {
     chat.forget();
     board.forget();
     endSession();
+    signOutOfEnt(); // signed in with the ENT: sign out there too
   });
   // Save positions and outbox as the page goes away: the reload resumes from them.
   const save = () => chat.save();

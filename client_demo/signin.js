@@ -4,6 +4,7 @@
 
 import { api, demoToken, demoUsers, setCredentials, setToken } from './api.js';
 import { h, nextId } from './dom.js';
+import { entProviders, entSection } from './ent.js';
 import { register, t, tn } from './i18n.js';
 import { explain } from './text.js';
 
@@ -81,7 +82,14 @@ export async function signInView({ message, onSignedIn }) {
     demo = null; // not in demo mode (404), or several schools without ?school=
   }
   section.lastChild.remove();
-  section.append(demo ? demoPicker(demo, banner, onSignedIn) : tokenForm(banner, onSignedIn));
+  if (demo) {
+    section.append(demoPicker(demo, banner, onSignedIn));
+  } else {
+    // The school's ENT first; the pasted token stays for the operators' own tests.
+    const providers = await entProviders();
+    if (providers.length) section.append(entSection(providers));
+    section.append(tokenForm(banner, onSignedIn));
+  }
   return section;
 }
 

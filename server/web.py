@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -80,6 +81,8 @@ from .settings import (
     preferences_to_json,
     settings_to_json,
 )
+from .signin.config import load_signin_config
+from .signin.routes import Signin, signin_routes
 from .store import AuditEntry, Store, open_store
 from .tokens import Identity, Verifier
 
@@ -116,6 +119,7 @@ CONTACTS_PAGE = 50
 CONTACTS_MAX_PAGE = 200
 REST_COST = 1.0  # a REST request, from the user's allowance (a message costs 1 too)
 RETRY_AFTER = 1  # seconds, in the Retry-After of a 503 ``unavailable``
+PROVIDER_TIMEOUT = 10.0  # seconds for a school's identity provider to answer Préau
 MAX_PARAM_CHARS = 200  # a query or path parameter: a search, an id, a cursor
 
 
@@ -194,6 +198,9 @@ def create_app(
 ) -> PreauApp:
     """The ASGI application. ``store`` is opened from ``config`` unless given (and then owned)."""
     services: dict[str, _Services] = {}
+    # Read at once: a mistake in the identity file stops the server before it listens.
+    signin_config = load_signin_config(config.identity_file)
+    signin: dict[str, Signin] = {}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -212,7 +219,9 @@ def create_app(
                                 access_ttl=timedelta(seconds=config.token_ttl),
                                 refresh_ttl=timedelta(seconds=config.refresh_ttl))
             services["s"] = _Services(st, schools, secret, clock, node, sessions, verifier)
-            yield
+            async with httpx.AsyncClient(timeout=PROVIDER_TIMEOUT) as http:
+                signin["s"] = Signin(signin_config, st, schools, sessions, clock, http)
+                yield
         finally:
             if node is not None:
                 await node.close()
@@ -360,6 +369,7 @@ def create_app(
         Route("/api/broadcasts/{broadcast_id:int}/remind", api(_remind_broadcast),
               methods=["POST"]),
         Route("/api/users", api(_users, admin=True)),
+        *signin_routes(lambda: signin["s"]),
     ]
     if config.demo:
         routes += [

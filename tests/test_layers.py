@@ -38,7 +38,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                     "server.noticeboard", "server.conversations", "server.activity")),
     ("node", ("server.node",)),
     ("session", ("server.session",)),
-    ("app", ("server.web", "server.headers", "server.handshake", "server.session_routes")),
+    ("app", ("server.web", "server.headers", "server.handshake", "server.session_routes",
+             "server.signin")),
     ("cli", ("server.cli", "server.__main__", "server.loadtest", "server.client",
              "server.session_client")),
 ]

@@ -42,6 +42,7 @@ from .contract import (
     HeldStore,
     MessageStore,
     SessionStore,
+    SigninStore,
     Store,
 )
 from .postgres import PostgresStore
@@ -67,6 +68,7 @@ __all__ = [
     "RotationOutcome",
     "SessionStore",
     "SignInSession",
+    "SigninStore",
     "SqliteStore",
     "Store",
     "StoredMessage",

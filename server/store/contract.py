@@ -54,6 +54,7 @@ __all__ = [
     "HeldStore",
     "MessageStore",
     "SessionStore",
+    "SigninStore",
     "Store",
 ]
 
@@ -455,8 +456,32 @@ class SessionStore(Protocol):
         (each is then ``UNKNOWN``, refused all the same); how many. Every school at once."""
 
 
+class SigninStore(Protocol):
+    """The short-lived grants of a sign-in through a school's identity provider
+    (:mod:`server.signin`): a sign-in waiting for the provider (``kind`` ``"pending"``,
+    keyed by its state) and a one-time code waiting for an app (``"code"``, keyed by
+    the code's hash). Kept here, not in a node's memory, so that the provider's
+    redirect and the app's exchange may reach any node."""
+
+    async def put_signin_grant(
+        self, kind: str, key: str, school_id: SchoolId, payload: str, *,
+        expires_at: datetime, now: datetime,
+    ) -> bool:
+        """Keep ``payload`` under (``kind``, ``key``) until ``expires_at``; ``False``
+        (and nothing changed) if that key is already taken. Grants expired at ``now``
+        are forgotten on the way."""
+
+    async def take_signin_grant(
+        self, kind: str, key: str, school_id: SchoolId, *, now: datetime,
+    ) -> str | None:
+        """Remove and return the payload of (``kind``, ``key``) if it belongs to
+        ``school_id`` and has not expired at ``now``; ``None`` otherwise. One
+        statement: of two takes of the same grant, even on two nodes, one alone gets it
+        (a replayed code finds nothing)."""
+
+
 class Store(DirectoryStore, DiscussionStore, MessageStore, BroadcastStore, HeldStore,
-            SessionStore, Protocol):
+            SessionStore, SigninStore, Protocol):
     """Every role of the store, and its lifecycle: durable state for a whole
     deployment (schools, settings, audit, discussions, messages, broadcasts, held
     items)."""

@@ -37,6 +37,7 @@ from .postgres_failures import DRIVER_ERRORS, translate
 from .postgres_held import PostgresHeld
 from .postgres_messages import PostgresMessages
 from .postgres_sessions import PostgresSessions
+from .postgres_signin import PostgresSignin
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -89,7 +90,7 @@ def _migrations() -> list[tuple[int, str]]:
 
 
 class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresMessages, PostgresBroadcasts,
-                    PostgresHeld, PostgresSessions):
+                    PostgresHeld, PostgresSessions, PostgresSignin):
     """A :class:`~server.store.contract.Store` in a PostgreSQL database (``url``: a libpq
     URL without Préau's own options, which come as arguments).
 

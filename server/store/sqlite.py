@@ -74,6 +74,7 @@ from .base import (
 from .failures import WriteHealth, translate
 from .sqlite_broadcasts import SqliteBroadcasts
 from .sqlite_sessions import SqliteSessions, end_deactivated
+from .sqlite_signin import SqliteSignin
 from .times import dt, ts
 
 __all__ = ["SqliteStore"]
@@ -94,7 +95,7 @@ def _migrations() -> list[tuple[int, str]]:
 
 
 
-class SqliteStore(SqliteBroadcasts, SqliteSessions):
+class SqliteStore(SqliteBroadcasts, SqliteSessions, SqliteSignin):
     """A :class:`~server.store.contract.Store` in one SQLite file (``":memory:"`` for tests)."""
 
     def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:

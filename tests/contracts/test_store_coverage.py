@@ -18,6 +18,7 @@ from server.store.contract import (
     HeldStore,
     MessageStore,
     SessionStore,
+    SigninStore,
     Store,
 )
 
@@ -30,6 +31,7 @@ ROLE_FILES: dict[type, str] = {
     BroadcastStore: "test_store_broadcasts.py",
     HeldStore: "test_store_held.py",
     SessionStore: "test_store_sessions.py",
+    SigninStore: "test_store_signin.py",
     Store: "test_store_lifecycle.py",  # its own methods only: open, close, write_failure
 }
 
