@@ -26,7 +26,7 @@ register({
     'me.school': 'Pour tout l’établissement',
     'me.on': 'activées',
     'me.off': 'désactivées',
-    'me.profile': 'Pour votre profil « {name} »',
+    'me.profile': 'Pour votre profil',
     'me.hours': 'Horaires',
     'me.hours.none': 'Aucune restriction horaire.',
     'me.hours.open': 'Discussions ouvertes',
@@ -82,7 +82,7 @@ register({
     'me.school': 'For the whole school',
     'me.on': 'on',
     'me.off': 'off',
-    'me.profile': 'For your profile “{name}”',
+    'me.profile': 'For your profile',
     'me.hours': 'Hours',
     'me.hours.none': 'No time restriction.',
     'me.hours.open': 'Discussions open',
@@ -169,7 +169,9 @@ export function mySettingsView({ notify }) {
         h('p', { dataset: { setting: 'access' } }, t(doc.access.allowed ? 'me.access.on' : 'me.access.off')),
         rows([
           [t('me.school'), onOff(doc.school.discussions_enabled), 'school'],
-          [t('me.profile', { name: doc.profile.name }), onOff(doc.profile.discussions_enabled), 'profile'],
+          // The profile's name is the school's word, in the school's language.
+          [[t('me.profile'), ' ', h('span', { class: 'profile-name' }, doc.profile.name)],
+            onOff(doc.profile.discussions_enabled), 'profile'],
         ])),
       h('fieldset', {}, h('legend', {}, t('me.hours')),
         doc.hours.enabled

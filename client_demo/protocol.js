@@ -10,7 +10,30 @@
 // connections for this account) → random backoff from 0.5 s doubling to
 // 30 s, reset after a connection that lasted a minute; 4501 (token refused) and
 // 4503 (access revoked) → stop, the caller shows why; 1002/1009 → stop (a bug
-// here, retrying would loop).
+// here, retrying would loop); 4401 (the token expired unrefreshed), or a first
+// 4501 at hello while we hold a refresh token → at once, with a refreshed token.
+//
+// Tokens last minutes: the server says `token_expiring` a minute before; we get a
+// fresh token (the caller's refreshToken, through REST) and send it in a `refresh`
+// frame, on the same connection: nothing is replayed, the subscriptions stay.
+
+import { register, t } from './i18n.js';
+
+// The sentences of the errors made here (not by the server), shown under a refusal's lead.
+register({
+  fr: {
+    'protocol.notConnected': 'Pas de connexion.',
+    'protocol.noAnswer': 'Le serveur n’a pas répondu.',
+    'protocol.lost': 'La connexion a été perdue.',
+    'protocol.error': 'Erreur de protocole.',
+  },
+  en: {
+    'protocol.notConnected': 'Not connected.',
+    'protocol.noAnswer': 'No answer from the server.',
+    'protocol.lost': 'The connection was lost.',
+    'protocol.error': 'Protocol error.',
+  },
+});
 
 export const PROTOCOL = 'preau.json';
 const PING_EVERY = 25_000; // §3.5: our own ping, to notice a dead connection
@@ -34,15 +57,21 @@ export class Connection {
   /**
    * @param {object} options
    * @param {string} options.url          ws:// or wss:// URL of /ws
-   * @param {() => string} options.token  the token for the next hello
+   * @param {() => (string|Promise<string>)} options.token  the token for the next hello
+   * @param {() => Promise<string>} [options.refreshToken]  a new token, on token_expiring
    * @param {() => (Array|null)} options.resume  hello.resume: null for a fresh client
    * @param {(frame: object) => void} options.onFrame  events and unsolicited errors
    * @param {(status: object) => void} options.onStatus
    *   {state: 'connecting'|'open'|'waiting'|'stopped', retryIn?, code?, message?}
    */
-  constructor({ url, token, resume, onFrame, onStatus }) {
+  constructor({ url, token, refreshToken, resume, onFrame, onStatus }) {
     this.url = url;
     this.token = token;
+    this.refreshToken = refreshToken || null;
+    // Refresh before the next hello: the last token expired (4401) or was refused
+    // (4501) and a refresh may still work (once: a refused refresh stops us).
+    this.mustRefresh = false;
+    this.refusedOnce = false;
     this.resume = resume;
     this.onFrame = onFrame;
     this.onStatus = onStatus;
@@ -83,14 +112,14 @@ export class Connection {
   /** Send a request and wait for its reply (rejects with ProtocolError). */
   request(frame, timeout = REQUEST_TIMEOUT) {
     if (!this.isOpen) {
-      return Promise.reject(new ProtocolError({ code: 'disconnected', message: 'Not connected.' }));
+      return Promise.reject(new ProtocolError({ code: 'disconnected', message: t('protocol.notConnected') }));
     }
     this.refs += 1;
     const ref = `r${this.refs}`;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(ref);
-        reject(new ProtocolError({ code: 'timeout', message: 'No answer from the server.' }));
+        reject(new ProtocolError({ code: 'timeout', message: t('protocol.noAnswer') }));
       }, timeout);
       this.pending.set(ref, { resolve, reject, timer });
       this.ws.send(JSON.stringify({ ...frame, ref }));
@@ -127,9 +156,23 @@ export class Connection {
     }
     this.ws = ws;
     let welcomed = false;
-    ws.onopen = () => {
+    ws.onopen = async () => {
       // §3.1: the hello must come within 5 s; the token travels here, never in the URL.
-      const hello = { type: 'hello', token: this.token() };
+      let token;
+      try {
+        if (this.mustRefresh && this.refreshToken) {
+          this.mustRefresh = false;
+          token = await this.refreshToken();
+        } else {
+          token = await this.token(); // refreshed first if about to expire
+        }
+      } catch (error) {
+        if (this.ws !== ws) return;
+        this.stop({ state: 'stopped', code: error.code || 'unauthenticated', message: error.message });
+        return;
+      }
+      if (this.ws !== ws) return; // closed meanwhile
+      const hello = { type: 'hello', token };
       const resume = this.resume();
       if (resume !== null) hello.resume = resume;
       ws.send(JSON.stringify(hello));
@@ -146,6 +189,7 @@ export class Connection {
       if (!welcomed) {
         if (frame.type === 'welcome') {
           welcomed = true;
+          this.refusedOnce = false;
           this.welcomedAt = Date.now();
           this._setStatus({ state: 'open' });
           this._schedulePing();
@@ -178,8 +222,22 @@ export class Connection {
       clearTimeout(this.pongTimer);
       return;
     }
+    if (frame.type === 'token_expiring' && this.refreshToken) {
+      this._refresh();
+      return;
+    }
     if (frame.type === 'access' || (frame.type === 'error' && !ref)) this.lastRefusal = frame;
     this.onFrame(frame);
+  }
+
+  /** Answer token_expiring: a fresh token through REST, then the `refresh` frame. If
+   * either fails, the server closes with 4401 at expiry and we reconnect with a
+   * fresh token (or stop, if the session has ended: the hello is refused). */
+  async _refresh() {
+    try {
+      const token = await this.refreshToken();
+      if (this.isOpen) await this.request({ type: 'refresh', token });
+    } catch { /* see above */ }
   }
 
   _schedulePing() {
@@ -208,7 +266,7 @@ export class Connection {
     }
     for (const { reject, timer } of this.pending.values()) {
       clearTimeout(timer);
-      reject(new ProtocolError({ code: 'disconnected', message: 'The connection was lost.' }));
+      reject(new ProtocolError({ code: 'disconnected', message: t('protocol.lost') }));
     }
     this.pending.clear();
   }
@@ -219,6 +277,16 @@ export class Connection {
     this._teardown();
     if (this.stopped) return;
     const refusal = this.lastRefusal;
+    if (code === 4401 || (code === 4501 && this.refreshToken && !this.refusedOnce
+                          && !(refusal && refusal.type === 'access'))) {
+      // The token expired, or was refused at hello (our clock is not the server's):
+      // once more, with a refreshed one. A session that has ended refuses the refresh.
+      if (code === 4501) this.refusedOnce = true;
+      this.mustRefresh = true;
+      this._setStatus({ state: 'waiting', retryIn: 0, code });
+      this.retryTimer = setTimeout(() => this._connectNow(), Math.random() * 200);
+      return;
+    }
     if (code === 4501 || code === 4503) {
       // Never loop on a refused token or a revoked access (§10).
       this.stop({
@@ -228,7 +296,7 @@ export class Connection {
       return;
     }
     if (code === 1002 || code === 1009) {
-      this.stop({ state: 'stopped', code: 'bad_request', message: reason || 'Protocol error.' });
+      this.stop({ state: 'stopped', code: 'bad_request', message: reason || t('protocol.error') });
       return;
     }
     let delay;

@@ -1,5 +1,5 @@
 // Search in my discussions: the box above the discussion list, and its results
-// (GET /api/search, docs/protocol.md §5.10 and §6.9).
+// (GET /api/search, docs/protocol.md §5.11 and §6.9).
 //
 // The server finds only what I may read (my discussions, the messages history gives
 // me). A result's snippet comes as plain-text pieces, the matched words marked: they

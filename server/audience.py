@@ -63,7 +63,11 @@ class Session(Member, Protocol):
     @property
     def expires_at(self) -> datetime: ...
 
+    def check_token(self, now: datetime) -> None:
+        """Send ``token_expiring`` when due; close (4401) once the token has expired."""
+
     encoding: Encoding
+    session_id: str | None  # the sign-in session of its token (``sid``), if any
 
 
 class Replay:

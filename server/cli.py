@@ -22,12 +22,14 @@ from pathlib import Path
 from .clock import configured_clock
 from .config import Config
 from .errors import ConfigurationError, DirectoryError, PreauError
+from .host_tokens import host_token_configs
 from .model import Role, SchoolId, UserId
 from .store import Store, displayed_url, open_store, sqlite_path
 from .tokens import issue_token
 
 __all__ = ["MASS_REMOVAL_MIN", "main"]
 
+CLI_TOKEN_TTL = 12 * 3600  # seconds: `preau token` without --ttl
 MASS_REMOVAL_MIN = 10  # below this many removals, a small school's file is trusted as is
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -88,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="print a signed token for a user (development)")
     token.add_argument("user_id")
     token.add_argument("--school", help="school id (default: the only school)")
-    token.add_argument("--ttl", type=_positive, help="lifetime in seconds (default 12 h)")
+    token.add_argument("--ttl", type=_positive,
+                       help="lifetime in seconds (default 12 h, whatever PREAU_TOKEN_TTL)")
     _database_flag(token)
     token.set_defaults(run=_token)
 
@@ -186,6 +189,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     from .web import create_app
 
     config.check()
+    host_token_configs(config.identity_file)  # a wrong identity file stops here (exit 2)
     _make_parent_dir(config)
     level = _log_level(args)
     app = create_app(config, clock=configured_clock(config.clock_start))
@@ -279,7 +283,9 @@ def _token(args: argparse.Namespace, config: Config) -> int:
             secret = await _token_secret(config, store)
         finally:
             await store.close()
-        ttl = timedelta(seconds=args.ttl or config.token_ttl)
+        # Not PREAU_TOKEN_TTL (minutes, for sessions' access tokens): a token made here
+        # has no session to refresh it, so it lasts 12 h unless told otherwise.
+        ttl = timedelta(seconds=args.ttl or CLI_TOKEN_TTL)
         # The token must be valid by the server's clock (PREAU_CLOCK_START shifts it).
         now = configured_clock(config.clock_start)()
         print(issue_token(secret, school, UserId(args.user_id), ttl=ttl, now=now))

@@ -39,7 +39,10 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8000
     demo: bool = False
-    token_ttl: int = 12 * 3600
+    # Access tokens of sign-in sessions last minutes (server/sessions.py); `preau token`
+    # has its own --ttl (12 h by default) for administrators' and tests' tokens.
+    token_ttl: int = 15 * 60
+    refresh_ttl: int = 30 * 24 * 3600  # a refresh token unused this long expires
     rate_per_second: float = 20.0
     connections_per_user: int = 10
     max_connections: int = 10_000
@@ -48,6 +51,8 @@ class Config:
     node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     clock_start: datetime | None = None
     client_dir: str | None = None
+    # How each establishment signs its users in (server/identity_file.py): a TOML file.
+    identity_file: str | None = None
     # The version of the events written to other nodes (server/events.py): the previous
     # one while nodes of the previous release remain (docs/operating.md, rolling upgrade).
     events_version: int = events.CURRENT
@@ -69,7 +74,8 @@ class Config:
             host=env.get("PREAU_HOST") or "127.0.0.1",
             port=_int(env, "PREAU_PORT", 8000, 0, 65535),
             demo=_bool(env, "PREAU_DEMO"),
-            token_ttl=_int(env, "PREAU_TOKEN_TTL", 12 * 3600, 60, 90 * 24 * 3600),
+            token_ttl=_int(env, "PREAU_TOKEN_TTL", 15 * 60, 5, 90 * 24 * 3600),
+            refresh_ttl=_int(env, "PREAU_REFRESH_TTL", 30 * 24 * 3600, 60, 365 * 24 * 3600),
             rate_per_second=float(_int(env, "PREAU_RATE_LIMIT", 20, 1, 100_000)),
             connections_per_user=_int(env, "PREAU_USER_CONNECTIONS", 10, 1, 1000),
             max_connections=_int(env, "PREAU_MAX_CONNECTIONS", 10_000, 10, 1_000_000),
@@ -78,6 +84,7 @@ class Config:
             node_id=env.get("PREAU_NODE_ID") or uuid.uuid4().hex[:12],
             clock_start=_datetime(env, "PREAU_CLOCK_START"),
             client_dir=env.get("PREAU_CLIENT_DIR") or None,
+            identity_file=env.get("PREAU_IDENTITY_FILE") or None,
             events_version=_int(env, "PREAU_EVENTS_VERSION", events.CURRENT, events.OLDEST,
                                 events.CURRENT),
         )

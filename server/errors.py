@@ -78,6 +78,9 @@ class ErrorCode(enum.StrEnum):
     RATE_LIMITED = ("rate_limited", 429, "", "Too many requests: slow down and retry.")
     FORBIDDEN = ("forbidden", 403, "", "Only an administrator of the school may do this.")
     NOT_FOUND = ("not_found", 404, "", "There is no such thing here.")
+    TOKEN_EXPIRED = (
+        "token_expired", 401, "", "The token has expired: reconnect with a fresh one."
+    )
 
     # Gatekeeper, in precedence order for the first four.
     DISCUSSIONS_DISABLED = (
@@ -125,6 +128,13 @@ class ErrorCode(enum.StrEnum):
     )
     POLL_CLOSED = ("poll_closed", 409, "G8", "The poll is closed: its deadline has passed.")
 
+    # Sign-in through a school's identity provider (server/signin/).
+    INVALID_GRANT = ("invalid_grant", 400, "",
+                     "This sign-in code is unknown, used, expired, or not yours.")
+    UNKNOWN_ACCOUNT = ("unknown_account", 403, "",
+                       "This account is not an active user of the school.")
+    PROVIDER_ERROR = ("provider_error", 502, "",
+                      "The school's identity provider did not complete the sign-in.")
     # Store and server.
     CONFLICT = ("conflict", 409, "", "The request conflicts with what is stored.")
     INTERNAL = ("internal", 500, "", "Something went wrong on the server.")

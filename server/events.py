@@ -48,6 +48,7 @@ __all__ = [
     "PolicyChanged",
     "Presence",
     "Read",
+    "SessionsEnded",
     "Typing",
     "Unreadable",
     "decode",
@@ -309,6 +310,32 @@ class HeldDropped:
                    _str(data["m"]))
 
 
+@dataclass(frozen=True, slots=True)
+class SessionsEnded:
+    """Sign-in sessions ended (logout, the provider's logout, reuse of a refresh token,
+    deactivation): their access tokens are refused and their connections closed.
+
+    New in this release: a node of the previous one cannot read it and reads the school
+    again instead (``Node.unreadable``), which is harmless; it does not close the
+    sessions' connections (their tokens expire within ``PREAU_TOKEN_TTL``)."""
+
+    KIND: ClassVar[str] = "se"
+    VERSION: ClassVar[int] = 2
+    school: SchoolId
+    sessions: tuple[str, ...]
+    reason: str
+
+    def encode(self, version: int = CURRENT) -> dict[str, Any]:
+        out = _envelope(self, _check(version))
+        out.update({"ss": list(self.sessions), "why": self.reason})
+        return out
+
+    @classmethod
+    def decode(cls, data: Mapping[str, Any], version: int) -> SessionsEnded:
+        return cls(SchoolId(_str(data["s"])), tuple(_str(x) for x in data["ss"]),
+                   _str(data["why"]))
+
+
 # ---------------------------------------------------------------------- noticeboard
 
 
@@ -430,12 +457,13 @@ class BroadcastDropped:
 
 
 Event = (Message | Joined | Left | Read | Typing | Presence | DiscussionAdded | PolicyChanged
-         | HeldDropped | BroadcastPublished | BroadcastStats | BroadcastMine
+         | HeldDropped | SessionsEnded | BroadcastPublished | BroadcastStats | BroadcastMine
          | BroadcastReminded | BroadcastDropped)
 
 _TYPES: tuple[type[Event], ...] = (
     Message, Joined, Left, Read, Typing, Presence, DiscussionAdded, PolicyChanged, HeldDropped,
-    BroadcastPublished, BroadcastStats, BroadcastMine, BroadcastReminded, BroadcastDropped)
+    SessionsEnded, BroadcastPublished, BroadcastStats, BroadcastMine, BroadcastReminded,
+    BroadcastDropped)
 
 KINDS: dict[str, type[Event]] = {t.KIND: t for t in _TYPES}
 

@@ -52,6 +52,7 @@ from .limits import DEFAULT_LIMITS, Limits
 from .model import DiscussionId, SchoolId, UserId
 from .noticeboard import Noticeboard
 from .protocol import CloseCode
+from .revocation import Revocations
 from .schools import Establishment, Schools
 from .store import Store, StoredMessage
 
@@ -114,8 +115,11 @@ class Node:
         self._dispatch.on(events.DiscussionAdded, self._on_discussion_added)
         self._dispatch.on(events.PolicyChanged, self._on_policy_changed)
         self._dispatch.on(events.HeldDropped, self._on_held_dropped)
+        # Ended sign-in sessions: their tokens refused, their connections cut.
+        self.revocations = Revocations(store, self.hub, publish=self.announce)
         self.activity.register(self._dispatch)
         self.noticeboard.register(self._dispatch)
+        self.revocations.register(self._dispatch)
         if self._dispatch.missing():  # a kind nobody handles: fail now, not at its first event
             raise RuntimeError(f"no handler for events {self._dispatch.missing()}")
 
@@ -363,7 +367,8 @@ class Node:
 
     def handle_resubscribed(self) -> None:
         """Pub/sub may have dropped publications while Redis was away: re-read the store
-        (messages, memberships and settings)."""
+        (messages, memberships and settings), and which sign-in sessions ended."""
+        self._spawn(self.revocations.recheck_connections())
         for key in self.audience.followed():
             self._spawn(self.audience.catch_up(key))
         for school in list(self._school_subs):
@@ -538,13 +543,11 @@ class Node:
             else:
                 self._check_window(school, est)
         for member in self._sessions():
-            if now >= member.expires_at:
-                member.push(Frame(frames.error(ErrorCode.UNAUTHENTICATED,
-                                         "The token has expired: sign in again.")))
-                member.close(CloseCode.UNAUTHENTICATED, "token expired")
+            member.check_token(now)  # token_expiring, then token_expired and close 4401
         # After the window events, so that clients hear "open" before the held messages.
         await self.held.release_due()
         await self.noticeboard.release_due()
+        await self.revocations.prune_due(now)
 
     async def policy_changed(self, school: SchoolId) -> None:
         """Settings or preferences changed here: apply at once on every node."""

@@ -1,5 +1,5 @@
 """Search in one's own discussions: the words of a query, the pages of results, and
-their JSON (``search`` frames and ``GET /api/search``, docs/protocol.md §6.8).
+their JSON (``search`` frames and ``GET /api/search``, docs/protocol.md §5.11 and §6.9).
 
 The store finds (:meth:`~server.store.contract.SearchStore.search`), bounded by what
 ``history`` and ``list`` show the user; this module checks the query, reads and writes

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -42,6 +43,7 @@ from . import __version__, search
 from .broker import Broker, BrokerUnavailable, MemoryBroker, RedisBroker
 from .clock import Clock, system_clock
 from .config import Config
+from .contacts import Query, group_views
 from .errors import (
     ErrorCode,
     InvalidSettings,
@@ -54,6 +56,7 @@ from .errors import (
 from .gatekeeper import WindowState
 from .headers import SecurityHeaders
 from .hub import TransportClosed
+from .jwks import build_verifier
 from .limits import Limits
 from .model import Role, SchoolId, User, UserId
 from .mysettings import my_settings
@@ -72,6 +75,8 @@ from .protocol import (
 )
 from .schools import Establishment, Schools, fold, person
 from .session import Session
+from .session_routes import SessionRoutes, credentials_json
+from .sessions import Sessions
 from .settings import (
     Json,
     apply_preferences_patch,
@@ -79,8 +84,10 @@ from .settings import (
     preferences_to_json,
     settings_to_json,
 )
+from .signin.config import load_signin_config
+from .signin.routes import Signin, signin_routes
 from .store import AuditEntry, Store, open_store
-from .tokens import Identity, issue_token, read_token
+from .tokens import Identity, Verifier
 
 __all__ = [
     "DEMO_SECRET_KEY",
@@ -115,6 +122,7 @@ CONTACTS_PAGE = 50
 CONTACTS_MAX_PAGE = 200
 REST_COST = 1.0  # a REST request, from the user's allowance (a message costs 1 too)
 RETRY_AFTER = 1  # seconds, in the Retry-After of a 503 ``unavailable``
+PROVIDER_TIMEOUT = 10.0  # seconds for a school's identity provider to answer Préau
 MAX_PARAM_CHARS = 200  # a query or path parameter: a search, an id, a cursor
 
 
@@ -153,6 +161,8 @@ class _Services:
     secret: str
     clock: Clock
     node: Node
+    sessions: Sessions  # sign-in sessions: what a sign-in flow ends with (open_session)
+    verifier: Verifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +201,9 @@ def create_app(
 ) -> PreauApp:
     """The ASGI application. ``store`` is opened from ``config`` unless given (and then owned)."""
     services: dict[str, _Services] = {}
+    # Read at once: a mistake in the identity file stops the server before it listens.
+    signin_config = load_signin_config(config.identity_file)
+    signin: dict[str, Signin] = {}
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -203,9 +216,15 @@ def create_app(
             node = Node(st, _broker(config), schools, clock=clock,
                         limits=limits or config.limits(), node_id=config.node_id,
                         events_version=config.events_version)
+            verifier = build_verifier(secret, config.identity_file)
             await node.start()
-            services["s"] = _Services(st, schools, secret, clock, node)
-            yield
+            sessions = Sessions(st, schools, secret=secret, ended=node.revocations.announce,
+                                access_ttl=timedelta(seconds=config.token_ttl),
+                                refresh_ttl=timedelta(seconds=config.refresh_ttl))
+            services["s"] = _Services(st, schools, secret, clock, node, sessions, verifier)
+            async with httpx.AsyncClient(timeout=PROVIDER_TIMEOUT) as http:
+                signin["s"] = Signin(signin_config, st, schools, sessions, clock, http)
+                yield
         finally:
             if node is not None:
                 await node.close()
@@ -239,7 +258,8 @@ def create_app(
         report = {"status": "ready", "store": "ok", "broker": "ok",
                   "connections": len(s.node.hub),
                   "discussions": sum(1 for _ in s.node.hub.discussions()),
-                  "events_unreadable": s.node.events_unreadable}
+                  "events_unreadable": s.node.events_unreadable,
+                  "refresh_reuse_detected": s.sessions.reuse_detected}
         try:
             await s.store.list_schools()
         except StoreError as exc:
@@ -282,21 +302,25 @@ def create_app(
         })
 
     async def demo_token(request: Request) -> Response:
-        """Demo mode only: a token for any user of the school, without a password."""
+        """Demo mode only: a sign-in session for any user of the school, without a
+        password (provider ``demo``): an access token and a refresh token, as every
+        other way of signing in gives."""
+        s = services["s"]
         try:
             est = await demo_school(request)
             body = await _json_body(request)
             user_id = body.get("user") if isinstance(body, dict) else None
             if not isinstance(user_id, str) or est.gatekeeper.user(UserId(user_id)) is None:
                 raise Refused(ErrorCode.BAD_REQUEST, "Give the 'user' id of someone here.")
+            credentials = await s.sessions.open_session(
+                est.gatekeeper.state.directory.school.id, UserId(user_id), provider="demo",
+                provider_session=None, now=s.clock())
         except PreauError as exc:
             return _error_response(exc)
-        s = services["s"]
-        now = s.clock()
-        ttl = timedelta(seconds=config.token_ttl)
-        token = issue_token(s.secret, est.gatekeeper.state.directory.school.id,
-                            UserId(user_id), ttl=ttl, now=now)
-        return JSONResponse({"token": token, "expires_at": _iso(now + ttl)})
+        # "token" as before this release, for clients that read only it.
+        return JSONResponse({"token": credentials.access_token,
+                             **credentials_json(credentials)},
+                            headers={"Cache-Control": "no-store"})
 
     async def websocket(ws: WebSocket) -> None:
         offered = ws.scope.get("subprotocols", [])
@@ -307,10 +331,16 @@ def create_app(
             return
         await ws.accept(subprotocol=encoding.value)
         s = services["s"]
-        await Session(s.node, _WebSocketTransport(ws), encoding, secret=s.secret).run()
+        await Session(s.node, _WebSocketTransport(ws), encoding, verifier=s.verifier).run()
 
+    session_routes = SessionRoutes(lambda: services["s"].sessions, clock,
+                                   error_response=_error_response, json_body=_json_body)
     routes = [
         Route("/healthz", healthz),
+        Route("/api/session/refresh", session_routes.refresh, methods=["POST"]),
+        Route("/api/session/logout", api(session_routes.logout), methods=["POST"]),
+        Route("/api/users/{user_id}/sessions", api(session_routes.end_user_sessions,
+                                                   admin=True), methods=["DELETE"]),
         Route("/readyz", readyz),
         WebSocketRoute("/ws", websocket),
         Route("/api/me", api(_me)),
@@ -344,6 +374,7 @@ def create_app(
         Route("/api/broadcasts/{broadcast_id:int}/remind", api(_remind_broadcast),
               methods=["POST"]),
         Route("/api/users", api(_users, admin=True)),
+        *signin_routes(lambda: signin["s"]),
     ]
     if config.demo:
         routes += [
@@ -453,11 +484,13 @@ async def _authenticate(services: _Services, request: Request) -> _Caller:
         raise Refused(ErrorCode.UNAUTHENTICATED,
                       "Send the token as 'Authorization: Bearer <token>'.")
     now = services.clock()
-    identity = read_token(services.secret, token.strip(), now=now)
+    identity = await services.verifier.verify(token.strip(), now)
     try:
         school = await services.schools.get(identity.school_id)
     except NotFound:
         raise Refused(ErrorCode.UNAUTHENTICATED, "The token names an unknown school.") from None
+    if identity.session_id is not None:  # an ended session's token is refused (cached)
+        await services.node.revocations.check(identity.school_id, identity.session_id)
     user = school.gatekeeper.user(identity.user_id)
     if user is None:
         raise Refused(ErrorCode.UNAUTHENTICATED, "This account is not in the school's directory.")
@@ -607,22 +640,24 @@ async def _contacts(request: Request, caller: _Caller) -> Json:
     """The people the caller may start a discussion with (G1–G5), searchable and paged."""
     gk = caller.school.gatekeeper
     gk.check_contacts(caller.user.id).raise_for_refusal()
-    q = fold(request.query_params.get("q", "").strip())
+    est = caller.school
+    query = Query.parse(request.query_params.get("q", ""), gk.state.directory.classes)
     limit = _int_param(request, "limit", CONTACTS_PAGE, 1, CONTACTS_MAX_PAGE)
     offset = _decode_cursor(request.query_params.get("cursor"))
     people = gk.contacts(caller.user.id)
-    if q:
-        terms = q.split()
-        people = tuple(
-            u for u in people
-            if all(t in caller.school.search_key(u) for t in terms)
-        )
+    if not query.empty:
+        people = tuple(u for u in people if query.finds(est, u))
     page = people[offset:offset + limit]
     following = offset + limit
+    classes = gk.state.directory.classes
     return {
         "items": [_person(caller, u) for u in page],
         "next_cursor": _encode_cursor(following) if following < len(people) else None,
         "total": len(people),
+        # The groups of classes the caller may address in a start (server.contacts),
+        # all on every page: there are a few per class at most.
+        "groups": [view for group, view in group_views(est, caller.user.id)
+                   if query.finds_group(group, classes[group.class_id].name)],
         "window": _window_json(gk.window_state(caller.now)),
     }
 
@@ -730,10 +765,9 @@ async def _users(request: Request, caller: _Caller) -> Json:
     offset = _decode_cursor(request.query_params.get("cursor"))
     people = sorted(gk.state.directory.users.values(),
                     key=lambda u: (fold(u.last_name), fold(u.first_name), u.id))
-    terms = q.split()
+    query = Query.parse(q, gk.state.directory.classes)
     chosen = [u for u in people
-              if (role is None or u.role.value == role)
-              and all(t in caller.school.search_key(u) for t in terms)]
+              if (role is None or u.role.value == role) and query.finds(caller.school, u)]
     page = chosen[offset:offset + limit]
     following = offset + limit
     return {

@@ -46,6 +46,7 @@ class Cluster:
         self.ports = [free_port() for _ in range(nodes)]
         self.processes: list[subprocess.Popen[bytes] | None] = [None] * nodes
         self._logs = [open(tmp / f"node{i}.log", "wb") for i in range(nodes)]  # noqa: SIM115
+        self.extra_env: dict[str, str] = {}  # more PREAU_* variables for every node
 
     def prepare(self, *extra: dict[str, Any]) -> None:
         """Import the two test schools, and the ``extra`` directory documents."""
@@ -85,6 +86,7 @@ class Cluster:
             "PREAU_NODE_ID": f"node{i}",
             "PYTHONPATH": str(ROOT),
         })
+        env.update(self.extra_env)
         return env
 
     def start(self, i: int) -> None:

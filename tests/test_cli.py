@@ -171,6 +171,13 @@ class TestTokens:
         out = preau(tmp_path, "token", "a1", env={"PREAU_JWT_SECRET": secret})
         claims = jwt.decode(out.stdout.strip(), secret, algorithms=["HS256"])
         assert claims["sub"] == "a1"
+        # Not PREAU_TOKEN_TTL (the minutes of sessions' access tokens): 12 h, no session.
+        assert claims["exp"] - claims["iat"] == 12 * 3600
+        assert "sid" not in claims
+        env = {"PREAU_JWT_SECRET": secret, "PREAU_TOKEN_TTL": "300"}
+        again = preau(tmp_path, "token", "a1", env=env)
+        claims = jwt.decode(again.stdout.strip(), secret, algorithms=["HS256"])
+        assert claims["exp"] - claims["iat"] == 12 * 3600
 
     def test_no_secret_outside_demo_mode_is_refused(self, tmp_path: Path):
         """A database never served in demo mode does not quietly become one."""
@@ -215,6 +222,15 @@ class TestServe:
         weak = preau(tmp_path, "serve", "--port", "1", env={"PREAU_JWT_SECRET": "short"})
         assert weak.returncode == 2
         assert "too short" in weak.stderr
+
+    def test_a_mistake_in_the_identity_file_stops_serve(self, tmp_path: Path):
+        identity = tmp_path / "identity.toml"
+        identity.write_text('[schools.hugo.tokens]\nalgorithm = "RS256"\nisuer = "typo"\n')
+        out = preau(tmp_path, "serve", "--port", "1",
+                    env={"PREAU_JWT_SECRET": SECRET, "PREAU_IDENTITY_FILE": str(identity)})
+        assert out.returncode == 2
+        assert "[schools.hugo.tokens]: unknown key 'isuer'" in out.stderr
+        assert str(identity) in out.stderr
 
     def test_bad_log_level_is_named(self, tmp_path: Path):
         out = preau(tmp_path, "serve", "--port", "1",

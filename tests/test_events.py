@@ -52,6 +52,10 @@ SAMPLES: list[tuple[events.Event, dict[str, Any]]] = [
     (events.HeldDropped(S, UserId("e1"), "c-4", None, "recipient_not_allowed", "Non."),
      {"k": "x", "s": "hugo", "u": "e1", "c": "c-4", "d": None,
       "code": "recipient_not_allowed", "m": "Non."}),
+    # New in this release: version 1 is what a node writing version 1 sends (old nodes
+    # cannot read it, and read the school again instead: tested below).
+    (events.SessionsEnded(S, ("s-1", "s-2"), "logout"),
+     {"k": "se", "s": "hugo", "ss": ["s-1", "s-2"], "why": "logout"}),
     (events.BroadcastPublished(S, 12, UserId("t1"), (UserId("e1"), UserId("e2"))),
      {"k": "b", "s": "hugo", "id": 12, "a": "t1", "us": ["e1", "e2"]}),
     (events.BroadcastStats(S, 12, UserId("t1"), {"version": 3, "recipients": 2,

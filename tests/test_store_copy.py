@@ -73,7 +73,16 @@ async def _fill(st: Store) -> None:
     gone["users"] = [x for x in gone["users"] if x["id"] != "s1"]
     s1_talk = await st.create_discussion(HUGO, u("s1"), "Clés du CDI", [u("t1")],
                                          now=_minutes(1), first=("s1-1", "Où sont-elles ?"))
+    # Sign-in sessions: Sophie's ends with her deactivation, one is rotated once (its
+    # first refresh token kept, used), one ended by a logout.
+    month = _minutes(60 * 24 * 30)
+    for sid, user in (("s-s1", "s1"), ("s-t1", "t1"), ("s-e1", "e1")):
+        await st.create_session(HUGO, u(user), session_id=sid, provider="oidc",
+                                provider_session=f"op-{user}", refresh_hash=f"h-{user}-0",
+                                now=_minutes(1), refresh_expires_at=month)
     await st.import_directory(parse_directory(gone), actor="import", now=_minutes(2))
+    await st.rotate_refresh("h-t1-0", "h-t1-1", now=_minutes(2), refresh_expires_at=month)
+    await st.end_sessions(HUGO, now=_minutes(2), reason="logout", session_id="s-e1")
     state = await st.load_school(HUGO)
     await st.update_settings(HUGO, replace(state.settings, parent_messaging_enabled=True),
                              actor="a1", now=_minutes(3))
@@ -296,6 +305,9 @@ class TestInTheStore:
             held = before[0]
             assert isinstance(held, list)
             assert [h.client_id for h in held] == ["h-1", "h-2"]
+            assert [o.value for o in before[8:10]] == ["rotated", "reused"]  # type: ignore[attr-defined]
+            assert [x.revoked_reason for x in before[10]] == [  # type: ignore[attr-defined]
+                "deactivated", "reuse", "logout"]
         finally:
             for st in stores:
                 await st.close()
@@ -326,7 +338,14 @@ async def _after_the_move(st: Store) -> tuple[object, ...]:
     audit = await st.update_settings(
         HUGO, replace(state.settings, disabled_profiles=frozenset({ProfileId("parents")})),
         actor="a1", now=morning)
-    return held, due, started, sent, broadcast, kept, audit, retried.value.earlier
+    # The sessions came along: the rotated token's successor rotates, its used
+    # predecessor is recognised (and ends the session), the ended ones stay ended.
+    later = morning + timedelta(days=30)
+    rotated = await st.rotate_refresh("h-t1-1", "h-t1-2", now=morning, refresh_expires_at=later)
+    reused = await st.rotate_refresh("h-t1-0", "h-t1-x", now=morning, refresh_expires_at=later)
+    sessions = [await st.get_session(HUGO, sid) for sid in ("s-s1", "s-t1", "s-e1")]
+    return (held, due, started, sent, broadcast, kept, audit, retried.value.earlier,
+            rotated.outcome, reused.outcome, sessions)
 
 
 # ---------------------------------------------------------------------- through a server

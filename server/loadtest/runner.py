@@ -14,7 +14,8 @@ Where the tokens come from (the first that applies):
 
 - ``--secret`` or ``PREAU_JWT_SECRET``: signed here with :func:`server.tokens.issue_token`,
   valid from ``PREAU_CLOCK_START`` when it is set (the server's clock starts there:
-  the token must be valid by that clock), else from now, for ``PREAU_TOKEN_TTL``;
+  the token must be valid by that clock), else from now, for 12 hours (as ``preau
+  token``: ``PREAU_TOKEN_TTL`` is the few minutes of sign-in sessions' access tokens);
 - ``--database URL``: the same, with the secret the server keeps in its database in
   demo mode (:func:`server.web.resolve_secret`, as ``preau token`` does);
 - ``--demo-api``: ``POST /api/demo/token`` for each user.
@@ -237,13 +238,18 @@ async def _database_secret(store: Store, config: Config) -> str:
 
 # ---------------------------------------------------------------------- tokens
 
+# Tokens signed here last as long as `preau token`'s: a run must not outlive them.
+# (PREAU_TOKEN_TTL is the minutes of sign-in sessions' access tokens, refreshed by
+# their clients; the load test does not refresh.)
+LOAD_TOKEN_TTL = timedelta(hours=12)
+
 
 async def _tokens(options: Options, config: Config, school: _School,
                   plan: Plan) -> dict[str, str]:
     if school.secret is not None:
         # Valid by the server's clock: PREAU_CLOCK_START moves it (demos and tests).
         now = config.clock_start if config.clock_start is not None else system_clock()
-        ttl = timedelta(seconds=config.token_ttl)
+        ttl = LOAD_TOKEN_TTL
         return {u: issue_token(school.secret, SchoolId(school.id), UserId(u), ttl=ttl, now=now)
                 for u in plan.users}
     url = _http_url(options.urls[0], f"/api/demo/token?school={quote(school.id)}")

@@ -30,7 +30,10 @@ from .base import (
     HeldMessage,
     ImportReport,
     Receipt,
+    Rotation,
+    RotationOutcome,
     SearchHit,
+    SignInSession,
     StoredMessage,
 )
 from .contract import (
@@ -40,6 +43,8 @@ from .contract import (
     HeldStore,
     MessageStore,
     SearchStore,
+    SessionStore,
+    SigninStore,
     Store,
 )
 from .postgres import PostgresStore
@@ -61,8 +66,13 @@ __all__ = [
     "MessageStore",
     "PostgresStore",
     "Receipt",
+    "Rotation",
+    "RotationOutcome",
     "SearchHit",
     "SearchStore",
+    "SessionStore",
+    "SignInSession",
+    "SigninStore",
     "SqliteStore",
     "Store",
     "StoredMessage",

@@ -6,8 +6,9 @@ them, one per role, are in :mod:`server.store.contract`.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ..broadcasts import Answer, Kind, Question
 from ..errors import StoreError
@@ -15,6 +16,7 @@ from ..gatekeeper import BroadcastTarget
 from ..model import DiscussionId, DiscussionMembers, SchoolId, UserId
 
 __all__ = [
+    "USED_REFRESH_KEPT",
     "AlreadyStarted",
     "AuditEntry",
     "Broadcast",
@@ -24,7 +26,10 @@ __all__ = [
     "HeldMessage",
     "ImportReport",
     "Receipt",
+    "Rotation",
+    "RotationOutcome",
     "SearchHit",
+    "SignInSession",
     "StoredMessage",
 ]
 
@@ -176,6 +181,48 @@ class Receipt:
     answered_at: datetime | None
     answers: tuple[Answer, ...] | None
     reminded_at: datetime | None
+
+
+# How long a used refresh token is kept to recognise its reuse. A legitimate client
+# presents its token once and forgets it within seconds; a copy presented later than
+# this is refused as unknown, without ending the session (it can do no harm either).
+USED_REFRESH_KEPT = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class SignInSession:
+    """A sign-in: who, how (``provider``: ``demo``, ``oidc``, ``cas``…, with the provider's
+    own session id for its back-channel logout), since when, and when it ended."""
+
+    id: str
+    school_id: SchoolId
+    user_id: UserId
+    provider: str
+    provider_session: str | None
+    created_at: datetime
+    last_used_at: datetime
+    revoked_at: datetime | None = None
+    revoked_reason: str | None = None
+
+
+class RotationOutcome(enum.Enum):
+    """What became of a refresh token presented for rotation
+    (:meth:`~server.store.contract.SessionStore.rotate_refresh`)."""
+
+    ROTATED = "rotated"  # used now; the new one replaces it
+    REUSED = "reused"    # used before: the session is ended now (reuse detection)
+    EXPIRED = "expired"  # too old: nothing changed
+    REVOKED = "revoked"  # its session had ended already: nothing changed
+    UNKNOWN = "unknown"  # no such token (or one pruned: expired, or used over a day ago)
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """The outcome of a rotation, and the session as it stands after it (``None`` when
+    the token is unknown)."""
+
+    outcome: RotationOutcome
+    session: SignInSession | None
 
 
 # Around each matched word of a SearchHit's snippet: control characters, so the caller

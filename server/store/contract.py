@@ -1,6 +1,6 @@
 """The store contract: what Préau asks of a database, one role at a time.
 
-Six role protocols, each readable in one sitting, and :class:`Store`, their union
+Eight role protocols, each readable in one sitting, and :class:`Store`, their union
 plus a lifecycle. Code that needs one role may ask for that protocol only (the
 held-item releaser needs a :class:`HeldStore`, not a whole store).
 :class:`~server.store.sqlite.SqliteStore` and the PostgreSQL store implement all of
@@ -42,7 +42,9 @@ from .base import (
     HeldMessage,
     ImportReport,
     Receipt,
+    Rotation,
     SearchHit,
+    SignInSession,
     StoredMessage,
 )
 
@@ -53,6 +55,8 @@ __all__ = [
     "HeldStore",
     "MessageStore",
     "SearchStore",
+    "SessionStore",
+    "SigninStore",
     "Store",
 ]
 
@@ -89,7 +93,8 @@ class DirectoryStore(Protocol):
         """Create or update a school from a validated directory, in one transaction.
 
         Users absent from ``directory`` are deactivated (kept, so discussions keep
-        their authors); discussions, messages and preferences are untouched.
+        their authors) and their sign-in sessions ended (reason ``deactivated``, see
+        :class:`SessionStore`); discussions, messages and preferences are untouched.
         """
 
     async def update_settings(
@@ -437,8 +442,75 @@ class SearchStore(Protocol):
         """
 
 
+class SessionStore(Protocol):
+    """Sign-in sessions and their refresh tokens (:mod:`server.sessions`).
+
+    A refresh token is kept only as its SHA-256 (``*_hash``, hex): the store never sees
+    the token. Each use rotates it (:meth:`rotate_refresh`); a used one is kept for a day
+    (:meth:`prune_refresh_tokens`), so that its second use is recognised and ends the
+    session. Whatever the
+    number of nodes presenting the same token at once, exactly one rotates it.
+    """
+
+    async def create_session(
+        self, school_id: SchoolId, user_id: UserId, *, session_id: str, provider: str,
+        provider_session: str | None, refresh_hash: str, now: datetime,
+        refresh_expires_at: datetime,
+    ) -> SignInSession:
+        """Open a session with its first refresh token, in one transaction."""
+
+    async def get_session(self, school_id: SchoolId, session_id: str) -> SignInSession:
+        """The session, ended or not; :class:`NotFound` if absent or of another school."""
+
+    async def rotate_refresh(
+        self, refresh_hash: str, new_hash: str, *, now: datetime, refresh_expires_at: datetime
+    ) -> Rotation:
+        """Use a refresh token: if it is unused, unexpired and its session open, mark it
+        used and store ``new_hash`` in its place (``ROTATED``). If it was used already,
+        end its session (reason ``reuse``) and every token of it (``REUSED``). Otherwise
+        change nothing (``EXPIRED``, ``REVOKED``, ``UNKNOWN``). One transaction."""
+
+    async def end_sessions(
+        self, school_id: SchoolId, *, now: datetime, reason: str,
+        session_id: str | None = None, user_id: UserId | None = None,
+        provider: str | None = None, provider_session: str | None = None,
+    ) -> list[str]:
+        """End the open sessions of the school that match every filter given (one session,
+        a user's, or those of a provider's session; at least one filter); the ids of
+        those ended now (not those ended before)."""
+
+    async def prune_refresh_tokens(self, now: datetime) -> int:
+        """Remove the refresh tokens no rotation can accept any more: expired, used more
+        than :data:`~server.store.base.USED_REFRESH_KEPT` ago, or of an ended session
+        (each is then ``UNKNOWN``, refused all the same); how many. Every school at once."""
+
+
+class SigninStore(Protocol):
+    """The short-lived grants of a sign-in through a school's identity provider
+    (:mod:`server.signin`): a sign-in waiting for the provider (``kind`` ``"pending"``,
+    keyed by its state) and a one-time code waiting for an app (``"code"``, keyed by
+    the code's hash). Kept here, not in a node's memory, so that the provider's
+    redirect and the app's exchange may reach any node."""
+
+    async def put_signin_grant(
+        self, kind: str, key: str, school_id: SchoolId, payload: str, *,
+        expires_at: datetime, now: datetime,
+    ) -> bool:
+        """Keep ``payload`` under (``kind``, ``key``) until ``expires_at``; ``False``
+        (and nothing changed) if that key is already taken. Grants expired at ``now``
+        are forgotten on the way."""
+
+    async def take_signin_grant(
+        self, kind: str, key: str, school_id: SchoolId, *, now: datetime,
+    ) -> str | None:
+        """Remove and return the payload of (``kind``, ``key``) if it belongs to
+        ``school_id`` and has not expired at ``now``; ``None`` otherwise. One
+        statement: of two takes of the same grant, even on two nodes, one alone gets it
+        (a replayed code finds nothing)."""
+
+
 class Store(DirectoryStore, DiscussionStore, MessageStore, BroadcastStore, HeldStore,
-            SearchStore, Protocol):
+            SearchStore, SessionStore, SigninStore, Protocol):
     """Every role of the store, and its lifecycle: durable state for a whole
     deployment (schools, settings, audit, discussions, messages, broadcasts, held
     items)."""

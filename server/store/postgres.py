@@ -37,6 +37,8 @@ from .postgres_failures import DRIVER_ERRORS, translate
 from .postgres_held import PostgresHeld
 from .postgres_messages import PostgresMessages
 from .postgres_search import PostgresSearch
+from .postgres_sessions import PostgresSessions
+from .postgres_signin import PostgresSignin
 
 if TYPE_CHECKING:
     from asyncpg import Record
@@ -89,7 +91,7 @@ def _migrations() -> list[tuple[int, str]]:
 
 
 class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresMessages, PostgresBroadcasts,
-                    PostgresHeld, PostgresSearch):
+                    PostgresHeld, PostgresSessions, PostgresSignin, PostgresSearch):
     """A :class:`~server.store.contract.Store` in a PostgreSQL database (``url``: a libpq
     URL without Préau's own options, which come as arguments).
 
@@ -161,9 +163,11 @@ class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresMessages, Po
                              timeout=_MIGRATION_TIMEOUT)
             await db.execute("CREATE TABLE IF NOT EXISTS schema_version "
                              "(version integer PRIMARY KEY)")
-            current = await db.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            # Each migration not recorded yet, in number order (not just those above the
+            # highest: two branches merged may number theirs below one applied earlier).
+            applied = {r[0] for r in await db.fetch("SELECT version FROM schema_version")}
             for number, script in _migrations():
-                if number <= int(current):
+                if number in applied:
                     continue
                 # Several statements: the simple query protocol.
                 await db.execute(script, timeout=_MIGRATION_TIMEOUT)

@@ -6,8 +6,8 @@ imports), does one job and prints what the store answered, as JSON, on stdout.
 Jobs (``JOB["do"]``, see :data:`JOBS`): ``append`` messages, ``start`` discussions,
 ``join`` a discussion once it has reached a seq, ``mark_read``, ``claim_held`` and
 ``claim_broadcasts``, create a ``broadcast``, ``hold`` starts, mark a broadcast
-``received``, ``answer`` a poll, list the ``schools``; each with the arguments its
-function reads from ``JOB``.
+``received``, ``answer`` a poll, list the ``schools``, ``rotate`` a refresh token;
+each with the arguments its function reads from ``JOB``.
 
 :func:`run_workers` starts several, says go once all have opened the store, and
 gathers what they printed.
@@ -172,6 +172,17 @@ async def _schools(store: Store, job: dict[str, Any], now: datetime) -> Any:
 
 
 JOBS["schools"] = _schools
+
+
+async def _rotate(store: Store, job: dict[str, Any], now: datetime) -> Any:
+    """Rotate the refresh token of hash ``old`` into ``new``; the outcome's name."""
+    rotation = await store.rotate_refresh(job["old"], job["new"], now=now,
+                                          refresh_expires_at=datetime.fromisoformat(
+                                              job["expires"]))
+    return rotation.outcome.value
+
+
+JOBS["rotate"] = _rotate
 
 
 async def _job(job: dict[str, Any]) -> Any:

@@ -18,6 +18,8 @@ from server.store.contract import (
     HeldStore,
     MessageStore,
     SearchStore,
+    SessionStore,
+    SigninStore,
     Store,
 )
 
@@ -29,6 +31,8 @@ ROLE_FILES: dict[type, str] = {
     MessageStore: "test_store_messages.py",
     BroadcastStore: "test_store_broadcasts.py",
     HeldStore: "test_store_held.py",
+    SessionStore: "test_store_sessions.py",
+    SigninStore: "test_store_signin.py",
     SearchStore: "test_store_search.py",
     Store: "test_store_lifecycle.py",  # its own methods only: open, close, write_failure
 }
