@@ -11,7 +11,7 @@ away.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -168,9 +168,10 @@ class Conversations:
         await self._host.publish_in(school, msg.discussion_id, message_event(school, msg))
 
     async def held_dropped(self, school: SchoolId, held: HeldMessage, code: ErrorCode,
-                           message: str) -> None:
+                           message: str, params: Mapping[str, Any]) -> None:
         await self._host.announce(school, events.HeldDropped(
-            school, held.sender, held.client_id, held.discussion_id, code.value, message))
+            school, held.sender, held.client_id, held.discussion_id, code.value, message,
+            dict(params)))
 
     async def _hold(self, school: SchoolId, user: UserId, client_id: str, body: str,
                     until: datetime, *, discussion: DiscussionId | None = None,
@@ -220,7 +221,7 @@ class Conversations:
         try:
             position = await self.store.mark_read(school, d, user, seq)
         except NotFound:
-            raise Refused(ErrorCode.NOT_PARTICIPANT) from None
+            raise Refused(ErrorCode.NOT_PARTICIPANT, params={"discussion": d}) from None
         await self._host.announce_in(school, d, events.Read(school, d, user, position))
 
     async def typing(self, session: Session, d: DiscussionId) -> None:
@@ -228,7 +229,7 @@ class Conversations:
         members = await self._members_or_nobody(school, d)
         participant = members.get(user)
         if participant is None or not participant.present:
-            raise Refused(ErrorCode.NOT_PARTICIPANT)
+            raise Refused(ErrorCode.NOT_PARTICIPANT, params={"discussion": d})
         await self._host.announce_in(school, d, events.Typing(school, d, user))
 
     async def history(self, session: Session, d: DiscussionId, before: int | None,
@@ -236,7 +237,7 @@ class Conversations:
         school, user = session.school_id, session.user_id
         visible = await self.store.visible_seq(school, d, user)
         if visible is None:
-            raise Refused(ErrorCode.NOT_PARTICIPANT)
+            raise Refused(ErrorCode.NOT_PARTICIPANT, params={"discussion": d})
         bound = visible + 1 if before is None else min(before, visible + 1)
         rows = await self.store.messages(school, d, before_seq=bound, limit=limit + 1,
                                          reader=user)

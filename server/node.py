@@ -410,7 +410,8 @@ class Node:
         self._spawn(self._refresh_school(ev.school))
 
     def _on_held_dropped(self, ev: events.HeldDropped) -> None:
-        frame = Frame(frames.held_dropped(ev.client_id, ev.discussion, ev.code, ev.message))
+        frame = Frame(frames.held_dropped(ev.client_id, ev.discussion, ev.code, ev.message,
+                                          ev.params))
         for member in self.hub.of_user(ev.school, ev.user):
             member.push(frame)
 
@@ -496,7 +497,8 @@ class Node:
             decision = gk.check_connect(member.user_id)
             if not decision.allowed:
                 assert decision.code is not None
-                member.push(Frame(frames.access(decision.code, decision.message)))
+                member.push(Frame(frames.access(decision.code, decision.message,
+                                                decision.params)))
                 code = (CloseCode.UNAUTHENTICATED if decision.code is ErrorCode.UNAUTHENTICATED
                         else CloseCode.ACCESS_REVOKED)
                 member.close(code, decision.code.value)
@@ -540,7 +542,8 @@ class Node:
         for member in self._sessions():
             if now >= member.expires_at:
                 member.push(Frame(frames.error(ErrorCode.UNAUTHENTICATED,
-                                         "The token has expired: sign in again.")))
+                                               "Le jeton a expiré : reconnectez-vous.",
+                                               params={"reason": "expired"})))
                 member.close(CloseCode.UNAUTHENTICATED, "token expired")
         # After the window events, so that clients hear "open" before the held messages.
         await self.held.release_due()

@@ -46,7 +46,7 @@ from .broadcasts import (
     target_to_json,
 )
 from .clock import Clock
-from .errors import ErrorCode, NotFound, Refused
+from .errors import ErrorCode, NotFound, Refused, wire_params
 from .hub import Frame, Hub, Member
 from .model import SchoolId, UserId
 from .protocol import MAX_INT
@@ -449,11 +449,13 @@ class Noticeboard:
             await self.store.reschedule_broadcast(school, b.id, decision.hold_until)
             return
         if not decision.allowed or not recipients:
-            code = decision.code.value if decision.code is not None else "bad_request"
-            message = decision.message or "Nobody is left to receive it."
-            await self.store.drop_broadcast(school, b.id, code, message)
-            await self._host.announce(school, events.BroadcastDropped(school, b.id, b.author,
-                                                                      code, message))
+            code = decision.code or ErrorCode.BAD_REQUEST
+            message = decision.message or "Plus personne n'est là pour la recevoir."
+            params = wire_params(code, decision.params if decision.code else
+                                 {"reason": "no_recipient"}, decision.retry_at)
+            await self.store.drop_broadcast(school, b.id, code.value, message)
+            await self._host.announce(school, events.BroadcastDropped(
+                school, b.id, b.author, code.value, message, params))
             return
         await self.store.publish_broadcast(school, b.id, recipients, now=now)
         await self._host.announce(school, events.BroadcastPublished(school, b.id, b.author,
@@ -493,7 +495,8 @@ class Noticeboard:
 
     def _on_dropped(self, ev: events.BroadcastDropped) -> None:
         self._to(ev.school, [ev.author],
-                 Frame(frames.broadcast_dropped(ev.broadcast, ev.code, ev.message)))
+                 Frame(frames.broadcast_dropped(ev.broadcast, ev.code, ev.message,
+                                                ev.params)))
 
     async def _published(self, school: SchoolId, bid: int, author: UserId,
                          users: list[UserId]) -> None:

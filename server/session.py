@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -200,8 +200,10 @@ class Session:
         try:
             raw = await asyncio.wait_for(self.transport.receive(), limits.hello_timeout)
         except TimeoutError:
-            await self._refuse(ErrorCode.UNAUTHENTICATED, "no hello in time",
-                               CloseCode.HELLO_TIMEOUT)
+            await self._refuse(ErrorCode.UNAUTHENTICATED, "Aucun « hello » reçu à temps.",
+                               CloseCode.HELLO_TIMEOUT,
+                               {"reason": "hello_timeout",
+                                "seconds": limits.hello_timeout})
             return False
         try:
             hello = parse_hello(decode(raw, self.encoding))
@@ -210,15 +212,16 @@ class Session:
             try:
                 est = await self.node.schools.get(identity.school_id)
             except NotFound:
-                raise Refused(ErrorCode.UNAUTHENTICATED, "The token names an unknown school.") \
-                    from None
+                raise Refused(ErrorCode.UNAUTHENTICATED,
+                              "Le jeton désigne un établissement inconnu.",
+                              params={"reason": "unknown_school"}) from None
         except FrameError as exc:
             close = (CloseCode.UNAUTHENTICATED if exc.code is ErrorCode.UNAUTHENTICATED
                      else CloseCode.PROTOCOL_ERROR)
-            await self._refuse(exc.code, exc.message, close)
+            await self._refuse(exc.code, exc.message, close, exc.params)
             return False
         except Refused as exc:
-            await self._refuse(exc.code, exc.message, CloseCode.UNAUTHENTICATED)
+            await self._refuse(exc.code, exc.message, CloseCode.UNAUTHENTICATED, exc.params)
             return False
         except StoreError as exc:
             await self._unavailable(exc)
@@ -233,7 +236,7 @@ class Session:
             assert decision.code is not None
             close = (CloseCode.UNAUTHENTICATED if decision.code is ErrorCode.UNAUTHENTICATED
                      else CloseCode.ACCESS_REVOKED)
-            await self._refuse(decision.code, decision.message, close)
+            await self._refuse(decision.code, decision.message, close, decision.params)
             return False
         user = gk.user(identity.user_id)
         assert user is not None
@@ -241,9 +244,11 @@ class Session:
         if (self.node.hub.connections_of(identity.school_id, identity.user_id)
                 >= limits.connections_per_user):
             await self._refuse(ErrorCode.RATE_LIMITED,
-                               f"Too many connections for this account (at most "
-                               f"{limits.connections_per_user}): close another tab or device.",
-                               CloseCode.TOO_MANY_CONNECTIONS)
+                               f"Trop de connexions pour ce compte (au plus "
+                               f"{limits.connections_per_user}) : fermez un autre onglet ou "
+                               "appareil.",
+                               CloseCode.TOO_MANY_CONNECTIONS,
+                               {"limit": "connections", "max": limits.connections_per_user})
             return False
         self.school_id, self.user_id = identity.school_id, identity.user_id
         self.expires_at = identity.expires_at
@@ -268,9 +273,10 @@ class Session:
             self.push(frame)
         return True
 
-    async def _refuse(self, code: ErrorCode, message: str, close: CloseCode) -> None:
+    async def _refuse(self, code: ErrorCode, message: str, close: CloseCode,
+                      params: Mapping[str, Any] | None = None) -> None:
         self._held = None
-        self.push(Frame(frames.error(code, message)))
+        self.push(Frame(frames.error(code, message, params=params)))
         self.state = SessionState.CLOSED
         await self.outbox.close(close, close_reason(message))
 
@@ -302,7 +308,7 @@ class Session:
             except FrameError as exc:
                 bad += 1
                 self._pause = self._charge(BAD_FRAME_COST)  # answered anyway
-                self._error(exc.ref, exc.code, exc.message)
+                self._error(exc.ref, exc.code, exc.message, params=exc.params)
                 if bad >= MAX_BAD_FRAMES:
                     self.close(CloseCode.PROTOCOL_ERROR, "too many malformed frames")
                 continue
@@ -320,10 +326,11 @@ class Session:
         try:
             reply = await self._serve(request)
         except Refused as exc:
-            self._error(ref, exc.code, exc.message, exc.retry_at)
+            self._error(ref, exc.code, exc.message, exc.retry_at, exc.params)
             return
         except NotFound:
-            self._error(ref, ErrorCode.NOT_PARTICIPANT, ErrorCode.NOT_PARTICIPANT.phrase)
+            self._error(ref, ErrorCode.NOT_PARTICIPANT, ErrorCode.NOT_PARTICIPANT.phrase,
+                        params=_discussion_of(request))
             return
         except UnstorableValue as exc:
             self._error(ref, ErrorCode.BAD_REQUEST, str(exc))
@@ -342,8 +349,10 @@ class Session:
             self.push(Frame(reply))
 
     def _error(self, ref: str | None, code: ErrorCode, message: str,
-               retry_at: datetime | None = None) -> None:
-        self.push(Frame(frames.error(code, message, ref=ref, retry_at=retry_at)))
+               retry_at: datetime | None = None,
+               params: Mapping[str, Any] | None = None) -> None:
+        self.push(Frame(frames.error(code, message, ref=ref, retry_at=retry_at,
+                                     params=params)))
 
     def _charge(self, cost: float) -> float:
         """Spend ``cost`` from the user's allowance; the seconds to wait if it is short."""
@@ -362,13 +371,15 @@ class Session:
         if wait:
             self._pause = wait
             raise Refused(ErrorCode.RATE_LIMITED,
-                          retry_at=self.node.clock() + timedelta(seconds=wait))
+                          retry_at=self.node.clock() + timedelta(seconds=wait),
+                          params={"limit": "requests"})
 
     async def _serve(self, request: Request) -> dict[str, Any] | None:
         talk = self.node.conversations
         if self.node.clock() >= self.expires_at:
             self.close(CloseCode.UNAUTHENTICATED, "token expired")
-            raise Refused(ErrorCode.UNAUTHENTICATED, "The token has expired: sign in again.")
+            raise Refused(ErrorCode.UNAUTHENTICATED, "Le jeton a expiré : reconnectez-vous.",
+                          params={"reason": "expired"})
         self._take_tokens(request)
         match request:
             case Send(discussion=d, body=body, client_id=cid):
@@ -399,3 +410,9 @@ class Session:
             case Ping():
                 return frames.pong()
         raise AssertionError(f"unhandled request {request!r}")
+
+
+def _discussion_of(request: Request) -> dict[str, Any]:
+    """The ``discussion`` param of a refusal about ``request``, when it names one."""
+    d = getattr(request, "discussion", None)
+    return {} if d is None else {"discussion": d}

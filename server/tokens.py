@@ -61,7 +61,8 @@ def read_token(secret: str, token: str, *, now: datetime) -> Identity:
                      "require": ["exp", "sub", "sch"]},
         )
     except jwt.InvalidTokenError as exc:
-        raise Refused(ErrorCode.UNAUTHENTICATED, f"Invalid token: {exc}.") from exc
+        raise Refused(ErrorCode.UNAUTHENTICATED, f"Jeton invalide : {exc}.",
+                      params={"reason": "invalid"}) from exc
     latest = now.timestamp() + ISSUED_AT_LEEWAY.total_seconds()
     for claim in ("iat", "nbf"):
         value = claims.get(claim)
@@ -69,18 +70,22 @@ def read_token(secret: str, token: str, *, now: datetime) -> Identity:
             continue
         # Numbers compared as numbers: a huge one cannot overflow a datetime.
         if not isinstance(value, int | float) or isinstance(value, bool):
-            raise Refused(ErrorCode.UNAUTHENTICATED, f"Invalid token: malformed {claim}.")
+            raise Refused(ErrorCode.UNAUTHENTICATED, f"Jeton invalide : {claim} mal formé.",
+                          params={"reason": "invalid"})
         if value > latest:
             raise Refused(ErrorCode.UNAUTHENTICATED,
-                          "The token is not valid yet: it was issued in the future.")
+                          "Le jeton n'est pas encore valide : il a été émis dans le futur.",
+                          params={"reason": "not_yet_valid"})
     sub, sch, exp = claims.get("sub"), claims.get("sch"), claims.get("exp")
     if not isinstance(sub, str) or not isinstance(sch, str) or not isinstance(exp, int):
-        raise Refused(ErrorCode.UNAUTHENTICATED, "Invalid token: malformed claims.")
+        raise Refused(ErrorCode.UNAUTHENTICATED, "Jeton invalide : attributs mal formés.",
+                      params={"reason": "invalid"})
     try:
         expires_at = datetime.fromtimestamp(exp, UTC)
     except (OverflowError, OSError, ValueError):  # before year 1 or after 9999, say
-        raise Refused(ErrorCode.UNAUTHENTICATED, "Invalid token: 'exp' is out of range.") \
-            from None
+        raise Refused(ErrorCode.UNAUTHENTICATED, "Jeton invalide : 'exp' hors limites.",
+                      params={"reason": "invalid"}) from None
     if now >= expires_at:
-        raise Refused(ErrorCode.UNAUTHENTICATED, "The token has expired: sign in again.")
+        raise Refused(ErrorCode.UNAUTHENTICATED, "Le jeton a expiré : reconnectez-vous.",
+                      params={"reason": "expired"})
     return Identity(SchoolId(sch), UserId(sub), expires_at)

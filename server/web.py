@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -50,6 +50,7 @@ from .errors import (
     Refused,
     StoreError,
     UnstorableValue,
+    wire_params,
 )
 from .gatekeeper import WindowState
 from .headers import SecurityHeaders
@@ -258,7 +259,8 @@ def create_app(
         if wanted is None and len(schools) == 1:
             wanted = schools[0]
         if wanted is None or wanted not in schools:
-            raise Refused(ErrorCode.NOT_FOUND, "Name the school with ?school=.")
+            raise Refused(ErrorCode.NOT_FOUND, "Indiquez l'établissement avec ?school=.",
+                          params={"field": "school"})
         return await s.schools.get(SchoolId(wanted))
 
     async def demo_users(request: Request) -> Response:
@@ -285,7 +287,9 @@ def create_app(
             body = await _json_body(request)
             user_id = body.get("user") if isinstance(body, dict) else None
             if not isinstance(user_id, str) or est.gatekeeper.user(UserId(user_id)) is None:
-                raise Refused(ErrorCode.BAD_REQUEST, "Give the 'user' id of someone here.")
+                raise Refused(ErrorCode.BAD_REQUEST,
+                              "Donnez l'identifiant 'user' d'une personne d'ici.",
+                              params={"field": "user"})
         except PreauError as exc:
             return _error_response(exc)
         s = services["s"]
@@ -446,16 +450,20 @@ async def _authenticate(services: _Services, request: Request) -> _Caller:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Refused(ErrorCode.UNAUTHENTICATED,
-                      "Send the token as 'Authorization: Bearer <token>'.")
+                      "Envoyez le jeton ainsi : 'Authorization: Bearer <jeton>'.",
+                      params={"reason": "missing"})
     now = services.clock()
     identity = read_token(services.secret, token.strip(), now=now)
     try:
         school = await services.schools.get(identity.school_id)
     except NotFound:
-        raise Refused(ErrorCode.UNAUTHENTICATED, "The token names an unknown school.") from None
+        raise Refused(ErrorCode.UNAUTHENTICATED, "Le jeton désigne un établissement inconnu.",
+                      params={"reason": "unknown_school"}) from None
     user = school.gatekeeper.user(identity.user_id)
     if user is None:
-        raise Refused(ErrorCode.UNAUTHENTICATED, "This account is not in the school's directory.")
+        raise Refused(ErrorCode.UNAUTHENTICATED,
+                      "Ce compte n'est pas dans l'annuaire de l'établissement.",
+                      params={"reason": "not_in_directory"})
     return _Caller(identity, school, user, now, services.store, services.node)
 
 
@@ -465,12 +473,14 @@ def _charge(caller: _Caller) -> None:
     wait = caller.node.hub.allowance(caller.school_id, caller.user.id).take(REST_COST)
     if wait:
         raise Refused(ErrorCode.RATE_LIMITED,
-                      retry_at=caller.now + timedelta(seconds=wait))
+                      retry_at=caller.now + timedelta(seconds=wait),
+                      params={"limit": "requests"})
 
 
 def _error_response(exc: PreauError) -> Response:
+    params: Mapping[str, Any] | None = None
     if isinstance(exc, Refused):
-        code, message, retry_at = exc.code, exc.message, exc.retry_at
+        code, message, retry_at, params = exc.code, exc.message, exc.retry_at, exc.params
     elif isinstance(exc, InvalidSettings):
         code, message, retry_at = ErrorCode.BAD_REQUEST, str(exc), None
     elif isinstance(exc, NotFound):
@@ -484,7 +494,8 @@ def _error_response(exc: PreauError) -> Response:
     else:
         log.exception("request failed", exc_info=exc)
         code, message, retry_at = ErrorCode.INTERNAL, ErrorCode.INTERNAL.phrase, None
-    body: dict[str, Json] = {"code": code.value, "message": message}
+    body: dict[str, Json] = {"code": code.value, "message": message,
+                             "params": wire_params(code, params, retry_at)}
     if retry_at is not None:
         body["retry_at"] = _iso(retry_at)
     headers = ({"WWW-Authenticate": "Bearer"} if code is ErrorCode.UNAUTHENTICATED
@@ -496,22 +507,26 @@ def _error_response(exc: PreauError) -> Response:
 async def _json_body(request: Request) -> Json:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise Refused(ErrorCode.TOO_LARGE, f"The body exceeds {MAX_BODY_BYTES} bytes.")
+        raise Refused(ErrorCode.TOO_LARGE, f"Le corps dépasse {MAX_BODY_BYTES} octets.",
+                      params={"field": "body", "max_bytes": MAX_BODY_BYTES})
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise Refused(ErrorCode.TOO_LARGE, f"The body exceeds {MAX_BODY_BYTES} bytes.")
+            raise Refused(ErrorCode.TOO_LARGE, f"Le corps dépasse {MAX_BODY_BYTES} octets.",
+                          params={"field": "body", "max_bytes": MAX_BODY_BYTES})
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw:
-        raise Refused(ErrorCode.BAD_REQUEST, "The request needs a JSON body.")
+        raise Refused(ErrorCode.BAD_REQUEST, "La requête doit avoir un corps JSON.",
+                      params={"field": "body"})
     try:
         # ValueError also covers an integer of more than 4,300 digits (Python's limit).
         body: Json = json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise Refused(ErrorCode.BAD_REQUEST, f"The body is not valid JSON: {exc}.") from None
+        raise Refused(ErrorCode.BAD_REQUEST, f"Le corps n'est pas du JSON valide : {exc}.",
+                      params={"field": "body"}) from None
     _check_strings(body)
     return body
 
@@ -527,7 +542,8 @@ def _check_strings(body: Json) -> None:
         if isinstance(value, str):
             fault = text_fault(value)
             if fault is not None:
-                raise Refused(ErrorCode.BAD_REQUEST, f"A string in the body {fault}.")
+                raise Refused(ErrorCode.BAD_REQUEST, f"Une chaîne du corps : {fault}.",
+                              params={"field": "body"})
         elif isinstance(value, dict):
             stack.extend(value)
             stack.extend(value.values())
@@ -544,10 +560,12 @@ def _check_params(request: Request) -> None:
             continue  # converted by the route, e.g. {broadcast_id:int}
         if len(value) > MAX_PARAM_CHARS:
             raise Refused(ErrorCode.BAD_REQUEST,
-                          f"'{name[:32]}' is limited to {MAX_PARAM_CHARS} characters.")
+                          f"'{name[:32]}' est limité à {MAX_PARAM_CHARS} caractères.",
+                          params={"field": name[:32], "max_chars": MAX_PARAM_CHARS})
         fault = text_fault(value) or text_fault(name)
         if fault is not None:
-            raise Refused(ErrorCode.BAD_REQUEST, f"A query or path parameter {fault}.")
+            raise Refused(ErrorCode.BAD_REQUEST, f"Un paramètre de l'adresse : {fault}.",
+                          params={"field": name[:32]})
 
 
 def _iso(dt: datetime) -> str:
@@ -617,7 +635,9 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     if raw is None or raw == "":
         return default
     if not raw.isdigit() or not low <= int(raw) <= high:
-        raise Refused(ErrorCode.BAD_REQUEST, f"'{name}' must be an integer from {low} to {high}.")
+        raise Refused(ErrorCode.BAD_REQUEST,
+                      f"'{name}' doit être un entier de {low} à {high}.",
+                      params={"field": name, "min": low, "max": high})
     return int(raw)
 
 
@@ -634,8 +654,9 @@ def _decode_cursor(cursor: str | None) -> int:
             raise ValueError(raw)
         return int(raw[1:])
     except ValueError:
-        raise Refused(ErrorCode.BAD_REQUEST, "'cursor' is not a cursor this server gave.") \
-            from None
+        raise Refused(ErrorCode.BAD_REQUEST,
+                      "'cursor' n'est pas un curseur donné par ce serveur.",
+                      params={"field": "cursor"}) from None
 
 
 async def _my_preferences(request: Request, caller: _Caller) -> Json:
@@ -647,7 +668,8 @@ async def _patch_my_preferences(request: Request, caller: _Caller) -> Json:
     patch = await _json_body(request)
     if isinstance(patch, dict) and "can_initiate" in patch:
         raise Refused(ErrorCode.FORBIDDEN,
-                      "Only an administrator can change whether a student may start discussions.")
+                      "Seul un administrateur peut décider si un élève peut commencer des "
+                      "discussions.", params={"field": "can_initiate"})
     return await _change_preferences(caller, caller.user, patch,
                                      allowed={"accepts", "parent_messaging_opt_in"})
 
@@ -668,7 +690,9 @@ async def _patch_user_preferences(request: Request, caller: _Caller) -> Json:
 def _directory_user(caller: _Caller, user_id: str) -> User:
     user = caller.school.gatekeeper.user(UserId(user_id))
     if user is None:
-        raise Refused(ErrorCode.NOT_FOUND, f"There is no user {user_id!r} in this school.")
+        raise Refused(ErrorCode.NOT_FOUND,
+                      f"Il n'y a pas d'utilisateur {user_id!r} dans cet établissement.",
+                      params={"user": user_id})
     return user
 
 
@@ -710,7 +734,8 @@ async def _users(request: Request, caller: _Caller) -> Json:
     q = fold(request.query_params.get("q", "").strip())
     role = request.query_params.get("role")
     if role is not None and role not in {r.value for r in Role}:
-        raise Refused(ErrorCode.BAD_REQUEST, "'role' is teacher, staff, student or parent.")
+        raise Refused(ErrorCode.BAD_REQUEST,
+                      "'role' vaut teacher, staff, student ou parent.", params={"field": "role"})
     limit = _int_param(request, "limit", CONTACTS_PAGE, 1, CONTACTS_MAX_PAGE)
     offset = _decode_cursor(request.query_params.get("cursor"))
     people = sorted(gk.state.directory.users.values(),
@@ -788,7 +813,8 @@ async def _broadcast_audience(request: Request, caller: _Caller) -> Json:
 async def _broadcast_preview(request: Request, caller: _Caller) -> Json:
     body = await _json_body(request)
     if not isinstance(body, dict) or "to" not in body:
-        raise Refused(ErrorCode.BAD_REQUEST, "Send {\"to\": {...}}: the audience to count.")
+        raise Refused(ErrorCode.BAD_REQUEST, "Envoyez {\"to\": {...}} : le public à compter.",
+                      params={"field": "to"})
     return await caller.node.noticeboard.preview(caller.school_id, caller.user.id, body["to"])
 
 
@@ -825,7 +851,9 @@ async def _acknowledge_broadcast(request: Request, caller: _Caller) -> Json:
 async def _answer_poll(request: Request, caller: _Caller) -> Json:
     body = await _json_body(request)
     if not isinstance(body, dict) or "answers" not in body:
-        raise Refused(ErrorCode.BAD_REQUEST, "Send {\"answers\": [...]}: one per question.")
+        raise Refused(ErrorCode.BAD_REQUEST,
+                      "Envoyez {\"answers\": [...]} : une réponse par question.",
+                      params={"field": "answers"})
     view = await caller.node.noticeboard.answer(caller.school_id, caller.user.id,
                                                 _broadcast_id(request), body["answers"])
     return {"broadcast": view}

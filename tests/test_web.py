@@ -48,7 +48,7 @@ class TestHealthAndAuthentication:
             live_server.clock.advance(timedelta(minutes=2))
             body = error(c.get("/api/me", headers={"Authorization": f"Bearer {short}"}),
                          401, "unauthenticated")
-            assert "expired" in body["message"]
+            assert "expiré" in body["message"]
 
     def test_token_for_unknown_user_or_school(self, live_server: LiveServer):
         with live_server.client("ghost") as c:
