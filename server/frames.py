@@ -41,6 +41,7 @@ __all__ = [
     "message",
     "ok",
     "pong",
+    "post",
     "presence",
     "read",
     "reconnect",
@@ -162,11 +163,21 @@ def discussions(items: list[dict[str, Any]], after: str | None) -> dict[str, Any
     return {"type": "discussions", "items": items, "more": after is not None, "next": after}
 
 
+def post(d: DiscussionId, status: dict[str, Any]) -> dict[str, Any]:
+    """Whether the user may post in ``d`` now changed (someone joined or left)."""
+    return {"type": "post", "discussion": d, "post": status}
+
+
 def history(d: DiscussionId, messages: list[dict[str, Any]], more: bool,
-            reads: Mapping[UserId, int]) -> dict[str, Any]:
-    """``reads``: the other participants' read positions the reader may learn."""
-    return {"type": "history", "discussion": d, "messages": messages, "more": more,
+            reads: Mapping[UserId, int],
+            post_status: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``reads``: the other participants' read positions the reader may learn;
+    ``post_status``: whether the reader may post now (the newest page only)."""
+    body = {"type": "history", "discussion": d, "messages": messages, "more": more,
             "reads": dict(reads)}
+    if post_status is not None:
+        body["post"] = post_status
+    return body
 
 
 # ---------------------------------------------------------------------- discussions

@@ -51,6 +51,7 @@ from .hub import Frame, Hub
 from .limits import DEFAULT_LIMITS, Limits
 from .model import DiscussionId, SchoolId, UserId
 from .noticeboard import Noticeboard
+from .posting import PostStatus
 from .protocol import CloseCode
 from .schools import Establishment, Schools
 from .store import Store, StoredMessage
@@ -100,6 +101,8 @@ class Node:
         self.noticeboard = Noticeboard(store, self.hub, schools, clock, self)
         self.activity = Activity(self.hub, schools, self.audience,
                                  establishment=self.establishment, spawn=self._spawn)
+        self.posting = PostStatus(self.hub, self.audience, clock,
+                                  establishment=self.establishment, spawn=self._spawn)
         # The version of the events this node writes (it reads every version up to
         # events.CURRENT): older while nodes of the previous release remain.
         self.events_version = events.encode_version(events_version)
@@ -461,6 +464,7 @@ class Node:
                 session = cast(Session, member)
                 if d in set(session.subscribed):
                     self.audience.leave(session, d)
+        self.posting.members_changed(school, d)  # who may post there may have changed
 
     async def _discussion_added(self, school: SchoolId, d: DiscussionId,
                                 users: list[UserId]) -> None:

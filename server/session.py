@@ -405,8 +405,10 @@ class Session:
                 messages, more = await talk.history(self, d, before, limit)
                 # Positions are "now": the newest page carries them, and a scroll back
                 # to older pages does not read them again.
-                reads = await talk.reads(self, d) if before is None else {}
-                return frames.history(d, messages, more, reads)
+                if before is not None:
+                    return frames.history(d, messages, more, {})
+                return frames.history(d, messages, more, await talk.reads(self, d),
+                                      await talk.post_status(self, d))
             case Ping():
                 return frames.pong()
         raise AssertionError(f"unhandled request {request!r}")

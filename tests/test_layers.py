@@ -32,7 +32,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("broker", ("server.broker",)),
     ("hub", ("server.hub", "server.feed", "server.schools")),
     ("node parts", ("server.summaries", "server.audience", "server.held",
-                    "server.noticeboard", "server.conversations", "server.activity")),
+                    "server.noticeboard", "server.conversations", "server.activity",
+                    "server.posting")),
     ("node", ("server.node",)),
     ("session", ("server.session",)),
     ("app", ("server.web", "server.headers", "server.handshake")),
@@ -191,7 +192,7 @@ RULES = [
     ("server.store", (*WEB, "server.schools")),
     *((m, WEB) for m in ("server.node", "server.session", "server.hub", "server.noticeboard",
                          "server.feed", "server.audience", "server.held", "server.summaries",
-                         "server.conversations", "server.activity")),
+                         "server.conversations", "server.activity", "server.posting")),
 ]
 
 
