@@ -39,6 +39,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import __version__
+from .auditwords import describe
 from .broker import Broker, BrokerUnavailable, MemoryBroker, RedisBroker
 from .clock import Clock, system_clock
 from .config import Config
@@ -56,7 +57,7 @@ from .gatekeeper import WindowState
 from .headers import SecurityHeaders
 from .hub import TransportClosed
 from .limits import Limits
-from .model import Role, SchoolId, User, UserId
+from .model import Directory, Role, SchoolId, User, UserId
 from .node import Node
 from .protocol import (
     HEARTBEAT_INTERVAL,
@@ -599,7 +600,9 @@ async def _me(request: Request, caller: _Caller) -> Json:
         "admin": gk.is_admin(caller.user.id),
         "access": {"allowed": access.allowed,
                    "code": None if access.code is None else access.code.value,
-                   "message": access.message},
+                   "message": access.message,
+                   "params": {} if access.code is None
+                   else wire_params(access.code, access.params)},
         "can_start": contacts.allowed,
         "window": _window_json(gk.window_state(caller.now)),
         "token_expires_at": _iso(caller.identity.expires_at),
@@ -707,7 +710,7 @@ async def _change_preferences(
     if entries:
         await caller.node.policy_changed(caller.school_id)
     return {"preferences": preferences_to_json(new, user.role),
-            "changes": [_audit_json(e) for e in entries]}
+            "changes": [_audit_json(e, state.directory) for e in entries]}
 
 
 async def _get_settings(request: Request, caller: _Caller) -> Json:
@@ -725,7 +728,7 @@ async def _patch_settings(request: Request, caller: _Caller) -> Json:
     if entries:
         await caller.node.policy_changed(caller.school_id)
     return {"settings": settings_to_json(new, profiles),
-            "changes": [_audit_json(e) for e in entries]}
+            "changes": [_audit_json(e, state.directory) for e in entries]}
 
 
 async def _users(request: Request, caller: _Caller) -> Json:
@@ -761,15 +764,21 @@ async def _audit(request: Request, caller: _Caller) -> Json:
     before = None if raw in (None, "") else _int_param(request, "before", 0, 1, MAX_INT)
     entries = await caller.store.audit_log(caller.school_id, before=before,
                                                               limit=limit)
+    directory = caller.school.gatekeeper.state.directory
     return {
-        "items": [_audit_json(e) for e in entries],
+        "items": [_audit_json(e, directory) for e in entries],
         "next_before": entries[-1].id if len(entries) == limit else None,
     }
 
 
-def _audit_json(entry: AuditEntry) -> dict[str, Any]:
-    return {"id": entry.id, "at": _iso(entry.at), "actor": entry.actor, "field": entry.field,
-            "old": entry.old, "new": entry.new}
+def _audit_json(entry: AuditEntry, directory: Directory | None = None) -> dict[str, Any]:
+    """An audit entry; with the directory, also what it is about in structured words
+    (``setting``, ``profile``/``user``, ``classes``, ``actor_name``: docs/api.md)."""
+    out = {"id": entry.id, "at": _iso(entry.at), "actor": entry.actor, "field": entry.field,
+           "old": entry.old, "new": entry.new}
+    if directory is not None:
+        out.update(describe(entry.field, entry.old, entry.new, entry.actor, directory))
+    return out
 
 
 # ---------------------------------------------------------------------- broadcasts

@@ -25,7 +25,7 @@ SERVER = Path(__file__).resolve().parent.parent / "server"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("server", "server.errors", "server.model", "server.clock", "server.limits")),
     ("policy", ("server.gatekeeper", "server.settings", "server.directory", "server.demo",
-                "server.broadcasts")),
+                "server.broadcasts", "server.auditwords")),
     ("protocol", ("server.protocol", "server.frames", "server.events", "server.tokens",
                   "server.config")),
     ("storage", ("server.store",)),

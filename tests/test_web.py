@@ -183,7 +183,9 @@ class TestSettingsApi:
             error(student.get("/api/contacts"), 403, "profile_disabled")
             me = student.get("/api/me").json()
             assert me["access"] == {"allowed": False, "code": "profile_disabled",
-                                    "message": me["access"]["message"]}
+                                    "message": me["access"]["message"],
+                                    "params": {"rule": "G2", "profile": "students",
+                                               "profile_name": "Élèves"}}
             log = admin.get("/api/audit").json()["items"]
             assert {(e["field"], e["old"], e["new"], e["actor"]) for e in log} == {
                 ("hours.start", "07:00", "08:00", "a1"),
