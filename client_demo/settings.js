@@ -4,6 +4,7 @@
 // records each change and applies it at once to every connection.
 
 import { api } from './api.js';
+import { auditWords } from './auditwords.js';
 import { debounce, h, nextId, replace } from './dom.js';
 import { explain, formatFull } from './text.js';
 
@@ -17,12 +18,6 @@ function field(label, input) {
   const id = input.id || nextId('field');
   input.id = id;
   return h('div', { class: 'field' }, h('label', { for: id }, label), input);
-}
-
-/** Display a settings value of the audit log. */
-function show(value) {
-  if (value === null || value === undefined) return '—';
-  return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
 export function settingsView({ me, notify }) {
@@ -192,12 +187,13 @@ function auditSection(notify) {
     }
     if (!append) replace(body);
     for (const e of reply.items) {
-      body.append(h('tr', {},
+      const words = auditWords(e);
+      body.append(h('tr', { dataset: { field: e.field } },
         h('td', {}, h('time', { datetime: e.at }, formatFull(e.at))),
-        h('td', {}, e.actor),
-        h('td', { class: 'mono' }, e.field),
-        h('td', {}, show(e.old)),
-        h('td', {}, show(e.new))));
+        h('td', {}, words.who),
+        h('td', { title: e.field }, words.setting),
+        h('td', {}, words.before),
+        h('td', {}, words.after)));
     }
     if (!append && reply.items.length === 0) body.append(h('tr', {}, h('td', { colspan: '5' }, 'No change recorded yet.')));
     before = reply.next_before;
