@@ -185,7 +185,13 @@ def wire_params(code: ErrorCode, params: Mapping[str, Any] | None = None,
 
 
 class InvalidSettings(PreauError):
-    """A settings change that cannot be applied; ``str(exc)`` says why."""
+    """A settings change that cannot be applied; ``str(exc)`` says why (in French) and
+    ``field``, when known, is the dotted name of the setting at fault (``params.field``
+    of the ``bad_request`` a client gets)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)

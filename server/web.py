@@ -484,6 +484,7 @@ def _error_response(exc: PreauError) -> Response:
         code, message, retry_at, params = exc.code, exc.message, exc.retry_at, exc.params
     elif isinstance(exc, InvalidSettings):
         code, message, retry_at = ErrorCode.BAD_REQUEST, str(exc), None
+        params = {} if exc.field is None else {"field": exc.field}
     elif isinstance(exc, NotFound):
         code, message, retry_at = ErrorCode.NOT_FOUND, str(exc), None
     elif isinstance(exc, UnstorableValue):

@@ -151,18 +151,19 @@ class TestSettingsApi:
             ({"hours": {"outside": "later"}}, "defer"),
             ({"timezone": "Mars/Olympus"}, "Mars/Olympus"),
             ({"profiles": {"martians": {"discussions_enabled": False}}}, "martians"),
-            ({"discussions_enabled": "no"}, "true or false"),
+            ({"discussions_enabled": "no"}, "true ou false"),
             ({"colour": "blue"}, "colour"),
             ({"limits": {"starts_per_hour": 0}}, "starts_per_hour"),
             ({"limits": {"starts_per_day": True}}, "starts_per_day"),
-            ({"limits": {"starts_per_hour": 50, "starts_per_day": 40}}, "more than"),
+            ({"limits": {"starts_per_hour": 50, "starts_per_day": 40}}, "ne peut pas dépasser"),
             ({"limits": {"starts": 5}}, "starts"),
-            ([1, 2], "object"),
+            ([1, 2], "objet"),
         ]
         with live_server.client("a1") as c:
             for patch, words in bad:
                 body = error(c.patch("/api/settings", json=patch), 400, "bad_request")
                 assert words in body["message"], (patch, body)
+                assert body["params"]["field"], (patch, body)  # the setting at fault
             body = error(c.patch("/api/settings", content=b"{not json",
                                  headers={"content-type": "application/json"}),
                          400, "bad_request")
