@@ -224,7 +224,8 @@ class TestValidation:
         ("hours", "message"),
         [
             pytest.param(
-                Hours(start=time(8), end=time(8)), r"hours\.end doit venir après hours\.start", id="eq"
+                Hours(start=time(8), end=time(8)), r"hours\.end doit venir après hours\.start",
+                id="eq",
             ),
             pytest.param(
                 Hours(start=time(20), end=time(7)),
