@@ -486,7 +486,9 @@ def _error_response(exc: PreauError) -> Response:
         code, message, retry_at = ErrorCode.BAD_REQUEST, str(exc), None
         params = {} if exc.field is None else {"field": exc.field}
     elif isinstance(exc, NotFound):
-        code, message, retry_at = ErrorCode.NOT_FOUND, str(exc), None
+        # The store's words name ids and tables, for logs: people get the phrase (the
+        # same for "does not exist" and "not yours": no oracle either way).
+        code, message, retry_at = ErrorCode.NOT_FOUND, ErrorCode.NOT_FOUND.phrase, None
     elif isinstance(exc, UnstorableValue):
         code, message, retry_at = ErrorCode.BAD_REQUEST, str(exc), None
     elif isinstance(exc, StoreError) and exc.retryable:
