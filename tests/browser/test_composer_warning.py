@@ -5,9 +5,10 @@ and params by client_demo/errors.js."""
 from __future__ import annotations
 
 import asyncio
+import json
 from concurrent.futures import ThreadPoolExecutor
 
-from playwright.sync_api import expect
+from playwright.sync_api import WebSocket, expect
 
 from server.client import Client
 from tests.browser.conftest import EVENING, NEXT_OPENING, App
@@ -64,13 +65,38 @@ def test_outside_hours_is_said_before_sending_and_lifts_by_itself(app: App,
                                                                  demo_server: LiveServer):
     discussion = as_teacher(demo_server, "start")
     student = app.open("e2")
+    typing: list[int] = []
+
+    def watch(ws: WebSocket) -> None:
+        def sent(payload: str | bytes) -> None:
+            frame = json.loads(payload)
+            if frame.get("type") == "typing":
+                typing.append(frame["discussion"])
+        ws.on("framesent", sent)
+
+    student.on("websocket", watch)
+    student.reload()  # the next socket is watched
+    expect(student.locator(".conn")).to_have_text("Connected")
     open_discussion(student, discussion)
     note = student.locator(".post-note")
     expect(note).to_be_hidden()
+    composer(student).press_sequentially("Bon")
+    for _ in range(100):  # the frame is reported by the browser a moment later
+        if typing:
+            break
+        student.wait_for_timeout(50)
+    assert typing == [discussion]  # sent while open
+
     demo_server.clock.set(EVENING)  # the window closes, live: no request is needed
     expect(note).to_have_text("Discussions are closed at this hour. "
                               "They open again at 07:00 on Wed 25 Nov.")
-    # Closed for a few hours only: one may still write a draft for the morning.
+    # Closed for a few hours only: one may still write a draft for the morning, but
+    # nobody is told one is typing a message that cannot go out now (§5.6).
     expect(composer(student)).to_be_enabled()
+    student.wait_for_timeout(3100)  # past the client's 3 s typing throttle
+    composer(student).press_sequentially("soir")
+    expect(composer(student)).to_have_value("Bonsoir")
+    student.wait_for_timeout(300)  # as long as the first one took to be reported, and more
+    assert typing == [discussion]
     demo_server.clock.set(NEXT_OPENING)
     expect(note).to_be_hidden()
