@@ -203,7 +203,8 @@ class Session:
             await self._refuse(ErrorCode.UNAUTHENTICATED, "Aucun « hello » reçu à temps.",
                                CloseCode.HELLO_TIMEOUT,
                                {"reason": "hello_timeout",
-                                "seconds": limits.hello_timeout})
+                                "seconds": limits.hello_timeout},
+                               close_text="no hello in time")
             return False
         try:
             hello = parse_hello(decode(raw, self.encoding))
@@ -274,11 +275,14 @@ class Session:
         return True
 
     async def _refuse(self, code: ErrorCode, message: str, close: CloseCode,
-                      params: Mapping[str, Any] | None = None) -> None:
+                      params: Mapping[str, Any] | None = None, *,
+                      close_text: str | None = None) -> None:
+        """The error, then the close; its reason is ``close_text`` (a documented, stable
+        reason) or the message."""
         self._held = None
         self.push(Frame(frames.error(code, message, params=params)))
         self.state = SessionState.CLOSED
-        await self.outbox.close(close, close_reason(message))
+        await self.outbox.close(close, close_reason(close_text or message))
 
     async def _unavailable(self, exc: Exception) -> None:
         """Something failed before the welcome (nothing of this connection is left on
