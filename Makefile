@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DB     ?= sqlite:///var/preau.db
 
-.PHONY: demo test lint typecheck unit fuzz bench clean chromium
+.PHONY: demo test lint typecheck unit fuzz bench clean chromium lemonldap
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ demo: $(VENV)/.installed
 	PREAU_DATABASE_URL=$(DB) $(BIN)/preau serve --demo
 
 ## test: install the test extras, run ruff, mypy and the whole suite
-test: $(VENV)/.installed-test chromium lint typecheck unit
+test: $(VENV)/.installed-test chromium lemonldap lint typecheck unit
 
 ## chromium: the browser tests (tests/browser) drive Debian's Chromium through Playwright
 ## (the pip package only: `playwright install` is never used); install it when missing.
@@ -38,13 +38,28 @@ chromium:
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update && $$SUDO apt-get install -y chromium; }
 
+## lemonldap: the sign-in tests run a private LemonLDAP::NG (tests/identity_provider.py):
+## Debian's portal, run by Starman, with SQLite accounts; install what is missing.
+## (--no-install-recommends keeps nginx out; the portal's own recommends it needs are named.)
+LLNG_PACKAGES := liblemonldap-ng-portal-perl lemonldap-ng-fastcgi-server libplack-perl starman \
+	libdbi-perl libdbd-sqlite3-perl libgd-securityimage-perl libimage-magick-perl \
+	libio-string-perl libxml-simple-perl libstring-random-perl libdigest-hmac-perl \
+	libwww-perl libipc-run-perl libmime-tools-perl libunicode-string-perl \
+	libconvert-base32-perl libio-socket-timeout-perl
+lemonldap:
+	@dpkg-query -W -f='$${Status}\n' $(LLNG_PACKAGES) 2>/dev/null \
+		| grep -c '^install ok installed$$' | grep -qx $(words $(LLNG_PACKAGES)) || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y \
+			--no-install-recommends $(LLNG_PACKAGES); }
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check server tests bench
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-unit: $(VENV)/.installed-test chromium
+unit: $(VENV)/.installed-test chromium lemonldap
 	$(BIN)/pytest -q
 
 ## fuzz: the fuzz test of tests/test_fuzz.py, longer: 100,000 frames (make test runs 20,000)

@@ -16,18 +16,144 @@ import { Chat } from './chat.js';
 import { conversationView } from './conversation.js';
 import { h, reconcile, replace } from './dom.js';
 import { newDiscussionView } from './newdiscussion.js';
+import { personLabel } from './people.js';
 import { preferencesView } from './preferences.js';
 import { Connection } from './protocol.js';
 import { settingsView } from './settings.js';
 import { signInView } from './signin.js';
 import { setTitle, setUnread } from './tabbadge.js';
-import { explain, formatOpening, formatTime, personName } from './text.js';
+import { explain, formatOpening, formatTime, personName, setTimeZone } from './text.js';
+import { language, onLanguage, register, t } from './i18n.js';
+import { languageSwitch } from './langswitch.js';
+
+register({
+  fr: {
+    'app.sessionEnded': 'Votre session a pris fin : reconnectez-vous.',
+    'app.retry': 'Réessayer',
+    'app.signInTitle': 'Connexion · Préau',
+    'app.nav': 'Navigation principale',
+    'app.nav.discussions': 'Discussions',
+    'app.nav.broadcasts': 'Informations & sondages',
+    'app.nav.prefs': 'Mes préférences',
+    'app.nav.settings': 'Réglages',
+    'app.signOut': 'Se déconnecter',
+    'app.skip': 'Aller au contenu',
+    'app.dismiss': 'Fermer',
+    'app.conn.connecting': 'Connexion…',
+    'app.conn.open': 'Connecté',
+    'app.conn.waiting': 'Reconnexion dans {s} s…',
+    'app.conn.stopped': 'Hors ligne',
+    'app.closedByServer': 'Le serveur a fermé la connexion.',
+    'app.window.closedUntil': 'Fermé jusqu’à {when}',
+    'app.window.closed': 'Fermé',
+    'app.window.nowClosedUntil': 'Les discussions sont maintenant fermées. Elles rouvrent {when}.',
+    'app.window.nowClosed': 'Les discussions sont maintenant fermées.',
+    'app.window.open': 'Les discussions sont rouvertes : vous pouvez écrire.',
+    'app.refused.send': 'Votre message n’a pas été envoyé : il est revenu dans la zone de saisie.',
+    'app.refused.start': 'La discussion « {subject} » n’a pas été créée.',
+    'app.refused.dropped': 'Un message mis en attente jusqu’à l’ouverture n’a pas été remis. {title}',
+    'app.newBadge': ' nouveau(x)',
+    'app.reminder': 'Rappel de {name} : « {title} ».',
+    'app.notPublished': '« {title} » n’a pas été publié. {reason}',
+    'app.notPublishedUntitled': 'Une information ou un sondage programmé n’a pas été publié. {reason}',
+    'app.title.settings': 'Réglages · Préau',
+    'app.title.prefs': 'Mes préférences · Préau',
+    'app.title.compose': 'Nouvelle information ou nouveau sondage',
+    'app.title.broadcasts': 'Informations & sondages',
+    'app.title.discussion': 'Discussion',
+    'app.title.new': 'Nouvelle discussion · Préau',
+    'app.title.list': 'Discussions · Préau',
+    'app.choose': 'Choisissez une discussion, ou commencez-en une nouvelle.',
+    'app.myDiscussions': 'Mes discussions',
+    'app.held': 'En attente de création',
+    'app.newDiscussion': 'Nouvelle discussion',
+    'app.cannotStart': 'Vous pouvez répondre dans les discussions, mais pas en commencer une.',
+    'app.sidebar': 'Discussions',
+    'app.empty': 'Aucune discussion pour l’instant.',
+    'app.more': 'Plus de discussions',
+    'app.access.check': 'Vérifier à nouveau',
+    'app.access.checking': 'Vérification…',
+    'app.access.title': 'Les discussions ne sont pas disponibles',
+    'app.access.explain': 'C’est l’administrateur de l’établissement qui en décide. Rien de ce que vous avez écrit n’est perdu : vos discussions reviennent quand l’accès est rétabli.',
+    'app.you': 'Vous',
+    'app.left': '(parti) {preview}',
+    'app.unread': ' non lu(s)',
+    'app.heldUntil': 'Sera remis {when}',
+    'app.starting': 'Création…',
+    'app.waiting': 'En attente de la connexion…',
+  },
+  en: {
+    'app.sessionEnded': 'Your session has ended: sign in again.',
+    'app.retry': 'Try again',
+    'app.signInTitle': 'Sign in · Préau',
+    'app.nav': 'Main',
+    'app.nav.discussions': 'Discussions',
+    'app.nav.broadcasts': 'Information & polls',
+    'app.nav.prefs': 'My preferences',
+    'app.nav.settings': 'Settings',
+    'app.signOut': 'Sign out',
+    'app.skip': 'Skip to content',
+    'app.dismiss': 'Dismiss',
+    'app.conn.connecting': 'Connecting…',
+    'app.conn.open': 'Connected',
+    'app.conn.waiting': 'Reconnecting in {s} s…',
+    'app.conn.stopped': 'Offline',
+    'app.closedByServer': 'The connection was closed by the server.',
+    'app.window.closedUntil': 'Closed until {when}',
+    'app.window.closed': 'Closed',
+    'app.window.nowClosedUntil': 'Discussions are now closed. They open again at {when}.',
+    'app.window.nowClosed': 'Discussions are now closed.',
+    'app.window.open': 'Discussions are open again: you can send.',
+    'app.refused.send': 'Your message was not sent: it is back in the composer.',
+    'app.refused.start': 'The discussion “{subject}” was not started.',
+    'app.refused.dropped': 'A message held for the opening was not delivered. {title}',
+    'app.newBadge': ' new',
+    'app.reminder': 'Reminder from {name}: “{title}”.',
+    'app.notPublished': '“{title}” was not published. {reason}',
+    'app.notPublishedUntitled': 'A scheduled information or poll was not published. {reason}',
+    'app.title.settings': 'Settings · Préau',
+    'app.title.prefs': 'My preferences · Préau',
+    'app.title.compose': 'New information or poll',
+    'app.title.broadcasts': 'Information & polls',
+    'app.title.discussion': 'Discussion',
+    'app.title.new': 'New discussion · Préau',
+    'app.title.list': 'Discussions · Préau',
+    'app.choose': 'Choose a discussion, or start a new one.',
+    'app.myDiscussions': 'My discussions',
+    'app.held': 'Waiting to be started',
+    'app.newDiscussion': 'New discussion',
+    'app.cannotStart': 'You may reply in discussions but not start one.',
+    'app.sidebar': 'Discussions',
+    'app.empty': 'No discussion yet.',
+    'app.more': 'More discussions',
+    'app.access.check': 'Check again',
+    'app.access.checking': 'Checking…',
+    'app.access.title': 'Discussions are not available',
+    'app.access.explain': 'The school’s administrator decides this. Nothing you wrote is lost: your discussions come back when access is given again.',
+    'app.you': 'You',
+    'app.left': '(left) {preview}',
+    'app.unread': ' unread',
+    'app.heldUntil': 'Will be delivered at {when}',
+    'app.starting': 'Starting…',
+    'app.waiting': 'Waiting for the connection…',
+  },
+});
 
 const root = document.getElementById('app');
 const MAX_BANNERS = 4;
 const INFO_BANNER_MS = 10_000;
 
 let session = null; // {me, chat, connection, …} while signed in
+let signInMessage = ''; // the catalogue key of why the sign-in page is shown
+
+// A switch of language redraws what is on screen, in place: the header and the
+// current screen (drafts live in the Chat and the Board, so nothing typed is lost
+// in a discussion or a broadcast being written).
+onLanguage(() => {
+  if (session) session.redraw();
+  else if (!getToken()) showSignIn(signInMessage);
+  else boot(signInMessage);
+});
 
 // ---------------------------------------------------------------------- start
 
@@ -39,22 +165,24 @@ async function boot(message) {
   } catch (error) {
     if (error.code === 'unauthenticated') {
       clearToken();
-      return showSignIn('Your session has ended: sign in again.');
+      return showSignIn('app.sessionEnded');
     }
     replace(root, h('section', { class: 'signin' },
       h('h1', {}, 'Préau'),
       h('p', { role: 'alert' }, explain(error).title),
-      h('button', { type: 'button', onclick: () => boot() }, 'Try again')));
+      h('button', { type: 'button', onclick: () => boot() }, t('app.retry'))));
     return undefined;
   }
   return startSession(me);
 }
 
+/** The sign-in page; `message` is the catalogue key of why (session ended…), or ''. */
 async function showSignIn(message) {
+  signInMessage = message || '';
   setUnread(0);
-  setTitle('Sign in · Préau');
-  const view = await signInView({ message, onSignedIn: () => boot() });
-  replace(root, h('main', { id: 'main', class: 'signin-page' }, view));
+  setTitle(t('app.signInTitle'));
+  const view = await signInView({ message: message ? t(message) : '', onSignedIn: () => boot() });
+  replace(root, h('main', { id: 'main', class: 'signin-page' }, h('div', { class: 'signin-lang' }, languageSwitch()), view));
   const first = root.querySelector('input, textarea');
   if (first) first.focus();
 }
@@ -66,6 +194,7 @@ function wsUrl() {
 // ---------------------------------------------------------------------- session
 
 function startSession(me) {
+  setTimeZone(me.school && me.school.timezone);
   const chat = new Chat({ me: me.user, storageKey: `preau.chat.${me.school.id}.${me.user.id}` });
   chat.window = me.window;
   chat.readOnly = !me.window.open;
@@ -74,12 +203,23 @@ function startSession(me) {
   const conn = h('span', { class: 'conn', role: 'status', 'aria-live': 'polite' });
   const windowChip = h('span', { class: 'window-chip', hidden: true });
   const broadcastBadge = h('span', { class: 'unread nav-badge', hidden: true });
-  const nav = h('nav', { 'aria-label': 'Main' },
-    h('a', { href: '#/', dataset: { route: 'list' } }, 'Discussions'),
-    h('a', { href: '#/b', dataset: { route: 'broadcasts' } }, 'Informations & sondages', broadcastBadge),
-    me.user.role === 'parent' ? h('a', { href: '#/prefs', dataset: { route: 'prefs' } }, 'Mes préférences') : null,
-    me.admin ? h('a', { href: '#/settings', dataset: { route: 'settings' } }, 'Settings') : null);
-  const signOut = h('button', { type: 'button', class: 'secondary small' }, 'Sign out');
+  const nav = h('nav');
+  const signOut = h('button', { type: 'button', class: 'secondary small sign-out' });
+  const skip = h('a', { href: '#main', class: 'skip' });
+  const switchBox = h('span', { class: 'lang-box' });
+  // The words of the header, drawn again on a switch of language.
+  function renderShell() {
+    nav.setAttribute('aria-label', t('app.nav'));
+    replace(nav,
+      h('a', { href: '#/', dataset: { route: 'list' } }, t('app.nav.discussions')),
+      h('a', { href: '#/b', dataset: { route: 'broadcasts' } }, t('app.nav.broadcasts'), broadcastBadge),
+      me.user.role === 'parent' ? h('a', { href: '#/prefs', dataset: { route: 'prefs' } }, t('app.nav.prefs')) : null,
+      me.admin ? h('a', { href: '#/settings', dataset: { route: 'settings' } }, t('app.nav.settings')) : null);
+    signOut.textContent = t('app.signOut');
+    skip.textContent = t('app.skip');
+    replace(switchBox, languageSwitch());
+  }
+  renderShell();
   const banners = h('div', { class: 'banners', 'aria-live': 'polite' });
   const main = h('main', { id: 'main', tabindex: '-1' });
   const header = h('header', { class: 'topbar' },
@@ -87,8 +227,8 @@ function startSession(me) {
       h('span', { class: 'brand-text' }, h('strong', {}, 'Préau'), h('span', { class: 'school' }, me.school.name))),
     nav,
     h('div', { class: 'status-area' }, windowChip, conn),
-    h('div', { class: 'me' }, h('span', { class: 'me-name', title: me.user.role }, me.user.name), signOut));
-  replace(root, h('a', { href: '#main', class: 'skip' }, 'Skip to content'), header, banners, main);
+    h('div', { class: 'me' }, h('span', { class: 'me-name' }, me.user.name), switchBox, signOut));
+  replace(root, skip, header, banners, main);
 
   const connection = new Connection({
     url: wsUrl(),
@@ -113,7 +253,7 @@ function startSession(me) {
       h('p', { class: 'banner-title' }, title),
       detail ? h('p', { class: 'banner-detail' }, detail) : null,
       more ? h('p', { class: 'banner-more' }, more) : null),
-    h('button', { type: 'button', class: 'banner-close', 'aria-label': 'Dismiss', onclick: () => banner.remove() }, '×'));
+    h('button', { type: 'button', class: 'banner-close', 'aria-label': t('app.dismiss'), onclick: () => banner.remove() }, '×'));
     if (kind === 'success') clearErrors(); // a later success makes an earlier refusal moot
     banners.prepend(banner);
     while (banners.children.length > MAX_BANNERS) banners.lastElementChild.remove();
@@ -127,22 +267,28 @@ function startSession(me) {
     for (const banner of banners.querySelectorAll('.banner-error')) banner.remove();
   }
 
-  function onStatus(status) {
+  let lastStatus = { state: 'connecting' };
+  function renderConn() {
+    const status = lastStatus;
     const labels = {
-      connecting: 'Connecting…',
-      open: 'Connected',
-      waiting: `Reconnecting in ${Math.max(1, Math.round((status.retryIn || 0) / 1000))} s…`,
-      stopped: 'Offline',
+      connecting: t('app.conn.connecting'),
+      open: t('app.conn.open'),
+      waiting: t('app.conn.waiting', { s: Math.max(1, Math.round((status.retryIn || 0) / 1000)) }),
+      stopped: t('app.conn.stopped'),
     };
     conn.textContent = labels[status.state] || status.state;
     conn.dataset.state = status.state;
+  }
+  function onStatus(status) {
+    lastStatus = status;
+    renderConn();
     if (status.state === 'stopped' && status.code) {
       if (status.code === 'unauthenticated') {
-        endSession('Your session has ended: sign in again.');
+        endSession('app.sessionEnded');
       } else if (status.code === 'discussions_disabled' || status.code === 'profile_disabled') {
         lostAccess({ code: status.code, message: status.message });
       } else {
-        notify({ kind: 'error', title: 'The connection was closed by the server.', detail: status.message || '', code: status.code });
+        notify({ kind: 'error', title: t('app.closedByServer'), detail: status.message || '', code: status.code });
       }
     }
     if (status.state === 'open' || status.state === 'stopped') renderList();
@@ -152,14 +298,14 @@ function startSession(me) {
     const w = chat.window;
     const closed = w && !w.open;
     windowChip.hidden = !closed;
-    windowChip.textContent = closed ? (w.opens_at ? `Closed until ${formatOpening(w.opens_at)}` : 'Closed') : '';
+    windowChip.textContent = closed ? (w.opens_at ? t('app.window.closedUntil', { when: formatOpening(w.opens_at) }) : t('app.window.closed')) : '';
     if (!changed) return;
     if (closed) {
       notify({ kind: 'info', code: 'window', title: w.opens_at
-        ? `Discussions are now closed. They open again at ${formatOpening(w.opens_at)}.`
-        : 'Discussions are now closed.' });
+        ? t('app.window.nowClosedUntil', { when: formatOpening(w.opens_at) })
+        : t('app.window.nowClosed') });
     } else {
-      notify({ kind: 'info', code: 'window', title: 'Discussions are open again: you can send.' });
+      notify({ kind: 'info', code: 'window', title: t('app.window.open') });
     }
   }
 
@@ -178,11 +324,11 @@ function startSession(me) {
     if (handled) return; // the new-discussion form shows its own refusal
     const what = explain(error);
     let more = '';
-    if (entry && entry.kind === 'send') more = 'Your message was not sent: it is back in the composer.';
-    else if (entry && entry.kind === 'start') more = `The discussion “${entry.subject}” was not started.`;
+    if (entry && entry.kind === 'send') more = t('app.refused.send');
+    else if (entry && entry.kind === 'start') more = t('app.refused.start', { subject: entry.subject });
     notify({
       kind: 'error', code: error.code,
-      title: dropped ? `A message held for the opening was not delivered. ${what.title}` : what.title,
+      title: dropped ? t('app.refused.dropped', { title: what.title }) : what.title,
       detail: what.detail, more,
     });
   });
@@ -202,7 +348,7 @@ function startSession(me) {
   function renderBroadcastBadge() {
     const n = board.unreadCount();
     broadcastBadge.hidden = n === 0;
-    replace(broadcastBadge, String(n), h('span', { class: 'sr-only' }, ' new'));
+    replace(broadcastBadge, String(n), h('span', { class: 'sr-only' }, t('app.newBadge')));
   }
   board.addEventListener('change', () => { renderBroadcastBadge(); renderUnread(); });
   board.addEventListener('list', () => { renderBroadcastBadge(); renderUnread(); });
@@ -210,14 +356,15 @@ function startSession(me) {
     const { id, title, author } = e.detail;
     const route = parseRoute();
     if (route.name === 'broadcast' && route.id === id) return; // it is open: the page says it
-    notify({ kind: 'info', code: 'broadcast_reminder', title: `Reminder from ${personName(author)}: “${title}”.` });
+    notify({ kind: 'info', code: 'broadcast_reminder', title: t('app.reminder', { name: personName(author), title }) });
   });
   board.addEventListener('dropped', (e) => {
     const b = board.get(e.detail.id);
     const what = explain(e.detail);
     notify({
       kind: 'error', code: e.detail.code,
-      title: `${b ? `“${b.title}”` : 'A scheduled information or poll'} was not published. ${what.title}`,
+      title: b ? t('app.notPublished', { title: b.title, reason: what.title })
+        : t('app.notPublishedUntitled', { reason: what.title }),
       detail: what.detail,
     });
   });
@@ -236,6 +383,14 @@ function startSession(me) {
   session.cleanup = () => {
     window.removeEventListener('hashchange', onHashChange);
     window.removeEventListener('pagehide', save);
+  };
+
+  session.redraw = () => {
+    renderShell();
+    renderConn();
+    renderWindow(false);
+    renderBroadcastBadge();
+    renderRoute();
   };
 
   renderWindow(false);
@@ -288,13 +443,13 @@ function renderRoute() {
   }
 
   if (route.name === 'settings' && me.admin) {
-    setTitle('Settings · Préau');
+    setTitle(t('app.title.settings'));
     session.view = settingsView({ me, notify });
     replace(main, session.view.element);
     return;
   }
   if (route.name === 'prefs') {
-    setTitle('Mes préférences · Préau');
+    setTitle(t('app.title.prefs'));
     session.view = preferencesView({ me, notify });
     replace(main, session.view.element);
     return;
@@ -306,7 +461,7 @@ function renderRoute() {
   }
   if (section === 'broadcasts') {
     const b = route.name === 'broadcast' ? session.board.get(route.id) : null;
-    setTitle(`${route.name === 'compose' ? 'New information or poll' : b ? b.title : 'Informations & sondages'} · Préau`);
+    setTitle(`${route.name === 'compose' ? t('app.title.compose') : b ? b.title : t('app.title.broadcasts')} · Préau`);
     session.view = broadcastsView({ board: session.board, me, route, notify });
     replace(main, session.view.element);
     if (route.name !== 'broadcasts') session.view.focus();
@@ -316,27 +471,27 @@ function renderRoute() {
   if (route.name === 'discussion') {
     session.view = conversationView({ chat, id: route.id, notify });
     const d = chat.discussions.get(route.id);
-    setTitle(`${d ? d.subject : 'Discussion'} · Préau`);
+    setTitle(`${d ? d.subject : t('app.title.discussion')} · Préau`);
   } else if (route.name === 'new') {
     session.view = newDiscussionView({
       chat, me, to: route.to, notify, onStarted: (id) => { location.hash = `#/d/${id}`; },
     });
-    setTitle('New discussion · Préau');
+    setTitle(t('app.title.new'));
   } else {
-    setTitle('Discussions · Préau');
+    setTitle(t('app.title.list'));
   }
   const pane = session.view ? session.view.element
-    : h('div', { class: 'empty-pane' }, h('p', {}, 'Choose a discussion, or start a new one.'));
+    : h('div', { class: 'empty-pane' }, h('p', {}, t('app.choose')));
 
-  session.list = h('ul', { class: 'discussion-list', 'aria-label': 'My discussions' });
-  session.heldList = h('ul', { class: 'held-list', 'aria-label': 'Waiting to be started' });
+  session.list = h('ul', { class: 'discussion-list', 'aria-label': t('app.myDiscussions') });
+  session.heldList = h('ul', { class: 'held-list', 'aria-label': t('app.held') });
   const newButton = me.can_start
-    ? h('a', { href: '#/new', class: 'button new-button' }, 'New discussion')
-    : h('p', { class: 'hint' }, 'You may reply in discussions but not start one.');
-  const sidebar = h('aside', { class: 'sidebar', 'aria-label': 'Discussions' },
-    h('div', { class: 'sidebar-head' }, h('h2', {}, 'My discussions'), newButton),
-    session.heldList, session.list, h('p', { class: 'list-empty', hidden: true }, 'No discussion yet.'),
-    session.moreButton = h('button', { type: 'button', class: 'more-discussions', hidden: true }, 'More discussions'));
+    ? h('a', { href: '#/new', class: 'button new-button' }, t('app.newDiscussion'))
+    : h('p', { class: 'hint' }, t('app.cannotStart'));
+  const sidebar = h('aside', { class: 'sidebar', 'aria-label': t('app.sidebar') },
+    h('div', { class: 'sidebar-head' }, h('h2', {}, t('app.myDiscussions')), newButton),
+    session.heldList, session.list, h('p', { class: 'list-empty', hidden: true }, t('app.empty')),
+    session.moreButton = h('button', { type: 'button', class: 'more-discussions', hidden: true }, t('app.more')));
   session.moreButton.addEventListener('click', () => {
     session.moreButton.disabled = true;
     chat.loadMoreDiscussions().catch(() => {}).finally(() => { session.moreButton.disabled = false; });
@@ -348,10 +503,10 @@ function renderRoute() {
 }
 
 function accessView(access) {
-  const check = h('button', { type: 'button' }, 'Check again');
+  const check = h('button', { type: 'button' }, t('app.access.check'));
   const status = h('p', { role: 'status' });
   check.addEventListener('click', async () => {
-    status.textContent = 'Checking…';
+    status.textContent = t('app.access.checking');
     try {
       const me = await api('/api/me');
       if (me.access.allowed) {
@@ -368,10 +523,10 @@ function accessView(access) {
   });
   const { title } = explain(access);
   return h('section', { class: 'access', 'aria-labelledby': 'access-title', dataset: { code: access.code || '' } },
-    h('h2', { id: 'access-title' }, 'Discussions are not available'),
+    h('h2', { id: 'access-title' }, t('app.access.title')),
     h('p', { class: 'access-reason' }, title),
     access.message && access.message !== title ? h('p', { class: 'access-detail' }, access.message) : null,
-    h('p', {}, 'The school’s administrator decides this. Nothing you wrote is lost: your discussions come back when access is given again.'),
+    h('p', {}, t('app.access.explain')),
     h('div', { class: 'row' }, check, status));
 }
 
@@ -392,21 +547,21 @@ function renderList() {
     const unread = chat.unread(d);
     const present = chat.isPresent(d);
     const mine = last && chat.me && last.sender === chat.me.id;
-    const preview = last ? `${mine ? 'You' : personName(chat.person(last.sender), last.sender)}: ${last.body}` : '';
+    const preview = last ? `${mine ? t('app.you') : personLabel(chat.person(last.sender), last.sender)}: ${last.body}` : '';
     const active = route.name === 'discussion' && route.id === d.id;
-    const version = [d.subject, preview, unread, present, active, last && last.at].join('|');
+    const version = [d.subject, preview, unread, present, active, last && last.at, language()].join('|');
     return {
       key: `d${d.id}`,
       version,
       render: () => h('li', { class: `discussion-item${unread ? ' has-unread' : ''}${present ? '' : ' gone'}` },
         h('a', { href: `#/d/${d.id}`, 'aria-current': active ? 'page' : null, dataset: { discussion: String(d.id) } },
           h('span', { class: 'item-top' },
-            h('span', { class: 'item-subject' }, d.subject || 'Discussion'),
+            h('span', { class: 'item-subject' }, d.subject || t('app.title.discussion')),
             last ? h('time', { datetime: last.at }, formatTime(last.at)) : null),
           h('span', { class: 'item-bottom' },
-            h('span', { class: 'item-preview' }, present ? preview : `(left) ${preview}`),
+            h('span', { class: 'item-preview' }, present ? preview : t('app.left', { preview })),
             // The count is in the link's name too ("3 unread"), not only a coloured badge.
-            unread ? h('span', { class: 'unread' }, String(unread), h('span', { class: 'sr-only' }, ' unread')) : null))),
+            unread ? h('span', { class: 'unread' }, String(unread), h('span', { class: 'sr-only' }, t('app.unread'))) : null))),
     };
   });
   reconcile(session.list, items);
@@ -414,8 +569,8 @@ function renderList() {
   replace(session.heldList, starts.map((e) => h('li', { class: 'held-item' },
     h('span', { class: 'item-subject' }, e.subject),
     h('span', { class: 'item-preview' }, e.state === 'held'
-      ? `Will be delivered at ${formatOpening(e.held_until)}`
-      : chat.connection.isOpen ? 'Starting…' : 'Waiting for the connection…'))));
+      ? t('app.heldUntil', { when: formatOpening(e.held_until) })
+      : chat.connection.isOpen ? t('app.starting') : t('app.waiting')))));
   const empty = session.list.parentElement && session.list.parentElement.querySelector('.list-empty');
   if (empty) empty.hidden = items.length > 0 || starts.length > 0;
   if (session.moreButton) session.moreButton.hidden = !chat.listNext;

@@ -484,9 +484,9 @@ export class Chat extends EventTarget {
    * with the refusal (ProtocolError); while disconnected it waits for the
    * connection, as the outbox entry is resent at the next welcome.
    */
-  startDiscussion({ subject, to, body }) {
+  startDiscussion({ subject, to, body, groups = [] }) {
     const entry = {
-      client_id: newClientId(), kind: 'start', subject, to, body, state: 'queued', created: Date.now(),
+      client_id: newClientId(), kind: 'start', subject, to, groups, body, state: 'queued', created: Date.now(),
     };
     const done = new Promise((resolve, reject) => { entry.settle = { resolve, reject }; });
     this.outbox.set(entry.client_id, entry);
@@ -501,7 +501,8 @@ export class Chat extends EventTarget {
     entry.state = 'sending';
     const frame = entry.kind === 'send'
       ? { type: 'send', discussion: entry.discussion, body: entry.body, client_id: entry.client_id }
-      : { type: 'start', subject: entry.subject, to: entry.to, body: entry.body, client_id: entry.client_id };
+      : { type: 'start', subject: entry.subject, to: entry.to, body: entry.body, client_id: entry.client_id,
+        ...(entry.groups && entry.groups.length ? { groups: entry.groups } : {}) };
     let reply;
     try {
       reply = await this.connection.request(frame);

@@ -11,10 +11,188 @@
 
 import { debounce, h, nextId, replace } from './dom.js';
 import { ROLE_LABELS, explain, formatOpening, personDetail, personName } from './text.js';
+import { register, t as translate, tn } from './i18n.js';
+
+register({
+  fr: {
+    'compose.kind.single': 'Un seul choix',
+    'compose.kind.multiple': 'Plusieurs choix',
+    'compose.kind.text': 'Texte libre',
+    'compose.title': 'Nouvelle information ou nouveau sondage',
+    'compose.loading': 'Chargement…',
+    'compose.back': '‹ Informations & sondages',
+    'compose.notAllowed': 'Vous ne pouvez pas envoyer d’informations ni de sondages.',
+    'compose.information': 'Information',
+    'compose.poll': 'Sondage',
+    'compose.wholeSchool': 'Tout l’établissement',
+    'compose.peopleChosen': 'Personnes choisies',
+    'compose.name': 'Nom',
+    'compose.found': 'Personnes trouvées',
+    'compose.ack': 'Demander « J’ai pris connaissance »',
+    'compose.anonymous': 'Sondage anonyme (vous ne verrez que les totaux)',
+    'compose.deadlineDate': 'Date limite des réponses (facultatif)',
+    'compose.deadlineTime': 'Heure limite',
+    'compose.deadlineHint': 'Proposée : la fin de la journée scolaire dans 15 jours. Sans date, le sondage se clôt à la fin de la journée scolaire, 15 jours après sa publication.',
+    'compose.zoneHint': 'Heure de l’établissement{zone}, sur 24 heures (par exemple 08:30) ; dates en jj/mm/aaaa.',
+    'compose.datePlaceholder': 'jj/mm/aaaa',
+    'compose.badDate': 'La date {what} n’est pas valide : écrivez-la en jj/mm/aaaa, par exemple 25/11/2026.',
+    'compose.publishDate': 'Publier plus tard, le (facultatif)',
+    'compose.publishTime': 'Publier à',
+    'compose.expiresDate': 'Fin de publication, le (facultatif)',
+    'compose.expiresTime': 'Fin de publication à',
+    'compose.publication': 'Publication',
+    'compose.addQuestion': 'Ajouter une question',
+    'compose.questions': 'Questions',
+    'compose.send': 'Envoyer',
+    'compose.clear': 'Vider le formulaire',
+    'compose.kind': 'Type',
+    'compose.titleField': 'Titre',
+    'compose.text': 'Texte',
+    'compose.recipients': 'Destinataires',
+    'compose.roles': 'Les personnes de ces rôles',
+    'compose.in': 'Dans',
+    'compose.noClass': 'Aucune classe à choisir.',
+    'compose.andPeople': 'Et ces personnes',
+    'compose.addPeople': 'Ajouter des personnes',
+    'compose.options': 'Options',
+    'compose.chooseWho': 'Choisissez qui le reçoit : un rôle, ou des personnes.',
+    'compose.chooseClassOrWhole': 'Choisissez au moins une classe, ou tout l’établissement.',
+    'compose.chooseClass': 'Choisissez au moins une classe.',
+    'compose.counting': 'Décompte des destinataires…',
+    'compose.recipientsCount.one': '{n} destinataire',
+    'compose.recipientsCount.other': '{n} destinataires',
+    'compose.remove': 'Retirer {name}',
+    'compose.nobodyChosen': 'Personne de choisi.',
+    'compose.searching': 'Recherche…',
+    'compose.addPerson': 'Ajouter {name}',
+    'compose.foundCount.one': '{n} trouvée.',
+    'compose.foundCount.other': '{n} trouvées.',
+    'compose.noMatch': 'Personne que vous pouvez joindre ne correspond à « {q} ».',
+    'compose.question': 'Question {n}',
+    'compose.questionPrefix': 'Question {n} : ',
+    'compose.wording': 'Énoncé',
+    'compose.answer': 'Réponse',
+    'compose.required': 'Réponse obligatoire',
+    'compose.removeChoice': 'Retirer le choix {c} de la question {n}',
+    'compose.removeShort': 'Retirer',
+    'compose.choice': 'Choix {c}',
+    'compose.addChoice': 'Ajouter un choix',
+    'compose.toQuestion': ' à la question {n}',
+    'compose.atMost': 'Au plus (facultatif)',
+    'compose.removeQuestion': 'Retirer la question {n}',
+    'compose.sendPoll': 'Envoyer le sondage',
+    'compose.sendInformation': 'Envoyer l’information',
+    'compose.giveTitle': 'Merci d’indiquer un titre.',
+    'compose.what.publish': 'de publication',
+    'compose.what.expires': 'de fin de publication',
+    'compose.what.deadline': 'limite des réponses',
+    'compose.giveDate': 'Indiquez la date {what}.',
+    'compose.giveTime': 'Indiquez l’heure {what} (sur 24 heures, par exemple 08:30).',
+    'compose.badTime': 'L’heure {what} n’est pas valide : écrivez-la sur 24 heures, par exemple 08:30.',
+    'compose.writeQuestion': 'Merci d’écrire la question {n}.',
+    'compose.fillChoice': 'Merci de remplir le choix {c} de la question {n}, ou de le retirer.',
+    'compose.sameChoice': 'Question {n} : le choix {c} est identique à un autre.',
+    'compose.maxRange': 'Question {n} : « au plus » doit être entre 1 et {max}.',
+    'compose.sending': 'Envoi…',
+    'compose.scheduled': '« {title} » sera publié {when}.',
+    'compose.sentTo.one': '« {title} » a été envoyé à {n} personne.',
+    'compose.sentTo.other': '« {title} » a été envoyé à {n} personnes.',
+    'compose.sent': '« {title} » a été envoyé.',
+    'compose.nothingSent': 'Rien n’a été envoyé ; ce que vous avez écrit est toujours dans le formulaire.',
+    'compose.notSent': 'Non envoyé.',
+  },
+  en: {
+    'compose.kind.single': 'One choice',
+    'compose.kind.multiple': 'Several choices',
+    'compose.kind.text': 'Free text',
+    'compose.title': 'New information or poll',
+    'compose.loading': 'Loading…',
+    'compose.back': '‹ Information & polls',
+    'compose.notAllowed': 'You may not send information or polls.',
+    'compose.information': 'Information',
+    'compose.poll': 'Poll',
+    'compose.wholeSchool': 'The whole school',
+    'compose.peopleChosen': 'People chosen',
+    'compose.name': 'Name',
+    'compose.found': 'People found',
+    'compose.ack': 'Ask for “I have read it”',
+    'compose.anonymous': 'Anonymous poll (you will see only the totals)',
+    'compose.deadlineDate': 'Deadline for answers (optional)',
+    'compose.deadlineTime': 'Deadline time',
+    'compose.deadlineHint': 'Proposed: the end of the school day in 15 days. Without a date, the poll closes at the end of the school day, 15 days after it is published.',
+    'compose.zoneHint': 'The school’s time{zone}, on the 24-hour clock (for example 08:30); dates as dd/mm/yyyy.',
+    'compose.datePlaceholder': 'dd/mm/yyyy',
+    'compose.badDate': 'The date {what} is not valid: write it as dd/mm/yyyy, for example 25/11/2026.',
+    'compose.publishDate': 'Publish later, on (optional)',
+    'compose.publishTime': 'Publish at',
+    'compose.expiresDate': 'End of publication, on (optional)',
+    'compose.expiresTime': 'End of publication at',
+    'compose.publication': 'Publication',
+    'compose.addQuestion': 'Add a question',
+    'compose.questions': 'Questions',
+    'compose.send': 'Send',
+    'compose.clear': 'Clear the form',
+    'compose.kind': 'Kind',
+    'compose.titleField': 'Title',
+    'compose.text': 'Text',
+    'compose.recipients': 'Recipients',
+    'compose.roles': 'People of these roles',
+    'compose.in': 'In',
+    'compose.noClass': 'No class to choose.',
+    'compose.andPeople': 'And these people',
+    'compose.addPeople': 'Add people',
+    'compose.options': 'Options',
+    'compose.chooseWho': 'Choose who receives it: a role, or people.',
+    'compose.chooseClassOrWhole': 'Choose at least one class, or the whole school.',
+    'compose.chooseClass': 'Choose at least one class.',
+    'compose.counting': 'Counting the recipients…',
+    'compose.recipientsCount.one': '{n} recipient',
+    'compose.recipientsCount.other': '{n} recipients',
+    'compose.remove': 'Remove {name}',
+    'compose.nobodyChosen': 'Nobody chosen.',
+    'compose.searching': 'Searching…',
+    'compose.addPerson': 'Add {name}',
+    'compose.foundCount.one': '{n} found.',
+    'compose.foundCount.other': '{n} found.',
+    'compose.noMatch': 'Nobody you may address matches “{q}”.',
+    'compose.question': 'Question {n}',
+    'compose.questionPrefix': 'Question {n}: ',
+    'compose.wording': 'Wording',
+    'compose.answer': 'Answer',
+    'compose.required': 'Answer required',
+    'compose.removeChoice': 'Remove choice {c} of question {n}',
+    'compose.removeShort': 'Remove',
+    'compose.choice': 'Choice {c}',
+    'compose.addChoice': 'Add a choice',
+    'compose.toQuestion': ' to question {n}',
+    'compose.atMost': 'At most (optional)',
+    'compose.removeQuestion': 'Remove question {n}',
+    'compose.sendPoll': 'Send the poll',
+    'compose.sendInformation': 'Send the information',
+    'compose.giveTitle': 'Please give a title.',
+    'compose.what.publish': 'of publication',
+    'compose.what.expires': 'of the end of publication',
+    'compose.what.deadline': 'of the deadline',
+    'compose.giveDate': 'Give the date {what}.',
+    'compose.giveTime': 'Give the time {what} (24-hour clock, for example 08:30).',
+    'compose.badTime': 'The time {what} is not valid: write it on the 24-hour clock, for example 08:30.',
+    'compose.writeQuestion': 'Please write question {n}.',
+    'compose.fillChoice': 'Please fill choice {c} of question {n}, or remove it.',
+    'compose.sameChoice': 'Question {n}: choice {c} is the same as another one.',
+    'compose.maxRange': 'Question {n}: “at most” must be between 1 and {max}.',
+    'compose.sending': 'Sending…',
+    'compose.scheduled': '“{title}” will be published at {when}.',
+    'compose.sentTo.one': '“{title}” was sent to {n} person.',
+    'compose.sentTo.other': '“{title}” was sent to {n} people.',
+    'compose.sent': '“{title}” was sent.',
+    'compose.nothingSent': 'Nothing was sent; what you wrote is still in the form.',
+    'compose.notSent': 'Not sent.',
+  },
+});
 
 const MAX_QUESTIONS = 20;
 const MAX_CHOICES = 20;
-const KINDS = [['single', 'One choice'], ['multiple', 'Several choices'], ['text', 'Free text']];
+const KINDS = ['single', 'multiple', 'text'];
 
 function blankQuestion() {
   // `required` counts for free text only: its answer may be left empty unless ticked.
@@ -25,18 +203,40 @@ function blankDraft(board) {
   return {
     client_id: board.newClientId(), kind: 'information', title: '', body: '',
     roles: new Set(), classes: new Set(), whole: false, users: new Map(),
-    ack: false, anonymous: false, deadline: '', questions: [blankQuestion()], fresh: true,
-    publishDate: '', publishTime: '', expiresDate: '', expiresTime: '',
+    ack: false, anonymous: false, questions: [blankQuestion()], fresh: true,
+    publishDate: '', publishTime: '', expiresDate: '', expiresTime: '', deadlineDate: '', deadlineTime: '',
   };
 }
 
-/** UTC ISO → datetime-local's value (the reader's local time, to the minute); '' if none. */
-function toLocalInput(iso) {
+/**
+ * A typed date → 'yyyy-mm-dd', or null: day first, as in France and Britain ("25/11/2026",
+ * "25.11.2026", "5-1-2027"), or ISO ("2026-11-25"). A text field, not <input type=date>,
+ * whose order (mm/dd/yyyy or dd/mm/yyyy) follows the browser's language, not the page's.
+ */
+export function isoDate(text) {
+  const value = String(text || '').trim();
+  let m = /^(\d{4})-(\d{1,2})-(\d{1,2})$/.exec(value);
+  let [year, month, day] = m ? [m[1], m[2], m[3]] : [];
+  if (!m) {
+    m = /^(\d{1,2})\s*[/.-]\s*(\d{1,2})\s*[/.-]\s*(\d{4})$/.exec(value);
+    if (!m) return null;
+    [day, month, year] = [m[1], m[2], m[3]];
+  }
+  const date = new Date(Date.UTC(Number(year), Number(month) - 1, Number(day)));
+  if (date.getUTCMonth() !== Number(month) - 1 || date.getUTCDate() !== Number(day)) return null; // 31/02
+  return date.toISOString().slice(0, 10);
+}
+
+/** UTC ISO → {date: 'dd/mm/yyyy', time: 'HH:MM'} on the wall clock of `timeZone` (the reader's when unknown). */
+export function utcToWall(iso, timeZone) {
   const date = new Date(iso || '');
-  if (Number.isNaN(date.getTime())) return '';
-  const pad = (n) => String(n).padStart(2, '0');
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`
-    + `T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  if (Number.isNaN(date.getTime())) return { date: '', time: '' };
+  const parts = {};
+  for (const p of new Intl.DateTimeFormat('en-US', {
+    timeZone: timeZone || undefined, hourCycle: 'h23', year: 'numeric', month: '2-digit', day: '2-digit',
+    hour: '2-digit', minute: '2-digit',
+  }).formatToParts(date)) parts[p.type] = p.value;
+  return { date: `${parts.day}/${parts.month}/${parts.year}`, time: `${parts.hour}:${parts.minute}` };
 }
 
 /** How far ahead of UTC the wall clock of `timeZone` is at `ms`, in ms. */
@@ -50,11 +250,11 @@ function zoneOffset(ms, timeZone) {
 }
 
 /**
- * A date (yyyy-mm-dd) and a 24-hour time ("14:30", "9h05") on the wall clock of
- * `timeZone` (the reader's own when unknown) → UTC ISO, or null when not valid.
+ * A date ("25/11/2026" or "2026-11-25", see isoDate) and a 24-hour time ("14:30", "9h05")
+ * on the wall clock of `timeZone` (the reader's own when unknown) → UTC ISO, or null when not valid.
  */
 export function wallToUtc(date, time, timeZone) {
-  const d = /^(\d{4})-(\d{2})-(\d{2})$/.exec(date.trim());
+  const d = /^(\d{4})-(\d{2})-(\d{2})$/.exec(isoDate(date) || '');
   const t = /^([01]?\d|2[0-3])\s*[:hH.]\s*([0-5]\d)$/.exec(time.trim());
   if (!d || !t) return null;
   const wall = Date.UTC(Number(d[1]), Number(d[2]) - 1, Number(d[3]), Number(t[1]), Number(t[2]));
@@ -66,12 +266,6 @@ export function wallToUtc(date, time, timeZone) {
     ms = new Date(Number(d[1]), Number(d[2]) - 1, Number(d[3]), Number(t[1]), Number(t[2])).getTime();
   }
   return Number.isNaN(ms) ? null : new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
-
-/** datetime-local (the reader's local time) → UTC ISO without milliseconds. */
-function toUtc(local) {
-  const date = new Date(local);
-  return Number.isNaN(date.getTime()) ? null : date.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
 function checkbox(label, checked, extra = {}) {
@@ -96,10 +290,10 @@ function field(label, input, hint) {
  */
 export function composeView({ board, me, notify, onSent }) {
   const headingId = nextId('compose-title');
-  const heading = h('h2', { id: headingId, tabindex: '-1' }, 'New information or poll');
-  const body = h('div', { class: 'compose-body' }, h('p', { class: 'loading' }, 'Loading…'));
+  const heading = h('h2', { id: headingId, tabindex: '-1' }, translate('compose.title'));
+  const body = h('div', { class: 'compose-body' }, h('p', { class: 'loading' }, translate('compose.loading')));
   const element = h('section', { class: 'compose', 'aria-labelledby': headingId },
-    h('header', { class: 'conv-head' }, h('a', { href: '#/b', class: 'back' }, '‹ Informations & sondages'), heading),
+    h('header', { class: 'conv-head' }, h('a', { href: '#/b', class: 'back' }, translate('compose.back')), heading),
     body);
   let destroyed = false;
   let form = null;
@@ -110,7 +304,7 @@ export function composeView({ board, me, notify, onSent }) {
     if (!audience.allowed) {
       const { title, detail } = explain({ code: audience.code, message: audience.message });
       replace(body, h('div', { class: 'notice not-allowed', dataset: { code: audience.code || '' } },
-        h('p', { class: 'banner-title' }, 'You may not send information or polls.'),
+        h('p', { class: 'banner-title' }, translate('compose.notAllowed')),
         h('p', {}, audience.message || detail || title)));
       return;
     }
@@ -133,16 +327,22 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
   if (draft.fresh && audience.classes && audience.classes.length === 1) {
     draft.classes.add(audience.classes[0].id); // only one class to choose: chosen
   }
+  // Dates and times are on the school's clock (its time zone, from /api/me), whatever the reader's own.
+  const timeZone = (me && me.school && me.school.timezone) || null;
   // The server's default deadline, shown so that the author sees it and may change it:
   // the end of the school day, 15 days ahead (docs/protocol.md §14.5).
-  if (draft.fresh) draft.deadline = toLocalInput(audience.default_deadline);
+  if (draft.fresh) {
+    const wall = utcToWall(audience.default_deadline, timeZone);
+    draft.deadlineDate = wall.date;
+    draft.deadlineTime = wall.time;
+  }
   draft.fresh = false;
 
   const errorBox = h('div', { class: 'banner banner-error form-error', role: 'alert', tabindex: '-1', hidden: true });
 
   // -- kind
   const kindName = nextId('kind');
-  const kindRadios = [['information', 'Information'], ['poll', 'Poll']].map(([value, label]) => {
+  const kindRadios = [['information', translate('compose.information')], ['poll', translate('compose.poll')]].map(([value, label]) => {
     const id = nextId('kind');
     const input = h('input', { id, type: 'radio', name: kindName, value, checked: draft.kind === value, dataset: { kind: value } });
     return { input, element: h('div', { class: 'check' }, input, h('label', { for: id }, label)) };
@@ -158,30 +358,28 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
   const roleBoxes = (audience.roles || []).map((role) => ({
     role, ...checkbox(ROLE_LABELS[role] || role, draft.roles.has(role), { dataset: { role } }),
   }));
-  const whole = audience.whole_school ? checkbox('The whole school', draft.whole, { dataset: { whole: 'true' } }) : null;
+  const whole = audience.whole_school ? checkbox(translate('compose.wholeSchool'), draft.whole, { dataset: { whole: 'true' } }) : null;
   const classBoxes = (audience.classes || []).map((c) => ({
     id: c.id, ...checkbox(c.name || c.id, draft.classes.has(c.id), { dataset: { class: c.id } }),
   }));
-  const chips = h('ul', { class: 'chips', 'aria-label': 'People chosen' });
-  const peopleSearch = h('input', { type: 'search', autocomplete: 'off', placeholder: 'Name' });
+  const chips = h('ul', { class: 'chips', 'aria-label': translate('compose.peopleChosen') });
+  const peopleSearch = h('input', { type: 'search', autocomplete: 'off', placeholder: translate('compose.name') });
   const peopleStatus = h('p', { class: 'picker-status', role: 'status' });
-  const peopleList = h('ul', { class: 'picker-results', 'aria-label': 'People found' });
+  const peopleList = h('ul', { class: 'picker-results', 'aria-label': translate('compose.found') });
   const count = h('p', { class: 'recipients-count', role: 'status', 'aria-live': 'polite' });
 
   // -- options
-  const ack = checkbox('Ask for “J’ai pris connaissance”', draft.ack, { dataset: { option: 'ack' } });
-  const anonymous = checkbox('Anonymous poll (you will see only the totals)', draft.anonymous, { dataset: { option: 'anonymous' } });
-  const deadline = h('input', { type: 'datetime-local' });
-  deadline.value = draft.deadline;
-  const deadlineField = field('Deadline for answers (optional)', deadline, 'À l’heure de votre appareil. Proposée : la fin de la journée scolaire dans 15 jours. Sans date, le sondage se clôt à la fin de la journée scolaire, 15 jours après sa publication.');
-  const pollOptions = h('div', { class: 'poll-options' }, anonymous.element, deadlineField);
+  const ack = checkbox(translate('compose.ack'), draft.ack, { dataset: { option: 'ack' } });
+  const anonymous = checkbox(translate('compose.anonymous'), draft.anonymous, { dataset: { option: 'anonymous' } });
 
-  // -- when: publish later, end of publication; a date, and a 24-hour time on the
-  // school's clock (its time zone, from /api/me), whatever the reader's own.
-  const timeZone = (me && me.school && me.school.timezone) || null;
-  const zoneHint = `Heure de l’établissement${timeZone ? ` (${timeZone})` : ''}, sur 24 heures (par exemple 08:30).`;
+  // -- when: publish later, end of publication, the poll's deadline; a date, and a
+  // 24-hour time (a text field: <input type=time> shows "08:00 PM" in some locales).
+  const zoneHint = translate('compose.zoneHint', { zone: timeZone ? ` (${timeZone})` : '' });
   function when(dateKey, timeKey, dateLabel, timeLabel, part) {
-    const date = h('input', { type: 'date', dataset: { when: `${part}-date` } });
+    const date = h('input', {
+      type: 'text', inputmode: 'numeric', autocomplete: 'off', maxlength: '10', size: '10',
+      placeholder: translate('compose.datePlaceholder'), dataset: { when: `${part}-date` },
+    });
     date.value = draft[dateKey];
     date.addEventListener('input', () => { draft[dateKey] = date.value; });
     const time = h('input', {
@@ -192,36 +390,41 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
     time.addEventListener('input', () => { draft[timeKey] = time.value; });
     return { date, time, element: h('div', { class: 'row when' }, field(dateLabel, date), field(timeLabel, time)) };
   }
-  const publishLater = when('publishDate', 'publishTime', 'Publier plus tard, le (facultatif)', 'Publier à', 'publish');
-  const expires = when('expiresDate', 'expiresTime', 'Fin de publication, le (facultatif)', 'Fin de publication à', 'expires');
-  const whenBox = h('fieldset', { class: 'sub when-options' }, h('legend', {}, 'Publication'),
+  const deadline = when('deadlineDate', 'deadlineTime', translate('compose.deadlineDate'), translate('compose.deadlineTime'), 'deadline');
+  const pollOptions = h('div', { class: 'poll-options' }, anonymous.element, deadline.element,
+    h('p', { class: 'hint' }, translate('compose.deadlineHint'), ' ', zoneHint));
+  const publishLater = when('publishDate', 'publishTime', translate('compose.publishDate'), translate('compose.publishTime'), 'publish');
+  const expires = when('expiresDate', 'expiresTime', translate('compose.expiresDate'), translate('compose.expiresTime'), 'expires');
+  const whenBox = h('fieldset', { class: 'sub when-options' }, h('legend', {}, translate('compose.publication')),
     publishLater.element, expires.element, h('p', { class: 'hint' }, zoneHint));
 
   // -- questions
   const questionList = h('div', { class: 'question-editors' });
-  const addQuestion = h('button', { type: 'button', class: 'secondary' }, 'Add a question');
-  const questionsBox = h('fieldset', { class: 'questions-editor' }, h('legend', {}, 'Questions'), questionList, addQuestion);
+  const addQuestion = h('button', { type: 'button', class: 'secondary', dataset: { part: 'add-question' } }, translate('compose.addQuestion'));
+  const questionsBox = h('fieldset', { class: 'questions-editor' }, h('legend', {}, translate('compose.questions')), questionList, addQuestion);
 
-  const submit = h('button', { type: 'submit' }, 'Send');
-  const clear = h('button', { type: 'button', class: 'secondary' }, 'Clear the form');
+  const submit = h('button', { type: 'submit', class: 'compose-send' }, translate('compose.send'));
+  const clear = h('button', { type: 'button', class: 'secondary' }, translate('compose.clear'));
   const status = h('p', { class: 'form-status', role: 'status' });
 
-  const element = h('form', { class: 'compose-form', 'aria-label': 'New information or poll', novalidate: true },
+  title.dataset.field = 'title';
+  text.dataset.field = 'text';
+  const element = h('form', { class: 'compose-form', 'aria-label': translate('compose.title'), novalidate: true },
     errorBox,
-    h('fieldset', { class: 'kind-choice' }, h('legend', {}, 'Kind'), h('div', { class: 'row' }, kindRadios.map((k) => k.element))),
-    field('Title', title),
-    field('Text', text),
-    h('fieldset', { class: 'audience' }, h('legend', {}, 'Recipients'),
-      roleBoxes.length ? h('fieldset', { class: 'sub' }, h('legend', {}, 'People of these roles'),
+    h('fieldset', { class: 'kind-choice' }, h('legend', {}, translate('compose.kind')), h('div', { class: 'row' }, kindRadios.map((k) => k.element))),
+    field(translate('compose.titleField'), title),
+    field(translate('compose.text'), text),
+    h('fieldset', { class: 'audience' }, h('legend', {}, translate('compose.recipients')),
+      roleBoxes.length ? h('fieldset', { class: 'sub' }, h('legend', {}, translate('compose.roles')),
         h('div', { class: 'row' }, roleBoxes.map((r) => r.element))) : null,
-      roleBoxes.length ? h('fieldset', { class: 'sub' }, h('legend', {}, 'In'),
+      roleBoxes.length ? h('fieldset', { class: 'sub' }, h('legend', {}, translate('compose.in')),
         whole ? whole.element : null,
         h('div', { class: 'row' }, classBoxes.map((c) => c.element)),
-        classBoxes.length === 0 && !whole ? h('p', { class: 'hint' }, 'No class to choose.') : null) : null,
-      h('fieldset', { class: 'sub' }, h('legend', {}, 'And these people'),
-        chips, field('Add people', peopleSearch), peopleStatus, peopleList),
+        classBoxes.length === 0 && !whole ? h('p', { class: 'hint' }, translate('compose.noClass')) : null) : null,
+      h('fieldset', { class: 'sub' }, h('legend', {}, translate('compose.andPeople')),
+        chips, field(translate('compose.addPeople'), peopleSearch), peopleStatus, peopleList),
       count),
-    h('fieldset', { class: 'options' }, h('legend', {}, 'Options'), ack.element, pollOptions, whenBox),
+    h('fieldset', { class: 'options' }, h('legend', {}, translate('compose.options')), ack.element, pollOptions, whenBox),
     questionsBox,
     h('div', { class: 'row' }, submit, clear, status));
 
@@ -237,9 +440,9 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
 
   /** Why the audience cannot be sent as it is, or ''. */
   function audienceProblem(t) {
-    if (t.roles.length === 0 && t.users.length === 0) return 'Choose who receives it: a role, or people.';
+    if (t.roles.length === 0 && t.users.length === 0) return translate('compose.chooseWho');
     if (t.roles.length && t.classes !== null && t.classes.length === 0) {
-      return whole ? 'Choose at least one class, or the whole school.' : 'Choose at least one class.';
+      return whole ? translate('compose.chooseClassOrWhole') : translate('compose.chooseClass');
     }
     return '';
   }
@@ -255,13 +458,13 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
       count.dataset.state = 'empty';
       return;
     }
-    count.textContent = 'Counting the recipients…';
+    count.textContent = translate('compose.counting');
     count.dataset.state = 'counting';
     try {
       const reply = await board.preview(t);
       if (mine !== previewGeneration) return;
       const n = reply.recipients;
-      count.textContent = `${n} ${n === 1 ? 'recipient' : 'recipients'}`;
+      count.textContent = tn('compose.recipientsCount', n);
       count.dataset.state = 'ok';
     } catch (error) {
       if (mine !== previewGeneration) return;
@@ -287,11 +490,11 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
       return h('li', { class: 'chip', dataset: { user: person.id } },
         h('span', { title: personDetail(person) }, name),
         h('button', {
-          type: 'button', class: 'chip-remove', 'aria-label': `Remove ${name}`,
+          type: 'button', class: 'chip-remove', 'aria-label': translate('compose.remove', { name }),
           onclick: () => { draft.users.delete(person.id); renderChips(); preview(); peopleSearch.focus(); },
         }, '×'));
     }));
-    if (draft.users.size === 0) chips.append(h('li', { class: 'chips-empty' }, 'Nobody chosen.'));
+    if (draft.users.size === 0) chips.append(h('li', { class: 'chips-empty' }, translate('compose.nobodyChosen')));
   }
 
   let searchGeneration = 0;
@@ -303,7 +506,7 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
       peopleStatus.textContent = '';
       return;
     }
-    peopleStatus.textContent = 'Searching…';
+    peopleStatus.textContent = translate('compose.searching');
     let reply;
     try {
       reply = await board.loadAudience(q);
@@ -318,7 +521,7 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
       const detail = personDetail(person);
       return h('li', {}, h('button', {
         type: 'button', class: 'person-button', dataset: { user: person.id },
-        'aria-label': `Add ${person.name}${detail ? `, ${detail}` : ''}`,
+        'aria-label': translate('compose.addPerson', { name: `${person.name}${detail ? `, ${detail}` : ''}` }),
         onclick: () => {
           draft.users.set(person.id, person);
           renderChips();
@@ -328,7 +531,7 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
         },
       }, h('span', { class: 'person-name' }, person.name), h('span', { class: 'person-detail' }, detail)));
     }));
-    peopleStatus.textContent = people.length ? `${people.length} found.` : `Nobody you may address matches “${q}”.`;
+    peopleStatus.textContent = people.length ? tn('compose.foundCount', people.length) : translate('compose.noMatch', { q });
   }, 250);
   peopleSearch.addEventListener('input', search);
   peopleSearch.addEventListener('keydown', (event) => {
@@ -351,18 +554,18 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
       const wordingId = nextId('qe-text');
       wording.id = wordingId;
       const kind = h('select', { id: nextId('qe-kind'), dataset: { q: String(i), part: 'kind' } },
-        KINDS.map(([value, label]) => h('option', { value, selected: q.kind === value }, label)));
+        KINDS.map((value) => h('option', { value, selected: q.kind === value }, translate(`compose.kind.${value}`))));
       kind.addEventListener('change', () => {
         q.kind = kind.value;
         if (q.kind !== 'text' && q.choices.length < 2) q.choices.push(...['', ''].slice(q.choices.length));
         renderQuestions({ q: i, part: 'kind' });
       });
       const box = h('fieldset', { class: 'question-editor', 'aria-labelledby': legendId, dataset: { q: String(i) } },
-        h('legend', { id: legendId }, `Question ${n}`),
-        h('div', { class: 'field' }, h('label', { for: wordingId }, h('span', { class: 'sr-only' }, `Question ${n}: `), 'Wording'), wording),
-        h('div', { class: 'field' }, h('label', { for: kind.id }, h('span', { class: 'sr-only' }, `Question ${n}: `), 'Answer'), kind));
+        h('legend', { id: legendId }, translate('compose.question', { n })),
+        h('div', { class: 'field' }, h('label', { for: wordingId }, h('span', { class: 'sr-only' }, translate('compose.questionPrefix', { n })), translate('compose.wording')), wording),
+        h('div', { class: 'field' }, h('label', { for: kind.id }, h('span', { class: 'sr-only' }, translate('compose.questionPrefix', { n })), translate('compose.answer')), kind));
       if (q.kind === 'text') {
-        const required = checkbox([h('span', { class: 'sr-only' }, `Question ${n} : `), 'Réponse obligatoire'], q.required, { dataset: { q: String(i), part: 'required' } });
+        const required = checkbox([h('span', { class: 'sr-only' }, translate('compose.questionPrefix', { n })), translate('compose.required')], q.required, { dataset: { q: String(i), part: 'required' } });
         required.input.addEventListener('change', () => { q.required = required.input.checked; });
         box.append(required.element);
       } else {
@@ -372,18 +575,18 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
           input.value = choice;
           input.addEventListener('input', () => { q.choices[c] = input.value; });
           const remove = h('button', {
-            type: 'button', class: 'link remove-choice', 'aria-label': `Remove choice ${c + 1} of question ${n}`,
+            type: 'button', class: 'link remove-choice', 'aria-label': translate('compose.removeChoice', { c: c + 1, n }),
             hidden: q.choices.length <= 2,
             onclick: () => { q.choices.splice(c, 1); renderQuestions({ q: i, part: 'add-choice' }); },
-          }, 'Remove');
+          }, translate('compose.removeShort'));
           return h('li', { class: 'choice-editor' },
-            h('label', { for: id }, h('span', { class: 'sr-only' }, `Question ${n}: `), `Choice ${c + 1}`), input, remove);
+            h('label', { for: id }, h('span', { class: 'sr-only' }, translate('compose.questionPrefix', { n })), translate('compose.choice', { c: c + 1 })), input, remove);
         }));
         const add = h('button', {
           type: 'button', class: 'secondary small', dataset: { q: String(i), part: 'add-choice' },
           hidden: q.choices.length >= MAX_CHOICES,
           onclick: () => { q.choices.push(''); renderQuestions({ q: i, choice: q.choices.length - 1 }); },
-        }, 'Add a choice', h('span', { class: 'sr-only' }, ` to question ${n}`));
+        }, translate('compose.addChoice'), h('span', { class: 'sr-only' }, translate('compose.toQuestion', { n })));
         box.append(choices, add);
         if (q.kind === 'multiple') {
           const max = h('input', { type: 'number', min: '1', max: String(q.choices.length), inputmode: 'numeric', dataset: { q: String(i), part: 'max' } });
@@ -392,14 +595,14 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
           const maxId = nextId('qe-max');
           max.id = maxId;
           box.append(h('div', { class: 'field max-field' },
-            h('label', { for: maxId }, h('span', { class: 'sr-only' }, `Question ${n}: `), 'At most (optional)'), max));
+            h('label', { for: maxId }, h('span', { class: 'sr-only' }, translate('compose.questionPrefix', { n })), translate('compose.atMost')), max));
         }
       }
       if (multiple) {
         box.append(h('button', {
           type: 'button', class: 'link remove-question', dataset: { q: String(i), part: 'remove' },
           onclick: () => { draft.questions.splice(i, 1); renderQuestions({ part: 'add-question' }); },
-        }, `Remove question ${n}`));
+        }, translate('compose.removeQuestion', { n })));
       }
       return box;
     }));
@@ -424,14 +627,13 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
     ack.element.hidden = poll;
     pollOptions.hidden = !poll;
     questionsBox.hidden = !poll;
-    submit.textContent = poll ? 'Send the poll' : 'Send the information';
+    submit.textContent = poll ? translate('compose.sendPoll') : translate('compose.sendInformation');
   }
   for (const k of kindRadios) k.input.addEventListener('change', syncKind);
   title.addEventListener('input', () => { draft.title = title.value; });
   text.addEventListener('input', () => { draft.body = text.value; });
   ack.input.addEventListener('change', () => { draft.ack = ack.input.checked; });
   anonymous.input.addEventListener('change', () => { draft.anonymous = anonymous.input.checked; });
-  deadline.addEventListener('input', () => { draft.deadline = deadline.value; });
 
   // Enter in a one-line field never sends the form (a broadcast reaches many people).
   element.addEventListener('keydown', (event) => {
@@ -443,22 +645,29 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
   /** The POST body, or {problem, focus} when something is missing. */
   function build() {
     const t = to();
-    if (!title.value.trim()) return { problem: 'Please give a title.', focus: title };
+    if (!title.value.trim()) return { problem: translate('compose.giveTitle'), focus: title };
     const problem = audienceProblem(t);
     if (problem) return { problem, focus: (roleBoxes[0] || {}).input || peopleSearch };
     const out = {
       kind: draft.kind, client_id: draft.client_id, title: title.value.trim(), body: text.value, to: t,
     };
-    for (const [w, key, what] of [[publishLater, 'publish_at', 'de publication'], [expires, 'expires_at', 'de fin de publication']]) {
+    const moments = [[publishLater, 'publish_at', 'publish'], [expires, 'expires_at', 'expires']];
+    if (draft.kind === 'poll') moments.push([deadline, 'deadline', 'deadline']);
+    const times = {};
+    for (const [w, key, part] of moments) {
+      const what = translate(`compose.what.${part}`);
       const date = w.date.value.trim();
       const time = w.time.value.trim();
       if (!date && !time) continue;
-      if (!date) return { problem: `Indiquez la date ${what}.`, focus: w.date };
-      if (!time) return { problem: `Indiquez l’heure ${what} (sur 24 heures, par exemple 08:30).`, focus: w.time };
+      if (!date) return { problem: translate('compose.giveDate', { what }), focus: w.date };
+      if (!time) return { problem: translate('compose.giveTime', { what }), focus: w.time };
+      if (!isoDate(date)) return { problem: translate('compose.badDate', { what }), focus: w.date };
       const at = wallToUtc(date, time, timeZone);
-      if (!at) return { problem: `L’heure ${what} n’est pas valide : écrivez-la sur 24 heures, par exemple 08:30.`, focus: w.time };
-      out[key] = at;
+      if (!at) return { problem: translate('compose.badTime', { what }), focus: w.time };
+      times[key] = at;
     }
+    if (times.publish_at) out.publish_at = times.publish_at;
+    if (times.expires_at) out.expires_at = times.expires_at;
     if (draft.kind === 'information') {
       out.ack_requested = ack.input.checked;
       return { body: out };
@@ -467,7 +676,7 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
     for (const [i, q] of draft.questions.entries()) {
       const n = i + 1;
       const wording = questionList.querySelector(`[data-q="${i}"][data-part="text"]`);
-      if (!q.text.trim()) return { problem: `Please write question ${n}.`, focus: wording };
+      if (!q.text.trim()) return { problem: translate('compose.writeQuestion', { n }), focus: wording };
       if (q.kind === 'text') {
         questions.push({ text: q.text.trim(), kind: 'text', required: Boolean(q.required) });
         continue;
@@ -476,14 +685,14 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
       const empty = choices.findIndex((c) => !c);
       if (empty >= 0) {
         return {
-          problem: `Please fill choice ${empty + 1} of question ${n}, or remove it.`,
+          problem: translate('compose.fillChoice', { c: empty + 1, n }),
           focus: questionList.querySelector(`[data-q="${i}"][data-choice="${empty}"]`),
         };
       }
       const twice = choices.findIndex((c, j) => choices.indexOf(c) !== j);
       if (twice >= 0) {
         return {
-          problem: `Question ${n}: choice ${twice + 1} is the same as another one.`,
+          problem: translate('compose.sameChoice', { c: twice + 1, n }),
           focus: questionList.querySelector(`[data-q="${i}"][data-choice="${twice}"]`),
         };
       }
@@ -492,7 +701,7 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
         const max = Number(q.max);
         if (!Number.isInteger(max) || max < 1 || max > choices.length) {
           return {
-            problem: `Question ${n}: “at most” must be between 1 and ${choices.length}.`,
+            problem: translate('compose.maxRange', { n, max: choices.length }),
             focus: questionList.querySelector(`[data-q="${i}"][data-part="max"]`),
           };
         }
@@ -502,11 +711,7 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
     }
     out.questions = questions;
     out.anonymous = anonymous.input.checked;
-    if (deadline.value) {
-      const at = toUtc(deadline.value);
-      if (!at) return { problem: 'The deadline is not a valid date.', focus: deadline };
-      out.deadline = at;
-    }
+    if (times.deadline) out.deadline = times.deadline;
     return { body: out };
   }
 
@@ -520,16 +725,16 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
       return;
     }
     submit.disabled = true;
-    status.textContent = 'Sending…';
+    status.textContent = translate('compose.sending');
     try {
       const b = await board.create(payload);
       board.composeDraft = null; // sent: the next one is a new draft, with a new client_id
       status.textContent = '';
       const n = b.stats ? b.stats.recipients : null;
       if (b.status === 'scheduled') {
-        notify({ kind: 'info', title: `“${b.title}” will be published at ${formatOpening(b.publish_at)}.` });
+        notify({ kind: 'info', title: translate('compose.scheduled', { title: b.title, when: formatOpening(b.publish_at) }) });
       } else {
-        notify({ kind: 'success', title: `“${b.title}” was sent${n !== null ? ` to ${n} ${n === 1 ? 'person' : 'people'}` : ''}.` });
+        notify({ kind: 'success', title: n !== null ? tn('compose.sentTo', n, { title: b.title }) : translate('compose.sent', { title: b.title }) });
       }
       onSent(b);
     } catch (error) {
@@ -538,11 +743,11 @@ function composeForm({ board, me, audience, draft, notify, onSent }) {
       replace(errorBox, h('div', { class: 'banner-text' },
         h('p', { class: 'banner-title' }, lead),
         detail ? h('p', { class: 'banner-detail' }, detail) : null,
-        h('p', { class: 'banner-more' }, 'Nothing was sent; what you wrote is still in the form.')));
+        h('p', { class: 'banner-more' }, translate('compose.nothingSent'))));
       // Said once, at the top of the form (role=alert), rather than in the page's banners too.
       errorBox.dataset.code = error.code;
       errorBox.hidden = false;
-      status.textContent = 'Not sent.';
+      status.textContent = translate('compose.notSent');
       errorBox.focus();
     } finally {
       submit.disabled = false;

@@ -4,7 +4,92 @@
 import { contactPicker } from './picker.js';
 import { h, linkify, nextId, reconcile, replace } from './dom.js';
 import { setTitle } from './tabbadge.js';
+import { personLabel } from './people.js';
 import { explain, formatOpening, formatTime, personDetail, personName } from './text.js';
+import { register, t } from './i18n.js';
+
+register({
+  fr: {
+    'conv.loading': 'Chargement…',
+    'conv.invite': 'Inviter',
+    'conv.leave': 'Quitter',
+    'conv.inviteLabel': 'Inviter quelqu’un',
+    'conv.invited': '{name} a été invité(e).',
+    'conv.close': 'Fermer',
+    'conv.leaveConfirm': 'Quitter la discussion',
+    'conv.cancel': 'Annuler',
+    'conv.leaveGroup': 'Confirmer le départ',
+    'conv.leaveQuestion': 'Quitter cette discussion ? Vous garderez ce qui a été dit jusqu’ici, mais ne recevrez plus rien ensuite. Seul un enseignant ou un membre du personnel peut vous y ramener.',
+    'conv.older': 'Charger les messages précédents',
+    'conv.messages': 'Messages',
+    'conv.conversation': 'Conversation',
+    'conv.placeholder': 'Écrire un message (Entrée pour envoyer, Maj+Entrée pour aller à la ligne)',
+    'conv.send': 'Envoyer',
+    'conv.write': 'Écrire un message',
+    'conv.message': 'Message',
+    'conv.leftNote': 'Vous avez quitté cette discussion. Vous pouvez toujours lire ce qui a été dit pendant que vous y étiez.',
+    'conv.back': '‹ Discussions',
+    'conv.missing': 'Discussion introuvable',
+    'conv.missingTitle': 'Discussion introuvable · Préau',
+    'conv.missingReason': 'Cette discussion n’existe pas, ou vous n’y participez pas. Si quelqu’un vous en a donné le lien, demandez-lui de vous y inviter.',
+    'conv.missingBack': 'Retour à mes discussions',
+    'conv.discussion': 'Discussion',
+    'conv.with': 'Avec ',
+    'conv.nobody': 'personne d’autre',
+    'conv.left': ' (parti)',
+    'conv.readBy': 'Lu par {names}',
+    'conv.sent': 'Envoyé',
+    'conv.you': 'Vous',
+    'conv.heldUntil': 'Sera remis {when}',
+    'conv.sending': 'Envoi…',
+    'conv.waiting': 'En attente de la connexion…',
+    'conv.typing.one': '{names} écrit…',
+    'conv.typing.other': '{names} écrivent…',
+    'conv.closedUntil': 'Les discussions sont fermées jusqu’à {when}. Vous pouvez lire ; un message envoyé maintenant est refusé ou mis en attente jusqu’à l’ouverture, selon le choix de l’établissement.',
+    'conv.closedNow': 'Les discussions sont fermées à cette heure. Vous pouvez lire ; un message envoyé maintenant est refusé ou mis en attente jusqu’à l’ouverture, selon le choix de l’établissement.',
+    'conv.youLeft': 'Vous avez quitté la discussion.',
+  },
+  en: {
+    'conv.loading': 'Loading…',
+    'conv.invite': 'Invite',
+    'conv.leave': 'Leave',
+    'conv.inviteLabel': 'Invite someone',
+    'conv.invited': '{name} was invited.',
+    'conv.close': 'Close',
+    'conv.leaveConfirm': 'Leave the discussion',
+    'conv.cancel': 'Cancel',
+    'conv.leaveGroup': 'Confirm leaving',
+    'conv.leaveQuestion': 'Leave this discussion? You will keep what was said until now, but receive nothing after. Only a teacher or staff member can bring you back.',
+    'conv.older': 'Load older messages',
+    'conv.messages': 'Messages',
+    'conv.conversation': 'Conversation',
+    'conv.placeholder': 'Write a message (Enter to send, Shift+Enter for a new line)',
+    'conv.send': 'Send',
+    'conv.write': 'Write a message',
+    'conv.message': 'Message',
+    'conv.leftNote': 'You left this discussion. You can still read what was said while you were here.',
+    'conv.back': '‹ Discussions',
+    'conv.missing': 'Discussion not found',
+    'conv.missingTitle': 'Discussion not found · Préau',
+    'conv.missingReason': 'This discussion does not exist, or you are not in it. If someone gave you its link, ask them to invite you.',
+    'conv.missingBack': 'Back to my discussions',
+    'conv.discussion': 'Discussion',
+    'conv.with': 'With ',
+    'conv.nobody': 'nobody else',
+    'conv.left': ' (left)',
+    'conv.readBy': 'Read by {names}',
+    'conv.sent': 'Sent',
+    'conv.you': 'You',
+    'conv.heldUntil': 'Will be delivered at {when}',
+    'conv.sending': 'Sending…',
+    'conv.waiting': 'Waiting for the connection…',
+    'conv.typing.one': '{names} is typing…',
+    'conv.typing.other': '{names} are typing…',
+    'conv.closedUntil': 'Discussions are closed until {when}. You can read; a message sent now is refused or held for the opening, as the school chose.',
+    'conv.closedNow': 'Discussions are closed at this hour. You can read; a message sent now is refused or held for the opening, as the school chose.',
+    'conv.youLeft': 'You left the discussion.',
+  },
+});
 
 const OLDER_THRESHOLD = 40; // px from the top that triggers loading older messages
 const MIN_CONTEXT = 20; // fetch older messages on opening when fewer are held
@@ -21,60 +106,59 @@ export function conversationView({ chat, id, notify }) {
   const composerId = nextId('composer');
   const me = () => chat.me;
 
-  const title = h('h2', { id: titleId, class: 'conv-subject', tabindex: '-1' }, 'Loading…');
+  const title = h('h2', { id: titleId, class: 'conv-subject', tabindex: '-1' }, t('conv.loading'));
   const people = h('p', { class: 'conv-people' });
-  const inviteButton = h('button', { type: 'button', class: 'secondary' }, 'Invite');
-  const leaveButton = h('button', { type: 'button', class: 'secondary' }, 'Leave');
+  const inviteButton = h('button', { type: 'button', class: 'secondary', dataset: { action: 'invite' } }, t('conv.invite'));
+  const leaveButton = h('button', { type: 'button', class: 'secondary', dataset: { action: 'leave' } }, t('conv.leave'));
   const actions = h('div', { class: 'conv-actions' }, inviteButton, leaveButton);
 
   // Invite panel: the contacts of the teacher/staff member (G7 = G5 from the inviter).
   const inviteStatus = h('p', { class: 'sr-status', role: 'status' });
   const picker = contactPicker({
-    label: 'Invite someone',
-    action: 'Invite',
+    label: t('conv.inviteLabel'),
+    action: t('conv.invite'),
     exclude: () => new Set((d()?.participants || []).filter((p) => p.present).map((p) => p.id)),
     onPick: async (person) => {
       try {
         await chat.invite(id, person.id);
-        inviteStatus.textContent = `${person.name} was invited.`;
+        inviteStatus.textContent = t('conv.invited', { name: person.name });
       } catch (error) {
         notify({ kind: 'error', ...explain(error), code: error.code });
       }
     },
     onError: (error) => notify({ kind: 'error', ...explain(error), code: error.code }),
   });
-  const closeInvite = h('button', { type: 'button', class: 'link' }, 'Close');
+  const closeInvite = h('button', { type: 'button', class: 'link' }, t('conv.close'));
   const invitePanel = h('div', { class: 'panel invite-panel', hidden: true },
     picker.element, inviteStatus, closeInvite);
 
   // Leave asks first, inline (a native confirm() would block the page and its socket).
-  const confirmLeave = h('button', { type: 'button', class: 'danger' }, 'Leave the discussion');
-  const cancelLeave = h('button', { type: 'button', class: 'secondary' }, 'Cancel');
-  const leavePanel = h('div', { class: 'panel leave-panel', hidden: true, role: 'group', 'aria-label': 'Confirm leaving' },
-    h('p', {}, 'Leave this discussion? You will keep what was said until now, but receive nothing after. Only a teacher or staff member can bring you back.'),
+  const confirmLeave = h('button', { type: 'button', class: 'danger', dataset: { action: 'leave-confirm' } }, t('conv.leaveConfirm'));
+  const cancelLeave = h('button', { type: 'button', class: 'secondary' }, t('conv.cancel'));
+  const leavePanel = h('div', { class: 'panel leave-panel', hidden: true, role: 'group', 'aria-label': t('conv.leaveGroup') },
+    h('p', {}, t('conv.leaveQuestion')),
     h('div', { class: 'row' }, confirmLeave, cancelLeave));
 
-  const olderButton = h('button', { type: 'button', class: 'link older' }, 'Load older messages');
-  const list = h('ol', { class: 'messages', role: 'log', 'aria-label': 'Messages', 'aria-live': 'polite' });
-  const scroller = h('div', { class: 'scroller', tabindex: '0', 'aria-label': 'Conversation' }, olderButton, list);
+  const olderButton = h('button', { type: 'button', class: 'link older' }, t('conv.older'));
+  const list = h('ol', { class: 'messages', role: 'log', 'aria-label': t('conv.messages'), 'aria-live': 'polite' });
+  const scroller = h('div', { class: 'scroller', tabindex: '0', 'aria-label': t('conv.conversation') }, olderButton, list);
   const typingLine = h('p', { class: 'typing', 'aria-live': 'polite' });
   const windowNote = h('p', { class: 'window-note', hidden: true });
 
   const textarea = h('textarea', {
     id: composerId, rows: '2', maxlength: '8000', required: true,
-    placeholder: 'Write a message (Enter to send, Shift+Enter for a new line)',
+    placeholder: t('conv.placeholder'),
   });
-  const sendButton = h('button', { type: 'submit' }, 'Send');
-  const composer = h('form', { class: 'composer', 'aria-label': 'Write a message' },
-    h('label', { for: composerId, class: 'sr-only' }, 'Message'), textarea, sendButton);
+  const sendButton = h('button', { type: 'submit' }, t('conv.send'));
+  const composer = h('form', { class: 'composer', 'aria-label': t('conv.write') },
+    h('label', { for: composerId, class: 'sr-only' }, t('conv.message')), textarea, sendButton);
   // Said before typing when a post would be refused (§8.4): the server's reason, in words.
   const postNote = h('p', { class: 'post-note', role: 'status', hidden: true });
-  const leftNote = h('p', { class: 'left-note', hidden: true },
-    'You left this discussion. You can still read what was said while you were here.');
+  const leftNote = h('p', { class: 'left-note', hidden: true }, t('conv.leftNote'));
 
   const element = h('section', { class: 'conversation', 'aria-labelledby': titleId },
     h('header', { class: 'conv-head' },
-      h('a', { href: '#/', class: 'back' }, '‹ Discussions'),
+      h('a', { href: '#/', class: 'back' }, t('conv.back')),
       title, people, actions),
     invitePanel, leavePanel, scroller, typingLine, windowNote, postNote, composer, leftNote);
 
@@ -82,13 +166,12 @@ export function conversationView({ chat, id, notify }) {
   // link): once the server says so, a clear page replaces the view, without composer.
   const body = [...element.childNodes];
   const missingTitleId = nextId('missing-title');
-  const missingTitle = h('h2', { id: missingTitleId, tabindex: '-1' }, 'Discussion introuvable');
+  const missingTitle = h('h2', { id: missingTitleId, tabindex: '-1' }, t('conv.missing'));
   const missing = [
-    h('a', { href: '#/', class: 'back' }, '‹ Discussions'),
+    h('a', { href: '#/', class: 'back' }, t('conv.back')),
     missingTitle,
-    h('p', { class: 'missing-reason' },
-      'Cette discussion n’existe pas, ou vous n’y participez pas. Si quelqu’un vous en a donné le lien, demandez-lui de vous y inviter.'),
-    h('p', {}, h('a', { href: '#/', class: 'button missing-back' }, 'Retour à mes discussions')),
+    h('p', { class: 'missing-reason' }, t('conv.missingReason')),
+    h('p', {}, h('a', { href: '#/', class: 'button missing-back' }, t('conv.missingBack'))),
   ];
   let shownMissing = false;
   let probing = false;
@@ -98,7 +181,7 @@ export function conversationView({ chat, id, notify }) {
     element.classList.toggle('missing', on);
     element.setAttribute('aria-labelledby', on ? missingTitleId : titleId);
     replace(element, on ? missing : body);
-    if (on) setTitle('Discussion introuvable · Préau');
+    if (on) setTitle(t('conv.missingTitle'));
   }
   // Others' read positions (receipts) come with a history reply: ask on opening and after
   // each reconnection, since the live read events before then were not seen here.
@@ -125,12 +208,16 @@ export function conversationView({ chat, id, notify }) {
   function renderHead() {
     const disc = d();
     if (!disc) return;
-    title.textContent = disc.subject || 'Discussion';
+    title.textContent = disc.subject || t('conv.discussion');
     const others = disc.participants.filter((p) => p.id !== me().id);
-    replace(people, 'With ', others.length === 0 ? 'nobody else' : others.map((p, i) => [
-      i ? ', ' : '',
+    // A parent is named with their children (« Claire André, mère de Léa André (6e A) »):
+    // then the names are set apart with semicolons, the commas being inside the names.
+    const labels = others.map((p) => personLabel(p));
+    const separator = labels.some((l) => l.includes(',')) ? '; ' : ', ';
+    replace(people, t('conv.with'), others.length === 0 ? t('conv.nobody') : others.map((p, i) => [
+      i ? separator : '',
       h('span', { class: `participant${p.present ? '' : ' gone'}${chat.online.has(p.id) ? ' online' : ''}`, title: personDetail(p) },
-        personName(p), p.present ? '' : ' (left)'),
+        labels[i], p.present ? '' : t('conv.left')),
     ]));
     const present = chat.isPresent(disc);
     const role = me().role;
@@ -152,14 +239,14 @@ export function conversationView({ chat, id, notify }) {
     let status = '';
     if (mine && m.seq === lastMine) {
       const who = readers(disc, m.seq);
-      status = who.length ? `Read by ${who.join(', ')}` : 'Sent';
+      status = who.length ? t('conv.readBy', { names: who.join(', ') }) : t('conv.sent');
     }
     return {
       key: `s${m.seq}`,
       version: status,
       render: () => h('li', { class: `message${mine ? ' mine' : ''}`, dataset: { seq: String(m.seq) } },
         h('div', { class: 'meta' },
-          h('span', { class: 'sender' }, mine ? 'You' : personName(chat.person(m.sender), m.sender)),
+          h('span', { class: 'sender' }, mine ? t('conv.you') : personName(chat.person(m.sender), m.sender)),
           ' ',
           h('time', { datetime: m.at }, formatTime(m.at))),
         h('p', { class: 'body' }, linkify(m.body)),
@@ -169,13 +256,13 @@ export function conversationView({ chat, id, notify }) {
 
   function pendingItem(entry) {
     const status = entry.state === 'held'
-      ? `Will be delivered at ${formatOpening(entry.held_until)}`
-      : entry.state === 'acked' ? 'Sent' : chat.connection && chat.connection.isOpen ? 'Sending…' : 'Waiting for the connection…';
+      ? t('conv.heldUntil', { when: formatOpening(entry.held_until) })
+      : entry.state === 'acked' ? t('conv.sent') : chat.connection && chat.connection.isOpen ? t('conv.sending') : t('conv.waiting');
     return {
       key: `c${entry.client_id}`,
       version: status,
       render: () => h('li', { class: `message mine pending${entry.state === 'held' ? ' held' : ''}`, dataset: { clientId: entry.client_id } },
-        h('div', { class: 'meta' }, h('span', { class: 'sender' }, 'You')),
+        h('div', { class: 'meta' }, h('span', { class: 'sender' }, t('conv.you'))),
         h('p', { class: 'body' }, linkify(entry.body)),
         h('p', { class: 'status' }, status)),
     };
@@ -206,7 +293,7 @@ export function conversationView({ chat, id, notify }) {
     if (!disc) return;
     const who = chat.typingNow(disc).map((u) => personName(chat.person(u), u));
     typingLine.textContent = who.length === 0 ? ''
-      : `${who.join(', ')} ${who.length === 1 ? 'is' : 'are'} typing…`;
+      : t(who.length === 1 ? 'conv.typing.one' : 'conv.typing.other', { names: who.join(', ') });
     clearTimeout(typingTimer);
     if (who.length) typingTimer = setTimeout(renderTyping, 1000);
   }
@@ -218,8 +305,7 @@ export function conversationView({ chat, id, notify }) {
     if (closed) {
       // The school decides whether a message sent now is refused or held for the
       // opening; a non-administrator cannot know which, so the reply says it.
-      const until = w.opens_at ? ` until ${formatOpening(w.opens_at)}` : ' at this hour';
-      windowNote.textContent = `Discussions are closed${until}. You can read; a message sent now is refused or held for the opening, as the school chose.`;
+      windowNote.textContent = w.opens_at ? t('conv.closedUntil', { when: formatOpening(w.opens_at) }) : t('conv.closedNow');
     }
   }
 
@@ -247,7 +333,7 @@ export function conversationView({ chat, id, notify }) {
     if (loadingOlder || !chat.canLoadOlder(d())) return;
     loadingOlder = true;
     olderButton.disabled = true;
-    olderButton.textContent = 'Loading…';
+    olderButton.textContent = t('conv.loading');
     try {
       await chat.loadOlder(id);
     } catch (error) {
@@ -255,7 +341,7 @@ export function conversationView({ chat, id, notify }) {
     } finally {
       loadingOlder = false;
       olderButton.disabled = false;
-      olderButton.textContent = 'Load older messages';
+      olderButton.textContent = t('conv.older');
     }
   }
 
@@ -280,7 +366,7 @@ export function conversationView({ chat, id, notify }) {
     try {
       await chat.leave(id);
       leavePanel.hidden = true;
-      notify({ kind: 'info', title: 'You left the discussion.' });
+      notify({ kind: 'info', title: t('conv.youLeft') });
     } catch (error) {
       notify({ kind: 'error', ...explain(error), code: error.code });
     }

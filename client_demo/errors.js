@@ -9,6 +9,7 @@ register({
   fr: {
     'error.unauthenticated': 'Votre session n’est plus valide : reconnectez-vous.',
     'error.unauthenticated.expired': 'Votre session a expiré : reconnectez-vous.',
+    'error.token_expired': 'Votre session a expiré : reconnectez-vous.',
     'error.unauthenticated.not_in_directory': 'Votre compte n’est plus dans l’annuaire de l’établissement.',
     'error.discussions_disabled': 'Les discussions sont désactivées dans l’établissement.',
     'error.profile_disabled': 'Les discussions sont désactivées pour votre profil.',
@@ -52,6 +53,7 @@ register({
   en: {
     'error.unauthenticated': 'Your session is no longer valid: sign in again.',
     'error.unauthenticated.expired': 'Your session has expired: sign in again.',
+    'error.token_expired': 'Your session has expired: sign in again.',
     'error.unauthenticated.not_in_directory': 'Your account is no longer in the school’s directory.',
     'error.discussions_disabled': 'Discussions are switched off in the school.',
     'error.profile_disabled': 'Discussions are switched off for your profile.',
@@ -162,7 +164,7 @@ const BUILDERS = {
 
 // Client-side codes (no server behind them) and server codes with a fixed sentence.
 const PLAIN = new Set([
-  'discussions_disabled', 'profile_disabled', 'cannot_initiate', 'recipient_not_allowed', 'not_participant',
+  'discussions_disabled', 'profile_disabled', 'cannot_initiate', 'token_expired', 'recipient_not_allowed', 'not_participant',
   'cannot_invite', 'poll_closed', 'conflict', 'bad_request', 'internal', 'unavailable',
   'disconnected', 'timeout', 'forbidden', 'not_found', 'network',
 ]);

@@ -13,6 +13,9 @@
 // both shows the key itself (a bug the browser tests catch).
 
 export const LANGUAGES = ['fr', 'en'];
+// The conventions of dates and numbers for each language: French of France, and
+// British English (24-hour times, day before month), never the US 12-hour clock.
+const LOCALES = { fr: 'fr-FR', en: 'en-GB' };
 const STORAGE_KEY = 'preau.language';
 const catalogues = { fr: {}, en: {} };
 const listeners = new Set();
@@ -35,6 +38,11 @@ document.documentElement.lang = current;
 /** The language in use: 'fr' or 'en'. */
 export function language() {
   return current;
+}
+
+/** The Intl locale of the language in use: 'fr-FR' or 'en-GB'. */
+export function locale() {
+  return LOCALES[current];
 }
 
 /** Switch language (the user's choice is remembered), then tell the listeners to redraw. */
@@ -66,4 +74,13 @@ export function catalogue(lang) {
 export function t(key, params = {}) {
   const text = catalogues[current][key] ?? catalogues.fr[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (whole, name) => (name in params ? String(params[name]) : whole));
+}
+
+/**
+ * A count in words: `tn('people', 3)` reads the key 'people.one' or 'people.other'
+ * with `{n}` (French: 0 and 1 are singular, English: only 1).
+ */
+export function tn(key, n, params = {}) {
+  const form = new Intl.PluralRules(LOCALES[current]).select(Number(n) || 0) === 'one' ? 'one' : 'other';
+  return t(`${key}.${form}`, { n, ...params });
 }

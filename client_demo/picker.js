@@ -5,7 +5,36 @@
 
 import { api } from './api.js';
 import { debounce, h, nextId, replace } from './dom.js';
+import { groupCounts, groupKey, groupLabel } from './groups.js';
 import { personDetail } from './text.js';
+import { register, t, tn } from './i18n.js';
+
+register({
+  fr: {
+    'picker.placeholder': 'Nom, rôle ou classe',
+    'picker.found': 'Personnes trouvées',
+    'picker.more': 'Afficher plus',
+    'picker.searching': 'Recherche…',
+    'picker.noMatch': 'Personne à qui vous pouvez écrire ne correspond à « {q} ».',
+    'picker.none': 'Personne à proposer.',
+    'picker.total.one': '{n} personne à qui vous pouvez écrire.',
+    'picker.total.other': '{n} personnes à qui vous pouvez écrire.',
+    'picker.match.one': '{n} personne à qui vous pouvez écrire correspond à « {q} ».',
+    'picker.match.other': '{n} personnes à qui vous pouvez écrire correspondent à « {q} ».',
+  },
+  en: {
+    'picker.placeholder': 'Name, role or class',
+    'picker.found': 'People found',
+    'picker.more': 'Show more',
+    'picker.searching': 'Searching…',
+    'picker.noMatch': 'No one you may write to matches “{q}”.',
+    'picker.none': 'No one to offer.',
+    'picker.total.one': '{n} person you may write to.',
+    'picker.total.other': '{n} people you may write to.',
+    'picker.match.one': '{n} person you may write to matches “{q}”.',
+    'picker.match.other': '{n} people you may write to match “{q}”.',
+  },
+});
 
 const PAGE = 20;
 
@@ -16,24 +45,27 @@ const PAGE = 20;
  * @param {() => Set<string>} options.exclude  ids not to offer (already chosen, present)
  * @param {(person) => void} options.onPick
  * @param {(error) => void} options.onError  a refusal of /api/contacts (cannot_initiate…)
+ * @param {(group) => void} [options.onPickGroup]  offer the groups of classes too (a start)
+ * @param {() => Set<string>} [options.excludeGroups]  group keys not to offer (chosen)
  */
-export function contactPicker({ label, action, exclude, onPick, onError }) {
+export function contactPicker({ label, action, exclude, onPick, onError, onPickGroup, excludeGroups }) {
   const inputId = nextId('contact-q');
   const listId = nextId('contact-results');
   const input = h('input', {
     id: inputId, type: 'search', autocomplete: 'off', 'aria-controls': listId,
-    placeholder: 'Name, role or class',
+    placeholder: t('picker.placeholder'),
   });
   const status = h('p', { class: 'picker-status', role: 'status' });
-  const list = h('ul', { id: listId, class: 'picker-results', 'aria-label': 'People found' });
-  const more = h('button', { type: 'button', class: 'link', hidden: true }, 'Show more');
+  const list = h('ul', { id: listId, class: 'picker-results', 'aria-label': t('picker.found') });
+  const groupList = h('ul', { class: 'picker-results picker-groups', 'aria-label': t('group.heading'), hidden: true });
+  const more = h('button', { type: 'button', class: 'link', hidden: true }, t('picker.more'));
   let cursor = null;
   let generation = 0; // answers to an older query are ignored
 
   async function load(append) {
     const mine = ++generation;
     const q = input.value.trim();
-    status.textContent = 'Searching…';
+    status.textContent = t('picker.searching');
     let page;
     try {
       page = await api('/api/contacts', { params: { q, limit: PAGE, cursor: append ? cursor : null } });
@@ -49,7 +81,10 @@ export function contactPicker({ label, action, exclude, onPick, onError }) {
     cursor = page.next_cursor;
     const skip = exclude();
     const people = page.items.filter((p) => !skip.has(p.id));
-    if (!append) replace(list);
+    if (!append) {
+      replace(list);
+      renderGroups(page.groups || []);
+    }
     for (const person of people) {
       const detail = personDetail(person);
       list.append(h('li', {},
@@ -60,10 +95,28 @@ export function contactPicker({ label, action, exclude, onPick, onError }) {
         }, h('span', { class: 'person-name' }, person.name), h('span', { class: 'person-detail' }, detail))));
     }
     more.hidden = !cursor;
-    const shown = list.children.length;
+    const shown = list.children.length + groupList.children.length;
     status.textContent = shown === 0
-      ? (q ? `No one you may write to matches “${q}”.` : 'No one to offer.')
-      : `${page.total} ${page.total === 1 ? 'person' : 'people'} you may write to${q ? ` match “${q}”` : ''}.`;
+      ? (q ? t('picker.noMatch', { q }) : t('picker.none'))
+      : q ? tn('picker.match', page.total, { q }) : tn('picker.total', page.total);
+  }
+
+  // « Parents de 6e A — 27 inclus, 1 exclu (messagerie désactivée) »: what naming the
+  // group would reach if the discussion started now (the start expands it again).
+  function renderGroups(groups) {
+    const skip = excludeGroups ? excludeGroups() : new Set();
+    const shown = onPickGroup ? groups.filter((g) => !skip.has(groupKey(g))) : [];
+    replace(groupList, shown.map((group) => {
+      const name = groupLabel(group);
+      const counts = groupCounts(group);
+      return h('li', {},
+        h('button', {
+          type: 'button', class: 'person-button group-button', dataset: { group: groupKey(group) },
+          'aria-label': `${t('group.add', { group: name })}, ${counts}`,
+          onclick: () => { onPickGroup(group); load(false); },
+        }, h('span', { class: 'person-name' }, name), h('span', { class: 'person-detail' }, counts)));
+    }));
+    groupList.hidden = shown.length === 0;
   }
 
   const search = debounce(() => load(false), 200);
@@ -79,7 +132,7 @@ export function contactPicker({ label, action, exclude, onPick, onError }) {
   more.addEventListener('click', () => load(true));
 
   const element = h('div', { class: 'picker' },
-    h('label', { for: inputId }, label), input, status, list, more);
+    h('label', { for: inputId }, label), input, status, groupList, list, more);
   load(false);
   return {
     element,

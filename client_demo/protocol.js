@@ -12,6 +12,24 @@
 // 4503 (access revoked) → stop, the caller shows why; 1002/1009 → stop (a bug
 // here, retrying would loop).
 
+import { register, t } from './i18n.js';
+
+// The sentences of the errors made here (not by the server), shown under a refusal's lead.
+register({
+  fr: {
+    'protocol.notConnected': 'Pas de connexion.',
+    'protocol.noAnswer': 'Le serveur n’a pas répondu.',
+    'protocol.lost': 'La connexion a été perdue.',
+    'protocol.error': 'Erreur de protocole.',
+  },
+  en: {
+    'protocol.notConnected': 'Not connected.',
+    'protocol.noAnswer': 'No answer from the server.',
+    'protocol.lost': 'The connection was lost.',
+    'protocol.error': 'Protocol error.',
+  },
+});
+
 export const PROTOCOL = 'preau.json';
 const PING_EVERY = 25_000; // §3.5: our own ping, to notice a dead connection
 const PONG_WITHIN = 20_000;
@@ -83,14 +101,14 @@ export class Connection {
   /** Send a request and wait for its reply (rejects with ProtocolError). */
   request(frame, timeout = REQUEST_TIMEOUT) {
     if (!this.isOpen) {
-      return Promise.reject(new ProtocolError({ code: 'disconnected', message: 'Not connected.' }));
+      return Promise.reject(new ProtocolError({ code: 'disconnected', message: t('protocol.notConnected') }));
     }
     this.refs += 1;
     const ref = `r${this.refs}`;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(ref);
-        reject(new ProtocolError({ code: 'timeout', message: 'No answer from the server.' }));
+        reject(new ProtocolError({ code: 'timeout', message: t('protocol.noAnswer') }));
       }, timeout);
       this.pending.set(ref, { resolve, reject, timer });
       this.ws.send(JSON.stringify({ ...frame, ref }));
@@ -208,7 +226,7 @@ export class Connection {
     }
     for (const { reject, timer } of this.pending.values()) {
       clearTimeout(timer);
-      reject(new ProtocolError({ code: 'disconnected', message: 'The connection was lost.' }));
+      reject(new ProtocolError({ code: 'disconnected', message: t('protocol.lost') }));
     }
     this.pending.clear();
   }
@@ -228,7 +246,7 @@ export class Connection {
       return;
     }
     if (code === 1002 || code === 1009) {
-      this.stop({ state: 'stopped', code: 'bad_request', message: reason || 'Protocol error.' });
+      this.stop({ state: 'stopped', code: 'bad_request', message: reason || t('protocol.error') });
       return;
     }
     let delay;

@@ -7,6 +7,167 @@ import { api } from './api.js';
 import { auditWords } from './auditwords.js';
 import { debounce, h, nextId, replace } from './dom.js';
 import { explain, formatFull } from './text.js';
+import { register, t, tn } from './i18n.js';
+
+register({
+  fr: {
+    'settings.on': 'activée',
+    'settings.off': 'désactivée',
+    'settings.form': 'Réglages de l’établissement',
+    'settings.loading': 'Chargement…',
+    'settings.title': 'Réglages de {school}',
+    'settings.enabled': 'Les discussions sont ouvertes pour tout l’établissement',
+    'settings.parents': 'Les parents peuvent s’écrire (délégués et parents qui l’ont choisi)',
+    'settings.hoursOn': 'Seulement entre ces heures',
+    'settings.refuse': 'Les refuser (l’auteur garde son message)',
+    'settings.defer': 'Les garder et les remettre à l’ouverture',
+    'settings.profile': 'Profil « {id} » : discussions ouvertes',
+    'settings.save': 'Enregistrer les réglages',
+    'settings.undo': 'Annuler mes modifications',
+    'settings.discussions': 'Discussions',
+    'settings.hours': 'Heures autorisées',
+    'settings.from': 'De',
+    'settings.until': 'À',
+    'settings.timeHint': 'Sur 24 heures, par exemple 07:30.',
+    'settings.badTime': 'Écrivez les heures sur 24 heures, par exemple 07:30.',
+    'settings.outside': 'Messages écrits en dehors de ces heures',
+    'settings.zone': 'Fuseau horaire des heures',
+    'settings.profiles': 'Profils',
+    'settings.profilesHint': 'Un profil désactivé ne peut ni se connecter ni rien recevoir.',
+    'settings.nothing': 'Rien à enregistrer.',
+    'settings.saving': 'Enregistrement…',
+    'settings.saved.one': 'Enregistré ({n} modification).',
+    'settings.saved.other': 'Enregistré ({n} modifications).',
+    'settings.savedBanner.one': 'Réglages enregistrés : {n} modification, effective immédiatement.',
+    'settings.savedBanner.other': 'Réglages enregistrés : {n} modifications, effectives immédiatement.',
+    'settings.notSaved': 'Non enregistré.',
+    'settings.loadFailed': 'Les réglages n’ont pas pu être chargés.',
+    'settings.studentSearch': 'Nom ou classe',
+    'settings.searching': 'Recherche…',
+    'settings.students.one': '{n} élève',
+    'settings.students.other': '{n} élèves',
+    'settings.firstShown': ', les {shown} premiers affichés',
+    'settings.mayStart': 'peut commencer des discussions',
+    'settings.mayStartLabel': '{name} peut commencer des discussions',
+    'settings.savedShort': 'Enregistré.',
+    'settings.studentsTitle': 'Élèves qui peuvent commencer des discussions',
+    'settings.studentsHint': 'Un élève qui ne peut pas commencer de discussion peut toujours répondre là où il est inclus.',
+    'settings.findStudent': 'Trouver un élève',
+    'settings.older': 'Entrées plus anciennes',
+    'settings.noAudit': 'Aucune modification enregistrée pour l’instant.',
+    'settings.audit': 'Journal des modifications',
+    'settings.auditCaption': 'Chaque modification des réglages, la plus récente d’abord',
+    'settings.col.when': 'Quand',
+    'settings.col.who': 'Qui',
+    'settings.col.field': 'Réglage',
+    'settings.col.before': 'Avant',
+    'settings.col.after': 'Après',
+    'settings.field.discussions_enabled': 'Discussions dans l’établissement',
+    'settings.field.parent_messaging_enabled': 'Messagerie entre parents',
+    'settings.field.hours.enabled': 'Heures autorisées',
+    'settings.field.hours.start': 'Heure d’ouverture',
+    'settings.field.hours.end': 'Heure de fermeture',
+    'settings.field.hours.outside': 'Messages hors des heures',
+    'settings.field.timezone': 'Fuseau horaire',
+    'settings.field.can_initiate': '{user} peut commencer des discussions',
+    'settings.field.profile': 'Discussions du profil « {id} »',
+    'settings.value.refuse': 'refusés',
+    'settings.profileName.students': 'élèves',
+    'settings.profileName.teachers': 'enseignants',
+    'settings.profileName.parents': 'parents',
+    'settings.profileName.staff': 'personnel',
+    'settings.value.defer': 'remis à l’ouverture',
+  },
+  en: {
+    'settings.on': 'on',
+    'settings.off': 'off',
+    'settings.form': 'School settings',
+    'settings.loading': 'Loading…',
+    'settings.title': 'Settings of {school}',
+    'settings.enabled': 'Discussions are on for the whole school',
+    'settings.parents': 'Parents may write to each other (delegates and parents who opted in)',
+    'settings.hoursOn': 'Only between these hours',
+    'settings.refuse': 'Refuse them (the writer keeps the message)',
+    'settings.defer': 'Hold them and deliver at the opening',
+    'settings.profile': 'Profile “{id}”: discussions on',
+    'settings.save': 'Save the settings',
+    'settings.undo': 'Undo my changes',
+    'settings.discussions': 'Discussions',
+    'settings.hours': 'Allowed hours',
+    'settings.from': 'From',
+    'settings.until': 'Until',
+    'settings.timeHint': '24-hour clock, for example 07:30.',
+    'settings.badTime': 'Write the hours on the 24-hour clock, for example 07:30.',
+    'settings.outside': 'Messages written outside the hours',
+    'settings.zone': 'Time zone of the hours',
+    'settings.profiles': 'Profiles',
+    'settings.profilesHint': 'A profile switched off can neither connect nor receive anything.',
+    'settings.nothing': 'Nothing to save.',
+    'settings.saving': 'Saving…',
+    'settings.saved.one': 'Saved ({n} change).',
+    'settings.saved.other': 'Saved ({n} changes).',
+    'settings.savedBanner.one': 'Settings saved: {n} change, effective at once.',
+    'settings.savedBanner.other': 'Settings saved: {n} changes, effective at once.',
+    'settings.notSaved': 'Not saved.',
+    'settings.loadFailed': 'The settings could not be loaded.',
+    'settings.studentSearch': 'Name or class',
+    'settings.searching': 'Searching…',
+    'settings.students.one': '{n} student',
+    'settings.students.other': '{n} students',
+    'settings.firstShown': ', the first {shown} shown',
+    'settings.mayStart': 'may start discussions',
+    'settings.mayStartLabel': '{name} may start discussions',
+    'settings.savedShort': 'Saved.',
+    'settings.studentsTitle': 'Students who may start discussions',
+    'settings.studentsHint': 'A student who may not start discussions can still reply where included.',
+    'settings.findStudent': 'Find a student',
+    'settings.older': 'Older entries',
+    'settings.noAudit': 'No change recorded yet.',
+    'settings.audit': 'Audit log',
+    'settings.auditCaption': 'Every settings change, newest first',
+    'settings.col.when': 'When',
+    'settings.col.who': 'Who',
+    'settings.col.field': 'Setting',
+    'settings.col.before': 'Before',
+    'settings.col.after': 'After',
+    'settings.field.discussions_enabled': 'Discussions in the school',
+    'settings.field.parent_messaging_enabled': 'Messaging between parents',
+    'settings.field.hours.enabled': 'Allowed hours',
+    'settings.field.hours.start': 'Opening time',
+    'settings.field.hours.end': 'Closing time',
+    'settings.field.hours.outside': 'Messages outside the hours',
+    'settings.field.timezone': 'Time zone',
+    'settings.field.can_initiate': '{user} may start discussions',
+    'settings.field.profile': 'Discussions of the profile “{id}”',
+    'settings.value.refuse': 'refused',
+    'settings.profileName.students': 'students',
+    'settings.profileName.teachers': 'teachers',
+    'settings.profileName.parents': 'parents',
+    'settings.profileName.staff': 'staff',
+    'settings.value.defer': 'held for the opening',
+  },
+});
+
+/** A profile's name in words when it is one of the usual ones, else its id ("students-lycee"). */
+function profileName(id) {
+  const key = `settings.profileName.${id}`;
+  const text = t(key);
+  return text === key ? id : text;
+}
+
+/** "07:30", "7h30", "7.30" → "07:30" (24-hour clock); null when not a time. */
+function hhmm(text) {
+  const m = /^([01]?\d|2[0-3])\s*[:hH.]\s*([0-5]\d)$/.exec(String(text).trim());
+  return m ? `${m[1].padStart(2, '0')}:${m[2]}` : null;
+}
+
+/** A 24-hour time field: text, not <input type=time>, which shows "08:00 PM" in some locales. */
+function timeInput(value) {
+  return h('input', {
+    type: 'text', inputmode: 'numeric', autocomplete: 'off', maxlength: '5', size: '5', value,
+    placeholder: 'hh:mm', pattern: '([01]?[0-9]|2[0-3])[:hH.][0-5][0-9]', required: true,
+  });
+}
 
 function checkbox(label, checked, extra = {}) {
   const id = nextId('check');
@@ -23,43 +184,46 @@ function field(label, input) {
 export function settingsView({ me, notify }) {
   const headingId = nextId('settings-title');
   const status = h('p', { class: 'form-status', role: 'status' });
-  const form = h('form', { class: 'settings-form', 'aria-label': 'School settings' }, h('p', {}, 'Loading…'));
+  const form = h('form', { class: 'settings-form', 'aria-label': t('settings.form') }, h('p', {}, t('settings.loading')));
   const audit = auditSection(notify);
   const students = studentsSection(notify, () => audit.reload());
   let current = null;
 
   const element = h('section', { class: 'settings', 'aria-labelledby': headingId },
-    h('h2', { id: headingId, tabindex: '-1' }, `Settings of ${me.school.name}`),
+    h('h2', { id: headingId, tabindex: '-1' }, t('settings.title', { school: me.school.name })),
     form, students.element, audit.element);
 
   function build(settings) {
     current = settings;
-    const enabled = checkbox('Discussions are on for the whole school', settings.discussions_enabled);
-    const parents = checkbox('Parents may write to each other (delegates and parents who opted in)', settings.parent_messaging_enabled);
-    const hoursOn = checkbox('Only between these hours', settings.hours.enabled);
-    const start = h('input', { type: 'time', value: settings.hours.start, required: true });
-    const end = h('input', { type: 'time', value: settings.hours.end, required: true });
+    const enabled = checkbox(t('settings.enabled'), settings.discussions_enabled);
+    const parents = checkbox(t('settings.parents'), settings.parent_messaging_enabled);
+    const hoursOn = checkbox(t('settings.hoursOn'), settings.hours.enabled);
+    const start = timeInput(settings.hours.start);
+    start.dataset.hours = 'start';
+    const end = timeInput(settings.hours.end);
+    end.dataset.hours = 'end';
     const outside = h('select', {},
-      h('option', { value: 'refuse', selected: settings.hours.outside === 'refuse' }, 'Refuse them (the writer keeps the message)'),
-      h('option', { value: 'defer', selected: settings.hours.outside === 'defer' }, 'Hold them and deliver at the opening'));
+      h('option', { value: 'refuse', selected: settings.hours.outside === 'refuse' }, t('settings.refuse')),
+      h('option', { value: 'defer', selected: settings.hours.outside === 'defer' }, t('settings.defer')));
     const zones = typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : [];
     const zoneList = nextId('zones');
     const timezone = h('input', { type: 'text', value: settings.timezone, list: zoneList, required: true, autocomplete: 'off' });
     const profiles = Object.entries(settings.profiles).sort(([a], [b]) => a.localeCompare(b))
-      .map(([id, p]) => ({ id, ...checkbox(`Profile “${id}”: discussions on`, p.discussions_enabled, { dataset: { profile: id } }) }));
-    const save = h('button', { type: 'submit' }, 'Save the settings');
-    const reset = h('button', { type: 'button', class: 'secondary', onclick: () => build(current) }, 'Undo my changes');
+      .map(([id, p]) => ({ id, ...checkbox(t('settings.profile', { id: profileName(id) }), p.discussions_enabled, { dataset: { profile: id } }) }));
+    const save = h('button', { type: 'submit' }, t('settings.save'));
+    const reset = h('button', { type: 'button', class: 'secondary', onclick: () => build(current) }, t('settings.undo'));
 
     replace(form,
-      h('fieldset', {}, h('legend', {}, 'Discussions'), enabled.element, parents.element),
-      h('fieldset', {}, h('legend', {}, 'Allowed hours'),
+      h('fieldset', {}, h('legend', {}, t('settings.discussions')), enabled.element, parents.element),
+      h('fieldset', {}, h('legend', {}, t('settings.hours')),
         hoursOn.element,
-        h('div', { class: 'row' }, field('From', start), field('Until', end)),
-        field('Messages written outside the hours', outside),
-        field('Time zone of the hours', timezone),
+        h('div', { class: 'row' }, field(t('settings.from'), start), field(t('settings.until'), end)),
+        h('p', { class: 'hint' }, t('settings.timeHint')),
+        field(t('settings.outside'), outside),
+        field(t('settings.zone'), timezone),
         h('datalist', { id: zoneList }, zones.map((z) => h('option', { value: z })))),
-      h('fieldset', {}, h('legend', {}, 'Profiles'),
-        h('p', { class: 'hint' }, 'A profile switched off can neither connect nor receive anything.'),
+      h('fieldset', {}, h('legend', {}, t('settings.profiles')),
+        h('p', { class: 'hint' }, t('settings.profilesHint')),
         profiles.map((p) => p.element)),
       h('div', { class: 'row' }, save, reset, status));
 
@@ -71,8 +235,15 @@ export function settingsView({ me, notify }) {
       if (parents.input.checked !== settings.parent_messaging_enabled) patch.parent_messaging_enabled = parents.input.checked;
       const hours = {};
       if (hoursOn.input.checked !== settings.hours.enabled) hours.enabled = hoursOn.input.checked;
-      if (start.value !== settings.hours.start) hours.start = start.value;
-      if (end.value !== settings.hours.end) hours.end = end.value;
+      const from = hhmm(start.value);
+      const until = hhmm(end.value);
+      if (!from || !until) {
+        status.textContent = t('settings.badTime');
+        (from ? end : start).focus();
+        return;
+      }
+      if (from !== settings.hours.start) hours.start = from;
+      if (until !== settings.hours.end) hours.end = until;
       if (outside.value !== settings.hours.outside) hours.outside = outside.value;
       if (Object.keys(hours).length) patch.hours = hours;
       if (timezone.value.trim() !== settings.timezone) patch.timezone = timezone.value.trim();
@@ -84,20 +255,20 @@ export function settingsView({ me, notify }) {
       }
       if (Object.keys(changedProfiles).length) patch.profiles = changedProfiles;
       if (Object.keys(patch).length === 0) {
-        status.textContent = 'Nothing to save.';
+        status.textContent = t('settings.nothing');
         return;
       }
       save.disabled = true;
-      status.textContent = 'Saving…';
+      status.textContent = t('settings.saving');
       try {
         const reply = await api('/api/settings', { method: 'PATCH', body: patch });
         const n = reply.changes.length;
         build(reply.settings);
-        status.textContent = `Saved (${n} ${n === 1 ? 'change' : 'changes'}).`;
-        notify({ kind: 'success', title: `Settings saved: ${n} ${n === 1 ? 'change' : 'changes'}, effective at once.` });
+        status.textContent = tn('settings.saved', n);
+        notify({ kind: 'success', title: tn('settings.savedBanner', n) });
         audit.reload();
       } catch (error) {
-        status.textContent = 'Not saved.';
+        status.textContent = t('settings.notSaved');
         save.disabled = false;
         notify({ kind: 'error', ...explain(error), code: error.code });
       }
@@ -105,7 +276,7 @@ export function settingsView({ me, notify }) {
   }
 
   api('/api/settings').then((reply) => build(reply.settings)).catch((error) => {
-    replace(form, h('p', {}, 'The settings could not be loaded.'));
+    replace(form, h('p', {}, t('settings.loadFailed')));
     notify({ kind: 'error', ...explain(error), code: error.code });
   });
 
@@ -115,14 +286,14 @@ export function settingsView({ me, notify }) {
 /** Search students and switch their right to start discussions (G4). */
 function studentsSection(notify, onSaved) {
   const headingId = nextId('students-title');
-  const search = h('input', { type: 'search', autocomplete: 'off', placeholder: 'Name or class' });
+  const search = h('input', { type: 'search', autocomplete: 'off', placeholder: t('settings.studentSearch') });
   const status = h('p', { class: 'picker-status', role: 'status' });
   const list = h('ul', { class: 'student-list' });
   let generation = 0;
 
   async function load() {
     const mine = ++generation;
-    status.textContent = 'Searching…';
+    status.textContent = t('settings.searching');
     let reply;
     try {
       reply = await api('/api/users', { params: { role: 'student', q: search.value.trim(), limit: 20 } });
@@ -131,11 +302,11 @@ function studentsSection(notify, onSaved) {
       return;
     }
     if (mine !== generation) return;
-    status.textContent = `${reply.total} ${reply.total === 1 ? 'student' : 'students'}${reply.total > reply.items.length ? `, the first ${reply.items.length} shown` : ''}.`;
+    status.textContent = `${tn('settings.students', reply.total)}${reply.total > reply.items.length ? t('settings.firstShown', { shown: reply.items.length }) : ''}.`;
     replace(list, reply.items.map((student) => {
-      const box = checkbox('may start discussions', student.preferences.can_initiate !== false,
+      const box = checkbox(t('settings.mayStart'), student.preferences.can_initiate !== false,
         { dataset: { user: student.id } });
-      box.input.setAttribute('aria-label', `${student.name} may start discussions`);
+      box.input.setAttribute('aria-label', t('settings.mayStartLabel', { name: student.name }));
       const note = h('span', { class: 'saved', 'aria-live': 'polite' });
       box.input.addEventListener('change', async () => {
         const value = box.input.checked;
@@ -144,7 +315,7 @@ function studentsSection(notify, onSaved) {
           await api(`/api/users/${encodeURIComponent(student.id)}/preferences`, {
             method: 'PATCH', body: { can_initiate: value },
           });
-          note.textContent = 'Saved.';
+          note.textContent = t('settings.savedShort');
           onSaved();
         } catch (error) {
           box.input.checked = !value;
@@ -164,9 +335,9 @@ function studentsSection(notify, onSaved) {
   load();
   return {
     element: h('section', { class: 'panel', 'aria-labelledby': headingId },
-      h('h3', { id: headingId }, 'Students who may start discussions'),
-      h('p', { class: 'hint' }, 'A student who may not start discussions can still reply where included.'),
-      field('Find a student', search), status, list),
+      h('h3', { id: headingId }, t('settings.studentsTitle')),
+      h('p', { class: 'hint' }, t('settings.studentsHint')),
+      field(t('settings.findStudent'), search), status, list),
   };
 }
 
@@ -174,7 +345,7 @@ function studentsSection(notify, onSaved) {
 function auditSection(notify) {
   const headingId = nextId('audit-title');
   const body = h('tbody');
-  const more = h('button', { type: 'button', class: 'link', hidden: true }, 'Older entries');
+  const more = h('button', { type: 'button', class: 'link', hidden: true }, t('settings.older'));
   let before = null;
 
   async function load(append) {
@@ -191,11 +362,11 @@ function auditSection(notify) {
       body.append(h('tr', { dataset: { field: e.field } },
         h('td', {}, h('time', { datetime: e.at }, formatFull(e.at))),
         h('td', {}, words.who),
-        h('td', { title: e.field }, words.setting),
+        h('td', { dataset: { field: e.field }, title: e.field }, words.setting),
         h('td', {}, words.before),
         h('td', {}, words.after)));
     }
-    if (!append && reply.items.length === 0) body.append(h('tr', {}, h('td', { colspan: '5' }, 'No change recorded yet.')));
+    if (!append && reply.items.length === 0) body.append(h('tr', {}, h('td', { colspan: '5' }, t('settings.noAudit'))));
     before = reply.next_before;
     more.hidden = before === null;
   }
@@ -205,11 +376,11 @@ function auditSection(notify) {
   return {
     reload: () => load(false),
     element: h('section', { class: 'panel', 'aria-labelledby': headingId },
-      h('h3', { id: headingId }, 'Audit log'),
+      h('h3', { id: headingId }, t('settings.audit')),
       h('div', { class: 'table-wrap' },
         h('table', { class: 'audit' },
-          h('caption', { class: 'sr-only' }, 'Every settings change, newest first'),
-          h('thead', {}, h('tr', {}, ['When', 'Who', 'Setting', 'Before', 'After'].map((t) => h('th', { scope: 'col' }, t)))),
+          h('caption', { class: 'sr-only' }, t('settings.auditCaption')),
+          h('thead', {}, h('tr', {}, ['when', 'who', 'field', 'before', 'after'].map((c) => h('th', { scope: 'col' }, t(`settings.col.${c}`))))),
           body)),
       more),
   };

@@ -63,6 +63,9 @@ class Session(Member, Protocol):
     @property
     def expires_at(self) -> datetime: ...
 
+    def check_token(self, now: datetime) -> None:
+        """Send ``token_expiring`` when due; close (4401) once the token has expired."""
+
     encoding: Encoding
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from .clock import configured_clock
 from .config import Config
 from .errors import ConfigurationError, DirectoryError, PreauError
+from .host_tokens import host_token_configs
 from .model import Role, SchoolId, UserId
 from .store import Store, displayed_url, open_store, sqlite_path
 from .tokens import issue_token
@@ -186,6 +187,7 @@ def _serve(args: argparse.Namespace, config: Config) -> int:
     from .web import create_app
 
     config.check()
+    host_token_configs(config.identity_file)  # a wrong identity file stops here (exit 2)
     _make_parent_dir(config)
     level = _log_level(args)
     app = create_app(config, clock=configured_clock(config.clock_start))

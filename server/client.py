@@ -20,6 +20,10 @@ What it does for you:
   with exponential backoff (capped at ``max_backoff``) and sends, in ``hello``, the
   highest contiguous ``seq`` it has seen per discussion (:attr:`Client.positions`).
   The server replays what was missed; the event stream simply continues.
+- **token refresh**: given a token *provider* (an async function returning a fresh
+  token) instead of a token, the client answers the server's ``token_expiring`` by
+  calling it and sending ``refresh``, so the connection goes on without a reconnect;
+  a reconnection (and one after close 4401, the token expired) calls it too.
 - **safe retries**: a ``send`` whose ack was lost with the connection is sent again,
   with the same ``client_id``, on the next connection; the server recognises the
   ``client_id`` and answers with the original ack (``duplicate: true``), so the
@@ -81,10 +85,12 @@ _TERMINAL_CLOSES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
 _CLOSE_NAMES = {
     1002: "protocol_error",
     1009: "too_large",
+    4401: "token_expired",
     4501: "unauthenticated",
     4503: "access_revoked",
 }
 _SHUTDOWN = 4000
+_TOKEN_EXPIRED = 4401
 _UNAUTHENTICATED = 4501
 
 
@@ -183,8 +189,11 @@ class Client:
 
     ``url`` is the WebSocket endpoint (``wss://host/ws``); an ``http(s)://host``
     base URL is accepted and mapped to it. ``token`` is the JWT, or an async
-    function returning a fresh one: it is then called before every connection, and
-    a token that expires during a session (close 4501) is replaced once at once.
+    function returning a fresh one (a *token provider*): it is then called before
+    every connection and whenever the server says ``token_expiring`` (the client then
+    sends ``refresh`` by itself); a connection closed because its token expired
+    (4401, or 4501 from an older server) is reopened at once with a fresh token.
+    With a plain token, call :meth:`refresh` with a new one before it expires.
 
     Misuse raises ``RuntimeError``: requests before :meth:`connect`, ``connect``
     twice. A client is used once: after :meth:`close` or a terminal error, make a
@@ -207,6 +216,9 @@ class Client:
         #: Fill it before :meth:`connect` to resume a previous session (an app restart).
         #: Ordered from least to most recently advanced.
         self.positions: dict[int, int] = {}
+        #: When the connection's token expires, as the server last said it
+        #: (``token_expiring``, ``refreshed``); ``None`` until it says.
+        self.token_expires_at: datetime | None = None
         self._token = token
         self._state = _State.NEW
         self._ws: ClientConnection | None = None
@@ -228,6 +240,7 @@ class Client:
         # connection: it explains the close that usually follows it.
         self._last_refusal: dict[str, Any] | None = None
         self._reconnect_now = False
+        self._refreshing: asyncio.Task[None] | None = None  # answering token_expiring
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -268,6 +281,8 @@ class Client:
         if self._state is _State.CLOSED:
             return
         self._finish(None)
+        if self._refreshing is not None:
+            self._refreshing.cancel()
         ws, self._ws = self._ws, None
         if ws is not None:
             await ws.close()
@@ -417,6 +432,33 @@ class Client:
             raise PreauError.from_frame(reply)
         return reply
 
+    async def refresh(self, token: str | None = None) -> datetime:
+        """Give the connection a fresh token (``refresh``); when it now expires.
+
+        ``token`` defaults to one from the token provider; a token given here is also
+        the one later reconnections use, when the client was made with a plain token.
+        The server refuses another user's token by closing the connection (4501); a
+        token it cannot verify raises ``unauthenticated`` and the connection goes on
+        until its current token expires.
+        """
+        if token is None:
+            if isinstance(self._token, str):
+                raise ValueError("this client has a plain token: pass the new one")
+            token = await self._token()
+        elif isinstance(self._token, str):
+            self._token = token
+        reply = await self.request("refresh", token=token)
+        self.token_expires_at = _parse_time(str(reply.get("expires_at")))
+        return self.token_expires_at
+
+    async def _refresh_soon(self) -> None:
+        """Answer ``token_expiring`` (a provider is set): refresh, or let it expire,
+        in which case the close 4401 that follows reconnects with the provider."""
+        try:
+            await self.refresh()
+        except Exception as exc:  # the provider failed, the refresh was refused…
+            log.warning("could not refresh the token: %s", exc)
+
     # ------------------------------------------------------------------ events
 
     def events(self) -> AsyncIterator[Event]:
@@ -491,8 +533,11 @@ class Client:
                 self._fail_pending(_ConnectionLost())
                 if self._state is _State.CLOSED:
                     return
-                fresh_token = code == _UNAUTHENTICATED and not isinstance(self._token, str)
-                if not self.reconnect or (_is_terminal(code) and not fresh_token):
+                expired = code in (_TOKEN_EXPIRED, _UNAUTHENTICATED)
+                fresh_token = expired and not isinstance(self._token, str)
+                # A plain token that expired would only be refused again.
+                hopeless = code == _TOKEN_EXPIRED and isinstance(self._token, str)
+                if not self.reconnect or hopeless or (_is_terminal(code) and not fresh_token):
                     self._finish(error)
                     return
                 # 4000 says "reconnect at once, elsewhere"; an expired token is replaced
@@ -570,6 +615,14 @@ class Client:
         elif kind == "reconnect" and self.reconnect:
             # The node is going away: leave now rather than wait for its close 4000.
             self._reconnect_now = True
+        elif kind == "token_expiring":
+            expires_at = frame.get("expires_at")
+            if isinstance(expires_at, str):
+                self.token_expires_at = _parse_time(expires_at)
+            if not isinstance(self._token, str) and (self._refreshing is None
+                                                     or self._refreshing.done()):
+                self._refreshing = asyncio.create_task(self._refresh_soon(),
+                                                       name="preau-client-refresh")
         self._events.put_nowait(Event(kind, frame))
 
     def _first_delivery(self, frame: dict[str, Any]) -> bool:

@@ -48,6 +48,8 @@ class Config:
     node_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     clock_start: datetime | None = None
     client_dir: str | None = None
+    # How each establishment signs its users in (server/identity_file.py): a TOML file.
+    identity_file: str | None = None
     # The version of the events written to other nodes (server/events.py): the previous
     # one while nodes of the previous release remain (docs/operating.md, rolling upgrade).
     events_version: int = events.CURRENT
@@ -78,6 +80,7 @@ class Config:
             node_id=env.get("PREAU_NODE_ID") or uuid.uuid4().hex[:12],
             clock_start=_datetime(env, "PREAU_CLOCK_START"),
             client_dir=env.get("PREAU_CLIENT_DIR") or None,
+            identity_file=env.get("PREAU_IDENTITY_FILE") or None,
             events_version=_int(env, "PREAU_EVENTS_VERSION", events.CURRENT, events.OLDEST,
                                 events.CURRENT),
         )

@@ -19,6 +19,7 @@ from . import events, frames, summaries
 from .audience import Audience, Session
 from .clock import Clock
 from .errors import ErrorCode, MembersChanged, NotFound, Refused, StoreUnavailable
+from .gatekeeper.groups import Group
 from .gatekeeper.quota import DAY
 from .model import DiscussionId, DiscussionMembers, Participant, SchoolId, UserId
 from .posting import post_json
@@ -112,26 +113,33 @@ class Conversations:
         return frames.ack(msg, duplicate=not new)
 
     async def start_discussion(self, session: Session, subject: str, to: Sequence[UserId],
-                               body: str, client_id: str) -> dict[str, Any]:
+                               body: str, client_id: str,
+                               groups: Sequence[Group] = ()) -> dict[str, Any]:
+        """Start a discussion with ``to`` and the members of ``groups`` the user may reach
+        now (expanded here, at the start, by the gatekeeper: the others are left out and
+        counted in the answer, never stored as participants)."""
         school, user = session.school_id, session.user_id
         est = await self._establishment(school)
         now = self.clock()
-        decision = est.gatekeeper.check_start(user, to, now)
+        decision, expansion = est.gatekeeper.check_group_start(user, to, groups, now)
         earlier = await self.store.find_started(school, user, client_id)
         if earlier is None:
             decision.raise_for_refusal()
             await self._check_start_quota(school, est, user, now)
+            everyone = (*dict.fromkeys(to), *expansion.included)
+            told = frames.group_expansion(expansion) if groups else None
             if decision.hold_until is not None:
-                return await self._hold(school, user, client_id, body, decision.hold_until,
-                                        subject=subject, recipients=to)
+                held = await self._hold(school, user, client_id, body, decision.hold_until,
+                                        subject=subject, recipients=everyone)
+                return held if told is None else {**held, "groups": told}
             try:
-                msg = await self.create_discussion(school, user, subject, to, body, client_id,
-                                                   now)
+                msg = await self.create_discussion(school, user, subject, everyone, body,
+                                                   client_id, now)
             except AlreadyStarted as race:  # the same start, stored meanwhile elsewhere
                 earlier = race.earlier
             else:
                 return frames.started(await self.summary(school, user, msg.discussion_id),
-                                      frames.ack(msg, duplicate=False))
+                                      frames.ack(msg, duplicate=False), told)
         # A retry (or the loser of a race with the same start on another connection or
         # node): answer what the first attempt did, whatever the rules say now.
         return frames.started(await self.summary(school, user, earlier.discussion_id),

@@ -20,6 +20,7 @@ from server.model import (
     Directory,
     Profile,
     ProfileId,
+    Relation,
     Role,
     School,
     SchoolClass,
@@ -333,6 +334,11 @@ class _Generator:
                 _PARENTS,
                 children=tuple(_student_id(child) for child in family.children),
                 delegate_of=frozenset(delegate_of.get(parent_id, ())),
+                # Mother or father, as the first name says (no draw: the same seed
+                # keeps giving the same school).
+                relations=tuple(
+                    (_student_id(child), Relation.MOTHER if first in _WOMEN else Relation.FATHER)
+                    for child in family.children),
             )
             for parent_id, first, last, family in parent_records
         ]

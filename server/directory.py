@@ -32,6 +32,7 @@ from server.model import (
     Directory,
     Profile,
     ProfileId,
+    Relation,
     Role,
     School,
     SchoolClass,
@@ -39,6 +40,7 @@ from server.model import (
     User,
     UserId,
 )
+from server.relations import parse_relation, relation_choices
 
 __all__ = [
     "DEFAULT_TIMEZONE",
@@ -73,7 +75,7 @@ _ROLE_FIELDS: Mapping[Role, tuple[str, ...]] = {
     Role.TEACHER: ("teaches",),
     Role.STAFF: ("admin",),
     Role.STUDENT: ("class",),
-    Role.PARENT: ("children", "delegate_of"),
+    Role.PARENT: ("children", "relations", "delegate_of"),
 }
 # Which role a role-specific field belongs to, to say so when it is misplaced.
 _FIELD_ROLE: Mapping[str, Role] = {
@@ -173,6 +175,8 @@ def directory_to_json(directory: Directory) -> dict[str, object]:
             record["class"] = user.class_id
         else:
             record["children"] = list(user.children)
+            if user.relations:
+                record["relations"] = {c: r.value for c, r in user.relations}
             record["delegate_of"] = class_list(user.delegate_of)
         users.append(record)
 
@@ -407,6 +411,7 @@ class _Parser:
 
         class_id: str | None = None
         children: tuple[UserId, ...] | None = ()
+        relations: tuple[tuple[UserId, Relation], ...] | None = ()
         delegate_of: list[tuple[str, str]] | None = []
         teaches: list[tuple[str, str]] | None = []
         admin: bool | None = False
@@ -422,6 +427,7 @@ class _Parser:
                 class_id = self.reference(record, obj, "class", "class", "classes")
         elif role is Role.PARENT:
             children = self.children(record, obj, roles)
+            relations = self.relations(record, obj, children)
             # A delegate may represent a class none of their children is in: the
             # principal designates class-council delegates from the elected lists
             # (SPEC "Clarifications"). The class itself must exist (class_list).
@@ -435,6 +441,7 @@ class _Parser:
             or profile is None
             or (role is Role.STUDENT and class_id is None)
             or children is None
+            or relations is None
             or delegate_of is None
             or teaches is None
             or admin is None
@@ -448,6 +455,7 @@ class _Parser:
             profile=ProfileId(profile),
             class_id=None if class_id is None else ClassId(class_id),
             children=children,
+            relations=relations,
             delegate_of=frozenset(ClassId(c) for _, c in delegate_of),
             teaches=frozenset(ClassId(c) for _, c in teaches),
             admin=admin,
@@ -494,6 +502,38 @@ class _Parser:
             self.add(record, "children", "a parent must have at least one child")
             return None
         return tuple(UserId(child) for _, child in entries) if ok else None
+
+    def relations(
+        self, record: str, obj: Mapping[str, object], children: tuple[UserId, ...] | None
+    ) -> tuple[tuple[UserId, Relation], ...] | None:
+        """A parent's optional ``relations``: ``{child id: relation}``, each child one of
+        theirs; in ``children`` order. Absent, every link is ``guardian``."""
+        if "relations" not in obj:
+            return ()
+        value = obj["relations"]
+        if not isinstance(value, dict):
+            self.add(record, "relations",
+                     f"must be an object {{child id: relation}}, got {_kind(value)}")
+            return None
+        found: dict[UserId, Relation] = {}
+        ok = True
+        for child, word in value.items():
+            field = f"relations.{child}"[:100]
+            if children is not None and child not in children:
+                self.add(record, field, f"{_quote(str(child))} is not one of this parent's "
+                                        "children")
+                ok = False
+                continue
+            relation = parse_relation(word) if isinstance(word, str) else None
+            if relation is None:
+                self.add(record, field, f"unknown relation {_quote(str(word))[:80]}: expected "
+                                        f"one of {relation_choices()}")
+                ok = False
+                continue
+            found[UserId(child)] = relation
+        if not ok or children is None:
+            return None
+        return tuple((c, found[c]) for c in children if c in found)
 
     def known(self, collection: str, record_id: str) -> bool:
         """Whether a reference to ``record_id`` in ``collection`` stands (see ``declared``)."""

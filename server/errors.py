@@ -84,6 +84,9 @@ class ErrorCode(enum.StrEnum):
     RATE_LIMITED = ("rate_limited", 429, "", "Trop de requêtes : ralentissez puis réessayez.")
     FORBIDDEN = ("forbidden", 403, "", "Seul un administrateur de l'établissement peut faire cela.")
     NOT_FOUND = ("not_found", 404, "", "Cela n'existe pas ici.")
+    TOKEN_EXPIRED = (
+        "token_expired", 401, "", "Le jeton a expiré : reconnectez-vous avec un nouveau jeton."
+    )
 
     # Gatekeeper, in precedence order for the first four.
     DISCUSSIONS_DISABLED = (

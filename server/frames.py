@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from .errors import ErrorCode, wire_params
-from .gatekeeper import WindowState
+from .gatekeeper import Expansion, WindowState
 from .model import DiscussionId, UserId
 
 __all__ = [
@@ -45,8 +45,10 @@ __all__ = [
     "presence",
     "read",
     "reconnect",
+    "refreshed",
     "skipped",
     "started",
+    "token_expiring",
     "typing",
     "welcome",
     "window",
@@ -120,6 +122,16 @@ def reconnect(reason: str) -> dict[str, Any]:
     return {"type": "reconnect", "reason": reason}
 
 
+def token_expiring(expires_at: datetime) -> dict[str, Any]:
+    """The connection's token expires soon: send ``refresh`` with a fresh one."""
+    return {"type": "token_expiring", "expires_at": iso(expires_at)}
+
+
+def refreshed(expires_at: datetime) -> dict[str, Any]:
+    """The reply to ``refresh``: the connection now lasts until ``expires_at``."""
+    return {"type": "refreshed", "expires_at": iso(expires_at)}
+
+
 def access(code: ErrorCode, message: str,
            params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Access was withdrawn (the connection closes next)."""
@@ -155,8 +167,21 @@ def held(discussion: DiscussionId | None, client_id: str, until: datetime, *,
             "held_until": iso(until), "duplicate": duplicate}
 
 
-def started(summary: dict[str, Any], ack_frame: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "started", "discussion": summary, "ack": ack_frame}
+def started(summary: dict[str, Any], ack_frame: dict[str, Any],
+            groups: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``groups``: what the start's groups expanded to (:func:`group_expansion`), if any."""
+    out = {"type": "started", "discussion": summary, "ack": ack_frame}
+    if groups is not None:
+        out["groups"] = groups
+    return out
+
+
+def group_expansion(expansion: Expansion) -> dict[str, Any]:
+    """Who a start's groups reached and how many of their members were left out, per
+    reason code (never who: that is the members' business)."""
+    left_out = expansion.left_out_counts()
+    return {"included": list(expansion.included), "left_out": left_out,
+            "left_out_total": sum(left_out.values())}
 
 
 def discussions(items: list[dict[str, Any]], after: str | None) -> dict[str, Any]:

@@ -40,6 +40,7 @@ __all__ = [
     "Participant",
     "Profile",
     "ProfileId",
+    "Relation",
     "Role",
     "School",
     "SchoolClass",
@@ -66,6 +67,21 @@ class Role(enum.StrEnum):
     STAFF = "staff"
     STUDENT = "student"
     PARENT = "parent"
+
+
+class Relation(enum.StrEnum):
+    """What a parent is to one of their children, for labels such as « Claire André,
+    mère de Léa André (6e A) ». Clients translate the code; ``guardian`` (« responsable »)
+    is the default when the directory does not say."""
+
+    MOTHER = "mother"
+    FATHER = "father"
+    STEPMOTHER = "stepmother"
+    STEPFATHER = "stepfather"
+    GRANDMOTHER = "grandmother"
+    GRANDFATHER = "grandfather"
+    LEGAL_GUARDIAN = "legal_guardian"
+    GUARDIAN = "guardian"
 
 
 # --------------------------------------------------------------------------- directory
@@ -101,8 +117,10 @@ class User:
     """A person of the directory.
 
     Only the fields of the user's role are meaningful: ``class_id`` for a
-    student, ``children`` and ``delegate_of`` for a parent, ``teaches`` for a
-    teacher, ``admin`` for staff. Others are empty.
+    student, ``children``, ``relations`` and ``delegate_of`` for a parent,
+    ``teaches`` for a teacher, ``admin`` for staff. Others are empty.
+    ``relations`` holds the links whose relation the directory gives, in
+    ``children`` order (see :meth:`relation_to`).
     """
 
     id: UserId
@@ -115,10 +133,18 @@ class User:
     delegate_of: frozenset[ClassId] = frozenset()
     teaches: frozenset[ClassId] = frozenset()
     admin: bool = False
+    relations: tuple[tuple[UserId, Relation], ...] = ()
 
     @property
     def display_name(self) -> str:
         return f"{self.first_name} {self.last_name}"
+
+    def relation_to(self, child: UserId) -> Relation:
+        """What this parent is to ``child``: as the directory says, else ``guardian``."""
+        for child_id, relation in self.relations:
+            if child_id == child:
+                return relation
+        return Relation.GUARDIAN
 
 
 @dataclass(frozen=True, slots=True)

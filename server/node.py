@@ -544,11 +544,7 @@ class Node:
             else:
                 self._check_window(school, est)
         for member in self._sessions():
-            if now >= member.expires_at:
-                member.push(Frame(frames.error(ErrorCode.UNAUTHENTICATED,
-                                               "Le jeton a expiré : reconnectez-vous.",
-                                               params={"reason": "expired"})))
-                member.close(CloseCode.UNAUTHENTICATED, "token expired")
+            member.check_token(now)  # token_expiring, then token_expired and close 4401
         # After the window events, so that clients hear "open" before the held messages.
         await self.held.release_due()
         await self.noticeboard.release_due()

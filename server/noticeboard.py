@@ -46,11 +46,12 @@ from .broadcasts import (
     target_to_json,
 )
 from .clock import Clock
+from .contacts import Query
 from .errors import ErrorCode, NotFound, Refused, wire_params
 from .hub import Frame, Hub, Member
 from .model import SchoolId, UserId
 from .protocol import MAX_INT
-from .schools import Establishment, Schools, fold
+from .schools import Establishment, Schools
 from .store import Broadcast, BroadcastStats, BroadcastStore, Receipt
 
 __all__ = ["MAX_PEOPLE", "Noticeboard", "NoticeboardHost", "stats_json"]
@@ -168,12 +169,11 @@ class Noticeboard:
             # What a poll published now gets without a deadline: the form shows it.
             "default_deadline": _iso(gk.window.day_end(self.clock(), DEFAULT_POLL_DAYS))}
         if q is not None and scope is not None:
-            terms = fold(q).split()
+            query = Query.parse(q, classes)
             found = []
             for u in sorted(gk.state.directory.users.values(),
                             key=lambda u: (u.last_name, u.first_name, u.id)):
-                if (all(t in est.search_key(u) for t in terms)
-                        and gk.may_broadcast_to(user, u.id)):
+                if query.finds(est, u) and gk.may_broadcast_to(user, u.id):
                     found.append(est.person(u.id))
                     if len(found) == MAX_PEOPLE:
                         break

@@ -20,7 +20,8 @@ from typing import Any
 import msgpack
 
 from .errors import ErrorCode
-from .model import DiscussionId, UserId
+from .gatekeeper.groups import Group, GroupKind
+from .model import ClassId, DiscussionId, UserId
 
 __all__ = [
     "HEARTBEAT_INTERVAL",
@@ -41,6 +42,7 @@ __all__ = [
     "ListDiscussions",
     "Ping",
     "Read",
+    "Refresh",
     "Request",
     "Send",
     "Start",
@@ -62,6 +64,8 @@ MAX_FRAME_BYTES = 64 * 1024
 MAX_BODY_CHARS = 8000
 MAX_SUBJECT_CHARS = 200
 MAX_RECIPIENTS = 50
+MAX_GROUPS = 10  # groups of classes in one start, beside MAX_RECIPIENTS people
+MAX_CLASS_ID_CHARS = 64
 MAX_REF_CHARS = 64
 MAX_CLIENT_ID_CHARS = 64
 MAX_RESUME = 1000
@@ -95,6 +99,7 @@ class CloseCode(enum.IntEnum):
     HELLO_TIMEOUT = 4001
     SLOW = 4008
     TRY_AGAIN = 4013  # the store or the broker failed before the welcome: retry shortly
+    TOKEN_EXPIRED = 4401  # the token expired without a refresh: reconnect with a fresh one
     TOO_MANY_CONNECTIONS = 4429
     UNAUTHENTICATED = 4501
     ACCESS_REVOKED = 4503
@@ -231,6 +236,7 @@ class Start:
     to: tuple[UserId, ...]
     body: str
     client_id: str
+    groups: tuple[Group, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,7 +296,16 @@ class Ping:
     ref: str | None
 
 
-Request = Start | Send | Invite | Leave | Read | Typing | ListDiscussions | History | Ping
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    """A fresh token for the same user, before the connection's one expires."""
+
+    ref: str | None
+    token: str
+
+
+Request = (Start | Send | Invite | Leave | Read | Typing | ListDiscussions | History | Ping
+           | Refresh)
 
 
 class _Fields:
@@ -333,6 +348,22 @@ class _Fields:
 
     def discussion(self) -> DiscussionId:
         return DiscussionId(self.integer("discussion", low=1))
+
+
+def _groups(raw: object, f: _Fields) -> tuple[Group, ...]:
+    """A start's ``groups``: ``[{"kind": "students"|"parents"|"team", "class": id}]``."""
+    if raw is None:
+        return ()
+    kinds = {k.value for k in GroupKind}
+    if (not isinstance(raw, list) or len(raw) > MAX_GROUPS
+            or not all(isinstance(g, dict) and g.get("kind") in kinds
+                       and isinstance(g.get("class"), str)
+                       and 0 < len(g["class"]) <= MAX_CLASS_ID_CHARS
+                       and text_fault(g["class"]) is None for g in raw)):
+        raise f.fail(f"'groups' doit être une liste d'au plus {MAX_GROUPS} "
+                     "{\"kind\": \"students\"|\"parents\"|\"team\", \"class\": identifiant de "
+                     "classe}.", "groups", max=MAX_GROUPS)
+    return tuple(dict.fromkeys(Group(GroupKind(g["kind"]), ClassId(g["class"])) for g in raw))
 
 
 def _ref(frame: Mapping[str, Any]) -> str | None:
@@ -392,15 +423,18 @@ def parse_request(frame: Mapping[str, Any]) -> Request:
     if kind == "read":
         return Read(ref, f.discussion(), f.integer("seq"))
     if kind == "start":
-        to = frame.get("to")
-        if (not isinstance(to, list) or not 1 <= len(to) <= MAX_RECIPIENTS
+        groups = _groups(frame.get("groups"), f)
+        # With groups, people picked one by one are optional.
+        to = frame.get("to", [] if groups else None)
+        if (not isinstance(to, list) or not (0 if groups else 1) <= len(to) <= MAX_RECIPIENTS
                 or not all(isinstance(u, str) and 0 < len(u) <= MAX_USER_ID_CHARS
                            and text_fault(u) is None for u in to)):
-            raise f.fail(f"'to' doit être une liste de 1 à {MAX_RECIPIENTS} identifiants.",
-                         "to", max=MAX_RECIPIENTS)
+            raise f.fail(f"'to' doit être une liste de 1 à {MAX_RECIPIENTS} identifiants "
+                         "(elle peut être vide si 'groups' est donné).", "to",
+                         max=MAX_RECIPIENTS)
         return Start(ref, f.text("subject", max_chars=MAX_SUBJECT_CHARS),
                      tuple(UserId(u) for u in to), f.text("body", max_chars=MAX_BODY_CHARS),
-                     f.text("client_id", max_chars=MAX_CLIENT_ID_CHARS))
+                     f.text("client_id", max_chars=MAX_CLIENT_ID_CHARS), groups)
     if kind == "invite":
         return Invite(ref, f.discussion(), UserId(f.text("user", max_chars=MAX_USER_ID_CHARS)))
     if kind == "leave":
@@ -423,6 +457,13 @@ def parse_request(frame: Mapping[str, Any]) -> Request:
         return History(ref, f.discussion(), before, limit)
     if kind == "ping":
         return Ping(ref)
+    if kind == "refresh":
+        token = frame.get("token")
+        if (not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS
+                or text_fault(token) is not None):
+            raise f.fail(f"'refresh' doit porter un 'token' d'au plus {MAX_TOKEN_CHARS} "
+                         "caractères.", "token", max_chars=MAX_TOKEN_CHARS)
+        return Refresh(ref, token)
     if kind == "hello":
         raise f.fail("Déjà authentifié : 'hello' n'est que la première trame.", "type")
     # The type is named back only when short: the error is not an echo service.

@@ -16,7 +16,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from .gatekeeper import Gatekeeper
+from .gatekeeper import Gatekeeper, Group
 from .model import Role, SchoolId, User, UserId
 from .store import DirectoryStore
 
@@ -34,9 +34,26 @@ def person(user: User, gk: Gatekeeper) -> dict[str, Any]:
     out: dict[str, Any] = {"id": user.id, "name": user.display_name,
                            "first_name": user.first_name, "last_name": user.last_name,
                            "role": user.role.value}
-    classes = gk.state.directory.classes
+    directory = gk.state.directory
+    classes = directory.classes
     if user.role is Role.STUDENT and user.class_id is not None and user.class_id in classes:
         out["class"] = {"id": user.class_id, "name": classes[user.class_id].name}
+    elif user.role is Role.PARENT:
+        # What a client needs to write « mère de Léa André (6e A) » in its language:
+        # each child still in the directory, with the relation's code.
+        children = []
+        for child_id in user.children:
+            child = directory.users.get(child_id)
+            if child is None:
+                continue
+            entry: dict[str, Any] = {"id": child.id, "name": child.display_name,
+                                     "first_name": child.first_name,
+                                     "last_name": child.last_name,
+                                     "relation": user.relation_to(child_id).value}
+            if child.class_id is not None and child.class_id in classes:
+                entry["class"] = {"id": child.class_id, "name": classes[child.class_id].name}
+            children.append(entry)
+        out["children"] = children
     return out
 
 
@@ -46,6 +63,9 @@ class Establishment:
 
     gatekeeper: Gatekeeper
     _search_keys: dict[UserId, str] = field(default_factory=dict)
+    # Per user, the groups they may name and their counts (server.contacts).
+    group_counts: dict[UserId, tuple[tuple[Group, dict[str, Any]], ...]] = field(
+        default_factory=dict)
 
     @property
     def version(self) -> int:
@@ -63,6 +83,14 @@ class Establishment:
             parts = [user.first_name, user.last_name, user.role.value]
             if user.class_id is not None and user.class_id in directory.classes:
                 parts.append(directory.classes[user.class_id].name)
+            # A parent is listed with their children (« mère de Léa André (6e A) »):
+            # the children's names and classes find them too.
+            for child_id in user.children:
+                child = directory.users.get(child_id)
+                if child is not None:
+                    parts += [child.first_name, child.last_name]
+                    if child.class_id is not None and child.class_id in directory.classes:
+                        parts.append(directory.classes[child.class_id].name)
             key = self._search_keys[user.id] = fold(" ".join(parts))
         return key
 

@@ -38,6 +38,7 @@ from .protocol import (
     ListDiscussions,
     Ping,
     Read,
+    Refresh,
     Request,
     Send,
     Start,
@@ -49,7 +50,7 @@ from .protocol import (
 )
 from .schools import person
 from .store import StoredMessage
-from .tokens import read_token
+from .tokens import Verifier, warning_time
 
 __all__ = ["MAX_BAD_FRAMES", "Session", "SessionState"]
 
@@ -63,6 +64,7 @@ MAX_BAD_FRAMES = 10  # consecutive malformed frames before the connection is clo
 # 50,000 reads or lists in ten seconds must be refused, not served at others' expense.
 COSTS: dict[type, float] = {
     Send: 1.0, Start: 4.0, Invite: 2.0, Leave: 1.0, Read: 0.5, Typing: 0.5, Ping: 0.25,
+    Refresh: 2.0,
 }
 LIST_COST = 2.0  # plus one per 25 discussions asked for
 HISTORY_COST = 1.0  # plus one per 50 messages asked for
@@ -79,11 +81,12 @@ class Session:
     """Session is responsible for one client connection's requests and deliveries."""
 
     __slots__ = ("_allowance", "_busy", "_catching", "_closing", "_held",
-                 "_leave_after_request", "_pause", "_positions", "_secret", "encoding",
-                 "expires_at", "node", "outbox", "school_id", "state", "transport", "user_id")
+                 "_leave_after_request", "_pause", "_positions", "_verifier", "_warn_at",
+                 "encoding", "expires_at", "node", "outbox", "school_id", "state", "transport",
+                 "user_id")
 
     def __init__(self, node: Node, transport: Transport, encoding: Encoding, *,
-                 secret: str) -> None:
+                 verifier: Verifier) -> None:
         self.node = node
         self.transport = transport
         self.encoding = encoding
@@ -92,7 +95,9 @@ class Session:
         self.school_id = SchoolId("")
         self.user_id = UserId("")
         self.expires_at = datetime.max
-        self._secret = secret
+        # When to send ``token_expiring`` (None: sent already, for the current token).
+        self._warn_at: datetime | None = None
+        self._verifier = verifier
         self._positions: dict[DiscussionId, int] = {}
         self._catching: dict[DiscussionId, list[tuple[int, Frame | None]]] = {}
         self._held: list[Frame] | None = []  # frames waiting for the welcome
@@ -209,7 +214,7 @@ class Session:
         try:
             hello = parse_hello(decode(raw, self.encoding))
             now = self.node.clock()
-            identity = read_token(self._secret, hello.token, now=now)
+            identity = await self._verifier.verify(hello.token, now)
             try:
                 est = await self.node.schools.get(identity.school_id)
             except NotFound:
@@ -222,7 +227,10 @@ class Session:
             await self._refuse(exc.code, exc.message, close, exc.params)
             return False
         except Refused as exc:
-            await self._refuse(exc.code, exc.message, CloseCode.UNAUTHENTICATED, exc.params)
+            # A host's key set that cannot be fetched is ours to fix: the client retries.
+            await self._refuse(exc.code, exc.message,
+                               CloseCode.TRY_AGAIN if exc.code is ErrorCode.UNAVAILABLE
+                               else CloseCode.UNAUTHENTICATED, exc.params)
             return False
         except StoreError as exc:
             await self._unavailable(exc)
@@ -253,6 +261,7 @@ class Session:
             return False
         self.school_id, self.user_id = identity.school_id, identity.user_id
         self.expires_at = identity.expires_at
+        self._warn_at = warning_time(now, identity.expires_at)
         self.state = SessionState.OPEN
         try:
             incomplete = await self.node.attach(self, hello.resume)
@@ -378,12 +387,51 @@ class Session:
                           retry_at=self.node.clock() + timedelta(seconds=wait),
                           params={"limit": "requests"})
 
+    # ------------------------------------------------------------------ token life
+
+    def check_token(self, now: datetime) -> None:
+        """On the node's tick: warn before the token expires, close once it has."""
+        if not self.open:
+            return
+        if now >= self.expires_at:
+            self.push(Frame(frames.error(ErrorCode.TOKEN_EXPIRED,
+                                         ErrorCode.TOKEN_EXPIRED.phrase)))
+            self.close(CloseCode.TOKEN_EXPIRED, "token expired: reconnect with a fresh token")
+        elif self._warn_at is not None and now >= self._warn_at:
+            self._warn_at = None
+            self.push(Frame(frames.token_expiring(self.expires_at)))
+
+    async def _refresh(self, token: str) -> dict[str, Any]:
+        """A fresh token for this connection: same school, same user, access re-checked.
+
+        A token that does not verify is refused (``unauthenticated``) and the connection
+        goes on until its current token expires; another user's token, or a user the
+        directory or the settings no longer let in, ends it (4501, 4503).
+        """
+        now = self.node.clock()
+        identity = await self._verifier.verify(token, now)  # Refused: answered, kept open
+        if (identity.school_id, identity.user_id) != (self.school_id, self.user_id):
+            self.close(CloseCode.UNAUTHENTICATED, "refresh with another user's token")
+            raise Refused(ErrorCode.UNAUTHENTICATED,
+                          "Le nouveau jeton est celui d'un autre utilisateur : reconnectez-vous.",
+                          params={"reason": "another_user"})
+        est = await self.node.schools.get(self.school_id)
+        decision = est.gatekeeper.check_connect(self.user_id)
+        if not decision.allowed:
+            assert decision.code is not None
+            self.close(CloseCode.UNAUTHENTICATED if decision.code is ErrorCode.UNAUTHENTICATED
+                       else CloseCode.ACCESS_REVOKED, decision.code.value)
+            raise Refused(decision.code, decision.message, params=decision.params)
+        if self.state is SessionState.OPEN:  # not cut while we checked
+            self.expires_at = identity.expires_at
+            self._warn_at = warning_time(now, identity.expires_at)
+        return frames.refreshed(identity.expires_at)
+
     async def _serve(self, request: Request) -> dict[str, Any] | None:
         talk = self.node.conversations
         if self.node.clock() >= self.expires_at:
-            self.close(CloseCode.UNAUTHENTICATED, "token expired")
-            raise Refused(ErrorCode.UNAUTHENTICATED, "Le jeton a expiré : reconnectez-vous.",
-                          params={"reason": "expired"})
+            self.close(CloseCode.TOKEN_EXPIRED, "token expired: reconnect with a fresh token")
+            raise Refused(ErrorCode.TOKEN_EXPIRED)
         self._take_tokens(request)
         match request:
             case Send(discussion=d, body=body, client_id=cid):
@@ -394,8 +442,8 @@ class Session:
             case Read(discussion=d, seq=seq):
                 await talk.mark_read(self, d, seq)
                 return frames.ok()
-            case Start(subject=subject, to=to, body=body, client_id=cid):
-                return await talk.start_discussion(self, subject, to, body, cid)
+            case Start(subject=subject, to=to, body=body, client_id=cid, groups=groups):
+                return await talk.start_discussion(self, subject, to, body, cid, groups)
             case Invite(discussion=d, user=invitee):
                 await talk.invite(self, d, invitee)
                 return frames.ok()
@@ -415,6 +463,8 @@ class Session:
                                       await talk.post_status(self, d))
             case Ping():
                 return frames.pong()
+            case Refresh(token=token):
+                return await self._refresh(token)
         raise AssertionError(f"unhandled request {request!r}")
 
 

@@ -43,6 +43,7 @@ from .auditwords import describe
 from .broker import Broker, BrokerUnavailable, MemoryBroker, RedisBroker
 from .clock import Clock, system_clock
 from .config import Config
+from .contacts import Query, group_views
 from .errors import (
     ErrorCode,
     InvalidSettings,
@@ -56,6 +57,7 @@ from .errors import (
 from .gatekeeper import WindowState
 from .headers import SecurityHeaders
 from .hub import TransportClosed
+from .jwks import build_verifier
 from .limits import Limits
 from .model import Directory, Role, SchoolId, User, UserId
 from .node import Node
@@ -79,7 +81,7 @@ from .settings import (
     settings_to_json,
 )
 from .store import AuditEntry, Store, open_store
-from .tokens import Identity, issue_token, read_token
+from .tokens import Identity, Verifier, issue_token
 
 __all__ = [
     "DEMO_SECRET_KEY",
@@ -152,6 +154,7 @@ class _Services:
     secret: str
     clock: Clock
     node: Node
+    verifier: Verifier
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +205,9 @@ def create_app(
             node = Node(st, _broker(config), schools, clock=clock,
                         limits=limits or config.limits(), node_id=config.node_id,
                         events_version=config.events_version)
+            verifier = build_verifier(secret, config.identity_file)
             await node.start()
-            services["s"] = _Services(st, schools, secret, clock, node)
+            services["s"] = _Services(st, schools, secret, clock, node, verifier)
             yield
         finally:
             if node is not None:
@@ -309,7 +313,7 @@ def create_app(
             return
         await ws.accept(subprotocol=encoding.value)
         s = services["s"]
-        await Session(s.node, _WebSocketTransport(ws), encoding, secret=s.secret).run()
+        await Session(s.node, _WebSocketTransport(ws), encoding, verifier=s.verifier).run()
 
     routes = [
         Route("/healthz", healthz),
@@ -454,7 +458,7 @@ async def _authenticate(services: _Services, request: Request) -> _Caller:
                       "Envoyez le jeton ainsi : 'Authorization: Bearer <jeton>'.",
                       params={"reason": "missing"})
     now = services.clock()
-    identity = read_token(services.secret, token.strip(), now=now)
+    identity = await services.verifier.verify(token.strip(), now)
     try:
         school = await services.schools.get(identity.school_id)
     except NotFound:
@@ -616,22 +620,24 @@ async def _contacts(request: Request, caller: _Caller) -> Json:
     """The people the caller may start a discussion with (G1–G5), searchable and paged."""
     gk = caller.school.gatekeeper
     gk.check_contacts(caller.user.id).raise_for_refusal()
-    q = fold(request.query_params.get("q", "").strip())
+    est = caller.school
+    query = Query.parse(request.query_params.get("q", ""), gk.state.directory.classes)
     limit = _int_param(request, "limit", CONTACTS_PAGE, 1, CONTACTS_MAX_PAGE)
     offset = _decode_cursor(request.query_params.get("cursor"))
     people = gk.contacts(caller.user.id)
-    if q:
-        terms = q.split()
-        people = tuple(
-            u for u in people
-            if all(t in caller.school.search_key(u) for t in terms)
-        )
+    if not query.empty:
+        people = tuple(u for u in people if query.finds(est, u))
     page = people[offset:offset + limit]
     following = offset + limit
+    classes = gk.state.directory.classes
     return {
         "items": [_person(caller, u) for u in page],
         "next_cursor": _encode_cursor(following) if following < len(people) else None,
         "total": len(people),
+        # The groups of classes the caller may address in a start (server.contacts),
+        # all on every page: there are a few per class at most.
+        "groups": [view for group, view in group_views(est, caller.user.id)
+                   if query.finds_group(group, classes[group.class_id].name)],
         "window": _window_json(gk.window_state(caller.now)),
     }
 
@@ -746,10 +752,9 @@ async def _users(request: Request, caller: _Caller) -> Json:
     offset = _decode_cursor(request.query_params.get("cursor"))
     people = sorted(gk.state.directory.users.values(),
                     key=lambda u: (fold(u.last_name), fold(u.first_name), u.id))
-    terms = q.split()
+    query = Query.parse(q, gk.state.directory.classes)
     chosen = [u for u in people
-              if (role is None or u.role.value == role)
-              and all(t in caller.school.search_key(u) for t in terms)]
+              if (role is None or u.role.value == role) and query.finds(caller.school, u)]
     page = chosen[offset:offset + limit]
     following = offset + limit
     return {

@@ -33,6 +33,7 @@ from server.model import SchoolId, UserId
 from server.store import SqliteStore, open_store, sqlite_path
 from server.tokens import issue_token
 from server.web import create_app
+from tests.identity_provider import IdentityProvider, IdentityProviderUnavailable
 from tests.postgres import PostgresUnavailable, TestDatabases
 from tests.postgres_private import PrivatePostgres, PrivatePostgresUnavailable
 from tests.schools import other_school_doc, school_doc
@@ -97,6 +98,25 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         raise pytest.fail.Exception(str(exc), pytrace=False) from None  # the hint, alone
     with server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def identity_provider() -> Iterator[IdentityProvider]:
+    """A private LemonLDAP::NG (tests/identity_provider.py) for the whole run, started by
+    the first test that asks for it (about a second); its accounts are
+    ``DEFAULT_ACCOUNTS``. A test declares Préau's URLs with ``configure()`` first."""
+    try:
+        provider = IdentityProvider()
+    except IdentityProviderUnavailable as exc:
+        raise pytest.fail.Exception(str(exc), pytrace=False) from None  # the hint, alone
+    try:
+        try:
+            provider.start()
+        except IdentityProviderUnavailable as exc:
+            raise pytest.fail.Exception(str(exc), pytrace=False) from None
+        yield provider
+    finally:
+        provider.close()
 
 
 def free_port() -> int:

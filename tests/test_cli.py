@@ -216,6 +216,15 @@ class TestServe:
         assert weak.returncode == 2
         assert "too short" in weak.stderr
 
+    def test_a_mistake_in_the_identity_file_stops_serve(self, tmp_path: Path):
+        identity = tmp_path / "identity.toml"
+        identity.write_text('[schools.hugo.tokens]\nalgorithm = "RS256"\nisuer = "typo"\n')
+        out = preau(tmp_path, "serve", "--port", "1",
+                    env={"PREAU_JWT_SECRET": SECRET, "PREAU_IDENTITY_FILE": str(identity)})
+        assert out.returncode == 2
+        assert "[schools.hugo.tokens]: unknown key 'isuer'" in out.stderr
+        assert str(identity) in out.stderr
+
     def test_bad_log_level_is_named(self, tmp_path: Path):
         out = preau(tmp_path, "serve", "--port", "1",
                     env={"PREAU_JWT_SECRET": SECRET, "PREAU_LOG_LEVEL": "loud"})

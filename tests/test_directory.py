@@ -28,6 +28,7 @@ from server.model import (
     Directory,
     Profile,
     ProfileId,
+    Relation,
     Role,
     School,
     SchoolClass,
@@ -800,3 +801,48 @@ class TestDocumentation:
                       "role", "first_name", "last_name", "profile", "teaches", "admin",
                       "class", "children", "delegate_of"):
             assert f"`{field}`" in text, field
+
+
+class TestRelations:
+    """A parent's optional ``relations`` (issue 11): what they are to each child."""
+
+    def test_french_words_and_codes_in_children_order(self):
+        doc = school()
+        user(doc, P1)["relations"] = {"e1": "MÈRE", "e2": "responsable légal"}
+        user(doc, P2)["relations"] = {"e3": "father"}
+        users = parse_directory(doc).users
+        assert users[UserId("p1")].relations == ((UserId("e2"), Relation.LEGAL_GUARDIAN),
+                                                 (UserId("e1"), Relation.MOTHER))
+        assert users[UserId("p2")].relation_to(UserId("e3")) is Relation.FATHER
+
+    def test_absent_is_guardian(self):
+        parent = parse_directory(school()).users[UserId("p1")]
+        assert parent.relations == ()
+        assert parent.relation_to(UserId("e1")) is Relation.GUARDIAN
+
+    def test_round_trip(self):
+        doc = school()
+        user(doc, P1)["relations"] = {"e1": "grand-mère"}
+        directory = parse_directory(doc)
+        written = directory_to_json(directory)
+        assert parse_directory(written) == directory
+        users: list[dict[str, Any]] = written["users"]  # type: ignore[assignment]
+        assert next(u for u in users if u["id"] == "p1")["relations"] == {"e1": "grandmother"}
+
+    @pytest.mark.parametrize(("relations", "field", "message"), [
+        ({"e3": "mère"}, "relations.e3", "is not one of this parent's children"),
+        ({"e1": "cousine"}, "relations.e1", "unknown relation"),
+        ({"e1": 3}, "relations.e1", "unknown relation"),
+        (["e1"], "relations", "must be an object"),
+    ])
+    def test_refused(self, relations: object, field: str, message: str):
+        doc = school()
+        user(doc, P1)["relations"] = relations
+        problem = only_problem(doc)
+        assert problem.field == field
+        assert message in problem.message
+
+    def test_only_for_parents(self):
+        doc = school()
+        user(doc, E1)["relations"] = {}
+        assert problems(doc) == [("users[4] (e1)", "relations")]

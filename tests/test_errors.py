@@ -11,7 +11,7 @@ FROZEN = {
     "not_participant": 403, "not_invited_by_supervisor": 403,
     "parent_messaging_disabled": 403, "not_opted_in": 403, "cannot_invite": 403,
     "already_participant": 409, "broadcast_not_allowed": 403, "poll_closed": 409,
-    "conflict": 409, "internal": 500, "unavailable": 503,
+    "conflict": 409, "internal": 500, "unavailable": 503, "token_expired": 401,
 }
 
 

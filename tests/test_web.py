@@ -80,9 +80,11 @@ class TestContacts:
 
     def test_search_ignores_case_and_accents(self, live_server: LiveServer):
         with live_server.client("t2") as c:
-            assert ids(c.get("/api/contacts", params={"q": "INES"})) == ["e3"]
+            # Inès, and her father, listed as « responsable de Inès Fournier ».
+            assert ids(c.get("/api/contacts", params={"q": "INES"})) == ["e3", "p3"]
             assert ids(c.get("/api/contacts", params={"q": "fournier karim"})) == ["p3"]
-            assert ids(c.get("/api/contacts", params={"q": "seconde b"})) == ["e3"]
+            # A class named in full finds its students and their parents.
+            assert ids(c.get("/api/contacts", params={"q": "seconde b"})) == ["e3", "p3"]
             assert ids(c.get("/api/contacts", params={"q": "zzz"})) == []
 
     def test_paging_covers_everything_once(self, live_server: LiveServer):

@@ -10,6 +10,7 @@ argument. Modules, one concept each:
 - ``index``     — the school's facts indexed once per state;
 - ``rules``     — G4–G7 as pure predicates;
 - ``broadcast`` — :class:`BroadcastTarget` and G8;
+- ``groups``    — groups of a class as recipients of a start, expanded at the start;
 - ``quota``     — how many discussions one user may start per hour and per day;
 - ``gatekeeper`` — precedence and caching: the :class:`Gatekeeper`.
 """
@@ -17,6 +18,7 @@ argument. Modules, one concept each:
 from server.gatekeeper.broadcast import BroadcastScope, BroadcastTarget
 from server.gatekeeper.decision import ALLOW, Decision, hold, refuse
 from server.gatekeeper.gatekeeper import DEFAULT_MEMBERSHIP_CACHE_SIZE, Gatekeeper
+from server.gatekeeper.groups import Expansion, Group, GroupKind
 from server.gatekeeper.hours import Window, WindowState, validate_hours, validate_timezone
 
 __all__ = [
@@ -25,7 +27,10 @@ __all__ = [
     "BroadcastScope",
     "BroadcastTarget",
     "Decision",
+    "Expansion",
     "Gatekeeper",
+    "Group",
+    "GroupKind",
     "Window",
     "WindowState",
     "hold",

@@ -23,6 +23,13 @@ from server.gatekeeper.broadcast import (
     may_broadcast_to,
 )
 from server.gatekeeper.decision import ALLOW, Decision, hold, refuse
+from server.gatekeeper.groups import (
+    Expansion,
+    Group,
+    addressable_groups,
+    expand_groups,
+    may_address_group,
+)
 from server.gatekeeper.hours import Window, WindowState
 from server.gatekeeper.index import SchoolIndex
 from server.gatekeeper.quota import check_start_quota
@@ -51,6 +58,12 @@ _CANNOT_INITIATE = refuse(ErrorCode.CANNOT_INITIATE)
 _CANNOT_INVITE = refuse(ErrorCode.CANNOT_INVITE)
 _NO_RECIPIENT = refuse(ErrorCode.BAD_REQUEST, "Une discussion a besoin d'au moins un "
                        "destinataire.", params={"field": "to"})
+_NOBODY_IN_GROUPS = refuse(
+    ErrorCode.BAD_REQUEST,
+    "Personne dans ces groupes ne peut recevoir cette discussion : choisissez d'autres "
+    "destinataires.", params={"field": "groups", "reason": "nobody_in_groups"},
+)
+_NO_EXPANSION = Expansion()
 _SELF_RECIPIENT = refuse(ErrorCode.BAD_REQUEST, "Vous ne pouvez pas être destinataire de "
                          "votre propre discussion.", params={"field": "to"})
 
@@ -187,28 +200,72 @@ class Gatekeeper:
         recipient, or the sender among them), then G5 for each recipient,
         duplicates ignored. One forbidden recipient refuses the whole start.
         """
+        return self.check_group_start(user_id, recipients, (), now)[0]
+
+    def check_group_start(
+        self, user_id: UserId, recipients: Sequence[UserId], groups: Sequence[Group],
+        now: datetime,
+    ) -> tuple[Decision, Expansion]:
+        """:meth:`check_start` with ``groups`` beside the people picked one by one.
+
+        After G1–G4, a group the sender may not name (:func:`~server.gatekeeper.groups.
+        may_address_group`) refuses the start with ``recipient_not_allowed``, then each
+        individual is checked as in :meth:`check_start`, then the groups are expanded at
+        ``now`` (:func:`~server.gatekeeper.groups.expand_groups`): members the sender
+        may not reach are left out, not refused. Nobody to reach at all is
+        ``bad_request``. An acceptance comes with the expansion (its ``included`` leaves
+        out those picked one by one); a refusal with an empty one.
+        """
+        nothing = _NO_EXPANSION
         access = self._access.get(user_id, _UNAUTHENTICATED)
         if not access.allowed:
-            return access
+            return access, nothing
         hold_until: datetime | None = None
         if not self.window.is_open(now):
             opens_at = self._opens_at(now)
             if not self._defer:
-                return self._outside_hours(opens_at)
+                return self._outside_hours(opens_at), nothing
             hold_until = opens_at
         index = self._index
-        if not rules.may_initiate(index, index.users[user_id]):
-            return _CANNOT_INITIATE
-        if not recipients:
-            return _NO_RECIPIENT
+        sender = index.users[user_id]
+        if not rules.may_initiate(index, sender):
+            return _CANNOT_INITIATE, nothing
+        for group in groups:
+            if not may_address_group(index, sender, group):
+                return _group_refusal(group), nothing
+        if not recipients and not groups:
+            return _NO_RECIPIENT, nothing
         unique = dict.fromkeys(recipients)
         if user_id in unique:
-            return _SELF_RECIPIENT
+            return _SELF_RECIPIENT, nothing
         for y in unique:
             code = rules.start_refusal_code(index, user_id, y)
             if code is not None:
-                return start_refusal(code, y)
-        return ALLOW if hold_until is None else hold(hold_until)
+                return start_refusal(code, y), nothing
+        expansion = nothing
+        if groups:
+            expansion = expand_groups(index, sender, groups)
+            if unique:
+                expansion = Expansion(
+                    tuple(y for y in expansion.included if y not in unique), expansion.left_out)
+            if not unique and not expansion.included:
+                return _NOBODY_IN_GROUPS, nothing
+        return (ALLOW if hold_until is None else hold(hold_until)), expansion
+
+    def groups(self, user_id: UserId) -> tuple[Group, ...]:
+        """The groups ``user_id`` may name in a start (raw: gate with :meth:`check_contacts`)."""
+        user = self._index.users.get(user_id)
+        return () if user is None else addressable_groups(self._index, user)
+
+    def expand_groups(self, user_id: UserId, groups: Sequence[Group]) -> Expansion:
+        """Who of ``groups`` ``user_id`` would reach now, and who would be left out, for a
+        picker; the start itself expands them again (:meth:`check_group_start`). Nobody,
+        if one of the groups is not one ``user_id`` may name."""
+        index = self._index
+        user = index.users.get(user_id)
+        if user is None or not all(may_address_group(index, user, g) for g in groups):
+            return _NO_EXPANSION
+        return expand_groups(index, user, groups)
 
     def check_start_quota(self, recent: Sequence[datetime], now: datetime) -> Decision:
         """One more start, after ``recent`` (the user's start times, newest first, at
@@ -474,3 +531,11 @@ class Gatekeeper:
 
 def _not_participant(d: DiscussionId) -> Decision:
     return refuse(ErrorCode.NOT_PARTICIPANT, params={"discussion": d})
+
+
+def _group_refusal(group: Group) -> Decision:
+    # The same code as a forbidden individual; the class id is the one given.
+    return refuse(ErrorCode.RECIPIENT_NOT_ALLOWED,
+                  f"Vous ne pouvez pas écrire au groupe {group.kind.value!r} de la classe "
+                  f"{group.class_id!r}.",
+                  params={"group": {"kind": group.kind.value, "class": group.class_id}})

@@ -31,6 +31,7 @@ class SchoolIndex:
 
     - ``users``: the directory (anyone absent is unknown: other schools included).
     - ``active``: users whose profile has discussions on (G2).
+    - ``classes``: the classes of the directory.
     - ``parent_messaging_enabled``: the establishment switch of the parent rule.
     """
 
@@ -43,6 +44,7 @@ class SchoolIndex:
         "_class_teachers",
         "_opted_in",
         "active",
+        "classes",
         "parent_messaging_enabled",
         "users",
     )
@@ -51,6 +53,7 @@ class SchoolIndex:
         settings = state.settings
         users: Mapping[UserId, User] = state.directory.users
         self.users = users
+        self.classes: frozenset[ClassId] = frozenset(state.directory.classes)
         self.parent_messaging_enabled = settings.parent_messaging_enabled
         disabled = settings.disabled_profiles
         self.active: frozenset[UserId] = frozenset(

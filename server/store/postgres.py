@@ -160,9 +160,11 @@ class PostgresStore(PostgresDirectory, PostgresDiscussions, PostgresMessages, Po
                              timeout=_MIGRATION_TIMEOUT)
             await db.execute("CREATE TABLE IF NOT EXISTS schema_version "
                              "(version integer PRIMARY KEY)")
-            current = await db.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_version")
+            # Each migration not recorded yet, in number order (not just those above the
+            # highest: two branches merged may number theirs below one applied earlier).
+            applied = {r[0] for r in await db.fetch("SELECT version FROM schema_version")}
             for number, script in _migrations():
-                if number <= int(current):
+                if number in applied:
                     continue
                 # Several statements: the simple query protocol.
                 await db.execute(script, timeout=_MIGRATION_TIMEOUT)

@@ -34,6 +34,7 @@ from ..model import (
     UserId,
     UserPreferences,
 )
+from ..relations import relations_from_json, relations_to_json
 from ..settings import (
     diff,
     flatten,
@@ -126,8 +127,8 @@ class PostgresDirectory:
             }
             user_rows = await db.fetch(
                 "SELECT id, role, first_name, last_name, profile, class_id, children, "
-                "delegate_of, teaches, admin, preferences FROM users WHERE school_id = $1 "
-                "AND active ORDER BY rowid", school_id)
+                "delegate_of, teaches, admin, preferences, relations FROM users "
+                "WHERE school_id = $1 AND active ORDER BY rowid", school_id)
         users: dict[UserId, User] = {}
         preferences: dict[UserId, UserPreferences] = {}
         for r in user_rows:
@@ -142,6 +143,7 @@ class PostgresDirectory:
                 delegate_of=frozenset(ClassId(c) for c in json.loads(r[7])),
                 teaches=frozenset(ClassId(c) for c in json.loads(r[8])),
                 admin=bool(r[9]),
+                relations=relations_from_json(r[6], r[11]),
             )
             users[user.id] = user
             if r[10] is not None:
@@ -189,19 +191,20 @@ class PostgresDirectory:
                 "SELECT id, active FROM users WHERE school_id = $1", sid)}
             await db.executemany(
                 "INSERT INTO users (school_id, id, role, first_name, last_name, profile, "
-                "class_id, children, delegate_of, teaches, admin, active) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, true) "
+                "class_id, children, delegate_of, teaches, admin, relations, active) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, true) "
                 "ON CONFLICT (school_id, id) DO UPDATE SET role = excluded.role, "
                 "first_name = excluded.first_name, last_name = excluded.last_name, "
                 "profile = excluded.profile, class_id = excluded.class_id, "
                 "children = excluded.children, delegate_of = excluded.delegate_of, "
-                "teaches = excluded.teaches, admin = excluded.admin, active = true, "
+                "teaches = excluded.teaches, admin = excluded.admin, "
+                "relations = excluded.relations, active = true, "
                 # A user whose role changed starts again from that role's defaults.
                 "preferences = CASE WHEN users.role = excluded.role THEN users.preferences "
                 "ELSE NULL END",
                 [(sid, u.id, u.role.value, u.first_name, u.last_name, u.profile, u.class_id,
                   json.dumps(list(u.children)), json.dumps(sorted(u.delegate_of)),
-                  json.dumps(sorted(u.teaches)), u.admin)
+                  json.dumps(sorted(u.teaches)), u.admin, relations_to_json(u))
                  for u in directory.users.values()])
             gone = [uid for uid, active in existing.items()
                     if active and uid not in directory.users]

@@ -51,6 +51,7 @@ from ..model import (
     UserId,
     UserPreferences,
 )
+from ..relations import relations_from_json, relations_to_json
 from ..settings import (
     diff,
     flatten,
@@ -163,10 +164,13 @@ class SqliteStore(SqliteBroadcasts):
             await db.execute(
                 "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
             )
-            row = await (await db.execute("SELECT MAX(version) FROM schema_version")).fetchone()
-            current = row[0] if row and row[0] is not None else 0
+            # Each migration not recorded yet, in number order: not just those above the
+            # highest recorded, so that a migration numbered below one applied earlier
+            # (two branches merged, each with its own numbers) still runs.
+            applied = {r[0] for r in await (
+                await db.execute("SELECT version FROM schema_version")).fetchall()}
             for number, script in _migrations():
-                if number <= current:
+                if number in applied:
                     continue
                 # executescript would COMMIT our transaction; run statement by statement.
                 for statement in _split_sql(script):
@@ -326,7 +330,7 @@ class SqliteStore(SqliteBroadcasts):
         preferences: dict[UserId, UserPreferences] = {}
         for r in await self._all(
             "SELECT id, role, first_name, last_name, profile, class_id, children, delegate_of, "
-            "teaches, admin, preferences FROM users WHERE school_id = ? AND active = 1 "
+            "teaches, admin, preferences, relations FROM users WHERE school_id = ? AND active = 1 "
             "ORDER BY rowid",
             (school_id,),
         ):
@@ -341,6 +345,7 @@ class SqliteStore(SqliteBroadcasts):
                 delegate_of=frozenset(ClassId(c) for c in json.loads(r[7])),
                 teaches=frozenset(ClassId(c) for c in json.loads(r[8])),
                 admin=bool(r[9]),
+                relations=relations_from_json(r[6], r[11]),
             )
             users[user.id] = user
             if r[10] is not None:
@@ -403,20 +408,21 @@ class SqliteStore(SqliteBroadcasts):
             }
             await db.executemany(
                 "INSERT INTO users (school_id, id, role, first_name, last_name, profile, "
-                "class_id, children, delegate_of, teaches, admin, active) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
+                "class_id, children, delegate_of, teaches, admin, relations, active) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) "
                 "ON CONFLICT (school_id, id) DO UPDATE SET role = excluded.role, "
                 "first_name = excluded.first_name, last_name = excluded.last_name, "
                 "profile = excluded.profile, class_id = excluded.class_id, "
                 "children = excluded.children, delegate_of = excluded.delegate_of, "
-                "teaches = excluded.teaches, admin = excluded.admin, active = 1, "
+                "teaches = excluded.teaches, admin = excluded.admin, "
+                "relations = excluded.relations, active = 1, "
                 # A user whose role changed starts again from that role's defaults.
                 "preferences = CASE WHEN users.role = excluded.role THEN users.preferences "
                 "ELSE NULL END",
                 [
                     (sid, u.id, u.role.value, u.first_name, u.last_name, u.profile, u.class_id,
                      json.dumps(list(u.children)), json.dumps(sorted(u.delegate_of)),
-                     json.dumps(sorted(u.teaches)), int(u.admin))
+                     json.dumps(sorted(u.teaches)), int(u.admin), relations_to_json(u))
                     for u in directory.users.values()
                 ],
             )

@@ -117,10 +117,11 @@ class App:
     def url(self) -> str:
         return f"{self.server.url}/?school={SCHOOL}"
 
-    def page(self, *, phone: bool = False) -> Page:
-        """A fresh tab at the sign-in page, in Paris time, in English."""
+    def page(self, *, phone: bool = False, locale: str = "en-GB") -> Page:
+        """A fresh tab at the sign-in page, in Paris time, in English unless told
+        otherwise (the app takes its language from the browser's)."""
         context = self.browser.new_context(viewport=PHONE if phone else DESKTOP,
-                                           locale="en-GB", timezone_id="Europe/Paris")
+                                           locale=locale, timezone_id="Europe/Paris")
         context.set_default_timeout(TIMEOUT_MS)
         self.contexts.append(context)
         page = context.new_page()
@@ -128,11 +129,11 @@ class App:
         page.goto(self.url)
         return page
 
-    def open(self, user: str, *, phone: bool = False) -> Page:
+    def open(self, user: str, *, phone: bool = False, locale: str = "en-GB") -> Page:
         """A tab signed in as ``user`` through the demo sign-in page, connected."""
-        page = self.page(phone=phone)
+        page = self.page(phone=phone, locale=locale)
         page.locator(f'.demo-picker button[data-user="{user}"]').click()
-        expect(page.locator(".conn")).to_have_text("Connected")
+        expect(page.locator(".conn")).to_have_attribute("data-state", "open")
         return page
 
     def screenshot(self, page: Page, name: str) -> Path:

@@ -56,7 +56,7 @@ def fill_poll(page: Page, title: str) -> None:
     page.get_by_label("Question 3: Wording").fill("Une remarque ?")
     page.get_by_label("Question 3: Answer").select_option("text")
     # Free text is optional unless the author ticks it.
-    expect(page.get_by_label("Question 3 : Réponse obligatoire")).not_to_be_checked()
+    expect(page.locator('input[data-q="2"][data-part="required"]')).not_to_be_checked()
 
 
 def send_and_open(page: Page, button: str) -> int:
@@ -96,8 +96,8 @@ def test_teacher_poll_to_parents_answered_live(app: App):
     expect(teacher.locator(".recipients-count")).to_have_text("2 recipients")
     fill_poll(teacher, "Sortie au musée")
     # The deadline proposed is the end of the school day (20:00, Paris), 15 days ahead.
-    expect(teacher.get_by_label("Deadline for answers (optional)")).to_have_value(
-        "2026-12-09T20:00")
+    expect(teacher.locator('input[data-when="deadline-date"]')).to_have_value("09/12/2026")
+    expect(teacher.locator('input[data-when="deadline-time"]')).to_have_value("20:00")
     check_layout(teacher)
     teacher.locator(".compose-body").evaluate("(el) => { el.scrollTop = 0; }")
     app.screenshot(teacher, "broadcast-compose-desktop")
@@ -129,7 +129,7 @@ def test_teacher_poll_to_parents_answered_live(app: App):
     form.get_by_label("Lundi").check()
     form.get_by_label("Mardi").check()
     expect(form.get_by_label("Jeudi")).to_be_disabled()  # at most 2
-    expect(form.locator('[data-question="2"] .hint')).to_have_text("Réponse facultative.")
+    expect(form.locator('[data-question="2"] .hint')).to_have_text("Optional answer.")
     form.get_by_label("Answer to question 3").fill("Je peux conduire.")
     check_layout(parent)
     parent.get_by_role("button", name="Send my answers").click()
@@ -150,7 +150,9 @@ def test_teacher_poll_to_parents_answered_live(app: App):
     results = teacher.locator(".results")
     expect(results.locator(".free-texts li")).to_have_text(["Je peux conduire."])
     # Marc Petit is not connected: not received, so listed there only.
-    expect(results.locator('[data-pending="not_received"] li')).to_have_text(["Marc Petit"])
+    # A parent is named with their child (issue 11).
+    expect(results.locator('[data-pending="not_received"] li')).to_have_text(
+        ["Marc Petit, guardian of Léa Petit (Seconde A)"])
     expect(results.locator('[data-pending="not_answered"] li')).to_have_count(0)
     row = results.locator('.responses tbody tr[data-user="p2"]')
     expect(row).to_contain_text("Nadia Moreau")
@@ -203,7 +205,7 @@ def test_information_acknowledged_and_reminded(app: App):
         "Choose who receives it: a role, or people.")
     teacher.get_by_label("Students", exact=True).check()
     expect(teacher.locator(".recipients-count")).to_have_text("2 recipients")
-    teacher.get_by_label("Ask for “J’ai pris connaissance”").check()
+    teacher.locator('input[data-option="ack"]').check()
     broadcast = send_and_open(teacher, "Send the information")
     expect(figure(teacher, "acknowledged")).to_have_text("0")
 
@@ -229,7 +231,7 @@ def test_information_acknowledged_and_reminded(app: App):
     assert student.locator(".broadcast-detail img, .broadcast-detail b").count() == 0
     assert student.evaluate("() => window.__pwned") is None
     expect(figure(teacher, "read")).to_have_text("1")
-    student.get_by_role("button", name="J’ai pris connaissance").click()
+    student.locator(".ack-button").click()
     expect(student.locator(".ack-status")).to_contain_text("You acknowledged it")
     expect(figure(teacher, "acknowledged")).to_have_text("1")
     expect(item.locator(".badge-done")).to_have_text("Acknowledged")
@@ -275,7 +277,7 @@ def test_refused_outside_hours_keeps_the_form(app: App, demo_server: LiveServer)
     expect(figure(teacher, "recipients")).to_have_text("2")
     check_layout(teacher)
     app.screenshot(teacher, "broadcast-sent-phone")
-    teacher.get_by_role("link", name="‹ Informations & sondages").click()
+    teacher.locator('a.back[href="#/b"]').click()
     expect(teacher.locator(".sent-list a[data-broadcast]")).to_have_count(1)
     expect(teacher.locator(f'.sent-list a[data-broadcast="{broadcast}"]')).to_contain_text(
         "Cantine")
@@ -300,7 +302,7 @@ def test_delegate_poll_to_opted_in_parents(app: App, demo_server: LiveServer):
     expect(delegate.locator(".audience")).to_have_count(0)
 
     # "Mes préférences": the delegate opts in.
-    delegate.get_by_role("link", name="Mes préférences").click()
+    delegate.locator('nav a[data-route="prefs"]').click()
     opt_in = delegate.get_by_label("I take part in messaging between parents")
     expect(opt_in).not_to_be_checked()
     check_layout(delegate)
@@ -401,7 +403,8 @@ def test_poll_closes_at_its_deadline(app: App, demo_server: LiveServer):
     teacher.get_by_label("Question 1: Wording").fill("Présent ?")
     teacher.get_by_label("Question 1: Choice 1").fill("Oui")
     teacher.get_by_label("Question 1: Choice 2").fill("Non")
-    teacher.get_by_label("Deadline for answers (optional)").fill("2026-11-24T18:00")  # Paris
+    teacher.locator('input[data-when="deadline-date"]').fill("2026-11-24")
+    teacher.locator('input[data-when="deadline-time"]').fill("18:00")  # the school's clock: Paris
     broadcast = send_and_open(teacher, "Send the poll")
     expect(teacher.locator(".broadcast-status")).to_contain_text(
         "Answers until 18:00 on Tue 24 Nov.")
@@ -473,7 +476,7 @@ def test_received_and_sent_lists_show_more_on_request(app: App):
         items = page.locator(f"{scope} a[data-broadcast]")
         expect(items).to_have_count(100)
         expect(items.first).to_contain_text("Info n° 129")
-        more = page.get_by_role("button", name="Voir plus")
+        more = page.locator(f"{scope} ~ .more-button")
         expect(more).to_be_visible()
         more.click()
         expect(items).to_have_count(130)

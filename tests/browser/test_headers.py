@@ -83,8 +83,8 @@ def test_the_app_works_under_its_own_policy(app: App):
     # The other screens, with their styles and scripts.
     admin.page.get_by_role("link", name="Settings").click()
     expect(admin.page).to_have_title("Settings · Préau")
-    teacher.page.get_by_role("link", name="Informations & sondages").click()
-    expect(teacher.page.get_by_role("heading", name="Informations & sondages")).to_be_visible()
+    teacher.page.locator('nav a[data-route="broadcasts"]').click()
+    expect(teacher.page.get_by_role("heading", name="Information & polls")).to_be_visible()
 
     for tab in (teacher, student, admin):
         assert tab.violations() == []

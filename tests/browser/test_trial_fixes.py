@@ -41,11 +41,11 @@ def test_unknown_or_forbidden_discussion_shows_a_clear_page(app: App):
     student = app.open("e2")  # not in it
     for discussion in (99999, theirs):
         student.goto(f"{app.url}#/d/{discussion}")
-        expect(student.get_by_role("heading", name="Discussion introuvable")).to_be_visible()
-        expect(student.locator(".missing-reason")).to_contain_text("n’existe pas")
+        expect(student.get_by_role("heading", name="Discussion not found")).to_be_visible()
+        expect(student.locator(".missing-reason")).to_contain_text("does not exist")
         expect(composer(student)).to_have_count(0)
         expect(student.get_by_text("Le conseil est mardi.")).to_have_count(0)
-        student.get_by_role("link", name="Retour à mes discussions").click()
+        student.locator("a.missing-back").click()
         expect(student).to_have_url(f"{app.url}#/")
         expect(student.locator(".empty-pane")).to_be_visible()
 
@@ -94,13 +94,15 @@ def test_results_list_each_person_where_they_stopped(app: App):
     teacher.get_by_role("button", name="Results").click()
     results = teacher.locator(".results")
     expect(results.locator('[data-pending="not_received"] li')).to_have_text(
-        ["Léa Petit", "Marc Petit"])  # not connected
+        ["Léa Petit", "Marc Petit, guardian of Léa Petit (Seconde A)"])  # not connected
     expect(results.locator('[data-pending="not_read"] li')).to_have_text(["Hugo Moreau"])
-    expect(results.locator('[data-pending="not_answered"] li')).to_have_text(["Nadia Moreau"])
+    expect(results.locator('[data-pending="not_answered"] li')).to_have_text(
+        ["Nadia Moreau, guardian of Hugo Moreau (Seconde A)"])
 
 
 def test_publish_later_and_expiry_on_the_schools_clock(app: App):
-    # A teacher whose browser is in New York: the times she types are the school's (Paris).
+    # A teacher whose browser is in New York: the times she types, and reads, are the
+    # school's (Paris).
     context = app.browser.new_context(viewport=DESKTOP, locale="en-GB",
                                       timezone_id="America/New_York")
     app.contexts.append(context)
@@ -108,27 +110,27 @@ def test_publish_later_and_expiry_on_the_schools_clock(app: App):
     teacher.on("pageerror", lambda exc: app.errors.append(f"{teacher.url}: {exc}"))
     teacher.goto(app.url)
     teacher.locator('.demo-picker button[data-user="t1"]').click()
-    expect(teacher.locator(".conn")).to_have_text("Connected")
+    expect(teacher.locator(".conn")).to_have_attribute("data-state", "open")
 
     new_form(teacher)
     teacher.get_by_label("Title", exact=True).fill("Réunion parents-professeurs")
     teacher.get_by_label("Parents", exact=True).check()
-    teacher.get_by_label("Publier plus tard, le (facultatif)").fill("2026-11-25")
-    teacher.get_by_label("Publier à").fill("09:15")
+    teacher.locator('input[data-when="publish-date"]').fill("25/11/2026")  # day first
+    teacher.locator('input[data-when="publish-time"]').fill("09:15")
     send_and_open(teacher, "Send the information")
     status = teacher.locator(".broadcast-detail .broadcast-status")
     expect(status).to_contain_text("Scheduled")
-    # 09:15 in Paris is 03:15 in New York, where she reads it.
-    expect(status).to_contain_text("Will be published at 03:15 on Wed 25 Nov.")
+    # 09:15 in Paris (03:15 in New York, where she reads it) is shown on the school's clock.
+    expect(status).to_contain_text("Will be published at 09:15 on Wed 25 Nov.")
 
     new_form(teacher)
     teacher.get_by_label("Title", exact=True).fill("Cantine")
     teacher.get_by_label("Parents", exact=True).check()
-    teacher.get_by_label("Fin de publication, le (facultatif)").fill("2026-11-30")
-    teacher.get_by_label("Fin de publication à").fill("18:00")
+    teacher.locator('input[data-when="expires-date"]').fill("2026-11-30")
+    teacher.locator('input[data-when="expires-time"]').fill("18:00")
     send_and_open(teacher, "Send the information")
     expect(status).to_contain_text("Published")
-    expect(status.locator(".expires")).to_have_text(" Fin de publication : 12:00 on Mon 30 Nov.")
+    expect(status.locator(".expires")).to_have_text(" End of publication: 18:00 on Mon 30 Nov.")
 
 
 def test_phone_header_shows_who_is_signed_in_and_a_short_navigation(app: App):
@@ -139,12 +141,12 @@ def test_phone_header_shows_who_is_signed_in_and_a_short_navigation(app: App):
     parent.on("pageerror", lambda exc: app.errors.append(f"{parent.url}: {exc}"))
     parent.goto(app.url)
     parent.locator('.demo-picker button[data-user="p2"]').click()
-    expect(parent.locator(".conn")).to_have_text("Connected")
+    expect(parent.locator(".conn")).to_have_attribute("data-state", "open")
 
     expect(parent.locator(".topbar .me-name")).to_be_visible()
     expect(parent.locator(".topbar .me-name")).to_have_text("Nadia Moreau")
     links = parent.locator("nav a")
-    expect(links).to_have_count(3)  # Discussions, Informations & sondages, Mes préférences
+    expect(links).to_have_count(3)  # Discussions, Information & polls, My preferences
     line = links.first.bounding_box()
     nav = parent.locator("nav").bounding_box()
     assert line is not None

@@ -10,7 +10,7 @@ import pytest
 
 from server.directory import parse_directory
 from server.errors import NotFound
-from server.model import ProfileId, SchoolId, SchoolSettings, UserId, UserPreferences
+from server.model import ProfileId, Relation, SchoolId, SchoolSettings, UserId, UserPreferences
 from server.store import Store
 from tests.conftest import SCHOOL_DAY
 from tests.contracts.conftest import OpenStore
@@ -42,6 +42,26 @@ class TestImport:
         assert state.settings == SchoolSettings(timezone="Europe/Paris")
         assert state.version == report.version
         assert await store.school_version(HUGO) == report.version
+
+    async def test_parent_relations_are_kept(self, store: Store):
+        """What a parent is to each child (issue 11), as the directory says, and the
+        default for a link it does not describe; a re-import replaces them."""
+        doc = school_doc()
+        p1 = next(u for u in doc["users"] if u["id"] == "p1")
+        p1["children"] = ["e1", "e2"]
+        p1["relations"] = {"e2": "Mère"}
+        directory = parse_directory(doc)
+        await store.import_directory(directory, actor="t", now=SCHOOL_DAY)
+        state = await store.load_school(HUGO)
+        assert state.directory == directory
+        parent = state.directory.users[P1]
+        assert parent.relations == ((E2, Relation.MOTHER),)
+        assert (parent.relation_to(E1), parent.relation_to(E2)) == (
+            Relation.GUARDIAN, Relation.MOTHER)
+        p1["relations"] = {"e1": "father"}
+        await store.import_directory(parse_directory(doc), actor="t", now=SCHOOL_DAY)
+        parent = (await store.load_school(HUGO)).directory.users[P1]
+        assert parent.relations == ((E1, Relation.FATHER),)
 
     async def test_schools_are_separate(self, schools: Store):
         assert await schools.list_schools() == [HUGO, MOULIN]
