@@ -100,11 +100,20 @@ function value(item, v) {
   return typeof v === 'string' || typeof v === 'number' ? String(v) : JSON.stringify(v);
 }
 
+/** The usual profiles in the reader's language (settings.js's words), others by the
+ * name the school's directory gives them. */
+function profileWord(profile) {
+  if (!profile) return '';
+  const key = `settings.profileName.${profile.id}`;
+  const word = t(key);
+  return word !== key ? word : profile.name || profile.id;
+}
+
 /** {who, setting, before, after} of an audit item, in words. */
 export function auditWords(item) {
   const known = item.setting && item.setting !== 'other';
   const params = {
-    profile: (item.profile && (item.profile.name || item.profile.id)) || '',
+    profile: profileWord(item.profile),
     user: (item.user && (item.user.name || item.user.id)) || '',
   };
   const who = item.actor === 'import' ? t('audit.import') : item.actor_name || item.actor;

@@ -362,7 +362,7 @@ function auditSection(notify) {
       body.append(h('tr', { dataset: { field: e.field } },
         h('td', {}, h('time', { datetime: e.at }, formatFull(e.at))),
         h('td', {}, words.who),
-        h('td', { dataset: { field: e.field }, title: e.field }, words.setting),
+        h('td', { dataset: { field: e.field } }, words.setting),
         h('td', {}, words.before),
         h('td', {}, words.after)));
     }

@@ -211,7 +211,7 @@ def test_admin_switches_students_off(app: App, demo_server: LiveServer):
     # the values as words), and keeps its key in a data attribute.
     first_row = admin.locator(".audit tbody tr").first
     expect(first_row.locator('td[data-field="profiles.students.discussions_enabled"]')).to_have_text(
-        "Discussions for the profile Élèves")
+        "Discussions for the profile students")
     expect(first_row).to_contain_text("onoff")
     expect(students_profile).not_to_be_checked()
 

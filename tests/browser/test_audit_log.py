@@ -33,7 +33,7 @@ def test_audit_log_says_each_change_in_words(app: App, demo_server: LiveServer):
         expect(cells.nth(i)).to_have_text(text)
     expect(row("hours.start").locator("td").nth(2)).to_have_text("Hours: start")
     expect(row("profiles.parents.discussions_enabled").locator("td").nth(2)).to_have_text(
-        "Discussions for the profile Responsables")
+        "Discussions for the profile parents")
     expect(row("users.t1.accepts.students.classes").locator("td").nth(4)).to_have_text(
         "Seconde A")
 
@@ -46,7 +46,7 @@ def test_audit_log_says_each_change_in_words(app: App, demo_server: LiveServer):
     expect(row("hours.start").locator("td").nth(2)).to_have_text("Horaires : début")
     expect(row("hours.start").locator("td").nth(4)).to_have_text("08:00")
     expect(row("profiles.parents.discussions_enabled").locator("td")).to_contain_text(
-        ["Discussions pour le profil Responsables", "activées", "désactivées"])
+        ["Discussions pour le profil parents", "activées", "désactivées"])
     teacher = row("users.t1.accepts.students.classes").locator("td")
     expect(teacher.nth(1)).to_have_text("Claire Martin")
     expect(teacher.nth(2)).to_have_text("Claire Martin accepte les élèves des classes")
