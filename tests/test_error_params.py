@@ -139,7 +139,17 @@ async def test_params_sent_are_the_documented_ones(live_server: LiveServer) -> N
             "kind": "information", "title": "Sortie", "body": "Demain", "client_id": "b1",
             "to": {"roles": ["parent"], "classes": ["2A"]}}), "broadcast_not_allowed"))
         assert seen[-1][1] == {"rule": "G8", "reason": "role"}
+    with live_server.client("t1") as author:
+        seen.append(rest(author.post("/api/broadcasts", json={
+            "kind": "poll", "title": "Sortie", "client_id": "p1",
+            "to": {"roles": ["parent"], "classes": ["2A"]},
+            "questions": [{"text": "Qui vient ?", "kind": "maybe"}]}), "bad_request"))
+        assert seen[-1][1] == {"field": "kind", "question": 1}
+        seen.append(rest(author.patch("/api/settings", json={}), "forbidden"))
     with live_server.client("a1") as admin:
+        seen.append(rest(admin.patch("/api/settings", json={"hours": {"start": "7h"}}),
+                         "bad_request"))
+        assert seen[-1][1] == {"field": "hours.start"}
         seen.append(rest(admin.get("/api/users/x9/preferences"), "not_found"))
         assert seen[-1][1] == {"user": "x9"}
 
