@@ -16,6 +16,8 @@
 //   reconnection or a reload it is resent with the same client_id, and the
 //   server answers the original ack instead of storing it twice (§4.7).
 
+import { currentPost, deliversNow, takePost } from './poststatus.js';
+
 const STATE_VERSION = 1;
 const SAVE_MESSAGES = 100; // per discussion, newest first; older ones come back via history
 const HISTORY_PAGE = 50;
@@ -52,6 +54,8 @@ function blank(id) {
     typing: new Map(), // user → time until which to show "is typing"
     filling: false,
     readSent: 0,
+    postOpen: null, // may I post here (§8.4), while the window is open / closed
+    postClosed: null,
   };
 }
 
@@ -165,6 +169,11 @@ export class Chat extends EventTarget {
         this.readOnly = !frame.open;
         return this._emit('window', { window: this.window, changed: true });
       case 'held_dropped': return this._heldDropped(frame);
+      case 'post': {
+        const d = this.discussions.get(frame.discussion);
+        if (takePost(d, frame.post)) this._emit('post', { id: frame.discussion });
+        return undefined;
+      }
       case 'access': return this._emit('access', frame);
       case 'error': return this._emit('server-error', frame); // unsolicited: a close follows
       default: return undefined; // reconnect (a close follows), and types of later versions
@@ -240,6 +249,7 @@ export class Chat extends EventTarget {
     d.last_seq = Math.max(d.last_seq, meta.last_seq || 0);
     const last = meta.last_message;
     if (last && (!d.lastMessage || last.seq > d.lastMessage.seq)) d.lastMessage = last;
+    takePost(d, meta.post);
     if (source === 'event' || source === 'started') {
       // Its messages follow from seq 1 (§7.2).
       if (d.pos === null) { d.pos = 0; d.lo = 1; }
@@ -301,6 +311,7 @@ export class Chat extends EventTarget {
     if (!d || !this.connection || !this.connection.isOpen) return;
     const reply = await this.connection.request({ type: 'history', discussion: id, limit: 1 });
     const now = this.discussions.get(id);
+    if (now && takePost(now, reply.post)) this._emit('post', { id });
     if (now && this._takeReads(now, reply)) this._emit('discussion', { id, read: true });
   }
 
@@ -570,10 +581,17 @@ export class Chat extends EventTarget {
 
   /** Say "I am typing", at most once every 3 s per discussion (§5.6: it costs rate tokens). */
   typing(id) {
+    // What could not be posted now is typed for nobody (§5.6): do not say it.
+    if (!deliversNow(this.postStatus(id))) return;
     const now = Date.now();
     if ((this.typingSent.get(id) || 0) + TYPING_THROTTLE > now) return;
     this.typingSent.set(id, now);
     if (this.connection) this.connection.notify({ type: 'typing', discussion: id });
+  }
+
+  /** May the user post in `id` now? The server's status (§8.4), or null if not known yet. */
+  postStatus(id) {
+    return currentPost(this.discussions.get(id), this.window);
   }
 
   invite(id, user) {

@@ -152,13 +152,15 @@ export function conversationView({ chat, id, notify }) {
   const sendButton = h('button', { type: 'submit' }, t('conv.send'));
   const composer = h('form', { class: 'composer', 'aria-label': t('conv.write') },
     h('label', { for: composerId, class: 'sr-only' }, t('conv.message')), textarea, sendButton);
+  // Said before typing when a post would be refused (§8.4): the server's reason, in words.
+  const postNote = h('p', { class: 'post-note', role: 'status', hidden: true });
   const leftNote = h('p', { class: 'left-note', hidden: true }, t('conv.leftNote'));
 
   const element = h('section', { class: 'conversation', 'aria-labelledby': titleId },
     h('header', { class: 'conv-head' },
       h('a', { href: '#/', class: 'back' }, t('conv.back')),
       title, people, actions),
-    invitePanel, leavePanel, scroller, typingLine, windowNote, composer, leftNote);
+    invitePanel, leavePanel, scroller, typingLine, windowNote, postNote, composer, leftNote);
 
   // An unknown discussion, or one this user never took part in (a stale or shared
   // link): once the server says so, a clear page replaces the view, without composer.
@@ -307,6 +309,23 @@ export function conversationView({ chat, id, notify }) {
     }
   }
 
+  function renderPost() {
+    const status = chat.postStatus(id);
+    const disc = d();
+    // A participant who left sees the left note instead; unknown yet: leave it open.
+    const refused = Boolean(status && !status.allowed && disc && chat.isPresent(disc));
+    postNote.hidden = !refused;
+    postNote.textContent = refused ? explain(status).title : '';
+    // Closed hours lift by themselves: the user may still write a draft for the opening
+    // (a send then is refused and the text kept). Any other refusal closes the composer.
+    const closed = refused && status.code !== 'outside_hours';
+    textarea.disabled = closed;
+    sendButton.disabled = closed;
+    composer.classList.toggle('refused', closed);
+    // Closed hours are then said by the post note itself, with the opening.
+    if (refused && status.code === 'outside_hours') windowNote.hidden = true;
+  }
+
   // ------------------------------------------------------------------ behaviour
 
   let loadingOlder = false;
@@ -384,6 +403,7 @@ export function conversationView({ chat, id, notify }) {
       if (e.detail.id !== id) return;
       showMissing(false); // invited meanwhile
       renderHead();
+      renderPost();
       renderMessages();
       if (e.detail.message) renderTyping();
     },
@@ -393,7 +413,8 @@ export function conversationView({ chat, id, notify }) {
     welcome: () => { renderMessages(); probe(); fetchReads(); },
     typing: (e) => { if (e.detail.id === id) renderTyping(); },
     presence: () => renderHead(),
-    window: () => renderWindow(),
+    window: () => { renderWindow(); renderPost(); },
+    post: (e) => { if (e.detail.id === id) renderPost(); },
     draft: (e) => {
       if (e.detail.id !== id) return;
       textarea.value = e.detail.text;
@@ -406,6 +427,7 @@ export function conversationView({ chat, id, notify }) {
 
   renderHead();
   renderWindow();
+  renderPost();
   renderMessages({ keepBottom: true });
   renderTyping();
   function ensureContext() {

@@ -4,6 +4,7 @@
 // records each change and applies it at once to every connection.
 
 import { api } from './api.js';
+import { auditWords } from './auditwords.js';
 import { debounce, h, nextId, replace } from './dom.js';
 import { explain, formatFull } from './text.js';
 import { register, t, tn } from './i18n.js';
@@ -154,17 +155,6 @@ function profileName(id) {
   return text === key ? id : text;
 }
 
-/** An audit row's field in words ("Messagerie entre parents"), or the raw key if unknown. */
-function fieldName(key) {
-  const profile = /^profiles\.([^.]+)\.discussions_enabled$/.exec(key);
-  if (profile) return t('settings.field.profile', { id: profileName(profile[1]) });
-  const user = /^users\.([^.]+)\.can_initiate$/.exec(key);
-  if (user) return t('settings.field.can_initiate', { user: user[1] });
-  const name = `settings.field.${key}`;
-  const text = t(name);
-  return text === name ? key : text;
-}
-
 /** "07:30", "7h30", "7.30" → "07:30" (24-hour clock); null when not a time. */
 function hhmm(text) {
   const m = /^([01]?\d|2[0-3])\s*[:hH.]\s*([0-5]\d)$/.exec(String(text).trim());
@@ -189,15 +179,6 @@ function field(label, input) {
   const id = input.id || nextId('field');
   input.id = id;
   return h('div', { class: 'field' }, h('label', { for: id }, label), input);
-}
-
-/** Display a settings value of the audit log. */
-function show(value) {
-  if (value === null || value === undefined) return '—';
-  if (value === true) return t('settings.on');
-  if (value === false) return t('settings.off');
-  if (value === 'refuse' || value === 'defer') return t(`settings.value.${value}`);
-  return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
 export function settingsView({ me, notify }) {
@@ -377,12 +358,13 @@ function auditSection(notify) {
     }
     if (!append) replace(body);
     for (const e of reply.items) {
-      body.append(h('tr', {},
+      const words = auditWords(e);
+      body.append(h('tr', { dataset: { field: e.field } },
         h('td', {}, h('time', { datetime: e.at }, formatFull(e.at))),
-        h('td', {}, e.actor),
-        h('td', { dataset: { field: e.field } }, fieldName(e.field)),
-        h('td', {}, show(e.old)),
-        h('td', {}, show(e.new))));
+        h('td', {}, words.who),
+        h('td', { dataset: { field: e.field } }, words.setting),
+        h('td', {}, words.before),
+        h('td', {}, words.after)));
     }
     if (!append && reply.items.length === 0) body.append(h('tr', {}, h('td', { colspan: '5' }, t('settings.noAudit'))));
     before = reply.next_before;

@@ -1,6 +1,6 @@
-// Words shown to people: times on the school's clock, in the language of the app,
-// and a sentence for every refusal code of docs/protocol.md §9 (the server's own
-// message is shown under it as the precise reason).
+// Words shown to people: times on the school's clock, in the language of the app;
+// refusals are explained by errors.js (a sentence for every code of
+// docs/protocol.md §9, written from its params).
 
 import { parentDetail } from './people.js';
 import { locale, register, t } from './i18n.js';
@@ -122,45 +122,6 @@ export const ROLE_LABELS = Object.freeze({
   get staff() { return t('roles.staff'); },
 });
 
-const LEADS = {
-  unauthenticated: 'Your session is no longer valid: sign in again.',
-  discussions_disabled: 'Discussions are switched off in the school.',
-  profile_disabled: 'Discussions are switched off for your profile.',
-  cannot_initiate: 'You may not start discussions. You can still reply where you are included.',
-  recipient_not_allowed: 'You may not start a discussion with this person.',
-  parent_messaging_disabled: 'Messaging between parents is switched off by the school.',
-  not_opted_in: 'Both parents must have switched on messaging between parents.',
-  not_participant: 'You are no longer in this discussion.',
-  not_invited_by_supervisor:
-    'Someone here may talk with you only while the teacher or staff member who brought you in is present.',
-  cannot_invite: 'Only a teacher or a staff member present may invite.',
-  already_participant: 'This person is already in the discussion.',
-  broadcast_not_allowed: 'You may not send information or polls to these people.',
-  poll_closed: 'This poll is closed: answers are no longer accepted.',
-  conflict: 'This changed meanwhile: look again and retry.',
-  rate_limited: 'Too fast: wait a second and try again.',
-  too_large: 'This message is too long (8,000 characters at most).',
-  bad_request: 'The app sent something the server did not understand.',
-  internal: 'The server failed: try again in a moment.',
-  disconnected: 'The connection was lost before the server answered.',
-  timeout: 'The server did not answer in time.',
-  forbidden: 'Only an administrator of the school may do this.',
-  not_found: 'Not found.',
-  network: 'The server cannot be reached.',
-};
-
-/**
- * {title, detail} for an error frame or REST error ({code, message, retry_at}).
- * For outside_hours the opening is given in local time; the server's sentence
- * names the school's time zone, which may not be the reader's.
- */
-export function explain(error) {
-  const code = (error && error.code) || 'internal';
-  if (code === 'outside_hours') {
-    const when = error.retry_at ? ` They open again at ${formatOpening(error.retry_at)}.` : '';
-    return { title: `Discussions are closed at this hour.${when}`, detail: '' };
-  }
-  const title = LEADS[code] || 'The server refused this.';
-  const detail = error && error.message && error.message !== title ? error.message : '';
-  return { title, detail };
-}
+// Refusals in words: the catalogue lives in errors.js (French and English, from each
+// code's params); explain(error) → {title, detail} is re-exported for the callers here.
+export { explain } from './errors.js';

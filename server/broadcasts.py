@@ -99,72 +99,79 @@ class Draft:
     deadline: datetime | None = None       # None: see DEFAULT_POLL_DAYS
 
 
-def _bad(message: str) -> Refused:
-    return Refused(ErrorCode.BAD_REQUEST, message)
+def _bad(message: str, **params: Any) -> Refused:
+    """``bad_request`` with a French sentence and its params (``field``, ``question``…)."""
+    return Refused(ErrorCode.BAD_REQUEST, message, params=params)
 
 
 def _text(obj: Mapping[str, Any], name: str, max_chars: int, *, required: bool = True,
-          label: str | None = None) -> str:
+          label: str | None = None, **where: Any) -> str:
     label = label or f"'{name}'"
     value = obj.get(name, None if required else "")
     if not isinstance(value, str):
-        raise _bad(f"{label} must be a string")
+        raise _bad(f"{label} doit être une chaîne.", field=name, **where)
     if required and not value.strip():
-        raise _bad(f"{label} must not be empty")
+        raise _bad(f"{label} ne doit pas être vide.", field=name, **where)
     if len(value) > max_chars:
-        raise _bad(f"{label} is limited to {max_chars} characters")
+        raise _bad(f"{label} est limité à {max_chars} caractères.", field=name,
+                   max_chars=max_chars, **where)
     return value
 
 
 def _bool(obj: Mapping[str, Any], name: str) -> bool:
     value = obj.get(name, False)
     if not isinstance(value, bool):
-        raise _bad(f"'{name}' must be true or false")
+        raise _bad(f"'{name}' doit valoir true ou false.", field=name)
     return value
 
 
 def parse_datetime(value: object, name: str) -> datetime:
     """An ISO 8601 time with its offset (``Z`` or ``+01:00``), as UTC."""
     if not isinstance(value, str):
-        raise _bad(f"'{name}' must be an ISO 8601 time, e.g. 2026-12-01T08:00:00Z")
+        raise _bad(f"'{name}' doit être une heure ISO 8601, par exemple "
+                   "2026-12-01T08:00:00Z.", field=name)
     try:
         dt = datetime.fromisoformat(value)
     except ValueError:
-        raise _bad(f"'{name}' is not an ISO 8601 time: {value!r}") from None
+        raise _bad(f"'{name}' n'est pas une heure ISO 8601 : {value!r}.", field=name) from None
     if dt.tzinfo is None:
-        raise _bad(f"'{name}' needs a time zone offset (Z or +01:00)")
+        raise _bad(f"'{name}' doit préciser son décalage horaire (Z ou +01:00).", field=name)
     try:
         return dt.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00+01:00 is before the first UTC instant
-        raise _bad(f"'{name}' is out of range: {value!r}") from None
+        raise _bad(f"'{name}' est hors limites : {value!r}.", field=name) from None
 
 
 def _ids(value: object, name: str) -> frozenset[str]:
     if not isinstance(value, list) or len(value) > MAX_TARGET_ITEMS or not all(
             isinstance(x, str) and x for x in value):
-        raise _bad(f"'to.{name}' must be a list of at most {MAX_TARGET_ITEMS} ids")
+        raise _bad(f"'to.{name}' doit être une liste d'au plus {MAX_TARGET_ITEMS} identifiants.",
+                   field=f"to.{name}", max=MAX_TARGET_ITEMS)
     return frozenset(value)
 
 
 def parse_target(obj: object) -> BroadcastTarget:
     """The audience ``{"roles": [...], "classes": [...] | null, "users": [...]}``."""
     if not isinstance(obj, dict):
-        raise _bad("'to' must be an object with 'roles', 'classes' and/or 'users'")
+        raise _bad("'to' doit être un objet avec 'roles', 'classes' et/ou 'users'.",
+                   field="to")
     unknown = set(obj) - {"roles", "classes", "users"}
     if unknown:
-        raise _bad(f"unknown field 'to.{sorted(unknown)[0]}'")
+        raise _bad(f"Champ inconnu 'to.{sorted(unknown)[0]}'.",
+                   field=f"to.{sorted(unknown)[0]}")
     roles_raw = _ids(obj.get("roles", []), "roles")
     try:
         roles = frozenset(Role(r) for r in roles_raw)
     except ValueError:
-        raise _bad("'to.roles' holds student, parent, teacher or staff") from None
+        raise _bad("'to.roles' contient student, parent, teacher ou staff.",
+                   field="to.roles") from None
     classes_raw = obj.get("classes")
     classes = None if classes_raw is None else frozenset(
         ClassId(c) for c in _ids(classes_raw, "classes"))
     users = frozenset(UserId(u) for u in _ids(obj.get("users", []), "users"))
     target = BroadcastTarget(roles=roles, classes=classes, users=users)
     if target.empty:
-        raise _bad("'to' needs at least one role or one user")
+        raise _bad("'to' doit nommer au moins un rôle ou une personne.", field="to")
     return target
 
 
@@ -176,44 +183,53 @@ def target_to_json(target: BroadcastTarget) -> dict[str, Any]:
 
 def _question(obj: object, i: int, *, stored: bool) -> Question:
     label = f"question {i + 1}"
+    q = {"question": i + 1}
     if not isinstance(obj, dict):
-        raise _bad(f"{label} must be an object with 'text' and 'kind'")
-    text = _text(obj, "text", MAX_QUESTION_CHARS, label=f"{label}: 'text'")
+        raise _bad(f"{label} : un objet avec 'text' et 'kind' est attendu.", field="questions",
+                   **q)
+    text = _text(obj, "text", MAX_QUESTION_CHARS, label=f"{label} : 'text'", question=i + 1)
     try:
         kind = QuestionKind(str(obj.get("kind")))
     except ValueError:
-        raise _bad(f"{label}: 'kind' is single, multiple or text") from None
+        raise _bad(f"{label} : 'kind' vaut single, multiple ou text.", field="kind",
+                   **q) from None
     if kind is QuestionKind.TEXT:
         if obj.get("choices") or obj.get("max") is not None:
-            raise _bad(f"{label}: a text question has no 'choices' and no 'max'")
+            raise _bad(f"{label} : une question à réponse libre n'a ni "
+                       "'choices' ni 'max'.", field="choices", **q)
         # Optional unless the author says otherwise; a poll stored before the field
         # existed keeps the rule it was published with: its text answers are required.
         required = obj.get("required", stored)
         if not isinstance(required, bool):
-            raise _bad(f"{label}: 'required' is true or false")
+            raise _bad(f"{label} : 'required' vaut true ou false.", field="required", **q)
         return Question(text, kind, required=required)
     if "required" in obj:
-        raise _bad(f"{label}: 'required' is for text questions (a choice is always required)")
+        raise _bad(f"{label} : 'required' ne vaut que pour les réponses libres ; "
+                   "un choix est toujours obligatoire.", field="required", **q)
     raw = obj.get("choices")
     if not isinstance(raw, list) or not MIN_CHOICES <= len(raw) <= MAX_CHOICES:
-        raise _bad(f"{label}: 'choices' must be a list of {MIN_CHOICES} to {MAX_CHOICES} "
-                   "strings")
+        raise _bad(f"{label} : 'choices' doit être une liste de {MIN_CHOICES} à {MAX_CHOICES} "
+                   "chaînes.", field="choices", min=MIN_CHOICES, max=MAX_CHOICES, **q)
     choices = []
     for j, choice in enumerate(raw):
         if not isinstance(choice, str) or not choice.strip():
-            raise _bad(f"{label}: choice {j + 1} must be a non-empty string")
+            raise _bad(f"{label} : le choix {j + 1} doit être une chaîne non vide.",
+                       field="choices", choice=j + 1, **q)
         if len(choice) > MAX_CHOICE_CHARS:
-            raise _bad(f"{label}: choice {j + 1} is limited to {MAX_CHOICE_CHARS} characters")
+            raise _bad(f"{label} : le choix {j + 1} est limité à {MAX_CHOICE_CHARS} caractères.",
+                       field="choices", choice=j + 1, max_chars=MAX_CHOICE_CHARS, **q)
         choices.append(choice)
     if len(set(choices)) != len(choices):
-        raise _bad(f"{label}: two choices are the same")
+        raise _bad(f"{label} : deux choix sont identiques.", field="choices", **q)
     most = obj.get("max")
     if kind is QuestionKind.SINGLE:
         if most is not None:
-            raise _bad(f"{label}: 'max' is for multiple-choice questions")
+            raise _bad(f"{label} : 'max' ne vaut que pour les questions à choix multiples.",
+                       field="max", **q)
     elif most is not None and (not isinstance(most, int) or isinstance(most, bool)
                                or not 1 <= most <= len(choices)):
-        raise _bad(f"{label}: 'max' must be an integer from 1 to {len(choices)}")
+        raise _bad(f"{label} : 'max' doit être un entier de 1 à {len(choices)}.", field="max",
+                   min=1, max=len(choices), **q)
     return Question(text, kind, tuple(choices), most)
 
 
@@ -225,7 +241,8 @@ def questions_from_json(raw: object, *, stored: bool = False) -> tuple[Question,
     required; in a request, a text question without it is optional.
     """
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_QUESTIONS:
-        raise _bad(f"'questions' must be a list of 1 to {MAX_QUESTIONS} questions")
+        raise _bad(f"'questions' doit être une liste de 1 à {MAX_QUESTIONS} questions.",
+                   field="questions", min=1, max=MAX_QUESTIONS)
     return tuple(_question(q, i, stored=stored) for i, q in enumerate(raw))
 
 
@@ -250,26 +267,27 @@ _DRAFT_FIELDS = frozenset({"kind", "client_id", "title", "body", "to", "ack_requ
 def parse_draft(obj: object, now: datetime) -> Draft:
     """A creation request, validated whole; ``Refused(bad_request)`` names the field."""
     if not isinstance(obj, dict):
-        raise _bad("the body must be a JSON object")
+        raise _bad("Le corps doit être un objet JSON.", field="body")
     unknown = set(obj) - _DRAFT_FIELDS
     if unknown:
-        raise _bad(f"unknown field {sorted(unknown)[0]!r}")
+        raise _bad(f"Champ inconnu {sorted(unknown)[0]!r}.",
+                   field=sorted(unknown)[0])
     try:
         kind = Kind(str(obj.get("kind")))
     except ValueError:
-        raise _bad("'kind' is information or poll") from None
+        raise _bad("'kind' vaut information ou poll.", field="kind") from None
     client_id = _text(obj, "client_id", MAX_CLIENT_ID_CHARS)
     title = _text(obj, "title", MAX_TITLE_CHARS)
     body = _text(obj, "body", MAX_BODY_CHARS, required=False)
     if "to" not in obj:
-        raise _bad("'to' is required: whom the broadcast is for")
+        raise _bad("'to' est obligatoire : à qui s'adresse la diffusion.", field="to")
     target = parse_target(obj["to"])
     limit = now + MAX_AHEAD
     publish_at = None
     if obj.get("publish_at") is not None:
         publish_at = parse_datetime(obj["publish_at"], "publish_at")
         if publish_at > limit:
-            raise _bad("'publish_at' must be within a year")
+            raise _bad("'publish_at' doit tomber dans l'année qui vient.", field="publish_at")
         if publish_at <= now:
             publish_at = None  # a time already past: publish now
     start = publish_at or now
@@ -277,25 +295,28 @@ def parse_draft(obj: object, now: datetime) -> Draft:
     if obj.get("expires_at") is not None:
         expires_at = parse_datetime(obj["expires_at"], "expires_at")
         if expires_at <= start or expires_at > start + MAX_AHEAD:
-            raise _bad("'expires_at' must come after the publication, within a year")
+            raise _bad("'expires_at' doit venir après la publication, dans l'année.",
+                       field="expires_at")
     ack = _bool(obj, "ack_requested")
     anonymous = _bool(obj, "anonymous")
     questions: tuple[Question, ...] = ()
     deadline = None
     if kind is Kind.POLL:
         if ack:
-            raise _bad("'ack_requested' is for information; a poll's answer is its reply")
+            raise _bad("'ack_requested' ne vaut que pour une information : la réponse à un "
+                       "sondage en tient lieu.", field="ack_requested")
         questions = questions_from_json(obj.get("questions"))
         if obj.get("deadline") is not None:
             deadline = parse_datetime(obj["deadline"], "deadline")
             if deadline <= start or deadline > start + MAX_AHEAD:
-                raise _bad("'deadline' must come after the publication, within a year")
+                raise _bad("'deadline' doit venir après la publication, dans l'année.",
+                           field="deadline")
     else:
         for name in ("questions", "deadline"):
             if obj.get(name) is not None:
-                raise _bad(f"'{name}' is for polls")
+                raise _bad(f"'{name}' ne vaut que pour un sondage.", field=name)
         if anonymous:
-            raise _bad("'anonymous' is for polls")
+            raise _bad("'anonymous' ne vaut que pour un sondage.", field="anonymous")
     return Draft(kind, client_id, title, body, target, ack, publish_at, expires_at,
                  questions, anonymous, deadline)
 
@@ -304,30 +325,34 @@ def parse_answers(questions: Sequence[Question], raw: object) -> list[Answer]:
     """One recipient's answer set, one answer per question in order, normalised
     (choice indexes sorted); ``Refused(bad_request)`` names the question at fault."""
     if not isinstance(raw, list) or len(raw) != len(questions):
-        raise _bad(f"'answers' must be a list of {len(questions)} answers, one per question")
+        raise _bad(f"'answers' doit être une liste de {len(questions)} réponses, une par "
+                   "question.", field="answers")
     out: list[Answer] = []
     for i, (q, a) in enumerate(zip(questions, raw, strict=True)):
-        label = f"answer {i + 1}"
+        label = f"réponse {i + 1}"
+        where = {"field": "answers", "question": i + 1}
         if not isinstance(a, dict):
-            raise _bad(f"{label} must be an object")
+            raise _bad(f"{label} : un objet est attendu.", **where)
         if q.kind is QuestionKind.TEXT:
             if set(a) != {"text"}:
-                raise _bad(f"{label}: question {i + 1} takes {{'text': ...}}")
+                raise _bad(f"{label} : la question {i + 1} attend {{'text': ...}}.", **where)
             text = _text(a, "text", MAX_ANSWER_CHARS, required=q.required,
-                         label=f"{label}: 'text'")
+                         label=f"{label} : 'text'", question=i + 1)
             # An optional question left blank is stored as "", whatever blanks were sent.
             out.append({"text": text if text.strip() else ""})
             continue
         picks = a.get("choices")
         if set(a) != {"choices"} or not isinstance(picks, list) or not all(
                 isinstance(c, int) and not isinstance(c, bool) for c in picks):
-            raise _bad(f"{label}: question {i + 1} takes {{'choices': [indexes]}}")
+            raise _bad(f"{label} : la question {i + 1} attend {{'choices': [indices]}}.",
+                       **where)
         if len(set(picks)) != len(picks) or any(not 0 <= c < len(q.choices) for c in picks):
-            raise _bad(f"{label}: choices are distinct indexes from 0 to {len(q.choices) - 1}")
+            raise _bad(f"{label} : les choix sont des indices distincts de 0 à "
+                       f"{len(q.choices) - 1}.", **where)
         most = 1 if q.kind is QuestionKind.SINGLE else (q.max or len(q.choices))
         if not 1 <= len(picks) <= most:
-            raise _bad(f"{label}: choose {'one' if most == 1 else f'1 to {most}'} "
-                       f"of the choices")
+            raise _bad(f"{label} : choisissez {'un' if most == 1 else f'de 1 à {most}'} "
+                       "des choix.", min=1, max=most, **where)
         out.append({"choices": sorted(picks)})
     return out
 

@@ -11,7 +11,7 @@ away.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ from .errors import ErrorCode, MembersChanged, NotFound, Refused, StoreUnavailab
 from .gatekeeper.groups import Group
 from .gatekeeper.quota import DAY
 from .model import DiscussionId, DiscussionMembers, Participant, SchoolId, UserId
+from .posting import post_json
 from .schools import Establishment
 from .store import AlreadyStarted, HeldMessage, Store, StoredMessage
 
@@ -176,9 +177,10 @@ class Conversations:
         await self._host.publish_in(school, msg.discussion_id, message_event(school, msg))
 
     async def held_dropped(self, school: SchoolId, held: HeldMessage, code: ErrorCode,
-                           message: str) -> None:
+                           message: str, params: Mapping[str, Any]) -> None:
         await self._host.announce(school, events.HeldDropped(
-            school, held.sender, held.client_id, held.discussion_id, code.value, message))
+            school, held.sender, held.client_id, held.discussion_id, code.value, message,
+            dict(params)))
 
     async def _hold(self, school: SchoolId, user: UserId, client_id: str, body: str,
                     until: datetime, *, discussion: DiscussionId | None = None,
@@ -228,15 +230,24 @@ class Conversations:
         try:
             position = await self.store.mark_read(school, d, user, seq)
         except NotFound:
-            raise Refused(ErrorCode.NOT_PARTICIPANT) from None
+            raise Refused(ErrorCode.NOT_PARTICIPANT, params={"discussion": d}) from None
         await self._host.announce_in(school, d, events.Read(school, d, user, position))
 
     async def typing(self, session: Session, d: DiscussionId) -> None:
+        """Relay that the user is typing, only if what they type could be posted now:
+        typing reaches nobody they may not write to (an unsupervised classmate, anyone
+        outside the hours). Dropped silently then, like any lost typing event; the
+        ``post`` status tells the client to stop sending it. Where it is relayed, the
+        pair rule filters it again per recipient (:mod:`server.activity`)."""
         school, user = session.school_id, session.user_id
         members = await self._members_or_nobody(school, d)
         participant = members.get(user)
         if participant is None or not participant.present:
-            raise Refused(ErrorCode.NOT_PARTICIPANT)
+            raise Refused(ErrorCode.NOT_PARTICIPANT, params={"discussion": d})
+        gk = (await self._establishment(school)).gatekeeper
+        decision = gk.check_send(user, members, self.clock())
+        if not decision.allowed or decision.hold_until is not None:
+            return
         await self._host.announce_in(school, d, events.Typing(school, d, user))
 
     async def history(self, session: Session, d: DiscussionId, before: int | None,
@@ -244,11 +255,18 @@ class Conversations:
         school, user = session.school_id, session.user_id
         visible = await self.store.visible_seq(school, d, user)
         if visible is None:
-            raise Refused(ErrorCode.NOT_PARTICIPANT)
+            raise Refused(ErrorCode.NOT_PARTICIPANT, params={"discussion": d})
         bound = visible + 1 if before is None else min(before, visible + 1)
         rows = await self.store.messages(school, d, before_seq=bound, limit=limit + 1,
                                          reader=user)
         return [frames.message(m) for m in rows[:limit]], len(rows) > limit
+
+    async def post_status(self, session: Session, d: DiscussionId) -> dict[str, Any]:
+        """Whether ``session``'s user may post in ``d`` now, and why not (the ``post``
+        object of docs/protocol.md)."""
+        est = await self._establishment(session.school_id)
+        members = await self._members_or_nobody(session.school_id, d)
+        return post_json(est.gatekeeper, session.user_id, members, self.clock())
 
     async def reads(self, session: Session, d: DiscussionId) -> dict[UserId, int]:
         """The other participants' read positions that ``session``'s user may learn: those
@@ -272,6 +290,7 @@ class Conversations:
         ones to later pages, never out of reach."""
         school = session.school_id
         est = await self._establishment(school)
+        gk, now = est.gatekeeper, self.clock()
         position = None
         if before is not None:
             when, discussion = summaries.read_cursor(before)
@@ -284,12 +303,15 @@ class Conversations:
             last = page[-1]
             assert last.last_at is not None
             after = summaries.cursor(last.last_at, last.discussion.id)
-        return [summaries.summary_json(est, s, session.user_id) for s in page], after
+        me = session.user_id
+        return [summaries.summary_json(est, s, me, post=post_json(gk, me, s.members, now))
+                for s in page], after
 
     async def summary(self, school: SchoolId, user: UserId, d: DiscussionId) -> dict[str, Any]:
         est = await self._establishment(school)
         for s in await self.store.summaries(school, user, discussion_id=d):
-            return summaries.summary_json(est, s, user)
+            return summaries.summary_json(
+                est, s, user, post=post_json(est.gatekeeper, user, s.members, self.clock()))
         raise NotFound(f"no discussion {d} for {user}")
 
 

@@ -1,9 +1,12 @@
 """Stable error codes and the exception tree.
 
-Every refusal Préau sends — over HTTP, and later over the WebSocket — carries one
+Every refusal Préau sends — over HTTP and over the WebSocket — carries one
 :class:`ErrorCode`: a short machine string that never changes meaning once
-published, a default human sentence, and the HTTP status it maps to. Clients
-switch on the code; the sentence is for people.
+published, a default human sentence (in French), and the HTTP status it maps to,
+plus ``params``: the structured facts of this refusal (who, when, which rule,
+which limit), so that any client writes the sentence in its own language.
+Clients switch on the code; the sentence is for people. ``docs/protocol.md``
+lists every code with its params (``tests/test_error_params.py`` holds them to it).
 
 Exception hierarchy::
 
@@ -27,9 +30,10 @@ or rename one (``tests/test_errors.py`` freezes them).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 __all__ = [
     "ConfigurationError",
@@ -46,6 +50,8 @@ __all__ = [
     "StoreFull",
     "StoreUnavailable",
     "UnstorableValue",
+    "iso",
+    "wire_params",
 ]
 
 
@@ -71,62 +77,66 @@ class ErrorCode(enum.StrEnum):
 
     # Request and authentication.
     UNAUTHENTICATED = (
-        "unauthenticated", 401, "", "Sign in again: the token is missing, invalid or expired."
+        "unauthenticated", 401, "", "Reconnectez-vous : le jeton est absent, invalide ou expiré."
     )
-    BAD_REQUEST = ("bad_request", 400, "", "The request is malformed.")
-    TOO_LARGE = ("too_large", 413, "", "The request is too large.")
-    RATE_LIMITED = ("rate_limited", 429, "", "Too many requests: slow down and retry.")
-    FORBIDDEN = ("forbidden", 403, "", "Only an administrator of the school may do this.")
-    NOT_FOUND = ("not_found", 404, "", "There is no such thing here.")
+    BAD_REQUEST = ("bad_request", 400, "", "La requête est mal formée.")
+    TOO_LARGE = ("too_large", 413, "", "La requête est trop volumineuse.")
+    RATE_LIMITED = ("rate_limited", 429, "", "Trop de requêtes : ralentissez puis réessayez.")
+    FORBIDDEN = ("forbidden", 403, "", "Seul un administrateur de l'établissement peut faire cela.")
+    NOT_FOUND = ("not_found", 404, "", "Cela n'existe pas ici.")
     TOKEN_EXPIRED = (
-        "token_expired", 401, "", "The token has expired: reconnect with a fresh one."
+        "token_expired", 401, "", "Le jeton a expiré : reconnectez-vous avec un nouveau jeton."
     )
 
     # Gatekeeper, in precedence order for the first four.
     DISCUSSIONS_DISABLED = (
-        "discussions_disabled", 403, "G1", "Discussions are switched off in this school."
+        "discussions_disabled", 403, "G1",
+        "Les discussions sont désactivées dans cet établissement."
     )
     PROFILE_DISABLED = (
-        "profile_disabled", 403, "G2", "Discussions are switched off for your profile."
+        "profile_disabled", 403, "G2", "Les discussions sont désactivées pour votre profil."
     )
     OUTSIDE_HOURS = (
-        "outside_hours", 403, "G3", "Discussions are closed at this hour."
+        "outside_hours", 403, "G3", "Les discussions sont fermées à cette heure."
     )
     CANNOT_INITIATE = (
-        "cannot_initiate", 403, "G4", "You may reply in discussions but not start one."
+        "cannot_initiate", 403, "G4",
+        "Vous pouvez répondre dans les discussions, mais pas en commencer une."
     )
     RECIPIENT_NOT_ALLOWED = (
-        "recipient_not_allowed", 403, "G5", "You cannot start a discussion with this person."
+        "recipient_not_allowed", 403, "G5",
+        "Vous ne pouvez pas commencer de discussion avec cette personne."
     )
     NOT_PARTICIPANT = (
-        "not_participant", 403, "G6", "You are not a participant of this discussion."
+        "not_participant", 403, "G6", "Vous ne participez pas à cette discussion."
     )
     NOT_INVITED_BY_SUPERVISOR = (
         "not_invited_by_supervisor",
         403,
         "G6",
-        "Some participants may only talk to each other while the teacher or staff member "
-        "who brought them in is present.",
+        "Certains participants ne peuvent échanger qu'en présence du professeur ou du "
+        "personnel qui les a invités.",
     )
     PARENT_MESSAGING_DISABLED = (
-        "parent_messaging_disabled", 403, "G5", "Messaging between parents is switched off."
+        "parent_messaging_disabled", 403, "G5", "La messagerie entre parents est désactivée."
     )
     NOT_OPTED_IN = (
         "not_opted_in",
         403,
         "G5",
-        "Both parents must have switched on messaging between parents.",
+        "Les deux parents doivent avoir activé la messagerie entre parents.",
     )
     CANNOT_INVITE = (
-        "cannot_invite", 403, "G7", "Only a teacher or a staff member present may invite."
+        "cannot_invite", 403, "G7", "Seul un professeur ou un personnel présent peut inviter."
     )
     ALREADY_PARTICIPANT = (
-        "already_participant", 409, "G7", "This person is already in the discussion."
+        "already_participant", 409, "G7", "Cette personne participe déjà à la discussion."
     )
     BROADCAST_NOT_ALLOWED = (
-        "broadcast_not_allowed", 403, "G8", "You cannot send information or polls to them."
+        "broadcast_not_allowed", 403, "G8",
+        "Vous ne pouvez pas leur envoyer d'informations ni de sondages."
     )
-    POLL_CLOSED = ("poll_closed", 409, "G8", "The poll is closed: its deadline has passed.")
+    POLL_CLOSED = ("poll_closed", 409, "G8", "Le sondage est clos : sa date limite est passée.")
 
     # Sign-in through a school's identity provider (server/signin/).
     INVALID_GRANT = ("invalid_grant", 400, "",
@@ -136,10 +146,11 @@ class ErrorCode(enum.StrEnum):
     PROVIDER_ERROR = ("provider_error", 502, "",
                       "The school's identity provider did not complete the sign-in.")
     # Store and server.
-    CONFLICT = ("conflict", 409, "", "The request conflicts with what is stored.")
-    INTERNAL = ("internal", 500, "", "Something went wrong on the server.")
+    CONFLICT = ("conflict", 409, "", "La requête contredit ce qui est enregistré.")
+    INTERNAL = ("internal", 500, "", "Une erreur est survenue sur le serveur.")
     UNAVAILABLE = (
-        "unavailable", 503, "", "The server cannot store this right now: retry in a moment."
+        "unavailable", 503, "",
+        "Le serveur ne peut pas enregistrer cela pour le moment : réessayez dans un instant."
     )
 
 
@@ -151,20 +162,46 @@ class Refused(PreauError):
     """A request refused with a stable :class:`ErrorCode`.
 
     ``message`` defaults to the code's phrase; ``retry_at`` says when a
-    temporary refusal (``outside_hours``) lifts.
+    temporary refusal (``outside_hours``, ``rate_limited``) lifts; ``params`` are
+    the structured facts a client needs to word it (JSON values only).
     """
 
     def __init__(
-        self, code: ErrorCode, message: str | None = None, *, retry_at: datetime | None = None
+        self, code: ErrorCode, message: str | None = None, *, retry_at: datetime | None = None,
+        params: Mapping[str, Any] | None = None,
     ) -> None:
         self.code = code
         self.message = message or code.phrase
         self.retry_at = retry_at
+        self.params: Mapping[str, Any] = params or {}
         super().__init__(f"{code.value}: {self.message}")
 
 
+def iso(dt: datetime) -> str:
+    """An instant as ISO 8601 in UTC with a ``Z``, the protocol's one format."""
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def wire_params(code: ErrorCode, params: Mapping[str, Any] | None = None,
+                retry_at: datetime | None = None) -> dict[str, Any]:
+    """The ``params`` object of an error on the wire: ``rule`` (G1–G8) when the code
+    enforces one, the refusal's own facts, and ``retry_at`` when it lifts by itself."""
+    out: dict[str, Any] = {"rule": code.rule} if code.rule else {}
+    if params:
+        out.update(params)
+    if retry_at is not None:
+        out["retry_at"] = iso(retry_at)
+    return out
+
+
 class InvalidSettings(PreauError):
-    """A settings change that cannot be applied; ``str(exc)`` says why."""
+    """A settings change that cannot be applied; ``str(exc)`` says why (in French) and
+    ``field``, when known, is the dotted name of the setting at fault (``params.field``
+    of the ``bad_request`` a client gets)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ until no old node is left, then version 2 (``docs/operating.md``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -75,6 +75,16 @@ class Unreadable(Exception):
         self.version = version
         self.school = school
         self.discussion = discussion
+
+
+def _params(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A refusal's params, absent in events from nodes of the previous release."""
+    p = data.get("p")
+    if p is None:
+        return {}
+    if not isinstance(p, dict):
+        raise ValueError("'p' must be a map")
+    return dict(p)
 
 
 def _envelope(ev: Any, version: int) -> dict[str, Any]:
@@ -295,11 +305,16 @@ class HeldDropped:
     discussion: DiscussionId | None
     code: str
     message: str
+    # The refusal's params (docs/protocol.md); optional on the wire, so that nodes
+    # of the previous release read these events and ignore them.
+    params: dict[str, Any] = field(default_factory=dict)
 
     def encode(self, version: int = CURRENT) -> dict[str, Any]:
         out = _envelope(self, _check(version))
         out.update({"u": self.user, "c": self.client_id, "d": self.discussion,
                     "code": self.code, "m": self.message})
+        if version >= 2 and self.params:
+            out["p"] = self.params
         return out
 
     @classmethod
@@ -307,7 +322,7 @@ class HeldDropped:
         d = data.get("d")
         return cls(SchoolId(_str(data["s"])), UserId(_str(data["u"])), _str(data["c"]),
                    None if d is None else DiscussionId(_int(d)), _str(data["code"]),
-                   _str(data["m"]))
+                   _str(data["m"]), _params(data))
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,17 +458,20 @@ class BroadcastDropped:
     author: UserId
     code: str
     message: str
+    params: dict[str, Any] = field(default_factory=dict)  # optional, as in HeldDropped
 
     def encode(self, version: int = CURRENT) -> dict[str, Any]:
         out = _envelope(self, _check(version))
         out.update({"id": self.broadcast, "a": self.author, "code": self.code,
                     "m": self.message})
+        if version >= 2 and self.params:
+            out["p"] = self.params
         return out
 
     @classmethod
     def decode(cls, data: Mapping[str, Any], version: int) -> BroadcastDropped:
         return cls(SchoolId(_str(data["s"])), _int(data["id"]), UserId(_str(data["a"])),
-                   _str(data["code"]), _str(data["m"]))
+                   _str(data["code"]), _str(data["m"]), _params(data))
 
 
 Event = (Message | Joined | Left | Read | Typing | Presence | DiscussionAdded | PolicyChanged

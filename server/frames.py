@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
-from .errors import ErrorCode
+from .errors import ErrorCode, wire_params
 from .gatekeeper import Expansion, WindowState
 from .model import DiscussionId, UserId
 
@@ -41,6 +41,7 @@ __all__ = [
     "message",
     "ok",
     "pong",
+    "post",
     "presence",
     "read",
     "reconnect",
@@ -104,11 +105,13 @@ def welcome(*, node: str, protocol: int, user: dict[str, Any], school: dict[str,
             "resume": {"replayed": replayed, "complete": complete}}
 
 
-def error(code: ErrorCode | str, message: str, *, ref: str | None = None,
-          retry_at: datetime | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"type": "error",
-                            "code": code.value if isinstance(code, ErrorCode) else code,
-                            "message": message}
+def error(code: ErrorCode, message: str, *, ref: str | None = None,
+          retry_at: datetime | None = None,
+          params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A refusal: the stable ``code``, a French sentence, and ``params`` (always
+    present, see docs/protocol.md) for clients that word it themselves."""
+    body: dict[str, Any] = {"type": "error", "code": code.value, "message": message,
+                            "params": wire_params(code, params, retry_at)}
     if ref is not None:
         body["ref"] = ref
     if retry_at is not None:
@@ -130,9 +133,11 @@ def refreshed(expires_at: datetime) -> dict[str, Any]:
     return {"type": "refreshed", "expires_at": iso(expires_at)}
 
 
-def access(code: ErrorCode, message: str) -> dict[str, Any]:
+def access(code: ErrorCode, message: str,
+           params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Access was withdrawn (the connection closes next)."""
-    return {"type": "access", "code": code.value, "message": message}
+    return {"type": "access", "code": code.value, "message": message,
+            "params": wire_params(code, params)}
 
 
 def window(state: WindowState) -> dict[str, Any]:
@@ -189,11 +194,21 @@ def search_results(results: list[dict[str, Any]], after: str | None) -> dict[str
     return {"type": "search", "results": results, "more": after is not None, "next": after}
 
 
+def post(d: DiscussionId, status: dict[str, Any]) -> dict[str, Any]:
+    """Whether the user may post in ``d`` now changed (someone joined or left)."""
+    return {"type": "post", "discussion": d, "post": status}
+
+
 def history(d: DiscussionId, messages: list[dict[str, Any]], more: bool,
-            reads: Mapping[UserId, int]) -> dict[str, Any]:
-    """``reads``: the other participants' read positions the reader may learn."""
-    return {"type": "history", "discussion": d, "messages": messages, "more": more,
+            reads: Mapping[UserId, int],
+            post_status: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``reads``: the other participants' read positions the reader may learn;
+    ``post_status``: whether the reader may post now (the newest page only)."""
+    body = {"type": "history", "discussion": d, "messages": messages, "more": more,
             "reads": dict(reads)}
+    if post_status is not None:
+        body["post"] = post_status
+    return body
 
 
 # ---------------------------------------------------------------------- discussions
@@ -236,10 +251,11 @@ def presence(user: UserId, online: bool) -> dict[str, Any]:
 
 
 def held_dropped(client_id: str, d: DiscussionId | None, code: str,
-                 message_text: str) -> dict[str, Any]:
-    """A held message refused at its release (the author lost the right meanwhile)."""
+                 message_text: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """A held message refused at its release (the author lost the right meanwhile);
+    ``params`` are already those of the wire (:func:`~server.errors.wire_params`)."""
     return {"type": "held_dropped", "client_id": client_id, "discussion": d, "code": code,
-            "message": message_text}
+            "message": message_text, "params": dict(params)}
 
 
 # ---------------------------------------------------------------------- noticeboard
@@ -263,6 +279,8 @@ def broadcast_reminder(bid: int, title: str, author: dict[str, Any],
             "at": at}
 
 
-def broadcast_dropped(bid: int, code: str, message_text: str) -> dict[str, Any]:
-    return {"type": "broadcast_dropped", "id": bid, "code": code, "message": message_text}
+def broadcast_dropped(bid: int, code: str, message_text: str,
+                      params: Mapping[str, Any]) -> dict[str, Any]:
+    return {"type": "broadcast_dropped", "id": bid, "code": code, "message": message_text,
+            "params": dict(params)}
 

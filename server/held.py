@@ -9,13 +9,13 @@ posted, held again (the window closed again), or dropped and its author told.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from .clock import Clock
-from .errors import ErrorCode, MembersChanged, NotFound
+from .errors import ErrorCode, MembersChanged, NotFound, wire_params
 from .gatekeeper import refuse
 from .model import DiscussionMembers, SchoolId, UserId
 from .schools import Schools
@@ -39,7 +39,7 @@ class HeldHost(Protocol):
         """A message just stored: deliver it here and publish it to the other nodes."""
 
     async def held_dropped(self, school: SchoolId, held: HeldMessage, code: ErrorCode,
-                           message: str) -> None:
+                           message: str, params: Mapping[str, Any]) -> None:
         """Tell the author (on every node) that their held item was refused."""
 
 
@@ -98,7 +98,8 @@ class HeldRelease:
             except NotFound:
                 members = None
             decision = (gk.check_send(user, members, now) if members is not None
-                        else refuse(ErrorCode.NOT_PARTICIPANT))
+                        else refuse(ErrorCode.NOT_PARTICIPANT,
+                                    params={"discussion": held.discussion_id}))
         if decision.allowed and decision.hold_until is not None:
             await self.store.release_held(held.id, later=decision.hold_until)  # closed again
             return
@@ -126,5 +127,7 @@ class HeldRelease:
                     await self._host.posted(school, msg)
         else:
             assert decision.code is not None
-            await self._host.held_dropped(school, held, decision.code, decision.message)
+            await self._host.held_dropped(
+                school, held, decision.code, decision.message,
+                wire_params(decision.code, decision.params, decision.retry_at))
         await self.store.release_held(held.id)

@@ -112,10 +112,13 @@ class JwksKeys:
         if found is None:
             if not self._keys and self._fetched_at is None:
                 raise Refused(ErrorCode.UNAVAILABLE,
-                              "Cannot check the token: the host application's key set "
-                              f"({self.config.jwks_url}) cannot be fetched. Retry shortly.")
-            named = "names no key ('kid')" if kid is None else f"names an unknown key {kid[:64]!r}"
-            raise Refused(ErrorCode.UNAUTHENTICATED, f"Invalid token: it {named}.")
+                              "Impossible de vérifier le jeton : le jeu de clés de "
+                              f"l'application hôte ({self.config.jwks_url}) est injoignable. "
+                              "Réessayez dans un instant.", params={"reason": "jwks"})
+            named = ("ne désigne aucune clé ('kid')" if kid is None
+                     else f"désigne une clé inconnue {kid[:64]!r}")
+            raise Refused(ErrorCode.UNAUTHENTICATED, f"Jeton invalide : il {named}.",
+                          params={"reason": "invalid"})
         return found
 
     def _find(self, kid: str | None) -> jwt.PyJWK | None:
@@ -215,7 +218,8 @@ class TokenVerifiers:
         try:
             claims = jwt.decode(token, options={"verify_signature": False})
         except jwt.InvalidTokenError as exc:
-            raise Refused(ErrorCode.UNAUTHENTICATED, f"Invalid token: {exc}.") from exc
+            raise Refused(ErrorCode.UNAUTHENTICATED, f"Jeton invalide : {exc}.",
+                          params={"reason": "invalid"}) from exc
         issuer = claims.get("iss")
         candidates = self._by_issuer.get(issuer) if isinstance(issuer, str) else None
         if not candidates:
@@ -228,7 +232,8 @@ class TokenVerifiers:
             if audience in auds:
                 return verifier
         raise Refused(ErrorCode.UNAUTHENTICATED,
-                      "Invalid token: its audience names none of this issuer's schools.")
+                      "Jeton invalide : son audience ne désigne aucun établissement de cet "
+                      "émetteur.", params={"reason": "invalid"})
 
 
 def build_verifier(own_secret: str, identity_file: str | Path | None, *,

@@ -51,6 +51,7 @@ from .hub import Frame, Hub
 from .limits import DEFAULT_LIMITS, Limits
 from .model import DiscussionId, SchoolId, UserId
 from .noticeboard import Noticeboard
+from .posting import PostStatus
 from .protocol import CloseCode
 from .revocation import Revocations
 from .schools import Establishment, Schools
@@ -101,6 +102,8 @@ class Node:
         self.noticeboard = Noticeboard(store, self.hub, schools, clock, self)
         self.activity = Activity(self.hub, schools, self.audience,
                                  establishment=self.establishment, spawn=self._spawn)
+        self.posting = PostStatus(self.hub, self.audience, clock,
+                                  establishment=self.establishment, spawn=self._spawn)
         # The version of the events this node writes (it reads every version up to
         # events.CURRENT): older while nodes of the previous release remain.
         self.events_version = events.encode_version(events_version)
@@ -415,7 +418,8 @@ class Node:
         self._spawn(self._refresh_school(ev.school))
 
     def _on_held_dropped(self, ev: events.HeldDropped) -> None:
-        frame = Frame(frames.held_dropped(ev.client_id, ev.discussion, ev.code, ev.message))
+        frame = Frame(frames.held_dropped(ev.client_id, ev.discussion, ev.code, ev.message,
+                                          ev.params))
         for member in self.hub.of_user(ev.school, ev.user):
             member.push(frame)
 
@@ -465,6 +469,7 @@ class Node:
                 session = cast(Session, member)
                 if d in set(session.subscribed):
                     self.audience.leave(session, d)
+        self.posting.members_changed(school, d)  # who may post there may have changed
 
     async def _discussion_added(self, school: SchoolId, d: DiscussionId,
                                 users: list[UserId]) -> None:
@@ -501,7 +506,8 @@ class Node:
             decision = gk.check_connect(member.user_id)
             if not decision.allowed:
                 assert decision.code is not None
-                member.push(Frame(frames.access(decision.code, decision.message)))
+                member.push(Frame(frames.access(decision.code, decision.message,
+                                                decision.params)))
                 code = (CloseCode.UNAUTHENTICATED if decision.code is ErrorCode.UNAUTHENTICATED
                         else CloseCode.ACCESS_REVOKED)
                 member.close(code, decision.code.value)

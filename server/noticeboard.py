@@ -47,7 +47,7 @@ from .broadcasts import (
 )
 from .clock import Clock
 from .contacts import Query
-from .errors import ErrorCode, NotFound, Refused
+from .errors import ErrorCode, NotFound, Refused, wire_params
 from .hub import Frame, Hub, Member
 from .model import SchoolId, UserId
 from .protocol import MAX_INT
@@ -207,7 +207,8 @@ class Noticeboard:
         scheduled = publish_at > now
         if not scheduled and not recipients:
             raise Refused(ErrorCode.BAD_REQUEST,
-                          "Nobody would receive it: this audience is empty.")
+                          "Personne ne la recevrait : ce public est vide.",
+                          params={"field": "to", "reason": "no_recipient"})
         deadline = draft.deadline
         if draft.kind is Kind.POLL and deadline is None:
             # The end of a school day, never the minute it was published at.
@@ -227,7 +228,8 @@ class Noticeboard:
         if b.author == user:
             return b
         if await self.store.receipt(school, bid, user) is not None:
-            raise Refused(ErrorCode.FORBIDDEN, "Only its author sees the results.")
+            raise Refused(ErrorCode.FORBIDDEN, "Seul son auteur voit les résultats.",
+                          params={"reason": "author_only"})
         raise NotFound(f"no broadcast {bid} for you")
 
     async def results(self, school: SchoolId, user: UserId, bid: int) -> dict[str, Any]:
@@ -269,20 +271,26 @@ class Noticeboard:
         """Nudge the recipients who have not done what the broadcast asks."""
         b = await self._authored(school, user, bid)
         if b.status != "published":
-            raise Refused(ErrorCode.CONFLICT, "It has not been published: nobody to remind.")
+            raise Refused(ErrorCode.CONFLICT,
+                          "Elle n'est pas encore publiée : personne à relancer.",
+                          params={"reason": "not_published"})
         now = self.clock()
         est = await self._establishment(school)
         gk = est.gatekeeper
         decision, _ = gk.check_broadcast(user, b.target, now)
         decision.raise_for_refusal()
         if decision.hold_until is not None:  # defer mode holds broadcasts, not reminders
-            raise Refused(ErrorCode.OUTSIDE_HOURS, "Reminders are sent during the hours only.",
-                          retry_at=decision.hold_until)
+            raise Refused(ErrorCode.OUTSIDE_HOURS,
+                          "Les relances ne partent que pendant les horaires.",
+                          retry_at=decision.hold_until,
+                          params={"opens_at": _iso(decision.hold_until)})
         if b.kind is Kind.POLL and b.deadline is not None and now >= b.deadline:
-            raise Refused(ErrorCode.POLL_CLOSED)
+            raise Refused(ErrorCode.POLL_CLOSED, params={"deadline": _iso(b.deadline)})
         if b.reminded_at is not None and now < b.reminded_at + REMINDER_INTERVAL:
-            raise Refused(ErrorCode.RATE_LIMITED, "One reminder every 10 minutes.",
-                          retry_at=b.reminded_at + REMINDER_INTERVAL)
+            minutes = int(REMINDER_INTERVAL.total_seconds() // 60)
+            raise Refused(ErrorCode.RATE_LIMITED, f"Une relance toutes les {minutes} minutes.",
+                          retry_at=b.reminded_at + REMINDER_INTERVAL,
+                          params={"limit": "reminders", "minutes": minutes})
         receipts = await self.store.receipts(school, bid)
         pending = [r.user_id for r in receipts if gk.may_broadcast_to(user, r.user_id) and (
             r.answered_at is None if b.kind is Kind.POLL
@@ -390,7 +398,8 @@ class Noticeboard:
         b = await self._header(school, bid)
         if acknowledge and not b.ack_requested:
             await self._receipt(school, b, user, est)  # a stranger learns nothing of it
-            raise Refused(ErrorCode.BAD_REQUEST, "No acknowledgement was asked for.")
+            raise Refused(ErrorCode.BAD_REQUEST, "Aucun accusé de lecture n'a été demandé.",
+                          params={"reason": "no_ack_requested"})
         now = self.clock()
         receipt, stats = await self.store.mark_broadcast_read(school, bid, user, now=now,
                                                               acknowledge=acknowledge)
@@ -406,7 +415,8 @@ class Noticeboard:
         # (parse_answers would describe them in its refusals).
         await self._receipt(school, b, user, est)
         if b.kind is not Kind.POLL or b.deadline is None:
-            raise Refused(ErrorCode.BAD_REQUEST, "This is information, not a poll.")
+            raise Refused(ErrorCode.BAD_REQUEST, "C'est une information, pas un sondage.",
+                          params={"reason": "not_a_poll"})
         now = self.clock()
         est.gatekeeper.check_vote(user, b.deadline, now).raise_for_refusal()
         answers = parse_answers(b.questions, raw)
@@ -449,11 +459,13 @@ class Noticeboard:
             await self.store.reschedule_broadcast(school, b.id, decision.hold_until)
             return
         if not decision.allowed or not recipients:
-            code = decision.code.value if decision.code is not None else "bad_request"
-            message = decision.message or "Nobody is left to receive it."
-            await self.store.drop_broadcast(school, b.id, code, message)
-            await self._host.announce(school, events.BroadcastDropped(school, b.id, b.author,
-                                                                      code, message))
+            code = decision.code or ErrorCode.BAD_REQUEST
+            message = decision.message or "Plus personne n'est là pour la recevoir."
+            params = wire_params(code, decision.params if decision.code else
+                                 {"reason": "no_recipient"}, decision.retry_at)
+            await self.store.drop_broadcast(school, b.id, code.value, message)
+            await self._host.announce(school, events.BroadcastDropped(
+                school, b.id, b.author, code.value, message, params))
             return
         await self.store.publish_broadcast(school, b.id, recipients, now=now)
         await self._host.announce(school, events.BroadcastPublished(school, b.id, b.author,
@@ -493,7 +505,8 @@ class Noticeboard:
 
     def _on_dropped(self, ev: events.BroadcastDropped) -> None:
         self._to(ev.school, [ev.author],
-                 Frame(frames.broadcast_dropped(ev.broadcast, ev.code, ev.message)))
+                 Frame(frames.broadcast_dropped(ev.broadcast, ev.code, ev.message,
+                                                ev.params)))
 
     async def _published(self, school: SchoolId, bid: int, author: UserId,
                          users: list[UserId]) -> None:
@@ -524,5 +537,6 @@ class Noticeboard:
 
 def _sent_cursor(text: str) -> int:
     if not (text.isascii() and text.isdigit() and 1 <= int(text) <= MAX_INT):
-        raise Refused(ErrorCode.BAD_REQUEST, "'before' must be the 'next' of a previous page")
+        raise Refused(ErrorCode.BAD_REQUEST, "'before' doit être le 'next' d'une page "
+                      "précédente.", params={"field": "before"})
     return int(text)

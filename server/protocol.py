@@ -112,11 +112,13 @@ class CloseCode(enum.IntEnum):
 class FrameError(Exception):
     """A frame that cannot be served: answer ``error`` with ``code`` (and ``ref``)."""
 
-    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+    def __init__(self, code: ErrorCode, message: str, ref: str | None = None,
+                 params: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.ref = ref
+        self.params: Mapping[str, Any] = params or {}
 
 
 def close_reason(text: str) -> str:
@@ -139,8 +141,8 @@ def text_fault(value: str) -> str | None:
     found = _UNSTORABLE.search(value)
     if found is None:
         return None
-    return "contains a NUL character" if found.group() == "\x00" else \
-        "is not well-formed Unicode (a lone UTF-16 surrogate)"
+    return "contient un caractère NUL" if found.group() == "\x00" else \
+        "n'est pas de l'Unicode bien formé (une demi-paire UTF-16 isolée)"
 
 
 def replace_surrogates(text: str) -> str:
@@ -192,27 +194,31 @@ def encode(frame: Mapping[str, Any], encoding: Encoding) -> str | bytes:
 def decode(data: str | bytes, encoding: Encoding) -> dict[str, Any]:
     """One incoming frame as a map, or :class:`FrameError` (``bad_request``/``too_large``)."""
     if len(data) > MAX_FRAME_BYTES:
-        raise FrameError(ErrorCode.TOO_LARGE, f"frames are limited to {MAX_FRAME_BYTES} bytes")
+        raise FrameError(ErrorCode.TOO_LARGE,
+                         f"Les trames sont limitées à {MAX_FRAME_BYTES} octets.",
+                         params={"max_bytes": MAX_FRAME_BYTES})
     try:
         if encoding is Encoding.JSON:
             if not isinstance(data, str):
                 raise FrameError(ErrorCode.BAD_REQUEST,
-                                 "preau.json uses text frames, this was binary")
+                                 "preau.json utilise des trames texte, celle-ci est binaire.")
             value = json.loads(data)
         else:
             if not isinstance(data, bytes):
                 raise FrameError(ErrorCode.BAD_REQUEST,
-                                 "preau.msgpack uses binary frames, this was text")
+                                 "preau.msgpack utilise des trames binaires, celle-ci est "
+                                 "du texte.")
             value = msgpack.unpackb(data, raw=False, strict_map_key=False)
     except FrameError:
         raise
     except (ValueError, TypeError, RecursionError, msgpack.UnpackException) as exc:
         # RecursionError: JSON nested thousands deep (json has no depth limit of its own).
         name = "JSON" if encoding is Encoding.JSON else "MessagePack"
-        raise FrameError(ErrorCode.BAD_REQUEST, f"the frame is not valid {name}: {exc}") \
-            from None
+        raise FrameError(ErrorCode.BAD_REQUEST,
+                         f"La trame n'est pas du {name} valide : {exc}") from None
     if not isinstance(value, dict):
-        raise FrameError(ErrorCode.BAD_REQUEST, "a frame must be a map with a 'type'")
+        raise FrameError(ErrorCode.BAD_REQUEST, "Une trame doit être un objet avec un 'type'.",
+                         params={"field": "type"})
     return value
 
 
@@ -327,21 +333,24 @@ class _Fields:
         self.frame = frame
         self.ref = ref
 
-    def fail(self, message: str) -> FrameError:
-        return FrameError(ErrorCode.BAD_REQUEST, message, self.ref)
+    def fail(self, message: str, name: str | None = None, **limits: int) -> FrameError:
+        params: dict[str, Any] = {} if name is None else {"field": name}
+        params.update(limits)
+        return FrameError(ErrorCode.BAD_REQUEST, message, self.ref, params)
 
     def text(self, name: str, *, max_chars: int, min_chars: int = 1) -> str:
         value = self.frame.get(name)
         if not isinstance(value, str):
-            raise self.fail(f"'{name}' must be a string")
+            raise self.fail(f"'{name}' doit être une chaîne.", name)
         if len(value) > max_chars:
             code = ErrorCode.TOO_LARGE if name == "body" else ErrorCode.BAD_REQUEST
-            raise FrameError(code, f"'{name}' is limited to {max_chars} characters", self.ref)
+            raise FrameError(code, f"'{name}' est limité à {max_chars} caractères.", self.ref,
+                             {"field": name, "max_chars": max_chars})
         fault = text_fault(value)
         if fault is not None:
-            raise self.fail(f"'{name}' {fault}")
+            raise self.fail(f"'{name}' {fault}.", name)
         if len(value.strip()) < min_chars:
-            raise self.fail(f"'{name}' must not be empty")
+            raise self.fail(f"'{name}' ne doit pas être vide.", name)
         return value
 
     def integer(self, name: str, *, low: int = 0, default: int | None = None) -> int:
@@ -349,7 +358,8 @@ class _Fields:
         # bool is an int in Python, never in the protocol.
         if (not isinstance(value, int) or isinstance(value, bool)
                 or not low <= value <= MAX_INT):
-            raise self.fail(f"'{name}' must be an integer from {low} to 2^63 - 1")
+            raise self.fail(f"'{name}' doit être un entier de {low} à 2^63 - 1.", name,
+                            min=low, max=MAX_INT)
         return value
 
     def discussion(self) -> DiscussionId:
@@ -366,8 +376,9 @@ def _groups(raw: object, f: _Fields) -> tuple[Group, ...]:
                        and isinstance(g.get("class"), str)
                        and 0 < len(g["class"]) <= MAX_CLASS_ID_CHARS
                        and text_fault(g["class"]) is None for g in raw)):
-        raise f.fail(f"'groups' must be a list of at most {MAX_GROUPS} "
-                     "{\"kind\": \"students\"|\"parents\"|\"team\", \"class\": class id}")
+        raise f.fail(f"'groups' doit être une liste d'au plus {MAX_GROUPS} "
+                     "{\"kind\": \"students\"|\"parents\"|\"team\", \"class\": identifiant de "
+                     "classe}.", "groups", max=MAX_GROUPS)
     return tuple(dict.fromkeys(Group(GroupKind(g["kind"]), ClassId(g["class"])) for g in raw))
 
 
@@ -378,35 +389,39 @@ def _ref(frame: Mapping[str, Any]) -> str | None:
     if not isinstance(ref, str) or len(ref) > MAX_REF_CHARS or text_fault(ref) is not None:
         # Not echoed: the answer could not carry it back.
         raise FrameError(ErrorCode.BAD_REQUEST,
-                         f"'ref' must be a string of at most {MAX_REF_CHARS} characters, "
-                         "well-formed and without NUL")
+                         f"'ref' doit être une chaîne d'au plus {MAX_REF_CHARS} caractères, "
+                         "bien formée et sans NUL.",
+                         params={"field": "ref", "max_chars": MAX_REF_CHARS})
     return ref
 
 
 def parse_hello(frame: Mapping[str, Any]) -> Hello:
     """The first frame of a connection; :class:`FrameError` if it is not a valid hello."""
     if frame.get("type") != "hello":
-        raise FrameError(ErrorCode.UNAUTHENTICATED, "the first frame must be 'hello'")
+        raise FrameError(ErrorCode.UNAUTHENTICATED, "La première trame doit être 'hello'.",
+                         params={"reason": "no_hello"})
     token = frame.get("token")
     if not isinstance(token, str) or not token:
-        raise FrameError(ErrorCode.UNAUTHENTICATED, "'hello' needs a 'token'")
+        raise FrameError(ErrorCode.UNAUTHENTICATED, "'hello' doit porter un 'token'.",
+                         params={"reason": "missing"})
     if len(token) > MAX_TOKEN_CHARS or text_fault(token) is not None:
-        raise FrameError(ErrorCode.UNAUTHENTICATED, "Invalid token: not a token this server "
-                         "issues.")
+        raise FrameError(ErrorCode.UNAUTHENTICATED, "Jeton invalide : ce serveur n'émet pas "
+                         "de tels jetons.", params={"reason": "invalid"})
     if frame.get("resume") is None:
         return Hello(token, None)
     raw = frame["resume"]
     if not isinstance(raw, list) or len(raw) > MAX_RESUME:
         raise FrameError(ErrorCode.BAD_REQUEST,
-                         f"'resume' must be a list of at most {MAX_RESUME} pairs")
+                         f"'resume' doit être une liste d'au plus {MAX_RESUME} paires.",
+                         params={"field": "resume", "max": MAX_RESUME})
     pairs = []
     for item in raw:
         if (not isinstance(item, list | tuple) or len(item) != 2
                 or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_INT
                            for x in item)):
             raise FrameError(ErrorCode.BAD_REQUEST,
-                             "'resume' pairs are [discussion_id, last_seq], integers from 0 "
-                             "to 2^63 - 1")
+                             "Les paires de 'resume' sont [discussion_id, last_seq], des "
+                             "entiers de 0 à 2^63 - 1.", params={"field": "resume"})
         pairs.append((DiscussionId(item[0]), int(item[1])))
     return Hello(token, tuple(pairs))
 
@@ -430,8 +445,9 @@ def parse_request(frame: Mapping[str, Any]) -> Request:
         if (not isinstance(to, list) or not (0 if groups else 1) <= len(to) <= MAX_RECIPIENTS
                 or not all(isinstance(u, str) and 0 < len(u) <= MAX_USER_ID_CHARS
                            and text_fault(u) is None for u in to)):
-            raise f.fail(f"'to' must be a list of 1 to {MAX_RECIPIENTS} user ids "
-                         "(it may be empty when 'groups' are given)")
+            raise f.fail(f"'to' doit être une liste de 1 à {MAX_RECIPIENTS} identifiants "
+                         "(elle peut être vide si 'groups' est donné).", "to",
+                         max=MAX_RECIPIENTS)
         return Start(ref, f.text("subject", max_chars=MAX_SUBJECT_CHARS),
                      tuple(UserId(u) for u in to), f.text("body", max_chars=MAX_BODY_CHARS),
                      f.text("client_id", max_chars=MAX_CLIENT_ID_CHARS), groups)
@@ -445,7 +461,7 @@ def parse_request(frame: Mapping[str, Any]) -> Request:
             cursor = f.text("before", max_chars=MAX_CURSOR_CHARS)
         page = f.integer("limit", low=1, default=LIST_PAGE)
         if page > MAX_LIST:
-            raise f.fail(f"'limit' is at most {MAX_LIST}")
+            raise f.fail(f"'limit' vaut au plus {MAX_LIST}.", "limit", max=MAX_LIST)
         return ListDiscussions(ref, cursor, page)
     if kind == "history":
         before = frame.get("before")
@@ -453,7 +469,7 @@ def parse_request(frame: Mapping[str, Any]) -> Request:
             before = f.integer("before", low=1)
         limit = f.integer("limit", low=1, default=50)
         if limit > MAX_HISTORY:
-            raise f.fail(f"'limit' is at most {MAX_HISTORY}")
+            raise f.fail(f"'limit' vaut au plus {MAX_HISTORY}.", "limit", max=MAX_HISTORY)
         return History(ref, f.discussion(), before, limit)
     if kind == "ping":
         return Ping(ref)
@@ -461,7 +477,8 @@ def parse_request(frame: Mapping[str, Any]) -> Request:
         token = frame.get("token")
         if (not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS
                 or text_fault(token) is not None):
-            raise f.fail(f"'refresh' needs a 'token' of at most {MAX_TOKEN_CHARS} characters")
+            raise f.fail(f"'refresh' doit porter un 'token' d'au plus {MAX_TOKEN_CHARS} "
+                         "caractères.", "token", max_chars=MAX_TOKEN_CHARS)
         return Refresh(ref, token)
     if kind == "search":
         q = frame.get("q")
@@ -475,7 +492,7 @@ def parse_request(frame: Mapping[str, Any]) -> Request:
             raise f.fail(f"'limit' is at most {MAX_SEARCH}")
         return Search(ref, q, cursor, limit)
     if kind == "hello":
-        raise f.fail("already authenticated: 'hello' is only the first frame")
+        raise f.fail("Déjà authentifié : 'hello' n'est que la première trame.", "type")
     # The type is named back only when short: the error is not an echo service.
-    raise f.fail(f"unknown frame type {kind[:32]!r}" if isinstance(kind, str)
-                 else "a frame needs a 'type' string")
+    raise f.fail(f"Type de trame inconnu : {kind[:32]!r}." if isinstance(kind, str)
+                 else "Une trame doit avoir un 'type' (une chaîne).", "type")

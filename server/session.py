@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -207,8 +207,11 @@ class Session:
         try:
             raw = await asyncio.wait_for(self.transport.receive(), limits.hello_timeout)
         except TimeoutError:
-            await self._refuse(ErrorCode.UNAUTHENTICATED, "no hello in time",
-                               CloseCode.HELLO_TIMEOUT)
+            await self._refuse(ErrorCode.UNAUTHENTICATED, "Aucun « hello » reçu à temps.",
+                               CloseCode.HELLO_TIMEOUT,
+                               {"reason": "hello_timeout",
+                                "seconds": limits.hello_timeout},
+                               close_text="no hello in time")
             return False
         try:
             hello = parse_hello(decode(raw, self.encoding))
@@ -217,20 +220,21 @@ class Session:
             try:
                 est = await self.node.schools.get(identity.school_id)
             except NotFound:
-                raise Refused(ErrorCode.UNAUTHENTICATED, "The token names an unknown school.") \
-                    from None
+                raise Refused(ErrorCode.UNAUTHENTICATED,
+                              "Le jeton désigne un établissement inconnu.",
+                              params={"reason": "unknown_school"}) from None
             if identity.session_id is not None:  # an ended session's token is refused
                 await self.node.revocations.check(identity.school_id, identity.session_id)
         except FrameError as exc:
             close = (CloseCode.UNAUTHENTICATED if exc.code is ErrorCode.UNAUTHENTICATED
                      else CloseCode.PROTOCOL_ERROR)
-            await self._refuse(exc.code, exc.message, close)
+            await self._refuse(exc.code, exc.message, close, exc.params)
             return False
         except Refused as exc:
             # A host's key set that cannot be fetched is ours to fix: the client retries.
             await self._refuse(exc.code, exc.message,
                                CloseCode.TRY_AGAIN if exc.code is ErrorCode.UNAVAILABLE
-                               else CloseCode.UNAUTHENTICATED)
+                               else CloseCode.UNAUTHENTICATED, exc.params)
             return False
         except StoreError as exc:
             await self._unavailable(exc)
@@ -245,7 +249,7 @@ class Session:
             assert decision.code is not None
             close = (CloseCode.UNAUTHENTICATED if decision.code is ErrorCode.UNAUTHENTICATED
                      else CloseCode.ACCESS_REVOKED)
-            await self._refuse(decision.code, decision.message, close)
+            await self._refuse(decision.code, decision.message, close, decision.params)
             return False
         user = gk.user(identity.user_id)
         assert user is not None
@@ -253,9 +257,11 @@ class Session:
         if (self.node.hub.connections_of(identity.school_id, identity.user_id)
                 >= limits.connections_per_user):
             await self._refuse(ErrorCode.RATE_LIMITED,
-                               f"Too many connections for this account (at most "
-                               f"{limits.connections_per_user}): close another tab or device.",
-                               CloseCode.TOO_MANY_CONNECTIONS)
+                               f"Trop de connexions pour ce compte (au plus "
+                               f"{limits.connections_per_user}) : fermez un autre onglet ou "
+                               "appareil.",
+                               CloseCode.TOO_MANY_CONNECTIONS,
+                               {"limit": "connections", "max": limits.connections_per_user})
             return False
         self.school_id, self.user_id = identity.school_id, identity.user_id
         self.expires_at = identity.expires_at
@@ -283,11 +289,15 @@ class Session:
             self.push(frame)
         return True
 
-    async def _refuse(self, code: ErrorCode, message: str, close: CloseCode) -> None:
+    async def _refuse(self, code: ErrorCode, message: str, close: CloseCode,
+                      params: Mapping[str, Any] | None = None, *,
+                      close_text: str | None = None) -> None:
+        """The error, then the close; its reason is ``close_text`` (a documented, stable
+        reason) or the message."""
         self._held = None
-        self.push(Frame(frames.error(code, message)))
+        self.push(Frame(frames.error(code, message, params=params)))
         self.state = SessionState.CLOSED
-        await self.outbox.close(close, close_reason(message))
+        await self.outbox.close(close, close_reason(close_text or message))
 
     async def _unavailable(self, exc: Exception) -> None:
         """Something failed before the welcome (nothing of this connection is left on
@@ -317,7 +327,7 @@ class Session:
             except FrameError as exc:
                 bad += 1
                 self._pause = self._charge(BAD_FRAME_COST)  # answered anyway
-                self._error(exc.ref, exc.code, exc.message)
+                self._error(exc.ref, exc.code, exc.message, params=exc.params)
                 if bad >= MAX_BAD_FRAMES:
                     self.close(CloseCode.PROTOCOL_ERROR, "too many malformed frames")
                 continue
@@ -335,10 +345,11 @@ class Session:
         try:
             reply = await self._serve(request)
         except Refused as exc:
-            self._error(ref, exc.code, exc.message, exc.retry_at)
+            self._error(ref, exc.code, exc.message, exc.retry_at, exc.params)
             return
         except NotFound:
-            self._error(ref, ErrorCode.NOT_PARTICIPANT, ErrorCode.NOT_PARTICIPANT.phrase)
+            self._error(ref, ErrorCode.NOT_PARTICIPANT, ErrorCode.NOT_PARTICIPANT.phrase,
+                        params=_discussion_of(request))
             return
         except UnstorableValue as exc:
             self._error(ref, ErrorCode.BAD_REQUEST, str(exc))
@@ -357,8 +368,10 @@ class Session:
             self.push(Frame(reply))
 
     def _error(self, ref: str | None, code: ErrorCode, message: str,
-               retry_at: datetime | None = None) -> None:
-        self.push(Frame(frames.error(code, message, ref=ref, retry_at=retry_at)))
+               retry_at: datetime | None = None,
+               params: Mapping[str, Any] | None = None) -> None:
+        self.push(Frame(frames.error(code, message, ref=ref, retry_at=retry_at,
+                                     params=params)))
 
     def _charge(self, cost: float) -> float:
         """Spend ``cost`` from the user's allowance; the seconds to wait if it is short."""
@@ -379,7 +392,8 @@ class Session:
         if wait:
             self._pause = wait
             raise Refused(ErrorCode.RATE_LIMITED,
-                          retry_at=self.node.clock() + timedelta(seconds=wait))
+                          retry_at=self.node.clock() + timedelta(seconds=wait),
+                          params={"limit": "requests"})
 
     # ------------------------------------------------------------------ token life
 
@@ -388,7 +402,8 @@ class Session:
         if not self.open:
             return
         if now >= self.expires_at:
-            self.push(Frame(frames.error(ErrorCode.TOKEN_EXPIRED, ErrorCode.TOKEN_EXPIRED.phrase)))
+            self.push(Frame(frames.error(ErrorCode.TOKEN_EXPIRED,
+                                         ErrorCode.TOKEN_EXPIRED.phrase)))
             self.close(CloseCode.TOKEN_EXPIRED, "token expired: reconnect with a fresh token")
         elif self._warn_at is not None and now >= self._warn_at:
             self._warn_at = None
@@ -406,7 +421,8 @@ class Session:
         if (identity.school_id, identity.user_id) != (self.school_id, self.user_id):
             self.close(CloseCode.UNAUTHENTICATED, "refresh with another user's token")
             raise Refused(ErrorCode.UNAUTHENTICATED,
-                          "The new token is another user's: sign in again.")
+                          "Le nouveau jeton est celui d'un autre utilisateur : reconnectez-vous.",
+                          params={"reason": "another_user"})
         if identity.session_id is not None:
             try:
                 await self.node.revocations.check(identity.school_id, identity.session_id)
@@ -419,7 +435,7 @@ class Session:
             assert decision.code is not None
             self.close(CloseCode.UNAUTHENTICATED if decision.code is ErrorCode.UNAUTHENTICATED
                        else CloseCode.ACCESS_REVOKED, decision.code.value)
-            raise Refused(decision.code, decision.message)
+            raise Refused(decision.code, decision.message, params=decision.params)
         if self.state is SessionState.OPEN:  # not cut while we checked
             self.expires_at = identity.expires_at
             self._warn_at = warning_time(now, identity.expires_at)
@@ -456,8 +472,10 @@ class Session:
                 messages, more = await talk.history(self, d, before, limit)
                 # Positions are "now": the newest page carries them, and a scroll back
                 # to older pages does not read them again.
-                reads = await talk.reads(self, d) if before is None else {}
-                return frames.history(d, messages, more, reads)
+                if before is not None:
+                    return frames.history(d, messages, more, {})
+                return frames.history(d, messages, more, await talk.reads(self, d),
+                                      await talk.post_status(self, d))
             case Search(q=q, cursor=after, limit=limit):
                 results, after = await search.page(self.node.store, self.school_id,
                                                    self.user_id, q, after, limit)
@@ -467,3 +485,9 @@ class Session:
             case Refresh(token=token):
                 return await self._refresh(token)
         raise AssertionError(f"unhandled request {request!r}")
+
+
+def _discussion_of(request: Request) -> dict[str, Any]:
+    """The ``discussion`` param of a refusal about ``request``, when it names one."""
+    d = getattr(request, "discussion", None)
+    return {} if d is None else {"discussion": d}

@@ -110,7 +110,8 @@ def apply_settings_patch(
     if "timezone" in obj:
         tz = obj["timezone"]
         if not isinstance(tz, str):
-            raise InvalidSettings("timezone must be a string such as 'Europe/Paris'")
+            raise InvalidSettings("timezone doit être une chaîne telle que 'Europe/Paris'.",
+                                  field="timezone")
         validate_timezone(tz)
         new = replace(new, timezone=tz)
     if "hours" in obj:
@@ -121,7 +122,8 @@ def apply_settings_patch(
         disabled = set(new.disabled_profiles)
         for pid, switch in _object(obj["profiles"], "profiles").items():
             if profiles is not None and pid not in profiles:
-                raise InvalidSettings(f"profiles: unknown profile {pid!r}")
+                raise InvalidSettings(f"profiles : profil inconnu {pid!r}.",
+                                      field=f"profiles.{pid}")
             sw = _object(switch, f"profiles.{pid}")
             _only(sw, {"discussions_enabled"}, f"profiles.{pid}")
             if "discussions_enabled" in sw:
@@ -147,7 +149,8 @@ def _apply_hours(hours: Hours, patch: Json) -> Hours:
     if "outside" in obj:
         value = obj["outside"]
         if value not in ("refuse", "defer"):
-            raise InvalidSettings("hours.outside must be 'refuse' or 'defer'")
+            raise InvalidSettings("hours.outside vaut 'refuse' ou 'defer'.",
+                                  field="hours.outside")
         new = replace(new, outside=OutsideHours(value))
     validate_hours(new)
     return new
@@ -162,14 +165,14 @@ def _apply_limits(limits: StartLimits, patch: Json) -> StartLimits:
     if "starts_per_day" in obj:
         new = replace(new, per_day=_count(obj["starts_per_day"], "limits.starts_per_day"))
     if new.per_hour > new.per_day:
-        raise InvalidSettings("limits.starts_per_hour cannot be more than "
-                              "limits.starts_per_day")
+        raise InvalidSettings("limits.starts_per_hour ne peut pas dépasser "
+                              "limits.starts_per_day.", field="limits.starts_per_hour")
     return new
 
 
 def _count(value: Json, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_STARTS:
-        raise InvalidSettings(f"{where} must be an integer from 1 to {MAX_STARTS}")
+        raise InvalidSettings(f"{where} doit être un entier de 1 à {MAX_STARTS}.", field=where)
     return value
 
 
@@ -226,9 +229,10 @@ def apply_preferences_patch(
     obj = _object(patch, "preferences")
     for key in obj:
         if key not in _ROLE_KEYS[role]:
-            raise InvalidSettings(f"{key!r} is not a preference of a {role.value}")
+            raise InvalidSettings(f"{key!r} n'est pas une préférence de ce rôle ({role.value}).",
+                                  field=key)
         if key not in allowed:
-            raise InvalidSettings(f"{key!r} cannot be changed here")
+            raise InvalidSettings(f"{key!r} ne peut pas être modifié ici.", field=key)
     new = prefs
     if "can_initiate" in obj:
         new = replace(new, can_initiate=_bool(obj["can_initiate"], "can_initiate"))
@@ -265,11 +269,13 @@ def _audience(value: Json, where: str, classes: Collection[ClassId] | None) -> A
     if raw is None:
         return Audience(enabled=enabled)
     if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
-        raise InvalidSettings(f"{where}.classes must be a list of class ids or null")
+        raise InvalidSettings(f"{where}.classes doit être une liste d'identifiants de classes "
+                              "ou null.", field=f"{where}.classes")
     if classes is not None:
         unknown = sorted(c for c in raw if c not in classes)
         if unknown:
-            raise InvalidSettings(f"{where}.classes: unknown class {unknown[0]!r}")
+            raise InvalidSettings(f"{where}.classes : classe inconnue {unknown[0]!r}.",
+                                  field=f"{where}.classes")
     return Audience(enabled=enabled, classes=frozenset(ClassId(c) for c in raw))
 
 
@@ -299,26 +305,27 @@ def diff(old: Mapping[str, Json], new: Mapping[str, Json]) -> list[tuple[str, Js
 
 def _object(value: Json, where: str) -> dict[str, Json]:
     if not isinstance(value, dict):
-        raise InvalidSettings(f"{where} must be a JSON object")
+        raise InvalidSettings(f"{where} doit être un objet JSON.", field=where)
     return value
 
 
 def _only(obj: Mapping[str, Json], keys: Collection[str], where: str) -> None:
     for key in obj:
         if key not in keys:
-            raise InvalidSettings(f"{where}: unknown field {key!r} (expected one of "
-                                  f"{', '.join(sorted(keys))})")
+            raise InvalidSettings(f"{where} : champ inconnu {key!r} (attendu : "
+                                  f"{', '.join(sorted(keys))}).", field=f"{where}.{key}")
 
 
 def _bool(value: Json, where: str) -> bool:
     if not isinstance(value, bool):
-        raise InvalidSettings(f"{where} must be true or false")
+        raise InvalidSettings(f"{where} doit valoir true ou false.", field=where)
     return value
 
 
 def _parse_time(value: Json, where: str) -> time:
     if not isinstance(value, str) or not (m := _HHMM.match(value)):
-        raise InvalidSettings(f"{where} must be a time written HH:MM, such as '07:00'")
+        raise InvalidSettings(f"{where} doit être une heure écrite HH:MM, par exemple '07:00'.",
+                              field=where)
     return time(int(m.group(1)), int(m.group(2)))
 
 

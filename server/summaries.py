@@ -35,13 +35,15 @@ def participants_json(est: Establishment, s: DiscussionSummary,
 
 
 def summary_json(est: Establishment, s: DiscussionSummary, viewer: UserId,
-                 participants: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                 participants: list[dict[str, Any]] | None = None,
+                 post: dict[str, Any] | None = None) -> dict[str, Any]:
     """A ``discussion`` object; ``participants`` may be shared by the summaries of one
     discussion at one membership version for viewers who are present (frames are
-    encoded, never changed)."""
+    encoded, never changed). ``post``, when given, is the viewer's ``post`` status
+    (:func:`server.posting.post_json`)."""
     if participants is None:
         participants = participants_json(est, s, viewer)
-    return {"id": s.discussion.id, "subject": s.discussion.subject,
+    out: dict[str, Any] = {"id": s.discussion.id, "subject": s.discussion.subject,
             "created_by": s.discussion.created_by,
             "created_at": frames.iso(s.discussion.created_at),
             "last_seq": s.visible_seq, "read_seq": s.read_seq,
@@ -49,6 +51,9 @@ def summary_json(est: Establishment, s: DiscussionSummary, viewer: UserId,
             "participants": participants,
             "last_message": None if s.last_message is None
             else frames.message(s.last_message)}
+    if post is not None:
+        out["post"] = post
+    return out
 
 
 async def for_users(store: Store, est: Establishment, school: SchoolId, d: DiscussionId,
@@ -82,11 +87,12 @@ def cursor(at: datetime, row_id: int) -> str:
 def read_cursor(text: str) -> tuple[datetime, int]:
     micros, _, d = text.partition("-")
     if not (micros.isascii() and micros.isdigit() and d.isascii() and d.isdigit()):
-        raise Refused(ErrorCode.BAD_REQUEST, "'before' must be the 'next' of a previous page")
+        raise Refused(ErrorCode.BAD_REQUEST, "'before' doit être le 'next' d'une page "
+                      "précédente.", params={"field": "before"})
     try:
         if int(d) > MAX_INT:
             raise OverflowError
         return _EPOCH + int(micros) * _MICROSECOND, int(d)
     except OverflowError:
-        raise Refused(ErrorCode.BAD_REQUEST,
-                      "'before' must be the 'next' of a previous page") from None
+        raise Refused(ErrorCode.BAD_REQUEST, "'before' doit être le 'next' d'une page "
+                      "précédente.", params={"field": "before"}) from None

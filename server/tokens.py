@@ -84,12 +84,14 @@ def checked_header(token: str, algorithm: str) -> dict[str, Any]:
     try:
         header: dict[str, Any] = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError as exc:
-        raise Refused(ErrorCode.UNAUTHENTICATED, f"Invalid token: {exc}.") from exc
+        raise Refused(ErrorCode.UNAUTHENTICATED, f"Jeton invalide : {exc}.",
+                      params={"reason": "invalid"}) from exc
     alg = header.get("alg")
     if alg != algorithm:
         shown = alg[:16] if isinstance(alg, str) else alg
         raise Refused(ErrorCode.UNAUTHENTICATED,
-                      f"Invalid token: signed with {shown!r}, this server expects {algorithm}.")
+                      f"Jeton invalide : signé avec {shown!r}, ce serveur attend {algorithm}.",
+                      params={"reason": "invalid"})
     return header
 
 
@@ -108,7 +110,8 @@ def decode_claims(token: str, key: Any, *, algorithm: str, issuer: str | None = 
             options={"verify_exp": False, "verify_iat": False, "verify_nbf": False,
                      "verify_aud": audience is not None, "require": required})
     except jwt.InvalidTokenError as exc:
-        raise Refused(ErrorCode.UNAUTHENTICATED, f"Invalid token: {exc}.") from exc
+        raise Refused(ErrorCode.UNAUTHENTICATED, f"Jeton invalide : {exc}.",
+                      params={"reason": "invalid"}) from exc
     return claims
 
 
@@ -126,26 +129,32 @@ def identity_from_claims(claims: Mapping[str, Any], *, now: datetime, user_claim
             continue
         # Numbers compared as numbers: a huge one cannot overflow a datetime.
         if not isinstance(value, int | float) or isinstance(value, bool):
-            raise Refused(ErrorCode.UNAUTHENTICATED, f"Invalid token: malformed {claim}.")
+            raise Refused(ErrorCode.UNAUTHENTICATED, f"Jeton invalide : {claim} mal formé.",
+                          params={"reason": "invalid"})
         if value > latest:
             raise Refused(ErrorCode.UNAUTHENTICATED,
-                          "The token is not valid yet: it was issued in the future.")
+                          "Le jeton n'est pas encore valide : il a été émis dans le futur.",
+                          params={"reason": "not_yet_valid"})
     sub, sch, exp = claims.get(user_claim), claims.get("sch"), claims.get("exp")
     if school is not None and sch is not None and sch != school:
-        raise Refused(ErrorCode.UNAUTHENTICATED, "The token names another school.")
+        raise Refused(ErrorCode.UNAUTHENTICATED, "Le jeton désigne un autre établissement.",
+                      params={"reason": "unknown_school"})
     if school is None and not isinstance(sch, str):
-        raise Refused(ErrorCode.UNAUTHENTICATED, "Invalid token: malformed claims.")
+        raise Refused(ErrorCode.UNAUTHENTICATED, "Jeton invalide : attributs mal formés.",
+                      params={"reason": "invalid"})
     if not isinstance(sub, str) or not sub or not isinstance(exp, int) \
             or isinstance(exp, bool):
         raise Refused(ErrorCode.UNAUTHENTICATED,
-                      f"Invalid token: malformed claims (the user is in {user_claim!r}).")
+                      f"Jeton invalide : attributs mal formés (l'utilisateur est dans "
+                      f"{user_claim!r}).", params={"reason": "invalid"})
     try:
         expires_at = datetime.fromtimestamp(exp, UTC)
     except (OverflowError, OSError, ValueError):  # before year 1 or after 9999, say
-        raise Refused(ErrorCode.UNAUTHENTICATED, "Invalid token: 'exp' is out of range.") \
-            from None
+        raise Refused(ErrorCode.UNAUTHENTICATED, "Jeton invalide : 'exp' hors limites.",
+                      params={"reason": "invalid"}) from None
     if now >= expires_at:
-        raise Refused(ErrorCode.UNAUTHENTICATED, "The token has expired: sign in again.")
+        raise Refused(ErrorCode.UNAUTHENTICATED, "Le jeton a expiré : reconnectez-vous.",
+                      params={"reason": "expired"})
     sid = claims.get("sid") if school is None else None
     return Identity(school or SchoolId(str(sch)), UserId(sub), expires_at,
                     sid if isinstance(sid, str) else None)

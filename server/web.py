@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -40,6 +40,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from . import __version__, search
+from .auditwords import describe
 from .broker import Broker, BrokerUnavailable, MemoryBroker, RedisBroker
 from .clock import Clock, system_clock
 from .config import Config
@@ -52,13 +53,14 @@ from .errors import (
     Refused,
     StoreError,
     UnstorableValue,
+    wire_params,
 )
 from .gatekeeper import WindowState
 from .headers import SecurityHeaders
 from .hub import TransportClosed
 from .jwks import build_verifier
 from .limits import Limits
-from .model import Role, SchoolId, User, UserId
+from .model import Directory, Role, SchoolId, User, UserId
 from .mysettings import my_settings
 from .node import Node
 from .protocol import (
@@ -281,7 +283,8 @@ def create_app(
         if wanted is None and len(schools) == 1:
             wanted = schools[0]
         if wanted is None or wanted not in schools:
-            raise Refused(ErrorCode.NOT_FOUND, "Name the school with ?school=.")
+            raise Refused(ErrorCode.NOT_FOUND, "Indiquez l'établissement avec ?school=.",
+                          params={"field": "school"})
         return await s.schools.get(SchoolId(wanted))
 
     async def demo_users(request: Request) -> Response:
@@ -311,7 +314,9 @@ def create_app(
             body = await _json_body(request)
             user_id = body.get("user") if isinstance(body, dict) else None
             if not isinstance(user_id, str) or est.gatekeeper.user(UserId(user_id)) is None:
-                raise Refused(ErrorCode.BAD_REQUEST, "Give the 'user' id of someone here.")
+                raise Refused(ErrorCode.BAD_REQUEST,
+                              "Donnez l'identifiant 'user' d'une personne d'ici.",
+                              params={"field": "user"})
             credentials = await s.sessions.open_session(
                 est.gatekeeper.state.directory.school.id, UserId(user_id), provider="demo",
                 provider_session=None, now=s.clock())
@@ -482,18 +487,22 @@ async def _authenticate(services: _Services, request: Request) -> _Caller:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Refused(ErrorCode.UNAUTHENTICATED,
-                      "Send the token as 'Authorization: Bearer <token>'.")
+                      "Envoyez le jeton ainsi : 'Authorization: Bearer <jeton>'.",
+                      params={"reason": "missing"})
     now = services.clock()
     identity = await services.verifier.verify(token.strip(), now)
     try:
         school = await services.schools.get(identity.school_id)
     except NotFound:
-        raise Refused(ErrorCode.UNAUTHENTICATED, "The token names an unknown school.") from None
+        raise Refused(ErrorCode.UNAUTHENTICATED, "Le jeton désigne un établissement inconnu.",
+                      params={"reason": "unknown_school"}) from None
     if identity.session_id is not None:  # an ended session's token is refused (cached)
         await services.node.revocations.check(identity.school_id, identity.session_id)
     user = school.gatekeeper.user(identity.user_id)
     if user is None:
-        raise Refused(ErrorCode.UNAUTHENTICATED, "This account is not in the school's directory.")
+        raise Refused(ErrorCode.UNAUTHENTICATED,
+                      "Ce compte n'est pas dans l'annuaire de l'établissement.",
+                      params={"reason": "not_in_directory"})
     return _Caller(identity, school, user, now, services.store, services.node)
 
 
@@ -503,16 +512,21 @@ def _charge(caller: _Caller) -> None:
     wait = caller.node.hub.allowance(caller.school_id, caller.user.id).take(REST_COST)
     if wait:
         raise Refused(ErrorCode.RATE_LIMITED,
-                      retry_at=caller.now + timedelta(seconds=wait))
+                      retry_at=caller.now + timedelta(seconds=wait),
+                      params={"limit": "requests"})
 
 
 def _error_response(exc: PreauError) -> Response:
+    params: Mapping[str, Any] | None = None
     if isinstance(exc, Refused):
-        code, message, retry_at = exc.code, exc.message, exc.retry_at
+        code, message, retry_at, params = exc.code, exc.message, exc.retry_at, exc.params
     elif isinstance(exc, InvalidSettings):
         code, message, retry_at = ErrorCode.BAD_REQUEST, str(exc), None
+        params = {} if exc.field is None else {"field": exc.field}
     elif isinstance(exc, NotFound):
-        code, message, retry_at = ErrorCode.NOT_FOUND, str(exc), None
+        # The store's words name ids and tables, for logs: people get the phrase (the
+        # same for "does not exist" and "not yours": no oracle either way).
+        code, message, retry_at = ErrorCode.NOT_FOUND, ErrorCode.NOT_FOUND.phrase, None
     elif isinstance(exc, UnstorableValue):
         code, message, retry_at = ErrorCode.BAD_REQUEST, str(exc), None
     elif isinstance(exc, StoreError) and exc.retryable:
@@ -522,7 +536,8 @@ def _error_response(exc: PreauError) -> Response:
     else:
         log.exception("request failed", exc_info=exc)
         code, message, retry_at = ErrorCode.INTERNAL, ErrorCode.INTERNAL.phrase, None
-    body: dict[str, Json] = {"code": code.value, "message": message}
+    body: dict[str, Json] = {"code": code.value, "message": message,
+                             "params": wire_params(code, params, retry_at)}
     if retry_at is not None:
         body["retry_at"] = _iso(retry_at)
     headers = ({"WWW-Authenticate": "Bearer"} if code is ErrorCode.UNAUTHENTICATED
@@ -534,22 +549,26 @@ def _error_response(exc: PreauError) -> Response:
 async def _json_body(request: Request) -> Json:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise Refused(ErrorCode.TOO_LARGE, f"The body exceeds {MAX_BODY_BYTES} bytes.")
+        raise Refused(ErrorCode.TOO_LARGE, f"Le corps dépasse {MAX_BODY_BYTES} octets.",
+                      params={"field": "body", "max_bytes": MAX_BODY_BYTES})
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise Refused(ErrorCode.TOO_LARGE, f"The body exceeds {MAX_BODY_BYTES} bytes.")
+            raise Refused(ErrorCode.TOO_LARGE, f"Le corps dépasse {MAX_BODY_BYTES} octets.",
+                          params={"field": "body", "max_bytes": MAX_BODY_BYTES})
         chunks.append(chunk)
     raw = b"".join(chunks)
     if not raw:
-        raise Refused(ErrorCode.BAD_REQUEST, "The request needs a JSON body.")
+        raise Refused(ErrorCode.BAD_REQUEST, "La requête doit avoir un corps JSON.",
+                      params={"field": "body"})
     try:
         # ValueError also covers an integer of more than 4,300 digits (Python's limit).
         body: Json = json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise Refused(ErrorCode.BAD_REQUEST, f"The body is not valid JSON: {exc}.") from None
+        raise Refused(ErrorCode.BAD_REQUEST, f"Le corps n'est pas du JSON valide : {exc}.",
+                      params={"field": "body"}) from None
     _check_strings(body)
     return body
 
@@ -565,7 +584,8 @@ def _check_strings(body: Json) -> None:
         if isinstance(value, str):
             fault = text_fault(value)
             if fault is not None:
-                raise Refused(ErrorCode.BAD_REQUEST, f"A string in the body {fault}.")
+                raise Refused(ErrorCode.BAD_REQUEST, f"Une chaîne du corps : {fault}.",
+                              params={"field": "body"})
         elif isinstance(value, dict):
             stack.extend(value)
             stack.extend(value.values())
@@ -582,10 +602,12 @@ def _check_params(request: Request) -> None:
             continue  # converted by the route, e.g. {broadcast_id:int}
         if len(value) > MAX_PARAM_CHARS:
             raise Refused(ErrorCode.BAD_REQUEST,
-                          f"'{name[:32]}' is limited to {MAX_PARAM_CHARS} characters.")
+                          f"'{name[:32]}' est limité à {MAX_PARAM_CHARS} caractères.",
+                          params={"field": name[:32], "max_chars": MAX_PARAM_CHARS})
         fault = text_fault(value) or text_fault(name)
         if fault is not None:
-            raise Refused(ErrorCode.BAD_REQUEST, f"A query or path parameter {fault}.")
+            raise Refused(ErrorCode.BAD_REQUEST, f"Un paramètre de l'adresse : {fault}.",
+                          params={"field": name[:32]})
 
 
 def _iso(dt: datetime) -> str:
@@ -619,7 +641,9 @@ async def _me(request: Request, caller: _Caller) -> Json:
         "admin": gk.is_admin(caller.user.id),
         "access": {"allowed": access.allowed,
                    "code": None if access.code is None else access.code.value,
-                   "message": access.message},
+                   "message": access.message,
+                   "params": {} if access.code is None
+                   else wire_params(access.code, access.params)},
         "can_start": contacts.allowed,
         "window": _window_json(gk.window_state(caller.now)),
         "token_expires_at": _iso(caller.identity.expires_at),
@@ -667,7 +691,9 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     if raw is None or raw == "":
         return default
     if not raw.isdigit() or not low <= int(raw) <= high:
-        raise Refused(ErrorCode.BAD_REQUEST, f"'{name}' must be an integer from {low} to {high}.")
+        raise Refused(ErrorCode.BAD_REQUEST,
+                      f"'{name}' doit être un entier de {low} à {high}.",
+                      params={"field": name, "min": low, "max": high})
     return int(raw)
 
 
@@ -684,8 +710,9 @@ def _decode_cursor(cursor: str | None) -> int:
             raise ValueError(raw)
         return int(raw[1:])
     except ValueError:
-        raise Refused(ErrorCode.BAD_REQUEST, "'cursor' is not a cursor this server gave.") \
-            from None
+        raise Refused(ErrorCode.BAD_REQUEST,
+                      "'cursor' n'est pas un curseur donné par ce serveur.",
+                      params={"field": "cursor"}) from None
 
 
 async def _my_preferences(request: Request, caller: _Caller) -> Json:
@@ -697,7 +724,8 @@ async def _patch_my_preferences(request: Request, caller: _Caller) -> Json:
     patch = await _json_body(request)
     if isinstance(patch, dict) and "can_initiate" in patch:
         raise Refused(ErrorCode.FORBIDDEN,
-                      "Only an administrator can change whether a student may start discussions.")
+                      "Seul un administrateur peut décider si un élève peut commencer des "
+                      "discussions.", params={"field": "can_initiate"})
     return await _change_preferences(caller, caller.user, patch,
                                      allowed={"accepts", "parent_messaging_opt_in"})
 
@@ -718,7 +746,9 @@ async def _patch_user_preferences(request: Request, caller: _Caller) -> Json:
 def _directory_user(caller: _Caller, user_id: str) -> User:
     user = caller.school.gatekeeper.user(UserId(user_id))
     if user is None:
-        raise Refused(ErrorCode.NOT_FOUND, f"There is no user {user_id!r} in this school.")
+        raise Refused(ErrorCode.NOT_FOUND,
+                      f"Il n'y a pas d'utilisateur {user_id!r} dans cet établissement.",
+                      params={"user": user_id})
     return user
 
 
@@ -733,7 +763,7 @@ async def _change_preferences(
     if entries:
         await caller.node.policy_changed(caller.school_id)
     return {"preferences": preferences_to_json(new, user.role),
-            "changes": [_audit_json(e) for e in entries]}
+            "changes": [_audit_json(e, state.directory) for e in entries]}
 
 
 async def _get_settings(request: Request, caller: _Caller) -> Json:
@@ -751,7 +781,7 @@ async def _patch_settings(request: Request, caller: _Caller) -> Json:
     if entries:
         await caller.node.policy_changed(caller.school_id)
     return {"settings": settings_to_json(new, profiles),
-            "changes": [_audit_json(e) for e in entries]}
+            "changes": [_audit_json(e, state.directory) for e in entries]}
 
 
 async def _users(request: Request, caller: _Caller) -> Json:
@@ -760,7 +790,8 @@ async def _users(request: Request, caller: _Caller) -> Json:
     q = fold(request.query_params.get("q", "").strip())
     role = request.query_params.get("role")
     if role is not None and role not in {r.value for r in Role}:
-        raise Refused(ErrorCode.BAD_REQUEST, "'role' is teacher, staff, student or parent.")
+        raise Refused(ErrorCode.BAD_REQUEST,
+                      "'role' vaut teacher, staff, student ou parent.", params={"field": "role"})
     limit = _int_param(request, "limit", CONTACTS_PAGE, 1, CONTACTS_MAX_PAGE)
     offset = _decode_cursor(request.query_params.get("cursor"))
     people = sorted(gk.state.directory.users.values(),
@@ -785,15 +816,21 @@ async def _audit(request: Request, caller: _Caller) -> Json:
     before = None if raw in (None, "") else _int_param(request, "before", 0, 1, MAX_INT)
     entries = await caller.store.audit_log(caller.school_id, before=before,
                                                               limit=limit)
+    directory = caller.school.gatekeeper.state.directory
     return {
-        "items": [_audit_json(e) for e in entries],
+        "items": [_audit_json(e, directory) for e in entries],
         "next_before": entries[-1].id if len(entries) == limit else None,
     }
 
 
-def _audit_json(entry: AuditEntry) -> dict[str, Any]:
-    return {"id": entry.id, "at": _iso(entry.at), "actor": entry.actor, "field": entry.field,
-            "old": entry.old, "new": entry.new}
+def _audit_json(entry: AuditEntry, directory: Directory | None = None) -> dict[str, Any]:
+    """An audit entry; with the directory, also what it is about in structured words
+    (``setting``, ``profile``/``user``, ``classes``, ``actor_name``: docs/api.md)."""
+    out = {"id": entry.id, "at": _iso(entry.at), "actor": entry.actor, "field": entry.field,
+           "old": entry.old, "new": entry.new}
+    if directory is not None:
+        out.update(describe(entry.field, entry.old, entry.new, entry.actor, directory))
+    return out
 
 
 async def _search(request: Request, caller: _Caller) -> Json:
@@ -851,7 +888,8 @@ async def _broadcast_audience(request: Request, caller: _Caller) -> Json:
 async def _broadcast_preview(request: Request, caller: _Caller) -> Json:
     body = await _json_body(request)
     if not isinstance(body, dict) or "to" not in body:
-        raise Refused(ErrorCode.BAD_REQUEST, "Send {\"to\": {...}}: the audience to count.")
+        raise Refused(ErrorCode.BAD_REQUEST, "Envoyez {\"to\": {...}} : le public à compter.",
+                      params={"field": "to"})
     return await caller.node.noticeboard.preview(caller.school_id, caller.user.id, body["to"])
 
 
@@ -888,7 +926,9 @@ async def _acknowledge_broadcast(request: Request, caller: _Caller) -> Json:
 async def _answer_poll(request: Request, caller: _Caller) -> Json:
     body = await _json_body(request)
     if not isinstance(body, dict) or "answers" not in body:
-        raise Refused(ErrorCode.BAD_REQUEST, "Send {\"answers\": [...]}: one per question.")
+        raise Refused(ErrorCode.BAD_REQUEST,
+                      "Envoyez {\"answers\": [...]} : une réponse par question.",
+                      params={"field": "answers"})
     view = await caller.node.noticeboard.answer(caller.school_id, caller.user.id,
                                                 _broadcast_id(request), body["answers"])
     return {"broadcast": view}

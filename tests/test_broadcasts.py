@@ -353,13 +353,13 @@ class TestInformation:
     @pytest.mark.parametrize(("change", "fragment"), [
         ({"kind": "memo"}, "'kind'"),
         ({"title": ""}, "'title'"),
-        ({"to": {}}, "at least one role"),
+        ({"to": {}}, "au moins un rôle"),
         ({"to": {"roles": ["pupil"]}}, "to.roles"),
         ({"ack_requested": "yes"}, "'ack_requested'"),
-        ({"deadline": "2026-12-01T00:00:00Z"}, "'deadline' is for polls"),
+        ({"deadline": "2026-12-01T00:00:00Z"}, "'deadline' ne vaut que pour un sondage"),
         ({"publish_at": "tomorrow"}, "'publish_at'"),
-        ({"expires_at": "0001-01-01T00:00:00+01:00"}, "out of range"),
-        ({"colour": "red"}, "unknown field"),
+        ({"expires_at": "0001-01-01T00:00:00+01:00"}, "hors limites"),
+        ({"colour": "red"}, "Champ inconnu"),
     ])
     async def test_bad_requests_name_the_field(self, live_server: LiveServer,
                                                change: dict[str, Any], fragment: str):
@@ -400,11 +400,11 @@ class TestPolls:
             assert [p["id"] for p in results["pending"]["not_answered"]] == ["p1"]
 
     @pytest.mark.parametrize(("answers", "fragment"), [
-        ([{"choices": [0]}], "3 answers"),
-        ([{"choices": [0, 1]}, {"choices": [0]}, {"text": "x"}], "answer 1"),
-        ([{"choices": [0]}, {"choices": [0, 1, 2]}, {"text": "x"}], "1 to 2"),
-        ([{"choices": [5]}, {"choices": [0]}, {"text": "x"}], "indexes from 0 to 1"),
-        ([{"choices": [0]}, {"choices": [0]}, {"choices": [0]}], "answer 3"),
+        ([{"choices": [0]}], "3 réponses"),
+        ([{"choices": [0, 1]}, {"choices": [0]}, {"text": "x"}], "réponse 1"),
+        ([{"choices": [0]}, {"choices": [0, 1, 2]}, {"text": "x"}], "de 1 à 2"),
+        ([{"choices": [5]}, {"choices": [0]}, {"text": "x"}], "indices distincts de 0 à 1"),
+        ([{"choices": [0]}, {"choices": [0]}, {"choices": [0]}], "réponse 3"),
     ])
     async def test_bad_answers_name_the_question(self, live_server: LiveServer,
                                                  answers: list[Any], fragment: str):
@@ -429,7 +429,7 @@ class TestPolls:
             # The required one may not be left empty, even with blanks only.
             for blank in ("", "   "):
                 r = await p2.put(url, json={"answers": [{"text": "ok"}, {"text": blank}]})
-                assert "answer 2" in refused(r, 400, "bad_request")
+                assert "réponse 2" in refused(r, 400, "bad_request")
             # The optional one may.
             r = await p2.put(url, json={"answers": [{"text": "  "}, {"text": "06 12"}]})
             assert r.status_code == 200, r.text
@@ -442,7 +442,7 @@ class TestPolls:
         choice = {**POLL[0], "required": True}
         wrong = {"text": "Une remarque ?", "kind": "text", "required": "oui"}
         async with client(live_server, "t1") as t1:
-            for questions, fragment in (([choice], "text questions"), ([wrong], "true or false")):
+            for questions, fragment in (([choice], "réponses libres"), ([wrong], "true ou false")):
                 r = await t1.post("/api/broadcasts", json=poll(
                     {"roles": ["parent"], "classes": ["2A"]}, questions=questions))
                 assert fragment in refused(r, 400, "bad_request")
@@ -623,7 +623,7 @@ async def test_a_poll_stored_before_required_existed_keeps_its_text_answers_requ
     old = [{"text": "Une remarque ?", "kind": "text"}]
     (stored,) = questions_from_json(old, stored=True)
     assert stored.required is True
-    with pytest.raises(Refused, match="answer 1"):
+    with pytest.raises(Refused, match="réponse 1"):
         parse_answers([stored], [{"text": ""}])
     (new,) = questions_from_json(old)
     assert new.required is False

@@ -206,7 +206,7 @@ class TestTokens:
             refused = httpx.get(f"{url}/api/contacts", headers=bearer(early))
             assert refused.status_code == 401
             assert refused.json()["error"]["code"] == "unauthenticated"
-            assert "not valid yet" in refused.json()["error"]["message"]
+            assert "pas encore valide" in refused.json()["error"]["message"]
 
     def test_token_needs_a_school(self, tmp_path: Path):
         out = preau(tmp_path, "token", "t1")

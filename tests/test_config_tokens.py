@@ -105,10 +105,10 @@ class TestTokens:
 
         assert read_token(SECRET, signed(far), now=far).user_id == "t1"
         assert read_token(SECRET, signed(far + ISSUED_AT_LEEWAY), now=far).user_id == "t1"
-        with pytest.raises(Refused, match="not valid yet") as info:
+        with pytest.raises(Refused, match="pas encore valide") as info:
             read_token(SECRET, signed(far + ISSUED_AT_LEEWAY + timedelta(seconds=1)), now=far)
         assert info.value.code is ErrorCode.UNAUTHENTICATED
         malformed = jwt.encode({"sch": "hugo", "sub": "t1", "exp": exp, claim: "soon"},
                                SECRET, algorithm="HS256")
-        with pytest.raises(Refused, match=f"malformed {claim}"):
+        with pytest.raises(Refused, match=f"{claim} mal formé"):
             read_token(SECRET, malformed, now=far)

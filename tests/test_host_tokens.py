@@ -113,7 +113,7 @@ async def test_the_algorithm_comes_from_the_configuration(rs_host: Host):
     es = Host("ES256")
     es.add_key("k1")
     other = jwt.encode(claims, es.keys["k1"], algorithm="ES256", headers={"kid": "k1"})
-    assert "expects RS256" in (await refused(verifier, other)).message
+    assert "attend RS256" in (await refused(verifier, other)).message
 
 
 async def test_an_unknown_kid_refetches_once_then_waits():
@@ -129,7 +129,7 @@ async def test_an_unknown_kid_refetches_once_then_waits():
         assert host.fetches == 1  # fetched 5 s ago: not again so soon
         first = NOW + timedelta(seconds=31)
         error = await refused(verifier, host.token("t1", first, kid="k2"), first)
-        assert "unknown key 'k2'" in error.message
+        assert "clé inconnue 'k2'" in error.message
         assert host.fetches == 2  # refetched once for the unknown kid
         for i in range(20):  # a flood of made-up kids costs the host nothing more
             host.add_key(f"x{i}", publish=False)
@@ -184,7 +184,7 @@ async def test_what_is_not_a_key_set_is_not_used():
         host.body = json.dumps({"keys": [es, enc]}).encode()
         aged = later + timedelta(hours=2)
         error = await refused(verifier, host.token("t1", aged), aged)
-        assert (error.code, "unknown key 'k1'" in error.message) == (
+        assert (error.code, "clé inconnue 'k1'" in error.message) == (
             ErrorCode.UNAUTHENTICATED, True)
 
 

@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("server", "server.errors", "server.model", "server.clock", "server.limits")),
     ("policy", ("server.gatekeeper", "server.settings", "server.directory", "server.demo",
                 "server.relations",
-                "server.broadcasts")),
+                "server.broadcasts", "server.auditwords")),
     ("protocol", ("server.protocol", "server.frames", "server.events", "server.tokens",
                   "server.config", "server.identity_file", "server.host_tokens")),
     ("storage", ("server.store",)),
@@ -36,7 +36,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("node parts", ("server.summaries", "server.audience", "server.held", "server.sessions",
                     "server.revocation",
                     "server.noticeboard", "server.conversations", "server.activity",
-                    "server.search")),
+                    "server.search", "server.posting")),
     ("node", ("server.node",)),
     ("session", ("server.session",)),
     ("app", ("server.web", "server.headers", "server.handshake", "server.session_routes",
@@ -197,7 +197,7 @@ RULES = [
     ("server.store", (*WEB, "server.schools")),
     *((m, WEB) for m in ("server.node", "server.session", "server.hub", "server.noticeboard",
                          "server.feed", "server.audience", "server.held", "server.summaries",
-                         "server.conversations", "server.activity")),
+                         "server.conversations", "server.activity", "server.posting")),
 ]
 
 

@@ -94,7 +94,8 @@ async def test_a_refresh_with_another_users_token_closes_4501(live_server: LiveS
         reply = await wire.request({"type": "refresh",
                                     "token": live_server.token(user, school=school)})
         assert (reply["type"], reply["code"]) == ("error", "unauthenticated")
-        assert "another user" in reply["message"]
+        assert "autre utilisateur" in reply["message"]
+        assert reply["params"] == {"reason": "another_user"}
         assert (await wire.closed())[0] == 4501
     assert (await e1.request({"type": "ping"}))["type"] == "pong"  # others unaffected
 

@@ -48,7 +48,7 @@ class TestHealthAndAuthentication:
             live_server.clock.advance(timedelta(minutes=2))
             body = error(c.get("/api/me", headers={"Authorization": f"Bearer {short}"}),
                          401, "unauthenticated")
-            assert "expired" in body["message"]
+            assert "expiré" in body["message"]
 
     def test_token_for_unknown_user_or_school(self, live_server: LiveServer):
         with live_server.client("ghost") as c:
@@ -153,18 +153,19 @@ class TestSettingsApi:
             ({"hours": {"outside": "later"}}, "defer"),
             ({"timezone": "Mars/Olympus"}, "Mars/Olympus"),
             ({"profiles": {"martians": {"discussions_enabled": False}}}, "martians"),
-            ({"discussions_enabled": "no"}, "true or false"),
+            ({"discussions_enabled": "no"}, "true ou false"),
             ({"colour": "blue"}, "colour"),
             ({"limits": {"starts_per_hour": 0}}, "starts_per_hour"),
             ({"limits": {"starts_per_day": True}}, "starts_per_day"),
-            ({"limits": {"starts_per_hour": 50, "starts_per_day": 40}}, "more than"),
+            ({"limits": {"starts_per_hour": 50, "starts_per_day": 40}}, "ne peut pas dépasser"),
             ({"limits": {"starts": 5}}, "starts"),
-            ([1, 2], "object"),
+            ([1, 2], "objet"),
         ]
         with live_server.client("a1") as c:
             for patch, words in bad:
                 body = error(c.patch("/api/settings", json=patch), 400, "bad_request")
                 assert words in body["message"], (patch, body)
+                assert body["params"]["field"], (patch, body)  # the setting at fault
             body = error(c.patch("/api/settings", content=b"{not json",
                                  headers={"content-type": "application/json"}),
                          400, "bad_request")
@@ -185,7 +186,9 @@ class TestSettingsApi:
             error(student.get("/api/contacts"), 403, "profile_disabled")
             me = student.get("/api/me").json()
             assert me["access"] == {"allowed": False, "code": "profile_disabled",
-                                    "message": me["access"]["message"]}
+                                    "message": me["access"]["message"],
+                                    "params": {"rule": "G2", "profile": "students",
+                                               "profile_name": "Élèves"}}
             log = admin.get("/api/audit").json()["items"]
             assert {(e["field"], e["old"], e["new"], e["actor"]) for e in log} == {
                 ("hours.start", "07:00", "08:00", "a1"),

@@ -221,7 +221,12 @@ class TestGatekeeperOnTheWire:
         r = await e1.request({"type": "send", "discussion": d, "body": "seuls ?",
                               "client_id": "2"})
         assert r["code"] == "not_invited_by_supervisor"
-        assert "Hugo Moreau" in r["message"]
+        assert r["message"] == ("Le professeur qui vous a invité (Claire Martin) a quitté la "
+                                "discussion : vous ne pouvez plus écrire ici.")
+        assert r["params"]["rule"] == "G6"
+        assert r["params"]["supervisor_left"] == {"id": "t1", "name": "Claire Martin",
+                                                  "role": "teacher"}
+        assert [u["name"] for u in r["params"]["users"]] == ["Hugo Moreau"]
         r = await teacher.request({"type": "send", "discussion": d, "body": "x",
                                    "client_id": "3"})
         assert r["code"] == "not_participant"

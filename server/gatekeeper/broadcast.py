@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from server.errors import ErrorCode
+from server.gatekeeper.decision import Decision, refuse
 from server.gatekeeper.index import SchoolIndex
 from server.model import ClassId, Role, User, UserId
 
@@ -98,10 +99,32 @@ def may_broadcast_to(idx: SchoolIndex, sender: User, y_id: UserId) -> bool:
     return False
 
 
+# One refusal per reason, shared (decisions are immutable). ``reason`` in the params
+# lets a client word it: ``role`` (students and non-delegate parents address nobody),
+# ``teacher_scope``, ``delegate_scope``, ``recipient`` (one person named is out of reach).
+_NO_AUDIENCE = refuse(ErrorCode.BAD_REQUEST, "Une diffusion a besoin d'un public : des "
+                      "rôles ou des personnes.", params={"field": "to"})
+_TEACHER_SCOPE = refuse(
+    ErrorCode.BROADCAST_NOT_ALLOWED,
+    "Un professeur ne peut envoyer d'informations ou de sondages qu'aux élèves et aux "
+    "parents de ses classes.", params={"reason": "teacher_scope"})
+_DELEGATE_SCOPE = refuse(
+    ErrorCode.BROADCAST_NOT_ALLOWED,
+    "Un parent délégué ne peut envoyer d'informations ou de sondages qu'aux parents des "
+    "classes qu'il représente.", params={"reason": "delegate_scope"})
+_DELEGATE_SWITCH = refuse(ErrorCode.PARENT_MESSAGING_DISABLED)
+_DELEGATE_OPT_IN = refuse(
+    ErrorCode.NOT_OPTED_IN,
+    "Activez la messagerie entre parents pour envoyer des informations aux parents de "
+    "votre classe.")
+_ROLE = refuse(ErrorCode.BROADCAST_NOT_ALLOWED, params={"reason": "role"})
+_RECIPIENT = refuse(ErrorCode.BROADCAST_NOT_ALLOWED, params={"reason": "recipient"})
+
+
 def broadcast_refusal(
     idx: SchoolIndex, sender: User, target: BroadcastTarget
-) -> tuple[ErrorCode, str] | None:
-    """``None`` if ``sender`` may address ``target`` (G8), else a code and a sentence.
+) -> Decision | None:
+    """``None`` if ``sender`` may address ``target`` (G8), else the refusal.
 
     An empty target is ``bad_request``. A delegate is refused with
     ``parent_messaging_disabled`` (the school's switch) or ``not_opted_in``
@@ -109,7 +132,7 @@ def broadcast_refusal(
     ``broadcast_not_allowed``, also for a named parent who has not opted in.
     """
     if target.empty:
-        return ErrorCode.BAD_REQUEST, "A broadcast needs an audience: roles or people."
+        return _NO_AUDIENCE
     role = sender.role
     if role is Role.STAFF:
         pass  # staff to anyone in the school
@@ -119,45 +142,33 @@ def broadcast_refusal(
             and target.classes is not None
             and target.classes <= sender.teaches
         ):
-            return (
-                ErrorCode.BROADCAST_NOT_ALLOWED,
-                "Teachers may send information or polls only to the students "
-                "and parents of classes they teach.",
-            )
+            return _TEACHER_SCOPE
     elif role is Role.PARENT and sender.delegate_of:
         if not idx.parent_messaging_enabled:
-            return ErrorCode.PARENT_MESSAGING_DISABLED, ErrorCode.PARENT_MESSAGING_DISABLED.phrase
+            return _DELEGATE_SWITCH
         if not idx.opted_in(sender.id):
-            return (
-                ErrorCode.NOT_OPTED_IN,
-                "Switch on messaging between parents to send information to the parents "
-                "of your class.",
-            )
+            return _DELEGATE_OPT_IN
         if target.roles and not (
             target.roles <= _DELEGATE_ROLES
             and target.classes is not None
             and target.classes <= sender.delegate_of
         ):
-            return (
-                ErrorCode.BROADCAST_NOT_ALLOWED,
-                "A delegate may send information or polls only to the parents of the classes "
-                "they represent.",
-            )
+            return _DELEGATE_SCOPE
     else:
-        return ErrorCode.BROADCAST_NOT_ALLOWED, ErrorCode.BROADCAST_NOT_ALLOWED.phrase
+        return _ROLE
     for y_id in target.users:
         if y_id == sender.id:
             continue  # the sender is left out, not an error
         if not may_broadcast_to(idx, sender, y_id):
             # One code whatever the reason (unknown, another class, not opted in):
             # a parent's choice is not told to the delegate (SPEC "Clarifications").
-            return ErrorCode.BROADCAST_NOT_ALLOWED, ErrorCode.BROADCAST_NOT_ALLOWED.phrase
+            return _RECIPIENT
     return None
 
 
 def broadcast_scope(
     idx: SchoolIndex, sender: User
-) -> tuple[BroadcastScope | None, tuple[ErrorCode, str] | None]:
+) -> tuple[BroadcastScope | None, Decision | None]:
     """What ``sender`` may address (G8), or why nothing: for a recipient picker."""
     if sender.role is Role.STAFF:
         return BroadcastScope(frozenset(Role), None), None
@@ -168,7 +179,7 @@ def broadcast_scope(
         refusal = broadcast_refusal(
             idx, sender, BroadcastTarget(roles=scope.roles, classes=scope.classes))
         return (scope, None) if refusal is None else (None, refusal)
-    return None, (ErrorCode.BROADCAST_NOT_ALLOWED, ErrorCode.BROADCAST_NOT_ALLOWED.phrase)
+    return None, _ROLE
 
 
 def broadcast_recipients(

@@ -33,6 +33,7 @@ from server.gatekeeper.groups import (
 from server.gatekeeper.hours import Window, WindowState
 from server.gatekeeper.index import SchoolIndex
 from server.gatekeeper.quota import check_start_quota
+from server.gatekeeper.refusals import g6_refusal, outside_hours, person, start_refusal
 from server.model import (
     DiscussionId,
     DiscussionMembers,
@@ -53,23 +54,18 @@ DEFAULT_MEMBERSHIP_CACHE_SIZE = 4096
 # are immutable), which keeps them off the hot path's allocation budget.
 _UNAUTHENTICATED = refuse(ErrorCode.UNAUTHENTICATED)
 _DISCUSSIONS_DISABLED = refuse(ErrorCode.DISCUSSIONS_DISABLED)
-_PROFILE_DISABLED = refuse(ErrorCode.PROFILE_DISABLED)
 _CANNOT_INITIATE = refuse(ErrorCode.CANNOT_INITIATE)
-_NOT_PARTICIPANT = refuse(ErrorCode.NOT_PARTICIPANT)
 _CANNOT_INVITE = refuse(ErrorCode.CANNOT_INVITE)
-_ALREADY_PARTICIPANT = refuse(ErrorCode.ALREADY_PARTICIPANT)
-_POLL_CLOSED = refuse(ErrorCode.POLL_CLOSED)
-_NO_RECIPIENT = refuse(ErrorCode.BAD_REQUEST, "A discussion needs at least one recipient.")
+_NO_RECIPIENT = refuse(ErrorCode.BAD_REQUEST, "Une discussion a besoin d'au moins un "
+                       "destinataire.", params={"field": "to"})
 _NOBODY_IN_GROUPS = refuse(
     ErrorCode.BAD_REQUEST,
     "Personne dans ces groupes ne peut recevoir cette discussion : choisissez d'autres "
-    "destinataires.",
+    "destinataires.", params={"field": "groups", "reason": "nobody_in_groups"},
 )
 _NO_EXPANSION = Expansion()
-_SELF_RECIPIENT = refuse(ErrorCode.BAD_REQUEST, "You cannot be a recipient of your own discussion.")
-
-# How many blockers a G6 refusal names before summing up the rest.
-_NAMES_SHOWN = 5
+_SELF_RECIPIENT = refuse(ErrorCode.BAD_REQUEST, "Vous ne pouvez pas être destinataire de "
+                         "votre propre discussion.", params={"field": "to"})
 
 
 class Gatekeeper:
@@ -132,7 +128,8 @@ class Gatekeeper:
             self._access = dict.fromkeys(index.users, _DISCUSSIONS_DISABLED)
         else:
             self._access = {
-                uid: ALLOW if uid in index.active else _PROFILE_DISABLED for uid in index.users
+                uid: ALLOW if uid in index.active else self._profile_disabled(u)
+                for uid, u in index.users.items()
             }
         self._cache_size = membership_cache_size
         self._memberships: dict[DiscussionId, rules.Membership] = {}
@@ -193,7 +190,7 @@ class Gatekeeper:
         opted in, so that the answer never reveals who exists or chose what.
         """
         code = rules.start_refusal_code(self._index, x, y)
-        return ALLOW if code is None else _start_refusal(code, y)
+        return ALLOW if code is None else start_refusal(code, y)
 
     def check_start(self, user_id: UserId, recipients: Sequence[UserId], now: datetime) -> Decision:
         """May ``user_id`` start a discussion with ``recipients`` at ``now``?
@@ -244,7 +241,7 @@ class Gatekeeper:
         for y in unique:
             code = rules.start_refusal_code(index, user_id, y)
             if code is not None:
-                return _start_refusal(code, y), nothing
+                return start_refusal(code, y), nothing
         expansion = nothing
         if groups:
             expansion = expand_groups(index, sender, groups)
@@ -335,7 +332,7 @@ class Gatekeeper:
             hold_until = opens_at
         m = self._membership(members)
         if user_id not in m.present:
-            return _NOT_PARTICIPANT
+            return _not_participant(m.id)
         if user_id in m.posters:
             if m.unreached:
                 # Skipped by the pair check, so never to receive it, even once switched
@@ -347,7 +344,7 @@ class Gatekeeper:
         if refusal is None:
             if len(self._g6_refusals) >= self._cache_size:
                 self._g6_refusals.clear()  # rare, and recomputing is cheap enough
-            refusal = self._g6_refusals[key] = self._g6_refusal(user_id, m)
+            refusal = self._g6_refusals[key] = g6_refusal(self._index, m, user_id)
         return refusal
 
     def posters(self, members: DiscussionMembers) -> frozenset[UserId]:
@@ -421,11 +418,13 @@ class Gatekeeper:
             return self._outside_hours(self._opens_at(now))
         m = self._membership(members)
         if inviter not in m.present:
-            return _NOT_PARTICIPANT
+            return _not_participant(m.id)
         if not rules.may_invite(self._index.users[inviter]):
             return _CANNOT_INVITE
         if invitee in m.present:
-            return _ALREADY_PARTICIPANT
+            user = self._index.users.get(invitee)
+            return refuse(ErrorCode.ALREADY_PARTICIPANT, params={
+                "discussion": m.id, "user": person(user) if user else {"id": invitee}})
         return self.start_refusal(inviter, invitee)
 
     def check_leave(self, user_id: UserId, members: DiscussionMembers) -> Decision:
@@ -436,7 +435,7 @@ class Gatekeeper:
         if user_id not in self._index.users:
             return _UNAUTHENTICATED
         if user_id not in self._membership(members).present:
-            return _NOT_PARTICIPANT
+            return _not_participant(members.id)
         return ALLOW
 
     # ------------------------------------------------------------------ G8
@@ -464,7 +463,7 @@ class Gatekeeper:
         user = index.users[sender]
         refusal = broadcast_refusal(index, user, target)
         if refusal is not None:
-            return refuse(*refusal), ()
+            return refusal, ()
         decision = ALLOW if hold_until is None else hold(hold_until)
         return decision, broadcast_recipients(index, user, target)
 
@@ -475,7 +474,7 @@ class Gatekeeper:
         if not access.allowed:
             return access, None
         scope, refusal = broadcast_scope(self._index, self._index.users[sender])
-        return (ALLOW, scope) if refusal is None else (refuse(*refusal), None)
+        return (ALLOW, scope) if refusal is None else (refusal, None)
 
     def may_broadcast_to(self, sender: UserId, y: UserId) -> bool:
         """G8 for one person: may ``sender`` address ``y`` (active, G2 included)?"""
@@ -497,7 +496,8 @@ class Gatekeeper:
         if not self.window.is_open(now):
             return self._outside_hours(self._opens_at(now))
         if now >= deadline:
-            return _POLL_CLOSED
+            return refuse(ErrorCode.POLL_CLOSED, params={
+                "deadline": deadline.isoformat().replace("+00:00", "Z")})
         return ALLOW
 
     # ------------------------------------------------------------------ internals
@@ -521,60 +521,21 @@ class Gatekeeper:
         return opens_at
 
     def _outside_hours(self, opens_at: datetime) -> Decision:
-        local = opens_at.astimezone(self.window.tz)
-        return refuse(
-            ErrorCode.OUTSIDE_HOURS,
-            f"Discussions are closed at this hour; they open again on {local:%Y-%m-%d} "
-            f"at {local:%H:%M} ({self.window.timezone}).",
-            retry_at=opens_at,
-        )
+        return outside_hours(self.window, opens_at)
 
-    def _g6_refusal(self, user_id: UserId, m: rules.Membership) -> Decision:
-        index = self._index
-        sender = index.users[user_id]
-        blocking = rules.blockers(index, m, user_id)
-        codes = {rules.pair_refusal_code(index, sender, index.users[y]) for y in blocking}
-        names = _names([index.users[y] for y in blocking])
-        if ErrorCode.PARENT_MESSAGING_DISABLED in codes:
-            return refuse(
-                ErrorCode.PARENT_MESSAGING_DISABLED,
-                f"Messaging between parents is switched off, so you cannot post here "
-                f"while {names} {'is' if len(blocking) == 1 else 'are'} present.",
-            )
-        if ErrorCode.NOT_OPTED_IN in codes:
-            # About the sender's own choice only: another parent's is never told.
-            return refuse(
-                ErrorCode.NOT_OPTED_IN,
-                f"You cannot post here while {names} {'is' if len(blocking) == 1 else 'are'} "
-                "present: switch on messaging between parents first.",
-            )
-        return refuse(
-            ErrorCode.NOT_INVITED_BY_SUPERVISOR,
-            f"You cannot post here: you and {names} may talk only while a teacher or "
-            "staff member who brought you both in is present.",
-        )
+    def _profile_disabled(self, user: User) -> Decision:
+        profile = self.state.directory.profiles.get(user.profile)
+        return refuse(ErrorCode.PROFILE_DISABLED, params={
+            "profile": user.profile, "profile_name": profile.name if profile else user.profile})
 
 
-def _start_refusal(code: ErrorCode, y: UserId) -> Decision:
-    if code is ErrorCode.RECIPIENT_NOT_ALLOWED:
-        # The id as given, whether or not it exists: nothing is revealed.
-        return refuse(code, f"You cannot start a discussion with {y!r}.")
-    return refuse(code)
+def _not_participant(d: DiscussionId) -> Decision:
+    return refuse(ErrorCode.NOT_PARTICIPANT, params={"discussion": d})
 
 
 def _group_refusal(group: Group) -> Decision:
     # The same code as a forbidden individual; the class id is the one given.
     return refuse(ErrorCode.RECIPIENT_NOT_ALLOWED,
                   f"Vous ne pouvez pas écrire au groupe {group.kind.value!r} de la classe "
-                  f"{group.class_id!r}.")
-
-
-def _names(users: Sequence[User]) -> str:
-    """'A', 'A and B', 'A, B and C', … up to a few names, then 'and N others'."""
-    names = sorted(u.display_name for u in users)
-    if len(names) > _NAMES_SHOWN:
-        shown = names[: _NAMES_SHOWN - 1]
-        return f"{', '.join(shown)} and {len(names) - len(shown)} others"
-    if len(names) <= 1:
-        return names[0] if names else "someone"
-    return f"{', '.join(names[:-1])} and {names[-1]}"
+                  f"{group.class_id!r}.",
+                  params={"group": {"kind": group.kind.value, "class": group.class_id}})

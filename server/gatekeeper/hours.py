@@ -81,25 +81,28 @@ def validate_hours(hours: Hours) -> None:
     """
     for name, value in (("start", hours.start), ("end", hours.end)):
         if not isinstance(value, time):
-            raise InvalidSettings(f"hours.{name} must be a time of day, got {value!r}")
+            raise InvalidSettings(f"hours.{name} doit être une heure du jour, pas {value!r}.",
+                                  field=f"hours.{name}")
         if value.tzinfo is not None:
             raise InvalidSettings(
-                f"hours.{name} must be a local time of day without a time zone: "
-                "the school's time zone applies"
+                f"hours.{name} doit être une heure locale sans fuseau : celui de "
+                "l'établissement s'applique.", field=f"hours.{name}"
             )
     if hours.end == hours.start:
         raise InvalidSettings(
-            f"hours.end must be after hours.start: both are {hours.start:%H:%M}, "
-            "so discussions would never open (switch hours off to allow any time)"
+            f"hours.end doit venir après hours.start : les deux valent {hours.start:%H:%M}, "
+            "les discussions ne s'ouvriraient jamais (désactivez les horaires pour permettre "
+            "toute heure).", field="hours.end"
         )
     if hours.end < hours.start:
         raise InvalidSettings(
-            f"hours.end ({hours.end:%H:%M}) must be after hours.start ({hours.start:%H:%M}): "
-            "the window cannot span midnight"
+            f"hours.end ({hours.end:%H:%M}) doit venir après hours.start "
+            f"({hours.start:%H:%M}) : la plage ne peut pas passer minuit.", field="hours.end"
         )
     if not isinstance(hours.outside, OutsideHours):
         choices = ", ".join(repr(o.value) for o in OutsideHours)
-        raise InvalidSettings(f"hours.outside must be one of {choices}, got {hours.outside!r}")
+        raise InvalidSettings(f"hours.outside vaut {choices}, pas {hours.outside!r}.",
+                              field="hours.outside")
 
 
 class Window:
@@ -236,9 +239,10 @@ class Window:
 
 def _zone(name: str) -> ZoneInfo:
     if not isinstance(name, str) or name in _HOST_DEPENDENT_ZONES:
-        raise InvalidSettings(f"unknown time zone {name!r}")
+        raise InvalidSettings(f"fuseau horaire inconnu : {name!r}", field="timezone")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
         # ValueError: malformed keys ("", "../x"); OSError: a directory ("Europe").
-        raise InvalidSettings(f"unknown time zone {name!r}") from exc
+        raise InvalidSettings(f"fuseau horaire inconnu : {name!r}",
+                              field="timezone") from exc

@@ -35,6 +35,9 @@ def check_start_quota(limits: StartLimits, recent: Sequence[datetime],
     if retry_at is None:
         return ALLOW
     return refuse(ErrorCode.RATE_LIMITED,
-                  f"You have started the most discussions allowed for now "
-                  f"({limits.per_hour} an hour, {limits.per_day} a day); try again later.",
-                  retry_at=retry_at)
+                  f"Vous avez commencé le nombre maximal de discussions pour le moment "
+                  f"({limits.per_hour} par heure, {limits.per_day} par jour) : réessayez "
+                  "plus tard.",
+                  retry_at=retry_at,
+                  params={"limit": "starts", "per_hour": limits.per_hour,
+                          "per_day": limits.per_day})

@@ -207,10 +207,11 @@ def test_admin_switches_students_off(app: App, demo_server: LiveServer):
     students_profile.uncheck()
     admin.get_by_role("button", name="Save the settings").click()
     expect(admin.locator(".banner-success")).to_contain_text("1 change")
-    # The audit log names the setting in words, and keeps its key in a data attribute.
+    # The audit log names the setting in words (the profile by its name in the directory,
+    # the values as words), and keeps its key in a data attribute.
     first_row = admin.locator(".audit tbody tr").first
     expect(first_row.locator('td[data-field="profiles.students.discussions_enabled"]')).to_have_text(
-        "Discussions of the profile “students”")  # the usual profiles are named in words
+        "Discussions for the profile students")
     expect(first_row).to_contain_text("onoff")
     expect(students_profile).not_to_be_checked()
 
@@ -234,7 +235,7 @@ def test_admin_switches_students_off(app: App, demo_server: LiveServer):
         prefs = http.get("/api/users/e1/preferences").json()["preferences"]
     assert prefs == {"can_initiate": False}
     right_cell = admin.locator('.audit tbody tr td[data-field="users.e1.can_initiate"]').first
-    expect(right_cell).to_have_text("e1 may start discussions")
+    expect(right_cell).to_have_text("Léa Petit may start discussions")
     app.screenshot(admin, "settings-desktop")
 
     # Switched on again: "Check again" brings the student back.

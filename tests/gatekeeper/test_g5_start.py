@@ -159,7 +159,8 @@ class TestRecipientExists:
         assert not gk.may_start(U("t.math"), U(y))
         refusal = gk.start_refusal(U("t.math"), U(y))
         assert refusal.code is ErrorCode.RECIPIENT_NOT_ALLOWED
-        assert refusal.message == f"You cannot start a discussion with {y!r}."
+        assert refusal.message == f"Vous ne pouvez pas commencer de discussion avec {y!r}."
+        assert dict(refusal.params) == {"user": y}
 
     def test_other_school(self, school: SchoolBuilder) -> None:
         other = SchoolBuilder("clg-other")
@@ -330,7 +331,8 @@ class TestCheckStart:
         decision = school.gatekeeper().check_start(
             U("t.math"), [U("st.6a1"), U("st.2a1"), U("nobody")], OPEN
         )
-        assert decision.message == "You cannot start a discussion with 'st.2a1'."
+        assert decision.message == "Vous ne pouvez pas commencer de discussion avec 'st.2a1'."
+        assert dict(decision.params) == {"user": "st.2a1"}
 
     def test_defer_mode_holds_the_first_message(self, school: SchoolBuilder) -> None:
         gk = school.defer().gatekeeper()
@@ -346,7 +348,9 @@ class TestCheckStart:
         decision = school.gatekeeper().check_start(U("st.6a1"), [U("t.math")], CLOSED)
         assert decision.code is ErrorCode.OUTSIDE_HOURS
         assert decision.retry_at == NEXT_OPENING
-        assert "2026-05-13 at 07:00 (Europe/Paris)" in decision.message
+        assert "rouvrent le mer. 13 mai à 07:00 (Europe/Paris)" in decision.message
+        assert dict(decision.params) == {"opens_at": "2026-05-13T05:00:00Z", "start": "07:00",
+                                         "end": "20:00", "timezone": "Europe/Paris"}
 
 
 class TestContacts:

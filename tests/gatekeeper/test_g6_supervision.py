@@ -176,7 +176,11 @@ class TestSupervision:
         gk = school.gatekeeper()
         decision = gk.check_send(U("st.6a1"), m, OPEN)
         assert decision.code is ErrorCode.NOT_INVITED_BY_SUPERVISOR
-        assert "Hugo Petit" in decision.message
+        assert decision.message == ("Le professeur qui vous a invité (Marie Curie) a quitté la "
+                                    "discussion : vous ne pouvez plus écrire ici.")
+        assert [u["name"] for u in decision.params["users"]] == ["Hugo Petit"]
+        assert decision.params["supervisor_left"] == {"id": "t.math", "name": "Marie Curie",
+                                                      "role": "teacher"}
         assert gk.blockers(U("st.6a1"), m) == {U("st.6a2")}
         assert gk.blockers(U("st.6a2"), m) == {U("st.6a1")}
 
@@ -186,9 +190,21 @@ class TestSupervision:
             *(joined(s, "s.cpe") for s in ("st.6a1", "st.6a2", "st.6a3", "st.6b1", "st.2a1")),
         )
         decision = school.gatekeeper().check_send(U("st.6a1"), m, OPEN)
+        assert [u["name"] for u in decision.params["users"]] == [
+            "Hugo Petit", "Inès Moreau", "Tom Roux", "Zoé Garnier"]
+        assert decision.params["others"] == 0
+        assert decision.params["supervisor_left"]["id"] == "s.cpe"
+
+    def test_refusal_without_a_departure_names_the_blockers(
+            self, school: SchoolBuilder) -> None:
+        # The supervisor is present but switched off: nobody "left", the pairs are named.
+        m = members(joined("s.cpe"), joined("st.6a1", "s.cpe"), joined("st.6a2", "s.cpe"))
+        decision = school.switch_off("vie-scolaire").gatekeeper().check_send(U("st.6a1"), m, OPEN)
+        assert decision.code is ErrorCode.NOT_INVITED_BY_SUPERVISOR
         assert decision.message.startswith(
-            "You cannot post here: you and Hugo Petit, Inès Moreau, Tom Roux and Zoé Garnier "
-        )
+            "Vous ne pouvez pas écrire ici : Hugo Petit et vous ne pouvez échanger qu'en "
+            "présence d'un professeur")
+        assert decision.params["supervisor_left"] is None
 
     def test_many_blockers_are_summed_up(self) -> None:
         school = SchoolBuilder()
@@ -198,7 +214,9 @@ class TestSupervision:
             school.student(f"st{i}", f"Student {i}", "6A")
         m = members(left("s"), *(joined(f"st{i}", "s") for i in range(8)))
         decision = school.gatekeeper().check_send(U("st0"), m, OPEN)
-        assert "Student 1, Student 2, Student 3, Student 4 and 3 others" in decision.message
+        assert [u["name"] for u in decision.params["users"]] == [
+            "Student 1", "Student 2", "Student 3", "Student 4"]
+        assert decision.params["others"] == 3
 
     def test_switched_off_supervisor_no_longer_supervises(self, school: SchoolBuilder) -> None:
         m = members(joined("s.cpe"), joined("st.6a1", "s.cpe"), joined("st.2a1", "s.cpe"))
@@ -303,7 +321,7 @@ class TestParentsInDiscussions:
         gk = school.parent_messaging().opt_in("p.6a1").gatekeeper()
         decision = gk.check_send(U("p.6a2"), m, OPEN)
         assert decision.code is ErrorCode.NOT_OPTED_IN
-        assert "Inès Moreau and Sophie Bernard" in decision.message
+        assert "en présence de Inès Moreau et Sophie Bernard" in decision.message
 
 
 class TestSendChecks:

@@ -224,19 +224,20 @@ class TestValidation:
         ("hours", "message"),
         [
             pytest.param(
-                Hours(start=time(8), end=time(8)), r"hours\.end must be after hours\.start", id="eq"
+                Hours(start=time(8), end=time(8)), r"hours\.end doit venir après hours\.start",
+                id="eq",
             ),
             pytest.param(
                 Hours(start=time(20), end=time(7)),
-                r"hours\.end \(07:00\) must be after hours\.start \(20:00\)",
+                r"hours\.end \(07:00\) doit venir après hours\.start \(20:00\)",
                 id="reversed",
             ),
             pytest.param(
-                Hours(enabled=False, start=time(9), end=time(8)), "must be after", id="disabled"
+                Hours(enabled=False, start=time(9), end=time(8)), "doit venir après", id="disabled"
             ),
-            pytest.param(Hours(start=time(7, tzinfo=UTC)), "without a time zone", id="aware-start"),
-            pytest.param(Hours(end="20:00"), "must be a time of day", id="not-a-time"),  # type: ignore[arg-type]
-            pytest.param(Hours(outside="drop"), "hours.outside must be one of", id="outside"),  # type: ignore[arg-type]
+            pytest.param(Hours(start=time(7, tzinfo=UTC)), "sans fuseau", id="aware-start"),
+            pytest.param(Hours(end="20:00"), "doit être une heure du jour", id="not-a-time"),  # type: ignore[arg-type]
+            pytest.param(Hours(outside="drop"), "hours.outside vaut", id="outside"),  # type: ignore[arg-type]
         ],
     )
     def test_invalid_hours(self, hours: Hours, message: str) -> None:
@@ -262,7 +263,8 @@ class TestValidation:
     def test_unknown_timezone(self, name: str) -> None:
         with pytest.raises(InvalidSettings) as info:
             validate_timezone(name)
-        assert str(info.value) == f"unknown time zone {name!r}"
+        assert str(info.value) == f"fuseau horaire inconnu : {name!r}"
+        assert info.value.field == "timezone"
         with pytest.raises(InvalidSettings):
             Window(Hours(), name)
 

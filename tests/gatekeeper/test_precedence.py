@@ -147,7 +147,7 @@ class TestDecision:
             Decision(**kwargs)  # type: ignore[arg-type]
 
     def test_gatekeeper_rejects_invalid_settings(self, school: SchoolBuilder) -> None:
-        with pytest.raises(InvalidSettings, match="unknown time zone 'Mars/Olympus'"):
+        with pytest.raises(InvalidSettings, match="fuseau horaire inconnu : 'Mars/Olympus'"):
             Gatekeeper(school.set(timezone="Mars/Olympus").state())
         with pytest.raises(ValueError, match="membership_cache_size"):
             Gatekeeper(standard_school().state(), membership_cache_size=0)
