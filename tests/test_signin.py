@@ -206,6 +206,8 @@ def test_logging_out_at_the_provider_cuts_the_connection(signin_server: SigninSe
     client = browser_like()  # the browser: it keeps the provider's cookie
     returned = sign_in(signin_server, "claire.martin", client=client)
     credentials = exchange(signin_server, returned).json()
+    # The school turned front-channel logout on: Préau bound this browser to the sign-in.
+    assert client.cookies.get("preau_oidc_logout", path="/signin/hugo/oidc/")
 
     async def run() -> None:
         wire, _ = await Wire.signed_in(signin_server.url.replace("http", "ws") + "/ws",

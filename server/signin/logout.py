@@ -91,12 +91,18 @@ async def bind_frontchannel(signin: Signin, request: Request, school: SchoolId,
                 _BINDING, _hash(value), school, json.dumps({"sid": provider_session}),
                 expires_at=now + ttl, now=now):
             break
+    _set_cookie(signin, request, school, response, value, int(ttl.total_seconds()))
+
+
+def _set_cookie(signin: Signin, request: Request, school: SchoolId, response: Response,
+                value: str, max_age: int) -> None:
     secure = base_url(signin, request).startswith("https:")
     # The ENT's logout page loads the front-channel URL in an iframe: over HTTPS the
     # cookie must be SameSite=None to reach it from an ENT on another site (where the
     # browser still sends cookies to third-party frames); plain HTTP (tests, an ENT on
-    # the same site) cannot be None and needs no more than Lax.
-    response.set_cookie(FRONTCHANNEL_COOKIE, value, max_age=int(ttl.total_seconds()),
+    # the same site) cannot be None and needs no more than Lax. The same attributes
+    # delete it (max_age 0): a frame may not replace a None cookie with a Lax one.
+    response.set_cookie(FRONTCHANNEL_COOKIE, value, max_age=max_age,
                         path=_cookie_path(school), httponly=True, secure=secure,
                         samesite="none" if secure else "lax")
 
@@ -132,7 +138,7 @@ async def frontchannel_logout(signin: Signin, request: Request) -> Response:
         return page
     now = signin.clock()
     bound = await signin.store.take_signin_grant(_BINDING, _hash(cookie), school, now=now)
-    page.delete_cookie(FRONTCHANNEL_COOKIE, path=_cookie_path(school))
+    _set_cookie(signin, request, school, page, "", 0)  # used once
     if bound is None or json.loads(bound).get("sid") != sid:
         log.info("front-channel logout at %s: this browser did not sign in with that "
                  "provider session: nothing ended", school)
