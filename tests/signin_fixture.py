@@ -64,7 +64,7 @@ def pkce() -> tuple[str, str]:
 
 
 def identity_file(path: Path, provider: IdentityProvider, *, public_url: str | None = None,
-                  cas_version: int = 3) -> Path:
+                  cas_version: int = 3, frontchannel_logout: bool = True) -> Path:
     public = "" if public_url is None else f'public_url = "{public_url}"'
     cas_attributes = ('user_attribute = "preau_uid"\nschool_attribute = "preau_school"'
                       if cas_version == 3 else "")
@@ -80,6 +80,7 @@ client_secret = "{provider.client_secret}"
 user_claim = "preau_uid"
 school_claim = "preau_school"
 scopes = ["openid", "profile", "preau"]
+frontchannel_logout = {"true" if frontchannel_logout else "false"}
 
 [schools.hugo.cas]
 server_url = "{provider.cas_url}"

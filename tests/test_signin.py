@@ -206,6 +206,8 @@ def test_logging_out_at_the_provider_cuts_the_connection(signin_server: SigninSe
     client = browser_like()  # the browser: it keeps the provider's cookie
     returned = sign_in(signin_server, "claire.martin", client=client)
     credentials = exchange(signin_server, returned).json()
+    # The school turned front-channel logout on: Préau bound this browser to the sign-in.
+    assert client.cookies.get("preau_oidc_logout", path="/signin/hugo/oidc/")
 
     async def run() -> None:
         wire, _ = await Wire.signed_in(signin_server.url.replace("http", "ws") + "/ws",
@@ -236,6 +238,57 @@ def test_logging_out_at_the_provider_cuts_the_connection(signin_server: SigninSe
     refreshed = httpx.post(f"{signin_server.url}/api/session/refresh",
                            json={"refresh_token": credentials["refresh_token"]}, timeout=10)
     assert refreshed.status_code == 401
+
+
+def test_a_typed_front_channel_url_ends_nothing(signin_server: SigninServer):
+    # The front-channel URL names the teacher by her login: a pupil who knows it may
+    # load it, with no cookie or with the cookie of their own sign-in. Nothing ends.
+    returned = sign_in(signin_server, "claire.martin", client=browser_like())
+    credentials = exchange(signin_server, returned).json()
+    intruder = browser_like()
+    assert exchange(signin_server, sign_in(signin_server, "marc.petit",
+                                           client=intruder)).status_code == 200
+    url = f"{signin_server.url}/signin/hugo/oidc/frontchannel-logout"
+    params = {"iss": signin_server.provider.issuer, "sid": "claire.martin"}
+
+    async def run() -> None:
+        wire = await live(signin_server, credentials["access_token"])
+        try:
+            typed = await asyncio.to_thread(httpx.get, url, params=params, timeout=10)
+            assert typed.status_code == 200
+            own_cookie = await asyncio.to_thread(intruder.get, url, params=params)
+            assert own_cookie.status_code == 200
+            assert (await wire.request({"type": "ping"}))["type"] == "pong"
+        finally:
+            await wire.close()
+
+    asyncio.run(run())
+    refreshed = httpx.post(f"{signin_server.url}/api/session/refresh",
+                           json={"refresh_token": credentials["refresh_token"]}, timeout=10)
+    assert refreshed.status_code == 200, refreshed.text
+    assert me(signin_server, refreshed.json()["access_token"]).status_code == 200
+
+
+def test_front_channel_logout_is_off_unless_the_school_turns_it_on(
+        identity_provider, tmp_path, limits, schools_url: str):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    identity_provider.configure(redirect_uris=[f"{base}/signin/hugo/oidc/callback"],
+                                frontchannel_logout_url=f"{base}/signin/hugo/oidc/"
+                                "frontchannel-logout")
+    config = Config(database_url=schools_url, jwt_secret=SECRET, identity_file=str(
+        identity_file(tmp_path / "id.toml", identity_provider, frontchannel_logout=False)))
+    with serve(config, ManualClock(SCHOOL_DAY), limits, port=port) as url:
+        server = SigninServer(url, identity_provider, ManualClock(SCHOOL_DAY))
+        client = browser_like()
+        credentials = exchange(server, sign_in(server, "claire.martin", client=client)
+                               ).json()
+        answer = client.get(f"{url}/signin/hugo/oidc/frontchannel-logout",
+                            params={"iss": identity_provider.issuer, "sid": "claire.martin"})
+        assert answer.status_code == 404
+        refreshed = httpx.post(f"{url}/api/session/refresh", timeout=10,
+                               json={"refresh_token": credentials["refresh_token"]})
+        assert refreshed.status_code == 200, refreshed.text
 
 
 def hidden_fields(text: str) -> dict[str, str]:

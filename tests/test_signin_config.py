@@ -48,6 +48,10 @@ def test_the_sections_are_read(tmp_path: Path):
     assert isinstance(oidc, OidcProvider)
     assert (oidc.issuer, oidc.client_id, oidc.user_claim, dict(oidc.users or {})) == (
         "https://ent.example.fr", "preau", "preau_uid", {"f81d4fae": "t1"})
+    assert oidc.frontchannel_logout is False  # off unless the school turns it on
+    opted = load_signin_config(write(tmp_path, GOOD.replace(
+        'user_claim = "preau_uid"', 'user_claim = "preau_uid"\nfrontchannel_logout = true')))
+    assert opted.provider("hugo", "oidc").frontchannel_logout is True  # type: ignore
     assert isinstance(cas, CasProvider)
     assert (cas.server_url, cas.version, cas.user_attribute) == (
         "https://cas.example.fr/cas", 2, None)
@@ -67,6 +71,9 @@ def test_the_sections_are_read(tmp_path: Path):
     (GOOD.replace("public_url", "public_ur1"), r"unknown key 'public_ur1' in \[signin\]"),
     (GOOD.replace('issuer = "https://ent.example.fr"', 'issuer = "ent.example.fr"'),
      "must be an http"),
+    (GOOD.replace('user_claim = "preau_uid"',
+                  'user_claim = "preau_uid"\nfrontchannel_logout = "yes"'),
+     r"\[schools.hugo.oidc\] frontchannel_logout must be true or false"),
     ("[schools.hugo\n", "not valid TOML"),
 ])
 def test_a_mistake_is_refused_with_the_file_school_and_key(tmp_path: Path, text: str,

@@ -20,7 +20,7 @@ __all__ = ["CasProvider", "OidcProvider", "SigninConfig", "load_signin_config",
            "parse_signin_config"]
 
 OIDC_KEYS = {"issuer", "client_id", "client_secret", "user_claim", "school_claim", "users",
-             "scopes", "label"}
+             "scopes", "label", "frontchannel_logout"}
 CAS_KEYS = {"server_url", "version", "user_attribute", "school_attribute", "label"}
 SIGNIN_KEYS = {"public_url", "app_redirect_uris"}
 
@@ -42,6 +42,10 @@ class OidcProvider:
     # A provider shared by several schools (one ENT for a whole region) names the user's
     # school in a claim: then it must be this school's id, since ids repeat across schools.
     school_claim: str | None = None
+    # Front-Channel Logout 1.0 names the session by an unsigned sid (LemonLDAP::NG 2.16:
+    # the user's login), so it is off unless the school turns it on; even then it ends
+    # only what the browser that signed in proves it opened (server/signin/logout.py).
+    frontchannel_logout: bool = False
 
     kind = "oidc"
 
@@ -145,6 +149,7 @@ def _oidc(school: SchoolId, raw: Any, path: str) -> OidcProvider:
         scopes=tuple(scopes),
         label=_string(table, "label", "ENT", path, where),
         school_claim=_optional(table, "school_claim", path, where),
+        frontchannel_logout=_boolean(table, "frontchannel_logout", False, path, where),
     )
 
 
@@ -176,6 +181,15 @@ def _optional(table: Mapping[str, Any], key: str, path: str, where: str) -> str 
     if key not in table:
         return None
     return _string(table, key, "", path, where)
+
+
+def _boolean(table: Mapping[str, Any], key: str, default: bool, path: str,
+             where: str) -> bool:
+    value = table.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{path}: {where} {key} must be true or false, "
+                                 f"not {value!r}")
+    return value
 
 
 def _table(raw: Any, path: str, where: str) -> dict[str, Any]:

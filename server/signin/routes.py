@@ -40,7 +40,13 @@ from .grants import (
     take_pending,
 )
 from .idtoken import TokenRefused
-from .logout import backchannel_logout, cas_single_logout, frontchannel_logout, provider_logout
+from .logout import (
+    backchannel_logout,
+    bind_frontchannel,
+    cas_single_logout,
+    frontchannel_logout,
+    provider_logout,
+)
 from .oidc import ProviderError
 from .service import (
     MAX_PARAM,
@@ -170,7 +176,7 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
         # one (LemonLDAP::NG 2.16 puts none, and its front-channel logout names the
         # account's login as sid), the subject.
         sid = claims.get("sid")
-        return await _signed_in(signin, school, pending, user, "oidc",
+        return await _signed_in(signin, request, school, pending, user, "oidc",
                                 sid if isinstance(sid, str) else str(claims["sub"]))
 
     async def cas_callback(request: Request) -> Response:
@@ -196,7 +202,7 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
         # An account of another school is nobody here: ids repeat across schools.
         other = cas.provider.school_attribute is not None and named != school
         user = None if other else found
-        response = await _signed_in(signin, school, pending, user, "cas", ticket)
+        response = await _signed_in(signin, request, school, pending, user, "cas", ticket)
         response.delete_cookie(CAS_COOKIE, path=f"/signin/{school}/cas/")
         return response
 
@@ -264,7 +270,7 @@ def signin_routes(get: Callable[[], Signin]) -> list[Route]:
             for r in routes]
 
 
-async def _signed_in(signin: Signin, school: SchoolId, pending: Pending,
+async def _signed_in(signin: Signin, request: Request, school: SchoolId, pending: Pending,
                      user: str | UserId | None, provider: str,
                      provider_session: str | None) -> Response:
     """The provider vouched for ``user``: if the directory knows them, the app gets a
@@ -279,7 +285,10 @@ async def _signed_in(signin: Signin, school: SchoolId, pending: Pending,
     grant = Grant(user_id=str(user), provider=provider, provider_session=provider_session,
                   redirect_uri=pending.app_redirect_uri, challenge=pending.app_challenge)
     code = await issue_code(signin.store, school, grant, now=signin.clock())
-    return back_to_app(pending, code=code)
+    response = back_to_app(pending, code=code)
+    if provider == "oidc" and provider_session is not None:
+        await bind_frontchannel(signin, request, school, provider_session, response)
+    return response
 
 
 def _guarded(endpoint: Callable[[Request], Awaitable[Response]]

@@ -488,8 +488,9 @@ class SessionStore(Protocol):
 class SigninStore(Protocol):
     """The short-lived grants of a sign-in through a school's identity provider
     (:mod:`server.signin`): a sign-in waiting for the provider (``kind`` ``"pending"``,
-    keyed by its state) and a one-time code waiting for an app (``"code"``, keyed by
-    the code's hash). Kept here, not in a node's memory, so that the provider's
+    keyed by its state), a one-time code waiting for an app (``"code"``, keyed by
+    the code's hash), and a browser's front-channel logout binding (``"frontchannel"``,
+    keyed by the hash of its cookie). Kept here, not in a node's memory, so that the provider's
     redirect and the app's exchange may reach any node."""
 
     async def put_signin_grant(

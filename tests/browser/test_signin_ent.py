@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -124,3 +125,24 @@ def test_signing_out_signs_out_of_the_ent_too(signin_server: SigninServer, pages
     # The next person at this computer is asked for a password again.
     page.locator('.ent-button[data-kind="oidc"]').click()
     expect(page.locator("#passwordfield")).to_be_visible()
+
+
+def test_signing_out_at_the_ent_cuts_the_app_in_the_same_browser(
+        signin_server: SigninServer, pages):
+    # The school turned front-channel logout on (tests/signin_fixture.py): the ENT's
+    # sign-out page, in another tab of the browser that signed in, loads Préau's
+    # front-channel URL in an iframe with Préau's cookie (same site here), and the app's
+    # session ends.
+    app = pages()
+    sign_in_with_the_ent(app, signin_server, "claire.martin")
+    refresh = app.evaluate("sessionStorage.getItem('preau.refresh')")
+    assert refresh
+    ent = app.context.new_page()
+    ent.goto(f"{signin_server.provider.end_session_url}?confirm=1")
+    expect(ent.locator("iframe")).to_have_attribute(
+        "src", re.compile(r"/signin/hugo/oidc/frontchannel-logout\?"))
+    # The connection is closed, the refresh refused: the app is back at its sign-in.
+    expect(app.locator('.ent-button[data-kind="oidc"]')).to_be_visible()
+    refused = httpx.post(f"{signin_server.url}/api/session/refresh",
+                         json={"refresh_token": refresh}, timeout=10)
+    assert refused.status_code == 401
