@@ -99,17 +99,22 @@ class TestMigrations:
         d = await st.create_discussion(HUGO, t1, "Sortie au théâtre", [e1], now=SCHOOL_DAY,
                                        first=("s1", "Prévoir un pique-nique"))
         await st.close()
-        with closing(sqlite3.connect(path)) as db:  # back to before 0010
+        with closing(sqlite3.connect(path)) as db:  # back to before 0010 (and 0011)
             db.executescript(
                 "DROP TABLE message_text; DROP TABLE discussion_text; DROP TABLE user_text;"
-                "DROP TRIGGER message_text_insert; DROP TRIGGER discussion_text_insert;"
+                "DROP TABLE search_progress; DROP TRIGGER discussion_text_insert;"
                 "DROP TRIGGER user_text_insert; DROP TRIGGER user_text_delete;"
                 "DROP TRIGGER user_text_update;"
-                "DELETE FROM schema_version WHERE version = 10;")
+                "DELETE FROM schema_version WHERE version IN (10, 11);")
         st = SqliteStore(path)
         await st.open()
         try:
             assert await st.schema_version() == LATEST_MIGRATION
+            # 0010 indexed the message, 0011 marked it as indexed: not indexed twice.
+            await st.search(HUGO, e1, ["pique"])
+            assert list(await st.db.execute_fetchall(
+                "SELECT (SELECT count(*) FROM message_text_docsize), indexed_upto, "
+                "(SELECT max(rowid) FROM messages) FROM search_progress")) == [(1, 1, 1)]
             hits = await st.search(HUGO, e1, ["pique", "nique"])
             assert [(h.discussion_id, h.kind, h.seq) for h in hits] == [(d.id, "message", 1)]
             assert [h.kind for h in await st.search(HUGO, e1, ["theatre"])] == ["subject"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+from contextlib import closing
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -254,9 +255,10 @@ def _sqlite_counts(path: Path) -> dict[str, int]:
         names = [r[0] for r in db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
             "AND name != 'schema_version' AND sql NOT LIKE 'CREATE VIRTUAL TABLE%'")]
-        # Full-text indexes and their shadow tables (0010_search.sql) are not copied.
-        names = [n for n in names if not any(n.startswith(f"{v}_") for v in
-                                             ("message_text", "discussion_text", "user_text"))]
+        # Full-text indexes and their shadow tables (0010_search.sql) are not copied, nor
+        # how far the destination indexed (0011_search_batches.sql).
+        names = [n for n in names if n != "search_progress" and not any(
+            n.startswith(f"{v}_") for v in ("message_text", "discussion_text", "user_text"))]
         return {n: int(db.execute(f'SELECT count(*) FROM "{n}"').fetchone()[0])
                 for n in names}
 
@@ -533,6 +535,8 @@ class TestTheOtherWay:
         back = tmp_path / "back.db"
         report = await copy_database(copied, f"sqlite:///{back}")
         assert report.rows == sum(_sqlite_counts(school_db).values())
+        # Nothing indexed yet: the first search indexes every copied message, once.
+        assert _search_state(back) == (0, 0)
         original = await open_store(f"sqlite:///{school_db}")
         returned = await open_store(f"sqlite:///{back}")
         try:
@@ -542,3 +546,39 @@ class TestTheOtherWay:
         finally:
             await original.close()
             await returned.close()
+        assert _search_state(back) == _all_messages(back)
+
+    async def test_sqlite_to_sqlite_leaves_the_destination_to_index_everything(
+            self, school_db: Path, tmp_path: Path):
+        """The source's search_progress is its own: copied, it would mark messages as
+        indexed that the destination's index does not hold (or refuse the copy)."""
+        source = await open_store(f"sqlite:///{school_db}")
+        try:  # the source indexed all it holds
+            seen = await _what_everyone_sees(source)
+        finally:
+            await source.close()
+        assert _search_state(school_db) == _all_messages(school_db) != (0, 0)
+        other = tmp_path / "other.db"
+        await copy_database(f"sqlite:///{school_db}", f"sqlite:///{other}")
+        assert _search_state(other) == (0, 0)
+        returned = await open_store(f"sqlite:///{other}")
+        try:
+            assert await _what_everyone_sees(returned) == seen
+        finally:
+            await returned.close()
+        assert _search_state(other) == _all_messages(other)
+
+
+def _search_state(path: Path) -> tuple[int, int]:
+    """How far messages are indexed, and how many rows the index holds."""
+    with closing(sqlite3.connect(path)) as db:
+        upto = db.execute("SELECT indexed_upto FROM search_progress").fetchone()[0]
+        # The index's own rows (its docsize shadow table: one row per indexed message).
+        held = db.execute("SELECT count(*) FROM message_text_docsize").fetchone()[0]
+        return int(upto), int(held)
+
+
+def _all_messages(path: Path) -> tuple[int, int]:
+    with closing(sqlite3.connect(path)) as db:
+        last, count = db.execute("SELECT max(rowid), count(*) FROM messages").fetchone()
+        return int(last), int(count)

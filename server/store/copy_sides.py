@@ -42,6 +42,11 @@ __all__ = ["PostgresSide", "SqliteSide", "copy_database", "open_destination", "o
            "prepare"]
 
 
+# SQLite's own state of its full-text indexes (0011_search_batches.sql): not data, the
+# destination keeps its own.
+_INDEX_STATE = frozenset({"search_progress"})
+
+
 def _quote(name: str) -> str:
     """An identifier from a catalogue, quoted for SQL (both dialects)."""
     return '"' + name.replace('"', '""') + '"'
@@ -140,10 +145,14 @@ class SqliteSide:
             listed = await self._all("SELECT name, sql FROM sqlite_master WHERE type = 'table' "
                                      "AND name NOT LIKE 'sqlite_%'")
             # Full-text indexes (0010_search.sql) and their shadow tables are not data:
-            # the destination's triggers index what the copy writes.
+            # the destination's triggers index what the copy writes, and its own
+            # search_progress (0011_search_batches.sql, 0 in a new database) makes its
+            # first search index every message copied.
             virtual = [name for name, sql in listed
                        if (sql or "").upper().startswith("CREATE VIRTUAL TABLE")]
             for name, sql in listed:
+                if name in _INDEX_STATE:
+                    continue
                 if not any(name == v or name.startswith(f"{v}_") for v in virtual):
                     found[name] = await self._table(name, sql or "")
             return found

@@ -145,6 +145,7 @@ class SqliteStore(SqliteBroadcasts, SqliteSessions, SqliteSignin, SqliteSearch):
         return db
 
     async def close(self) -> None:
+        await self._search_close()
         if self._appender is not None:
             await self._appender.close()
             self._appender = None
@@ -727,9 +728,11 @@ class SqliteStore(SqliteBroadcasts, SqliteSessions, SqliteSignin, SqliteSearch):
     ) -> tuple[StoredMessage, bool]:
         hidden = frozenset(hidden_from)
         if self._appender is not None:
-            return await self._appender.append(school_id, discussion_id, sender, client_id,
-                                               body, now=now, hidden_from=hidden,
-                                               members_version=members_version)
+            appended = await self._appender.append(school_id, discussion_id, sender, client_id,
+                                                   body, now=now, hidden_from=hidden,
+                                                   members_version=members_version)
+            self._search_appended()  # indexed in batches (sqlite_search.py)
+            return appended
         at = ts(now)
         async with self._transaction() as db:
             row = await (
@@ -759,6 +762,7 @@ class SqliteStore(SqliteBroadcasts, SqliteSessions, SqliteSignin, SqliteSearch):
                 (school_id, discussion_id, seq, sender, client_id, body, at,
                  hidden_json(hidden)),
             )
+        self._search_appended()
         return StoredMessage(discussion_id, seq, sender, client_id, body, now, hidden), True
 
     async def messages(

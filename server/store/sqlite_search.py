@@ -2,19 +2,49 @@
 :class:`~server.store.contract.SearchStore`): FTS5 indexes of message text, subjects and
 names (migration ``0010_search.sql``), read through the same rules as ``history`` and
 ``list``: the user's participant rows bound what they may find.
+
+Messages are indexed in batches (migration ``0011_search_batches.sql``), not in the
+append's transaction: FTS5 writes a segment at every commit, and the appender's CPU is
+taken from fan-out. A catch-up indexes the messages after ``search_progress`` and moves
+it on, in write transactions of its own; it runs at the start of every search (so a
+search finds every message committed before it started) and in the background, after
+:data:`BACKLOG` appends or :data:`PENDING_SECONDS` after the first pending one, so that
+searches seldom have much to do. Counting an append is all it adds to the hot path.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+import aiosqlite
 
 from ..model import DiscussionId, SchoolId, UserId
 from .base import MATCH_END, MATCH_START, SearchHit
 from .times import dt, ts
 
 __all__ = ["SqliteSearch"]
+
+log = logging.getLogger(__name__)
+
+# Messages indexed per write transaction: the appender waits for the write lock
+# meanwhile, so a large backlog (after a store copy) goes in several turns.
+BATCH = 5000
+# The background catch-up runs once this many messages were appended since the last
+# one, or this long after the first of fewer.
+BACKLOG = 500
+PENDING_SECONDS = 5.0
+
+# The rows after the progress mark, in rowid order (the order they were committed in:
+# one writer at a time, and SQLite gives each new row the largest rowid plus one).
+_NEXT = ("SELECT max(r), count(*) "
+         "FROM (SELECT rowid AS r FROM messages WHERE rowid > ? ORDER BY rowid LIMIT ?)")
+_INDEX = ("INSERT INTO message_text (rowid, body) "
+          "SELECT rowid, body FROM messages WHERE rowid > ? AND rowid <= ?")
 
 # Words a snippet keeps around the matches (FTS5 counts tokens).
 SNIPPET_WORDS = 16
@@ -96,6 +126,84 @@ class SqliteSearch:
 
     if TYPE_CHECKING:
         async def _all(self, sql: str, args: Any) -> Iterable[Any]: ...
+        async def _one(self, sql: str, args: Any) -> Any: ...
+        def _transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
+
+    # Appended since the last catch-up (this process's), and the task that catches up.
+    _search_pending: int = 0
+    _search_task: asyncio.Task[None] | None = None
+    _search_wake: asyncio.Event | None = None
+    _search_closing: bool = False
+
+    def _search_appended(self) -> None:
+        """Called after each message this process appends: a count, and a wake-up once
+        the backlog is worth a batch (the task itself is started at the first)."""
+        self._search_pending += 1
+        if self._search_task is None:
+            if self._search_closing:
+                return
+            self._search_wake = asyncio.Event()
+            self._search_task = asyncio.create_task(self._search_background(),
+                                                    name="search catch-up")
+        if self._search_pending >= BACKLOG and self._search_wake is not None:
+            self._search_wake.set()
+
+    async def _search_background(self) -> None:
+        wake = self._search_wake
+        assert wake is not None
+        while not self._search_closing:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), PENDING_SECONDS)
+            wake.clear()
+            if self._search_closing:
+                return
+            if self._search_pending == 0:
+                continue
+            try:
+                await self.index_messages()
+            except Exception:  # the next search or turn retries; the sender never sees it
+                log.exception("indexing messages for search failed")
+
+    async def _search_close(self) -> None:
+        """Stop the background catch-up (what it left is indexed by the next search,
+        in this process or another)."""
+        self._search_closing = True
+        task, self._search_task = self._search_task, None
+        if task is not None:
+            if self._search_wake is not None:
+                self._search_wake.set()
+            await task
+
+    async def index_messages(self) -> int:
+        """Index the messages not in ``message_text`` yet; returns how many."""
+        self._search_pending = 0
+        # Nothing new (the usual case): a read, no write lock. Whatever the reader sees
+        # was committed before this call, so a mark at or past it leaves nothing behind.
+        row = await self._one(
+            "SELECT (SELECT coalesce(max(rowid), 0) FROM messages) - indexed_upto "
+            "FROM search_progress", ())
+        if row is None or row[0] <= 0:
+            return 0
+        total = 0
+        while True:
+            done = await self._index_batch()
+            total += done
+            if done < BATCH:
+                return total
+
+    async def _index_batch(self) -> int:
+        # The mark is read under the write lock: two processes catching up at once
+        # take turns, the second starting where the first stopped.
+        async with self._transaction() as db:
+            found = await (await db.execute("SELECT indexed_upto FROM search_progress")).fetchone()
+            mark = 0 if found is None else int(found[0])
+            found = await (await db.execute(_NEXT, (mark, BATCH))).fetchone()
+            upto, count = (None, 0) if found is None else found
+            if upto is None:
+                return 0
+            await db.execute(_INDEX, (mark, upto))
+            await db.execute("UPDATE search_progress SET indexed_upto = ?", (upto,))
+            return int(count)
 
     async def search(
         self,
@@ -108,6 +216,7 @@ class SqliteSearch:
     ) -> list[SearchHit]:
         if not words:
             return []
+        await self.index_messages()
         at, did, seq = (None, 0, 0) if before is None else (ts(before[0]), *before[1:])
         match = match_expression(words)
         rows = await self._all(_SEARCH, {
