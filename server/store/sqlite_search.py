@@ -134,6 +134,8 @@ class SqliteSearch:
     _search_task: asyncio.Task[None] | None = None
     _search_wake: asyncio.Event | None = None
     _search_closing: bool = False
+    # How long a pending backlog may wait (tests make it long, to see a search alone).
+    search_pending_seconds: float = PENDING_SECONDS
 
     def _search_appended(self) -> None:
         """Called after each message this process appends: a count, and a wake-up once
@@ -153,7 +155,7 @@ class SqliteSearch:
         assert wake is not None
         while not self._search_closing:
             with suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), PENDING_SECONDS)
+                await asyncio.wait_for(wake.wait(), self.search_pending_seconds)
             wake.clear()
             if self._search_closing:
                 return

@@ -6,8 +6,9 @@ imports), does one job and prints what the store answered, as JSON, on stdout.
 Jobs (``JOB["do"]``, see :data:`JOBS`): ``append`` messages, ``start`` discussions,
 ``join`` a discussion once it has reached a seq, ``mark_read``, ``claim_held`` and
 ``claim_broadcasts``, create a ``broadcast``, ``hold`` starts, mark a broadcast
-``received``, ``answer`` a poll, list the ``schools``, ``rotate`` a refresh token;
-each with the arguments its function reads from ``JOB``.
+``received``, ``answer`` a poll, list the ``schools``, ``rotate`` a refresh token,
+``append_search`` (append, then search for what was just appended); each with the
+arguments its function reads from ``JOB``.
 
 :func:`run_workers` starts several, says go once all have opened the store, and
 gathers what they printed.
@@ -183,6 +184,22 @@ async def _rotate(store: Store, job: dict[str, Any], now: datetime) -> Any:
 
 
 JOBS["rotate"] = _rotate
+
+
+async def _append_search(store: Store, job: dict[str, Any], now: datetime) -> Any:
+    """Append each message (its client id is a word of its text), then search for it
+    as ``reader``; ``[client_id, seq, found seqs]`` per message."""
+    school, d = SchoolId(job["school"]), DiscussionId(job["discussion"])
+    answers = []
+    for cid in job["client_ids"]:
+        m, _ = await store.append_message(school, d, UserId(job["sender"]), cid,
+                                          f"mot {cid}", now=now)
+        hits = await store.search(school, UserId(job["reader"]), [cid])
+        answers.append([cid, m.seq, [h.seq for h in hits]])
+    return answers
+
+
+JOBS["append_search"] = _append_search
 
 
 async def _job(job: dict[str, Any]) -> Any:

@@ -8,7 +8,10 @@ in, what was said after they left, a message hidden from them.
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +19,8 @@ from server.directory import parse_directory
 from server.model import DiscussionId
 from server.store import SearchHit, Store
 from server.store.base import MATCH_END, MATCH_START
+from server.store.sqlite import SqliteStore
+from tests.contracts.store_worker import run_workers
 from tests.contracts.stores import E1, E2, E3, HUGO, MOULIN, T1, T2, at
 from tests.schools import school_doc
 
@@ -156,3 +161,59 @@ async def test_names_follow_a_new_import(schools: Store):
     assert found(await schools.search(HUGO, E1, ["lefevre"])) == [(d, "participant", 0)]
     assert await schools.search(HUGO, E1, ["martin"]) == []
     assert await schools.search(HUGO, E1, ["helene"]) == []
+
+
+def _sqlite_index(store_url: str) -> tuple[int, int, int, int] | None:
+    """SQLite indexes messages in batches (0011_search_batches.sql): how far
+    (``indexed_upto``), how many rows the index holds (its docsize table has one per
+    message), the last message's rowid and how many there are. None on PostgreSQL."""
+    if not store_url.startswith("sqlite:///"):
+        return None
+    with closing(sqlite3.connect(store_url.removeprefix("sqlite:///"))) as db:
+        row = db.execute(
+            "SELECT indexed_upto, (SELECT count(*) FROM message_text_docsize), "
+            "(SELECT coalesce(max(rowid), 0) FROM messages), "
+            "(SELECT count(*) FROM messages) FROM search_progress").fetchone()
+        return tuple(int(v) for v in row)  # type: ignore[return-value]
+
+
+class TestWhatWasJustSaid:
+    """A search finds every message committed before it started, however the store
+    indexes them (SQLite: in batches, off the append's path)."""
+
+    async def test_messages_appended_just_before_are_found(self, schools: Store,
+                                                           store_url: str):
+        if isinstance(schools, SqliteStore):  # no background batch meanwhile
+            schools.search_pending_seconds = 3600.0
+        d = (await schools.create_discussion(HUGO, T1, "Sortie", [E1], now=at(0))).id
+        for i in range(30):
+            await schools.append_message(HUGO, d, T1, f"c{i}", f"consigne numéro{i}",
+                                         now=at(1))
+        state = _sqlite_index(store_url)
+        if state is not None:  # no batch has run yet: the search itself catches up
+            upto, held, last, count = state
+            assert (upto, held) == (0, 0)
+            assert (last, count) == (30, 30)
+        hits = await schools.search(HUGO, E1, ["consigne"], limit=50)
+        assert sorted(h.seq for h in hits) == list(range(1, 31))
+        assert found(await schools.search(HUGO, E1, ["numéro29"])) == [(d, "message", 30)]
+        if state is not None:
+            assert _sqlite_index(store_url) == (30, 30, 30, 30)
+
+    async def test_two_processes_appending_and_searching_index_each_message_once(
+            self, schools: Store, store_url: str, tmp_path: Path):
+        d = (await schools.create_discussion(HUGO, T1, "Sortie", [E1], now=at(0))).id
+
+        def job(sender: str, prefix: str) -> dict[str, object]:
+            return {"do": "append_search", "url": store_url, "school": HUGO,
+                    "now": at(1).isoformat(), "discussion": d, "sender": sender,
+                    "reader": E1, "client_ids": [f"{prefix}{i}" for i in range(80)]}
+
+        answers = await run_workers([job(T1, "a"), job(E1, "b")], tmp_path / "go")
+        for answer in answers:
+            for cid, seq, seqs in answer:
+                assert seqs == [seq], cid  # found by the search right after it
+        assert len(await schools.search(HUGO, E1, ["mot"], limit=500)) == 160
+        state = _sqlite_index(store_url)
+        if state is not None:  # every message in the index, once
+            assert state == (160, 160, 160, 160)
