@@ -4,6 +4,7 @@ suite's, in tests/contracts/test_store_*.py, run on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import closing
@@ -19,6 +20,7 @@ from server.model import (
     UserId,
 )
 from server.store import AlreadyStarted, SqliteStore
+from server.store.sqlite_search import BACKLOG
 from tests.conftest import SCHOOL_DAY
 from tests.schools import other_school_doc, school_doc
 
@@ -126,6 +128,72 @@ class TestMigrations:
         row = await (await store.db.execute("PRAGMA journal_mode")).fetchone()
         assert row is not None
         assert row[0] == "wal"
+
+
+class TestSearchBatches:
+    """Messages are indexed in batches off the append's path (0011_search_batches.sql,
+    server/store/sqlite_search.py); searches are exact whatever the batches did."""
+
+    @staticmethod
+    def _progress(path: str) -> tuple[int, int]:
+        with closing(sqlite3.connect(path)) as db:
+            row = db.execute("SELECT indexed_upto, (SELECT count(*) FROM message_text_docsize) "
+                             "FROM search_progress").fetchone()
+            return int(row[0]), int(row[1])
+
+    async def _discussion(self, st: SqliteStore) -> DiscussionId:
+        await _two_schools(st)
+        return (await st.create_discussion(HUGO, UserId("t1"), "Sortie", [UserId("e1")],
+                                           now=SCHOOL_DAY)).id
+
+    async def test_a_backlog_is_indexed_in_the_background(self, tmp_path: Path):
+        path = str(tmp_path / "b.db")
+        st = SqliteStore(path)
+        await st.open()
+        try:
+            d = await self._discussion(st)
+            st.search_pending_seconds = 3600.0  # the backlog alone wakes it
+            for i in range(BACKLOG):
+                await st.append_message(HUGO, d, UserId("t1"), f"c{i}", "bonjour",
+                                        now=SCHOOL_DAY)
+            for _ in range(1000):  # no search: the background task does it
+                if self._progress(path) == (BACKLOG, BACKLOG):
+                    break
+                await asyncio.sleep(0.01)
+            assert self._progress(path) == (BACKLOG, BACKLOG)
+        finally:
+            await st.close()
+
+    async def test_a_failed_batch_is_logged_and_the_next_search_indexes_it(
+            self, tmp_path: Path, caplog: pytest.LogCaptureFixture):
+        path = str(tmp_path / "f.db")
+        st = SqliteStore(path)
+        await st.open()
+        try:
+            d = await self._discussion(st)
+            st.search_pending_seconds = 3600.0
+            with closing(sqlite3.connect(path)) as db:  # every batch fails from now on
+                db.execute("CREATE TRIGGER refuse BEFORE UPDATE ON search_progress "
+                           "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+                db.commit()
+            for i in range(BACKLOG + 1):  # the senders never see it
+                m, new = await st.append_message(HUGO, d, UserId("t1"), f"c{i}", "bonjour",
+                                                 now=SCHOOL_DAY)
+                assert (m.seq, new) == (i + 1, True)
+            for _ in range(1000):
+                if "indexing messages for search failed" in caplog.text:
+                    break
+                await asyncio.sleep(0.01)
+            assert "refused by the test" in caplog.text
+            assert self._progress(path) == (0, 0)  # rolled back whole
+            with closing(sqlite3.connect(path)) as db:
+                db.execute("DROP TRIGGER refuse")
+                db.commit()
+            hits = await st.search(HUGO, UserId("e1"), ["bonjour"], limit=1000)
+            assert len(hits) == BACKLOG + 1
+            assert self._progress(path) == (BACKLOG + 1, BACKLOG + 1)
+        finally:
+            await st.close()  # stops the background task (pytest fails on a pending one)
 
 
 class TestArrivingLater:
