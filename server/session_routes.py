@@ -43,7 +43,7 @@ _MAX_TOKEN_CHARS = 200
 
 
 class Caller(Protocol):
-    """What the logout route needs of an authenticated request (``web._Caller``)."""
+    """What the logout route needs of an authenticated request (``rest.Caller``)."""
 
     @property
     def identity(self) -> Identity: ...

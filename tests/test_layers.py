@@ -40,7 +40,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("node", ("server.node",)),
     ("session", ("server.session",)),
     ("app", ("server.web", "server.headers", "server.handshake", "server.session_routes",
-             "server.signin", "server.mysettings")),
+             "server.signin", "server.mysettings", "server.rest", "server.routes_me",
+             "server.routes_preferences", "server.routes_admin", "server.routes_broadcasts")),
     ("cli", ("server.cli", "server.__main__", "server.loadtest", "server.client",
              "server.session_client")),
 ]
