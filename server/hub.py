@@ -200,6 +200,32 @@ class Allowance:
         return self.tokens + (now - self.refilled) * self.rate >= self.burst
 
 
+class AddressAllowances:
+    """One :class:`Allowance` per client address, for the routes that run before anyone
+    is known (refreshing a session, starting a sign-in): a flood from one address
+    waits, others do not. At most ``keep`` addresses are remembered; beyond that the
+    full allowances, which differ in nothing from fresh ones, are forgotten."""
+
+    __slots__ = ("_allowances", "burst", "keep", "rate")
+
+    def __init__(self, rate: float, burst: float, *, keep: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.keep = keep
+        self._allowances: dict[str, Allowance] = {}
+
+    def take(self, address: str) -> float:
+        """Spend one for ``address``: 0.0 if done, else the seconds to wait."""
+        allowance = self._allowances.get(address)
+        if allowance is None:
+            if len(self._allowances) >= self.keep:
+                now = time.monotonic()
+                self._allowances = {a: b for a, b in self._allowances.items()
+                                    if not b.full(now)}
+            allowance = self._allowances[address] = Allowance(self.rate, self.burst)
+        return allowance.take(1.0)
+
+
 _FORGET_FULL_AFTER = 1024  # allowances kept before looking for ones to forget
 
 

@@ -18,7 +18,6 @@ the limit leaves room for tens of thousands of users on 15-minute tokens.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -28,7 +27,7 @@ from starlette.responses import JSONResponse, Response
 
 from .clock import Clock
 from .errors import ErrorCode, PreauError, Refused
-from .hub import Allowance
+from .hub import AddressAllowances
 from .model import UserId
 from .sessions import Credentials, Sessions
 from .settings import Json
@@ -38,7 +37,6 @@ __all__ = ["REFRESH_BURST", "REFRESH_RATE", "SessionRoutes", "credentials_json"]
 
 REFRESH_RATE = 50.0  # refreshes a second, per client address
 REFRESH_BURST = 500.0
-_MAX_ADDRESSES = 10_000  # allowances kept before the full ones are forgotten
 _MAX_TOKEN_CHARS = 200
 
 
@@ -72,7 +70,7 @@ class SessionRoutes:
         self._clock = clock
         self._error_response = error_response
         self._json_body = json_body
-        self._allowances: dict[str, Allowance] = {}
+        self._allowances: AddressAllowances | None = None  # made at the first refresh
 
     async def refresh(self, request: Request) -> Response:
         try:
@@ -109,14 +107,9 @@ class SessionRoutes:
 
     def _charge(self, request: Request) -> None:
         address = request.client.host if request.client is not None else ""
-        allowance = self._allowances.get(address)
-        if allowance is None:
-            if len(self._allowances) >= _MAX_ADDRESSES:
-                now = time.monotonic()
-                self._allowances = {a: b for a, b in self._allowances.items()
-                                    if not b.full(now)}
-            allowance = self._allowances[address] = Allowance(REFRESH_RATE, REFRESH_BURST)
-        wait = allowance.take(1.0)
+        if self._allowances is None:
+            self._allowances = AddressAllowances(REFRESH_RATE, REFRESH_BURST)
+        wait = self._allowances.take(address)
         if wait:
             raise Refused(ErrorCode.RATE_LIMITED,
                           retry_at=self._clock() + timedelta(seconds=wait))

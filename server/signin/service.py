@@ -3,7 +3,6 @@ addresses they make and check, and how they answer a browser or an app."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -14,7 +13,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ..clock import Clock
 from ..errors import ErrorCode
-from ..hub import Allowance
+from ..hub import AddressAllowances
 from ..model import SchoolId, UserId
 from ..schools import Schools
 from ..sessions import Sessions
@@ -30,7 +29,6 @@ __all__ = ["MAX_FORM", "MAX_PARAM", "Signin", "allowed_redirect", "back_to_app",
 
 SIGNIN_RATE = 5.0  # sign-in starts and code exchanges a second, per client address
 SIGNIN_BURST = 50.0
-_MAX_ADDRESSES = 10_000  # allowances kept before the full ones are forgotten
 MAX_FORM = 32_768  # bytes of a logout request
 MAX_PARAM = 2048  # a redirect URI, a state, a code: anything longer is not one
 
@@ -46,20 +44,14 @@ class Signin:
     clock: Clock
     http: httpx.AsyncClient
     _oidc: dict[SchoolId, OidcClient] = field(default_factory=dict)
-    _allowances: dict[str, Allowance] = field(default_factory=dict)
+    _allowances: AddressAllowances = field(
+        default_factory=lambda: AddressAllowances(SIGNIN_RATE, SIGNIN_BURST))
 
     def retry_after(self, request: Request) -> float:
         """Seconds this client address must wait (0: go on). Starts write a pending
         sign-in to the database and need no account: each address gets a few a second."""
         address = request.client.host if request.client is not None else ""
-        allowance = self._allowances.get(address)
-        if allowance is None:
-            if len(self._allowances) >= _MAX_ADDRESSES:
-                now = time.monotonic()
-                self._allowances = {a: b for a, b in self._allowances.items()
-                                    if not b.full(now)}
-            allowance = self._allowances[address] = Allowance(SIGNIN_RATE, SIGNIN_BURST)
-        return allowance.take(1.0)
+        return self._allowances.take(address)
 
     def oidc(self, school: SchoolId) -> OidcClient | None:
         provider = self.config.provider(school, "oidc")
