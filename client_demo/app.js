@@ -83,6 +83,8 @@ register({
     'app.access.title': 'Les discussions ne sont pas disponibles',
     'app.access.explain': 'C’est l’administrateur de l’établissement qui en décide. Rien de ce que vous avez écrit n’est perdu : vos discussions reviennent quand l’accès est rétabli.',
     'app.you': 'Vous',
+    // French puts a (no-break) space before the colon.
+    'app.preview': '{who}\u00a0: {body}',
     'app.left': '(parti) {preview}',
     'app.unread': ' non lu(s)',
     'app.heldUntil': 'Sera remis {when}',
@@ -138,6 +140,7 @@ register({
     'app.access.title': 'Discussions are not available',
     'app.access.explain': 'The school’s administrator decides this. Nothing you wrote is lost: your discussions come back when access is given again.',
     'app.you': 'You',
+    'app.preview': '{who}: {body}',
     'app.left': '(left) {preview}',
     'app.unread': ' unread',
     'app.heldUntil': 'Will be delivered at {when}',
@@ -572,7 +575,7 @@ function renderList() {
     const unread = chat.unread(d);
     const present = chat.isPresent(d);
     const mine = last && chat.me && last.sender === chat.me.id;
-    const preview = last ? `${mine ? t('app.you') : personLabel(chat.person(last.sender), last.sender)}: ${last.body}` : '';
+    const preview = last ? t('app.preview', { who: mine ? t('app.you') : personLabel(chat.person(last.sender), last.sender), body: last.body }) : '';
     const active = route.name === 'discussion' && route.id === d.id;
     const version = [d.subject, preview, unread, present, active, last && last.at, language()].join('|');
     return {

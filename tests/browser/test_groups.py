@@ -124,4 +124,4 @@ def test_the_discussion_list_names_a_parent_with_her_child(app: App):
     parent.locator(".composer textarea").fill("Oui, jeudi 17 h.")
     parent.locator(".composer button[type=submit]").click()
     expect(teacher.locator(".discussion-list .item-preview")).to_have_text(
-        "Claire André, mère de Léa André (6e A): Oui, jeudi 17 h.")
+        "Claire André, mère de Léa André (6e A)\u00a0: Oui, jeudi 17 h.")
