@@ -56,7 +56,11 @@ def words(query: str) -> list[str]:
     if len(found) > MAX_WORDS:
         raise Refused(ErrorCode.BAD_REQUEST,
                       f"La recherche compte trop de mots : {MAX_WORDS} au plus.")
-    return found
+    # A word of one letter is matched as the start of a word, so it matches nearly every
+    # word of the index (of every school: the index is shared), and scanning that would
+    # cost the whole node a long read for one user's query; it narrows nothing anyway
+    # (« l » of « l'école »). It is left out, like a stop word.
+    return [w for w in found if len(w) >= MIN_WORD_CHARS]
 
 
 def cursor(hit: SearchHit) -> str:
